@@ -1,0 +1,158 @@
+"""The `builder` command line.
+
+Only click is imported at start-up: `builder --help` must feel instant, so every command imports
+what it needs (pydantic, boto3, ...) when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+
+import click
+
+from builder import __version__
+from builder.errors import BuilderError
+
+INTERNAL_ERROR_EXIT = 70  # sysexits' EX_SOFTWARE: a bug in the builder, not in the user's input
+
+
+@dataclass
+class GlobalOptions:
+    """Options every command takes, before or after its name (as the AWS CLI does)."""
+
+    config: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    assignments: list[str] = field(default_factory=list)
+    json: bool = False
+    dry_run: bool = False
+    debug: bool = False
+
+
+def _remember(name: str):
+    def callback(ctx: click.Context, _param: click.Parameter, value):
+        options = ctx.find_object(GlobalOptions)
+        if options is None or value in (None, False, ()):
+            return
+        if name == "assignments":
+            options.assignments.extend(value)
+        else:
+            setattr(options, name, value)
+
+    return callback
+
+
+_GLOBAL_OPTIONS = [
+    click.option(
+        "--config",
+        "-c",
+        metavar="PATH",
+        callback=_remember("config"),
+        expose_value=False,
+        help="Platform config file [env BUILDER_CONFIG; default ./platform.yaml].",
+    ),
+    click.option(
+        "--profile",
+        metavar="NAME",
+        callback=_remember("profile"),
+        expose_value=False,
+        help="AWS profile [env AWS_PROFILE].",
+    ),
+    click.option(
+        "--region",
+        metavar="NAME",
+        callback=_remember("region"),
+        expose_value=False,
+        help="AWS region [env AWS_REGION].",
+    ),
+    click.option(
+        "--set",
+        "assignments",
+        metavar="KEY=VALUE",
+        multiple=True,
+        callback=_remember("assignments"),
+        expose_value=False,
+        help="Override one config value, e.g. --set aws.instance_type=g5.xlarge.",
+    ),
+    click.option(
+        "--json", is_flag=True, callback=_remember("json"), expose_value=False, help="Machine-readable output."
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        callback=_remember("dry_run"),
+        expose_value=False,
+        help="Show what would be done; change nothing.",
+    ),
+    click.option(
+        "--debug",
+        is_flag=True,
+        callback=_remember("debug"),
+        expose_value=False,
+        help="Show tracebacks and raw tool output.",
+    ),
+]
+
+
+def global_options(command):
+    for option in reversed(_GLOBAL_OPTIONS):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@global_options
+@click.version_option(__version__, prog_name="builder")
+def cli() -> None:
+    """Bake a golden image of the AI platform and launch instances of it that come up ready.
+
+    Every command reads one platform config (platform.yaml). Values come from, lowest first:
+    built-in defaults, the file, the environment (AWS_PROFILE, AWS_REGION, BUILDER__SECTION__KEY),
+    and flags (--profile, --region, --set KEY=VALUE).
+    """
+
+
+def _register() -> None:
+    from builder.commands import config_cmd, pending
+
+    cli.add_command(config_cmd.config)
+    for command in pending.commands():
+        cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = GlobalOptions()
+    try:
+        status = cli.main(args=argv, prog_name="builder", standalone_mode=False, obj=options)
+    except click.exceptions.Exit as exc:
+        status = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        status = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        status = 130
+    except BuilderError as exc:
+        report_error(exc, options)
+        status = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        status = 130
+    except Exception as exc:
+        if options.debug:
+            raise
+        click.echo(f"builder: internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("This is a bug in builder. Run again with --debug for the traceback.", err=True)
+        status = INTERNAL_ERROR_EXIT
+    sys.exit(status or 0)
+
+
+def report_error(error: BuilderError, options: GlobalOptions) -> None:
+    if options.json:
+        click.echo(json.dumps(error.to_json(), indent=2))
+    click.echo(f"builder: {error}", err=True)

@@ -1,0 +1,93 @@
+"""`builder config show|validate|reference`: the merged platform config and where each value came from."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from builder.cli import GlobalOptions, global_options
+
+
+def load(options: GlobalOptions, file: str | None = None, *, require_file: bool = False):
+    """The merged config for these options. A missing default platform.yaml means built-in defaults."""
+    from builder.config.layers import default_config_path
+    from builder.config.loader import load_config
+    from builder.errors import ConfigError, Problem
+
+    if file is not None:
+        path, named = Path(file), True
+    elif options.config is not None:
+        path, named = Path(options.config), True
+    else:
+        path, named = default_config_path(os.environ)
+    if not named and not path.exists():
+        if require_file:
+            raise ConfigError(
+                str(path),
+                [
+                    Problem(
+                        str(path),
+                        "",
+                        "no such file; pass one (builder config validate FILE) or copy "
+                        "examples/platform.yaml to ./platform.yaml",
+                    )
+                ],
+            )
+        path = None
+    return load_config(
+        path, environ=os.environ, region=options.region, profile=options.profile, assignments=options.assignments
+    )
+
+
+@click.group()
+@global_options
+def config() -> None:
+    """Show, check and document the platform config."""
+
+
+@config.command()
+@global_options
+@click.pass_obj
+def show(options: GlobalOptions) -> None:
+    """Print the merged config, each value with where it came from."""
+    from builder.config.render import annotated_yaml
+
+    loaded = load(options)
+    if options.json:
+        click.echo(
+            json.dumps({"file": _name(loaded.file), "config": loaded.as_dict(), "sources": loaded.sources}, indent=2)
+        )
+        return
+    if loaded.file is None:
+        click.echo("# no platform.yaml here: built-in defaults (start from examples/platform.yaml)", err=True)
+    click.echo(annotated_yaml(loaded.as_dict(), loaded.sources), nl=False)
+
+
+@config.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=True))
+@global_options
+@click.pass_obj
+def validate(options: GlobalOptions, file: str | None) -> None:
+    """Check a config file (default: --config, $BUILDER_CONFIG or ./platform.yaml)."""
+    loaded = load(options, file, require_file=True)
+    name = _name(loaded.file)
+    if options.json:
+        click.echo(json.dumps({"ok": True, "file": name, "version": loaded.config.version}))
+    else:
+        click.echo(f"{name}: valid (version {loaded.config.version}, platform {loaded.config.name!r})")
+
+
+@config.command()
+@global_options
+def reference() -> None:
+    """Print the config reference (Markdown), generated from the schema."""
+    from builder.config.reference import markdown_reference
+
+    click.echo(markdown_reference(), nl=False)
+
+
+def _name(path: Path | None) -> str | None:
+    return str(path) if path is not None else None

@@ -1,0 +1,363 @@
+"""The platform config, version 1: every choice a user makes, typed, with safe defaults.
+
+Each field's `description` is the reference documentation (README and `builder config
+reference` are generated from it). Validation messages say what would be valid.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+CONFIG_VERSION = 1
+
+# Canonical's AWS account: the owner of the official Ubuntu AMIs.
+CANONICAL_OWNER_ID = "099720109477"
+
+
+def _pattern_check(pattern: str, what: str):
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+
+    return check
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"must be a CIDR block such as 203.0.113.0/24 ({exc})") from None
+    return value
+
+
+def _model_ref(value: str) -> str:
+    name, sep, tag = value.partition(":")
+    if not sep or not tag:
+        raise ValueError("must name a tag, as NAME:TAG (for example llama3.2:3b)")
+    if tag == "latest":
+        raise ValueError("':latest' moves under you; name a fixed tag (for example llama3.2:3b)")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)?", name) or not re.fullmatch(
+        r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", tag
+    ):
+        raise ValueError("must be NAME:TAG with lowercase letters, digits, '.', '_', '-' (e.g. qwen2.5:7b)")
+    return value
+
+
+def _ssm_parameter(value: str) -> str:
+    # Values only: never echo the input, a user may have pasted the secret itself here.
+    if not re.fullmatch(r"/[A-Za-z0-9_.\-/]{1,1010}", value) or "//" in value:
+        raise ValueError(
+            "must be the NAME of an SSM parameter such as /ai-platform/tailscale/auth-key "
+            "(a leading '/', then letters, digits, '_', '.', '-', '/'); "
+            "never the secret itself: store it with `builder secrets set`"
+        )
+    return value
+
+
+Region = Annotated[
+    str, AfterValidator(_pattern_check(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region such as eu-west-1"))
+]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+ModelRef = Annotated[str, AfterValidator(_model_ref)]
+SsmParameter = Annotated[str, AfterValidator(_ssm_parameter)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+KmsKey = Annotated[
+    str,
+    AfterValidator(
+        _pattern_check(
+            r"(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+|alias/[A-Za-z0-9/_-]+|"
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})",
+            "a KMS key id, key ARN, alias/NAME or alias ARN",
+        )
+    ),
+]
+AccountId = Annotated[str, AfterValidator(_pattern_check(r"\d{12}", "a 12-digit AWS account id"))]
+
+
+class Section(BaseModel):
+    # strict: YAML already types its values; "100" for a size is a mistake worth reporting.
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+class AwsSettings(Section):
+    region: Region = Field("us-east-1", description="AWS region of the instance, its volume and the AMI.")
+    profile: str | None = Field(None, description="AWS CLI profile to use; null uses the default chain.")
+    instance_type: str = Field(
+        "m6i.2xlarge",
+        description="EC2 instance type (checked against botocore's list). 8 vCPU / 32 GiB runs the stack "
+        "with CPU-only Ollama; pick a g-family type for GPU inference.",
+    )
+    subnet_id: str | None = Field(
+        None,
+        description="Subnet to launch into; null picks a default-VPC subnet in the data volume's zone.",
+        pattern=r"^subnet-[0-9a-f]{8,17}$",
+    )
+    ssh_ingress_cidrs: list[Cidr] = Field(
+        default_factory=list,
+        description="CIDRs allowed to reach SSH (22/tcp). Empty: no inbound port but Tailscale's 41641/udp.",
+    )
+
+    @model_validator(mode="after")
+    def _known_instance_type(self) -> AwsSettings:
+        from builder.config.instance_types import suggest_instance_types
+
+        suggestion = suggest_instance_types(self.instance_type)
+        if suggestion is not None:
+            raise ValueError(f"instance_type: unknown instance type {self.instance_type!r}{suggestion}")
+        return self
+
+
+class DataVolume(Section):
+    size_gib: int = Field(100, ge=1, le=65536, description="Size of the EBS data volume mounted at /mnt/data.")
+    type: Literal["gp3", "gp2", "io1", "io2"] = Field("gp3", description="EBS volume type.")
+    iops: int | None = Field(
+        3000, ge=100, description="Provisioned IOPS (gp3: at least 3000; io1/io2: required; gp2: must be null)."
+    )
+    throughput_mibps: int | None = Field(
+        125, ge=125, description="Throughput in MiB/s (gp3 only, at least 125; null for other types)."
+    )
+    encrypted: bool = Field(True, description="Encrypt the data volume.")
+    kms_key_id: KmsKey | None = Field(None, description="KMS key for the data volume; null uses aws/ebs.")
+    availability_zone: str | None = Field(
+        None,
+        description="Zone of the data volume (and so of the instance); null takes the region's first zone "
+        "with a usable subnet.",
+        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$",
+    )
+
+    @model_validator(mode="after")
+    def _type_specific(self) -> DataVolume:
+        if self.type == "gp3":
+            if self.iops is not None and self.iops < 3000:
+                raise ValueError("iops: gp3 volumes have at least 3000 IOPS")
+        elif self.type == "gp2":
+            if self.iops is not None:
+                raise ValueError("iops: gp2 volumes take no provisioned IOPS; set iops: null")
+        elif self.iops is None:
+            raise ValueError(f"iops: {self.type} volumes need provisioned IOPS")
+        if self.type != "gp3" and self.throughput_mibps is not None:
+            raise ValueError(f"throughput_mibps: only gp3 takes a throughput; set it to null for {self.type}")
+        if self.kms_key_id is not None and not self.encrypted:
+            raise ValueError("kms_key_id: a KMS key needs encrypted: true")
+        return self
+
+
+class Service(Section):
+    enabled: bool = Field(True, description="Run this service.")
+
+
+class EdgeService(Service):
+    edge_port: Port = Field(
+        description="TLS port of the edge NGINX for this app (it cannot live under a sub-path); "
+        "its seed path redirects here."
+    )
+
+
+class Services(Section):
+    """The services of the seed architecture. Postgres, Redis and Weaviate follow the apps that need them."""
+
+    ollama: Service = Field(default_factory=Service, description="Ollama, local models (11434).")
+    litellm: Service = Field(default_factory=Service, description="LiteLLM gateway (4000), served at /litellm.")
+    anythingllm: EdgeService = Field(
+        default_factory=lambda: EdgeService(edge_port=8444), description="AnythingLLM (3001)."
+    )
+    clawdbot: Service = Field(default_factory=Service, description="Clawdbot (OpenClaw gateway), served at /clawdbot.")
+    dify: EdgeService = Field(default_factory=lambda: EdgeService(edge_port=8445), description="Dify.")
+    n8n: EdgeService = Field(default_factory=lambda: EdgeService(edge_port=8446), description="n8n (5678).")
+    signal_api: Service = Field(default_factory=Service, description="Signal REST API (8080, json-rpc mode).")
+    gdrive: Service = Field(
+        default_factory=Service,
+        description="Google Drive rclone mount at /mnt/data/gdrive; stays off until its rclone secret exists.",
+    )
+
+
+class Ollama(Section):
+    models: list[ModelRef] = Field(
+        default_factory=lambda: ["llama3.2:3b", "qwen2.5:7b", "deepseek-r1:7b"],
+        description="Models baked into the image, each NAME:TAG.",
+    )
+    keep_alive: str = Field(
+        "5m",
+        description="How long a model stays loaded after a request (OLLAMA_KEEP_ALIVE: 30s, 5m, 24h, -1).",
+        pattern=r"^(-1|\d+(s|m|h))$",
+    )
+    context_length: int = Field(4096, ge=256, le=1048576, description="Default context window in tokens.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Ollama:
+        duplicates = sorted({m for m in self.models if self.models.count(m) > 1})
+        if duplicates:
+            raise ValueError(f"models: listed more than once: {', '.join(duplicates)}")
+        return self
+
+
+class Tailscale(Section):
+    auth_key_parameter: SsmParameter = Field(
+        "/ai-platform/tailscale/auth-key",
+        description="SSM SecureString parameter holding the Tailscale auth key (read by the instance role).",
+    )
+    hostname_pattern: str = Field(
+        "{platform}-{instance}",
+        description="Tailscale hostname; {platform} and {instance} are replaced.",
+        pattern=r"^[a-z0-9{}-]+$",
+    )
+    tags: list[Annotated[str, Field(pattern=r"^tag:[a-z0-9][a-z0-9-]*$")]] = Field(
+        default_factory=lambda: ["tag:ai-platform"], description="ACL tags the node advertises (tag:NAME)."
+    )
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> Tailscale:
+        unknown = set(re.findall(r"{([^}]*)}", self.hostname_pattern)) - {"platform", "instance"}
+        if unknown or self.hostname_pattern.count("{") != self.hostname_pattern.count("}"):
+            raise ValueError("hostname_pattern: the only placeholders are {platform} and {instance}")
+        if "{instance}" not in self.hostname_pattern:
+            raise ValueError("hostname_pattern: must contain {instance}, or every instance gets one name")
+        return self
+
+
+class Providers(Section):
+    anthropic_api_key_parameter: SsmParameter | None = Field(
+        None, description="SSM parameter with an Anthropic API key; null: no Claude models."
+    )
+    openai_api_key_parameter: SsmParameter | None = Field(
+        None, description="SSM parameter with an OpenAI API key; null: no GPT models."
+    )
+
+
+class Edge(Section):
+    port: Port = Field(8443, description="TLS port of the edge NGINX: the index and the sub-path routes.")
+    bind: list[str] = Field(
+        default_factory=lambda: ["tailscale", "127.0.0.1"],
+        description="Addresses NGINX listens on: IP addresses, or 'tailscale' for the node's tailnet address.",
+    )
+
+    @model_validator(mode="after")
+    def _addresses(self) -> Edge:
+        if not self.bind:
+            raise ValueError("bind: name at least one address ('tailscale' or an IP address)")
+        for index, address in enumerate(self.bind):
+            if address == "tailscale":
+                continue
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"bind.{index}: {address!r} is neither 'tailscale' nor an IP address") from None
+        return self
+
+
+class Image(Section):
+    base_ami_owner: AccountId = Field(CANONICAL_OWNER_ID, description="Owner of the base AMI (Canonical).")
+    base_ami_name_filter: str = Field(
+        "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*",
+        description="Name filter for the base AMI; the newest match is used and recorded.",
+    )
+    ami_name: str = Field(
+        "{platform}-{build_id}",
+        description="Name of baked AMIs; {platform} and {build_id} are replaced ({build_id} is required).",
+        pattern=r"^[A-Za-z0-9()\[\] ./'@_{}-]{3,128}$",
+    )
+    root_volume_size_gib: int = Field(
+        100, ge=8, le=16384, description="Root volume of the image: Docker images and models live here."
+    )
+    encrypted: bool = Field(True, description="Encrypt the AMI's snapshots.")
+    kms_key_id: KmsKey | None = Field(None, description="KMS key for the AMI in aws.region; null uses aws/ebs.")
+    copy_to_regions: list[Region] = Field(default_factory=list, description="Regions to copy each AMI to.")
+    region_kms_key_ids: dict[Region, KmsKey] = Field(
+        default_factory=dict, description="KMS key per copy region (region: key); missing regions use aws/ebs."
+    )
+    share_with_accounts: list[AccountId] = Field(
+        default_factory=list, description="Accounts allowed to launch the AMI. Empty: private."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Image:
+        if "{build_id}" not in self.ami_name:
+            raise ValueError("ami_name: must contain {build_id}: AMI names are unique per region")
+        if len(set(self.copy_to_regions)) != len(self.copy_to_regions):
+            raise ValueError("copy_to_regions: a region is listed twice")
+        stray = sorted(set(self.region_kms_key_ids) - set(self.copy_to_regions))
+        if stray:
+            raise ValueError(f"region_kms_key_ids: {', '.join(stray)} not in copy_to_regions")
+        if self.kms_key_id is not None and not self.encrypted:
+            raise ValueError("kms_key_id: a KMS key needs encrypted: true")
+        return self
+
+
+class Local(Section):
+    base_image: Literal["debian-12", "ubuntu-22.04"] = Field(
+        "debian-12",
+        description="Base of the local image: 'debian-12' is built here with mmdebstrap; 'ubuntu-22.04' "
+        "downloads the cloud image at ubuntu_image_url.",
+    )
+    ubuntu_image_url: str | None = Field(
+        None, description="URL of the Ubuntu 22.04 cloud image (base_image: ubuntu-22.04).", pattern=r"^https?://\S+$"
+    )
+    ubuntu_image_sha256: str | None = Field(
+        None, description="SHA-256 of that image, from Canonical's SHA256SUMS.", pattern=r"^[0-9a-f]{64}$"
+    )
+    accelerator: Literal["tcg", "kvm"] = Field(
+        "tcg", description="qemu accelerator: 'tcg' works everywhere; 'kvm' only where KVM really works."
+    )
+    cpus: int = Field(2, ge=1, le=64, description="vCPUs of local VMs.")
+    memory_mib: int = Field(4096, ge=1024, le=262144, description="Memory of local VMs.")
+    disk_size_gib: int = Field(40, ge=4, le=2048, description="Root disk of the local image.")
+    data_disk_size_gib: int = Field(20, ge=1, le=16384, description="Data disk per local instance.")
+    state_dir: str = Field(
+        "~/.local/share/ai-platform-builder",
+        description="Where local images, data disks and instance state live (outside the repo).",
+    )
+    forward_address: str = Field(
+        "127.0.0.1", description="Host address the VM's edge ports are forwarded to (loopback by default)."
+    )
+
+    @model_validator(mode="after")
+    def _ubuntu_source(self) -> Local:
+        if self.base_image == "ubuntu-22.04" and (self.ubuntu_image_url is None or self.ubuntu_image_sha256 is None):
+            raise ValueError("base_image: ubuntu-22.04 needs ubuntu_image_url and ubuntu_image_sha256")
+        try:
+            ipaddress.ip_address(self.forward_address)
+        except ValueError:
+            raise ValueError("forward_address: must be an IP address such as 127.0.0.1") from None
+        return self
+
+
+class PlatformConfig(Section):
+    version: Literal[1] = Field(description="Config format version. This builder reads version 1.")
+    name: str = Field(
+        "ai-platform",
+        description="Platform name: tags, resource names and hostnames start with it.",
+        pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$",
+    )
+    aws: AwsSettings = Field(default_factory=AwsSettings, description="Where instances run on AWS.")
+    data_volume: DataVolume = Field(default_factory=DataVolume, description="The EBS volume that keeps all data.")
+    services: Services = Field(default_factory=Services, description="Which services of the platform run.")
+    ollama: Ollama = Field(default_factory=Ollama, description="Local models.")
+    tailscale: Tailscale = Field(default_factory=Tailscale, description="Joining the tailnet.")
+    providers: Providers = Field(default_factory=Providers, description="Cloud model providers.")
+    edge: Edge = Field(default_factory=Edge, description="The edge NGINX.")
+    image: Image = Field(default_factory=Image, description="The baked machine image.")
+    local: Local = Field(default_factory=Local, description="The local qemu target.")
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> PlatformConfig:
+        owners: dict[int, str] = {self.edge.port: "edge.port"}
+        for service_name in Services.model_fields:
+            service = getattr(self.services, service_name)
+            if isinstance(service, EdgeService) and service.enabled:
+                key = f"services.{service_name}.edge_port"
+                if service.edge_port in owners:
+                    raise ValueError(f"{key}: port {service.edge_port} is already taken by {owners[service.edge_port]}")
+                owners[service.edge_port] = key
+        zone = self.data_volume.availability_zone
+        if zone is not None and not zone.startswith(self.aws.region):
+            raise ValueError(f"data_volume.availability_zone: {zone} is not a zone of aws.region {self.aws.region}")
+        if self.aws.region in self.image.copy_to_regions:
+            raise ValueError(f"image.copy_to_regions: {self.aws.region} is aws.region itself; the AMI is built there")
+        return self
