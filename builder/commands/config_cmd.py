@@ -81,12 +81,28 @@ def validate(options: GlobalOptions, file: str | None) -> None:
 
 
 @config.command()
+@click.option(
+    "--update",
+    "readme",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Rewrite the reference between the markers in FILE (README.md) instead of printing it.",
+)
 @global_options
-def reference() -> None:
+def reference(readme: str | None) -> None:
     """Print the config reference (Markdown), generated from the schema."""
-    from builder.config.reference import markdown_reference
+    from builder.config.reference import markdown_reference, update_readme
+    from builder.errors import BuilderError
 
-    click.echo(markdown_reference(), nl=False)
+    if readme is None:
+        click.echo(markdown_reference(), nl=False)
+        return
+    path = Path(readme)
+    try:
+        path.write_text(update_readme(path.read_text(encoding="utf-8")), encoding="utf-8")
+    except ValueError as exc:
+        raise BuilderError(f"{path}: {exc}") from None
+    click.echo(f"{path}: config reference updated")
 
 
 def _name(path: Path | None) -> str | None:

@@ -54,3 +54,12 @@ def _get(data: Any, path: tuple) -> Any:
     for part in path:
         data = data[part]
     return data
+
+
+def update_readme(readme_text: str) -> str:
+    """`readme_text` with the part between the reference markers replaced by the current reference."""
+    if README_START not in readme_text or README_END not in readme_text:
+        raise ValueError(f"no config reference markers ({README_START} ... {README_END})")
+    head, rest = readme_text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_START}\n{markdown_reference()}{README_END}{tail}"

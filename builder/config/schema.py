@@ -154,10 +154,25 @@ class Service(Section):
 
 
 class EdgeService(Service):
-    edge_port: Port = Field(
-        description="TLS port of the edge NGINX for this app (it cannot live under a sub-path); "
-        "its seed path redirects here."
-    )
+    """An app that cannot live under a sub-path: the edge NGINX serves it on a TLS port of its own."""
+
+    edge_port: Port
+
+
+_EDGE_PORT_HELP = "TLS port of the edge NGINX for this app; its seed path redirects here."
+
+
+# One class per app, so that writing only `enabled:` keeps that app's default port.
+class AnythingLLMService(EdgeService):
+    edge_port: Port = Field(8444, description=_EDGE_PORT_HELP)
+
+
+class DifyService(EdgeService):
+    edge_port: Port = Field(8445, description=_EDGE_PORT_HELP)
+
+
+class N8nService(EdgeService):
+    edge_port: Port = Field(8446, description=_EDGE_PORT_HELP)
 
 
 class Services(Section):
@@ -165,12 +180,10 @@ class Services(Section):
 
     ollama: Service = Field(default_factory=Service, description="Ollama, local models (11434).")
     litellm: Service = Field(default_factory=Service, description="LiteLLM gateway (4000), served at /litellm.")
-    anythingllm: EdgeService = Field(
-        default_factory=lambda: EdgeService(edge_port=8444), description="AnythingLLM (3001)."
-    )
+    anythingllm: AnythingLLMService = Field(default_factory=AnythingLLMService, description="AnythingLLM (3001).")
     clawdbot: Service = Field(default_factory=Service, description="Clawdbot (OpenClaw gateway), served at /clawdbot.")
-    dify: EdgeService = Field(default_factory=lambda: EdgeService(edge_port=8445), description="Dify.")
-    n8n: EdgeService = Field(default_factory=lambda: EdgeService(edge_port=8446), description="n8n (5678).")
+    dify: DifyService = Field(default_factory=DifyService, description="Dify.")
+    n8n: N8nService = Field(default_factory=N8nService, description="n8n (5678).")
     signal_api: Service = Field(default_factory=Service, description="Signal REST API (8080, json-rpc mode).")
     gdrive: Service = Field(
         default_factory=Service,

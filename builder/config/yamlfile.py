@@ -38,8 +38,9 @@ def read_yaml_file(path: Path) -> YamlDocument:
 
 
 def parse_yaml(text: str, name: str) -> YamlDocument:
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # checks the characters already: inside the try
         node = loader.get_single_node()
         lines: dict[KeyPath, int] = {}
         problems: list[Problem] = []
@@ -55,13 +56,25 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
         what = " ".join(part for part in (exc.context, exc.problem) if part)
         raise ConfigError(name, [Problem(where, "", f"broken YAML: {what}")]) from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(
+            name,
+            [
+                Problem(
+                    name,
+                    "",
+                    f"broken YAML: character {exc.character!r} is not allowed in YAML (position {exc.position})",
+                )
+            ],
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(name, [Problem(name, "", f"broken YAML: {exc}")]) from None
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         # SafeLoader raises these for values such as an out-of-range date or a bad !!binary.
         raise ConfigError(name, [Problem(name, "", f"unreadable YAML value: {exc}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return YamlDocument(data, lines)
 
 

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = REPO / "examples" / "platform.yaml"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """Tests see no AWS or builder settings from the machine they run on."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "BUILDER_")):
+            monkeypatch.delenv(name)
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def builder(capsys, monkeypatch, tmp_path):
+    """Run the real `builder` entry point in-process, in an empty working directory."""
+    from builder.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> Run:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(args))
+        captured = capsys.readouterr()
+        return Run(exit_info.value.code, captured.out, captured.err)
+
+    return run

@@ -1,0 +1,62 @@
+"""The `builder` command line: what it lists, what it refuses, and that --help stays light."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from builder.commands.pending import PENDING
+
+
+def test_help_lists_every_command(builder):
+    result = builder("--help")
+    assert result.code == 0
+    listed = {line.split()[0] for line in result.out.split("Commands:")[1].splitlines() if line.startswith("  ")}
+    assert {"config", "bake", "launch", "status", "destroy"} <= listed
+
+
+@pytest.mark.parametrize("name", sorted(PENDING))
+def test_unbuilt_command_says_so_and_fails(builder, name):
+    result = builder(name, "--target", "local", "some-instance")
+    assert result.code == 3
+    assert f"`builder {name}` is not built yet" in result.err
+    assert f"issue #{PENDING[name][1]}" in result.err
+    assert result.out == ""
+
+
+def test_unbuilt_command_in_json_mode(builder):
+    result = builder("--json", "launch")
+    assert result.code == 3
+    assert json.loads(result.out)["ok"] is False
+
+
+def test_usage_error_exits_2_without_traceback(builder):
+    result = builder("config", "shwo")
+    assert result.code == 2
+    assert "No such command 'shwo'" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_help_imports_no_heavy_module():
+    """`builder --help` must feel instant: boto3, pydantic, yaml and jinja2 load only when a command needs them."""
+    probe = (
+        "import sys\n"
+        "from builder.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('boto3', 'botocore', 'pydantic', 'yaml', 'jinja2', 'docker', 'requests') "
+        "if m in sys.modules)\n"
+        "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "HEAVY=\n" in result.stderr
+
+
+def test_installed_console_script_runs():
+    """The `builder` script that pip installs (pyproject's [project.scripts]) reaches the same CLI."""
+    result = subprocess.run([sys.executable, "-m", "builder", "--version"], capture_output=True, text=True, check=True)
+    from builder import __version__
+
+    assert result.stdout.strip() == f"builder, version {__version__}"
