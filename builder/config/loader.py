@@ -110,7 +110,7 @@ def _unknown_key(loc: KeyPath) -> str:
     if allowed is None:
         return f"unknown key {key!r}"
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else "."
     return f"unknown key {key!r}{hint} Valid keys here: {', '.join(allowed)}"
 
 
