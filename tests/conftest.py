@@ -40,3 +40,19 @@ def builder(capsys, monkeypatch, tmp_path):
         return Run(exit_info.value.code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def moto_session(tmp_path_factory):
+    from moto_server import MotoServer
+
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_session):
+    """A clean moto server (reset before each test): the stand-in for the AWS API."""
+    moto_session.reset()
+    return moto_session

@@ -1,0 +1,101 @@
+"""The data volume on the EC2 side: find it by its tags in this instance's zone, attach it if needed.
+
+A volume attached to another instance is reported, never force-detached: that instance may be
+writing to it. The instance role allows exactly DescribeVolumes and AttachVolume on volumes
+tagged for this platform instance.
+
+`ec2` is a boto3 EC2 client (or anything with the same three methods), injected by the caller.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# Tags that mark a platform instance's data volume; `builder launch` writes them.
+PLATFORM_TAG = "ai-platform:platform"
+INSTANCE_TAG = "ai-platform:instance"
+ROLE_TAG = "ai-platform:role"
+DATA_ROLE = "data"
+
+DEFAULT_DEVICE_NAME = "/dev/sdf"  # a hint only: Nitro renames it; the volume is found by serial
+
+
+class VolumeError(Exception):
+    """The data volume cannot be attached; the message says why and what to do."""
+
+
+@dataclass
+class AttachedVolume:
+    volume_id: str
+    attached_now: bool  # False: it was already attached to this instance
+
+
+def find_data_volume(ec2: Any, *, platform: str, instance_name: str, availability_zone: str) -> dict:
+    """The one data volume of this platform instance in this zone."""
+    filters = [
+        {"Name": f"tag:{PLATFORM_TAG}", "Values": [platform]},
+        {"Name": f"tag:{INSTANCE_TAG}", "Values": [instance_name]},
+        {"Name": f"tag:{ROLE_TAG}", "Values": [DATA_ROLE]},
+        {"Name": "availability-zone", "Values": [availability_zone]},
+    ]
+    volumes = ec2.describe_volumes(Filters=filters)["Volumes"]
+    what = f"data volume of {platform}/{instance_name} in {availability_zone}"
+    if not volumes:
+        raise VolumeError(
+            f"no {what} (tags {PLATFORM_TAG}, {INSTANCE_TAG}, {ROLE_TAG}={DATA_ROLE}); `builder launch` creates it"
+        )
+    if len(volumes) > 1:
+        ids = ", ".join(sorted(v["VolumeId"] for v in volumes))
+        raise VolumeError(f"more than one {what}: {ids}; keep one and untag the others (none was touched)")
+    return volumes[0]
+
+
+def ensure_attached(
+    ec2: Any,
+    *,
+    instance_id: str,
+    platform: str,
+    instance_name: str,
+    availability_zone: str,
+    device_name: str = DEFAULT_DEVICE_NAME,
+    timeout: float = 300,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    poll_interval: float = 2.0,
+) -> AttachedVolume:
+    """Attach this instance's data volume to it, unless it already is; wait until it is in use."""
+    deadline = clock() + timeout
+    attached_now = False
+    while True:
+        volume = find_data_volume(
+            ec2, platform=platform, instance_name=instance_name, availability_zone=availability_zone
+        )
+        volume_id, state = volume["VolumeId"], volume["State"]
+        holders = {a["InstanceId"] for a in volume.get("Attachments", []) if a.get("State") != "detached"}
+        others = holders - {instance_id}
+        if others:
+            raise VolumeError(
+                f"{volume_id} is attached to {', '.join(sorted(others))}; it is never force-detached. "
+                "Stop or destroy that instance first (builder destroy keeps the volume)."
+            )
+        if instance_id in holders and _attachment_state(volume, instance_id) == "attached":
+            return AttachedVolume(volume_id, attached_now)
+        if state == "available" and not holders:
+            ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device_name)
+            attached_now = True
+        elif state in ("error", "deleting", "deleted"):
+            raise VolumeError(f"{volume_id} is in state {state!r} and cannot be attached")
+        # creating, attaching, or just asked to attach: look again until the deadline.
+        if clock() >= deadline:
+            raise VolumeError(f"{volume_id} was not attached to {instance_id} within {timeout:g} s (state {state!r})")
+        sleep(poll_interval)
+
+
+def _attachment_state(volume: dict, instance_id: str) -> str | None:
+    for attachment in volume.get("Attachments", []):
+        if attachment["InstanceId"] == instance_id:
+            return attachment.get("State")
+    return None

@@ -1,0 +1,108 @@
+"""Attaching the data volume, against the EC2 API as moto models it (the real API is out of reach)."""
+
+from __future__ import annotations
+
+import pytest
+
+from firstboot import volume
+
+ZONE = "us-east-1a"
+
+
+def launch(ec2, zone=ZONE):
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    return ec2.run_instances(
+        ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro", Placement={"AvailabilityZone": zone}
+    )["Instances"][0]["InstanceId"]
+
+
+def data_volume(ec2, name="alpha", zone=ZONE, platform="ai-platform"):
+    tags = {volume.PLATFORM_TAG: platform, volume.INSTANCE_TAG: name, volume.ROLE_TAG: volume.DATA_ROLE}
+    return ec2.create_volume(
+        AvailabilityZone=zone,
+        Size=10,
+        VolumeType="gp3",
+        Encrypted=True,
+        TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+    )["VolumeId"]
+
+
+def attach(ec2, instance_id, **kwargs):
+    arguments = {"platform": "ai-platform", "instance_name": "alpha", "availability_zone": ZONE, "poll_interval": 0}
+    arguments.update(kwargs)
+    return volume.ensure_attached(ec2, instance_id=instance_id, **arguments)
+
+
+def test_attaches_the_tagged_volume_then_finds_it_attached(moto):
+    ec2 = moto.client("ec2")
+    instance_id = launch(ec2)
+    volume_id = data_volume(ec2)
+    data_volume(ec2, name="beta")  # another instance's volume: not ours
+
+    first = attach(ec2, instance_id)
+    second = attach(ec2, instance_id)
+
+    assert (first.volume_id, first.attached_now) == (volume_id, True)
+    assert (second.volume_id, second.attached_now) == (volume_id, False)
+    attachments = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"]
+    assert [(a["InstanceId"], a["Device"]) for a in attachments] == [(instance_id, "/dev/sdf")]
+
+
+def test_a_volume_attached_elsewhere_is_reported_never_detached(moto):
+    ec2 = moto.client("ec2")
+    other, me = launch(ec2), launch(ec2)
+    volume_id = data_volume(ec2)
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=other, Device="/dev/sdf")
+
+    with pytest.raises(volume.VolumeError, match=f"{volume_id} is attached to {other}; it is never force-detached"):
+        attach(ec2, me)
+    attachments = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"]
+    assert [a["InstanceId"] for a in attachments] == [other]
+
+
+def test_no_volume_in_this_zone(moto):
+    ec2 = moto.client("ec2")
+    instance_id = launch(ec2)
+    data_volume(ec2, zone="us-east-1b")
+    with pytest.raises(volume.VolumeError, match="no data volume of ai-platform/alpha in us-east-1a"):
+        attach(ec2, instance_id)
+
+
+def test_two_tagged_volumes_are_refused_and_neither_touched(moto):
+    ec2 = moto.client("ec2")
+    instance_id = launch(ec2)
+    ids = sorted([data_volume(ec2), data_volume(ec2)])
+    with pytest.raises(volume.VolumeError, match=f"more than one .*{ids[0]}, {ids[1]}"):
+        attach(ec2, instance_id)
+    for state in ec2.describe_volumes(VolumeIds=ids)["Volumes"]:
+        assert state["State"] == "available"
+
+
+class StuckEc2:
+    """Wraps a moto client so the attachment never completes: moto attaches instantly, AWS does not."""
+
+    def __init__(self, ec2):
+        self.ec2 = ec2
+
+    def describe_volumes(self, **kwargs):
+        response = self.ec2.describe_volumes(**kwargs)
+        for found in response["Volumes"]:
+            for attachment in found.get("Attachments", []):
+                attachment["State"] = "attaching"
+        return response
+
+    def attach_volume(self, **kwargs):
+        return self.ec2.attach_volume(**kwargs)
+
+
+def test_an_attachment_that_never_completes_fails_at_the_deadline(moto):
+    ec2 = moto.client("ec2")
+    instance_id = launch(ec2)
+    data_volume(ec2)
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += max(seconds, 1)
+
+    with pytest.raises(volume.VolumeError, match=r"not attached to .* within 60 s"):
+        attach(StuckEc2(ec2), instance_id, timeout=60, clock=lambda: now[0], sleep=sleep)
