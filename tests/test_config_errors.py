@@ -111,6 +111,13 @@ BAD_FILES = [
     ),
     ("broken-yaml", "version: 1\naws:\n  region: [eu-west-1\n", "", ["broken YAML"]),
     ("tab-indent", "version: 1\naws:\n\tregion: x\n", "", ["broken YAML"]),
+    (
+        "bad-map-key",
+        "version: 1\nimage: {copy_to_regions: [eu-west-1], region_kms_key_ids: {europe: alias/x}}\n",
+        "image.region_kms_key_ids.europe",
+        ["key must be an AWS region"],
+    ),
+    ("key-named-like-a-marker", "version: 1\n'[key]': 1\n", "[key]", ["unknown key '[key]'"]),
     ("not-a-mapping", "- version: 1\n", "", ["mapping of keys"]),
     ("empty-file", "", "", ["is empty"]),
 ]

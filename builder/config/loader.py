@@ -83,9 +83,13 @@ def _check_version(merged: Layer, source: str) -> None:
 
 
 def _explain(error: dict, merged: Layer, source: str) -> Problem:
-    loc: KeyPath = tuple(part for part in error["loc"] if part != "[key]")
+    loc: KeyPath = tuple(error["loc"])
     kind = error["type"]
     message = error["msg"]
+    # pydantic marks a bad dictionary key by appending "[key]"; a user's key may be "[key]" too.
+    bad_key = kind != "extra_forbidden" and loc[-1:] == ("[key]",)
+    if bad_key:
+        loc = loc[:-1]
     if kind == "extra_forbidden":
         return Problem(origin_of(merged.origins, loc, source), _dotted(loc), _unknown_key(loc))
     if kind == "value_error":
@@ -99,7 +103,7 @@ def _explain(error: dict, merged: Layer, source: str) -> Problem:
         message = "required"
     elif not _is_sensitive(loc) and "input" in error and kind not in ("literal_error",):
         message = f"{message} (got {_show(error['input'])})"
-    if "[key]" in error["loc"]:
+    if bad_key:
         message = f"key {message[0].lower()}{message[1:]}"
     return Problem(origin_of(merged.origins, loc, source), _dotted(loc), message)
 
