@@ -149,11 +149,19 @@ def prepare(device: Path, label: str = DATA_LABEL) -> PreparedVolume:
 
 
 def mount_unit_name(where: str = MOUNT_POINT) -> str:
-    """systemd's name for the mount unit of `where` (systemd-escape --path, for plain paths)."""
-    parts = [part for part in where.split("/") if part]
-    if not parts or any(not part.replace("_", "").replace(".", "").isalnum() for part in parts):
-        raise ValueError(f"mount point {where!r} needs systemd-escape rules this helper does not implement")
-    return "-".join(parts) + ".mount"
+    """systemd's name for the mount unit of `where`: `systemd-escape --path --suffix=mount`."""
+    trimmed = "/".join(part for part in where.split("/") if part)
+    if not trimmed:
+        return "-.mount"
+    escaped = []
+    for index, char in enumerate(trimmed):
+        if char == "/":
+            escaped.append("-")
+        elif (char.isascii() and char.isalnum()) or char == "_" or (char == "." and index > 0):
+            escaped.append(char)
+        else:
+            escaped.extend(f"\\x{byte:02x}" for byte in char.encode("utf-8"))
+    return "".join(escaped) + ".mount"
 
 
 def mount_unit(uuid: str, where: str = MOUNT_POINT) -> str:

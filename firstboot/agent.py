@@ -1,0 +1,179 @@
+"""The boot story, top to bottom: from power-on to a platform whose data volume, secrets and .env are ready.
+
+    config    read the per-instance document cloud-init delivered
+    identity  who this instance is (IMDSv2 on AWS, cloud-init's instance data locally)
+    storage   attach the data volume, find it by serial, reuse rules, mount it at /mnt/data
+    secrets   generated secrets kept on the volume, provider keys from SSM, the stacks' .env
+    report    the status file (after every step) and the instance's status tags (AWS)
+
+Tailscale and starting the stacks join this story with their issues (#4 and #3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firstboot import env, identity, instance_config, storage, volume
+from firstboot.framework import PER_BOOT, Context, Step, StepFailed
+
+STATUS_TAG = "ai-platform:status"
+STATUS_DETAIL_TAG = "ai-platform:status-detail"
+TAG_VALUE_LIMIT = 256  # EC2 tag values hold at most 256 characters
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every place the agent reads or writes; tests move them all under a temporary directory."""
+
+    instance_config: Path = instance_config.INSTANCE_CONFIG_PATH
+    cloud_init_data: Path = identity.CLOUD_INIT_INSTANCE_DATA
+    state_dir: Path = Path("/var/lib/ai-platform")
+    sys_block: Path = Path("/sys/block")
+    dev_dir: Path = Path("/dev")
+    systemd_dir: Path = Path("/etc/systemd/system")
+    data_mount: Path = Path(storage.MOUNT_POINT)
+    env_contract: Path = Path("/opt/ai-platform/env-contract.json")
+    env_file: Path = Path("/etc/ai-platform/stack.env")
+
+    @property
+    def status(self) -> Path:
+        return self.state_dir / "status.json"
+
+
+@dataclass
+class Settings:
+    paths: Paths = field(default_factory=Paths)
+    imds_deadline: float = 60
+    device_timeout: float = 300
+    attach_timeout: float = 300
+    make_platform: Callable[[instance_config.InstanceConfig], Any] | None = None  # default: firstboot.platform
+
+
+def read_config(context: Context) -> str:
+    settings: Settings = context.values["settings"]
+    config = instance_config.load_instance_config(settings.paths.instance_config)
+    context.values["config"] = config
+    if settings.make_platform is None:
+        from firstboot.platform import Platform
+
+        context.platform = Platform(config)
+    else:
+        context.platform = settings.make_platform(config)
+    return f"{config.platform}/{config.instance} on {config.target}"
+
+
+def find_identity(context: Context) -> str:
+    settings: Settings = context.values["settings"]
+    config = context.values["config"]
+    if config.target == "aws":
+        found = identity.imds_identity(config.imds_endpoint, deadline_seconds=settings.imds_deadline)
+    else:
+        found = identity.cloud_init_identity(settings.paths.cloud_init_data)
+    if found.region and found.region != config.region:
+        raise StepFailed(
+            f"this instance runs in {found.region}, but its config is for {config.region}: "
+            "the user-data belongs to another launch"
+        )
+    context.values["identity"] = found
+    return f"{found.instance_id} in {found.availability_zone or 'no zone (local)'}"
+
+
+def prepare_storage(context: Context) -> str:
+    settings: Settings = context.values["settings"]
+    config = context.values["config"]
+    me = context.values["identity"]
+    paths = settings.paths
+    if config.target == "aws":
+        if not me.availability_zone:
+            raise StepFailed("instance metadata gave no availability zone; the data volume is looked up by zone")
+        attached = volume.ensure_attached(
+            context.platform.ec2,
+            instance_id=me.instance_id,
+            platform=config.platform,
+            instance_name=config.instance,
+            availability_zone=me.availability_zone,
+            timeout=settings.attach_timeout,
+        )
+        volume_id = attached.volume_id
+    else:
+        volume_id = config.volume_id
+    device = storage.wait_for_device(
+        storage.volume_serial(volume_id), settings.device_timeout, sys_block=paths.sys_block, dev_dir=paths.dev_dir
+    )
+    prepared = storage.prepare(device)
+    unit = paths.systemd_dir / storage.mount_unit_name(str(paths.data_mount))
+    text = storage.mount_unit(prepared.uuid, str(paths.data_mount))
+    if not unit.exists() or unit.read_text(encoding="utf-8") != text:
+        unit.parent.mkdir(parents=True, exist_ok=True)
+        unit.write_text(text, encoding="utf-8")
+        context.platform.systemd.daemon_reload()
+    context.platform.systemd.start(unit.name)
+    context.values["volume_is_new"] = prepared.formatted
+    action = "new filesystem made" if prepared.formatted else "existing filesystem kept"
+    return f"{volume_id} on {device.name}: {action}, mounted at {paths.data_mount}"
+
+
+def write_secrets(context: Context) -> str:
+    settings: Settings = context.values["settings"]
+    config = context.values["config"]
+    paths = settings.paths
+    contract = env.load_contract(paths.env_contract)
+    generated, made = env.ensure_generated_secrets(
+        contract, paths.data_mount, volume_is_new=context.values.get("volume_is_new", False), redact=context.redact
+    )
+    provider_keys = {}
+    for provider, parameter in sorted(config.providers.items()):
+        value = _ssm_secret(context, parameter)
+        if value is None:
+            context.warn(f"SSM parameter {parameter} ({provider} API key) not found: {provider} models stay off")
+        else:
+            provider_keys[provider] = value
+    me = context.values["identity"]
+    instance_values = {
+        "platform": config.platform,
+        "instance": config.instance,
+        "instance_id": me.instance_id,
+        "hostname": config.tailscale.hostname if config.tailscale else f"{config.platform}-{config.instance}",
+    }
+    stack_env = env.build_env(contract, generated, provider_keys, instance_values)
+    changed = env.write_env(paths.env_file, stack_env)
+    return (
+        f"{len(stack_env)} variables ({len(made)} secrets generated now, "
+        f"{len(generated) - len(made)} kept); {paths.env_file} {'written' if changed else 'unchanged'}"
+    )
+
+
+def report(context: Context) -> str:
+    config = context.values.get("config")
+    me = context.values.get("identity")
+    if config is None or me is None or config.target != "aws":
+        return "status file only"
+    status = context.status
+    detail = status.summary()[:TAG_VALUE_LIMIT]
+    context.platform.ec2.create_tags(
+        Resources=[me.instance_id],
+        Tags=[{"Key": STATUS_TAG, "Value": status.state}, {"Key": STATUS_DETAIL_TAG, "Value": detail}],
+    )
+    return f"instance tags: {STATUS_TAG}={status.state}"
+
+
+def _ssm_secret(context: Context, parameter: str) -> str | None:
+    ssm = context.platform.ssm
+    try:
+        value = ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
+    except ssm.exceptions.ParameterNotFound:
+        return None
+    context.redact.register(value)
+    return value
+
+
+STEPS = [
+    Step("config", read_config, PER_BOOT, prerequisite=True),
+    Step("identity", find_identity, PER_BOOT, prerequisite=True),
+    Step("storage", prepare_storage, PER_BOOT),
+    Step("secrets", write_secrets, PER_BOOT),
+    Step("report", report, PER_BOOT, always=True),
+]

@@ -1,0 +1,72 @@
+"""`firstboot run [--only STEP] [--skip STEP]` and `firstboot status [--json]`.
+
+Exit codes, as cloud-init's: 0 done, 1 failed, 2 done with recoverable warnings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import logging
+import sys
+from pathlib import Path
+
+from firstboot import agent
+from firstboot.framework import Context, UnknownStep, run_steps, select
+from firstboot.status import EXIT_CODES, read_status
+
+
+def main(argv: list[str] | None = None, settings: agent.Settings | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="firstboot", description="Turn this instance into a running platform.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the boot steps (every boot; each step converges)")
+    run.add_argument("--only", action="append", default=[], metavar="STEP", help="run only STEP (repeatable)")
+    run.add_argument("--skip", action="append", default=[], metavar="STEP", help="skip STEP (repeatable)")
+    show = commands.add_parser("status", help="show the last run's report")
+    show.add_argument("--json", action="store_true", help="the status file as it is")
+    arguments = parser.parse_args(argv)
+    settings = settings or agent.Settings()
+
+    if arguments.command == "status":
+        return _show_status(settings.paths.status, arguments.json)
+    logging.basicConfig(level=logging.INFO, format="firstboot: %(message)s", stream=sys.stderr)
+    try:
+        steps = select(agent.STEPS, arguments.only, arguments.skip)
+    except UnknownStep as exc:
+        parser.error(str(exc))
+    settings.paths.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.paths.state_dir / "firstboot.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("firstboot: another run is in progress; not starting a second one", file=sys.stderr)
+            return 1
+        context = Context(state_dir=settings.paths.state_dir, platform=None, values={"settings": settings})
+        status = run_steps(steps, context, settings.paths.status)
+    print(status.summary(), flush=True)  # the unit sends stdout to the console too
+    return EXIT_CODES[status.state]
+
+
+def _show_status(path: Path, as_json: bool) -> int:
+    document = read_status(path)
+    if document is None:
+        print(f"firstboot: no status yet ({path} does not exist)", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(document, indent=2))
+    else:
+        print(
+            f"state: {document['state']}  (instance {document.get('instance_id') or '?'}, "
+            f"started {document['started_at']}, finished {document.get('finished_at') or '-'})"
+        )
+        for step in document["steps"]:
+            seconds = "" if step["seconds"] is None else f"{step['seconds']:.2f} s"
+            print(f"  {step['name']:<10} {step['state']:<8} {seconds:>9}  {step['detail']}")
+            for warning in step["warnings"]:
+                print(f"  {'':<10} warning: {warning}")
+    return EXIT_CODES.get(document["state"], 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The per-instance config document: what cloud-init delivers to the agent, versioned and validated.
+
+`builder` renders it from the platform config into the instance's user-data; cloud-init writes it
+to /etc/ai-platform/instance.json. It holds names and choices, never a secret: secrets come from
+SSM (by parameter name) or are generated on the data volume.
+
+Version 1, as JSON (the standard library reads it):
+
+    {
+      "version": 1,
+      "platform": "ai-platform",            # [a-z][a-z0-9-]*
+      "instance": "alpha",                  # [a-z][a-z0-9-]*
+      "target": "aws",                      # "aws" or "local"
+      "region": "us-east-1",
+      "data_volume": {"id": "vol-…"},       # id: required on "local" (the disk's serial); on "aws" found by tags
+      "tailscale": {"auth_key_parameter": "/…", "hostname": "…", "tags": ["tag:…"]},   # or null: no tailnet
+      "providers": {"anthropic": "/…", "openai": null},                              # SSM parameter names
+      "services": ["ollama", "litellm", …],
+      "endpoints": {"imds": "http://169.254.169.254", "aws": null}   # stand-ins for the local target and tests
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+INSTANCE_CONFIG_PATH = Path("/etc/ai-platform/instance.json")
+SUPPORTED_VERSION = 1
+TARGETS = ("aws", "local")
+DEFAULT_IMDS = "http://169.254.169.254"
+
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+_PARAMETER = re.compile(r"/[A-Za-z0-9_.\-/]{1,1010}")
+_VOLUME_ID = re.compile(r"vol-[0-9a-f]{8,17}")
+_TAG = re.compile(r"tag:[a-z0-9][a-z0-9-]*")
+_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
+_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
+
+
+class InstanceConfigError(Exception):
+    """The per-instance config is missing or invalid; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Tailscale:
+    auth_key_parameter: str
+    hostname: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    platform: str
+    instance: str
+    target: str
+    region: str
+    volume_id: str | None
+    tailscale: Tailscale | None
+    providers: dict[str, str] = field(default_factory=dict)  # provider -> SSM parameter name
+    services: tuple[str, ...] = ()
+    imds_endpoint: str = DEFAULT_IMDS
+    aws_endpoint: str | None = None
+
+
+def load_instance_config(path: Path = INSTANCE_CONFIG_PATH) -> InstanceConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InstanceConfigError(f"{path}: missing; cloud-init writes it from the instance's user-data") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InstanceConfigError(f"{path}: cannot be read ({exc})") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InstanceConfigError(f"{path}:{exc.lineno}:{exc.colno}: not JSON ({exc.msg})") from None
+    return parse_instance_config(document, str(path))
+
+
+def parse_instance_config(document: Any, source: str) -> InstanceConfig:
+    reader = _Reader(source)
+    if not isinstance(document, dict):
+        raise InstanceConfigError(f"{source}: must be a JSON object")
+    version = document.get("version")
+    if version != SUPPORTED_VERSION or isinstance(version, bool):
+        raise InstanceConfigError(
+            f"{source}: version: {version!r} is not supported; this agent reads version {SUPPORTED_VERSION} "
+            "(was the image baked by an older builder than the one that launched it?)"
+        )
+    known = {
+        "version",
+        "platform",
+        "instance",
+        "target",
+        "region",
+        "data_volume",
+        "tailscale",
+        "providers",
+        "services",
+        "endpoints",
+    }
+    reader.no_unknown(document, known, "")
+    target = reader.choice(document, "target", TARGETS)
+    volume = reader.mapping(document, "data_volume", required=False) or {}
+    reader.no_unknown(volume, {"id"}, "data_volume.")
+    volume_id = reader.text(
+        volume, "id", _VOLUME_ID, "an EBS volume id (vol-…)", required=target == "local", prefix="data_volume."
+    )
+    tailscale = None
+    tailscale_doc = reader.mapping(document, "tailscale", required=False)
+    if tailscale_doc is not None:
+        reader.no_unknown(tailscale_doc, {"auth_key_parameter", "hostname", "tags"}, "tailscale.")
+        tailscale = Tailscale(
+            auth_key_parameter=reader.text(
+                tailscale_doc, "auth_key_parameter", _PARAMETER, "an SSM parameter name", prefix="tailscale."
+            ),
+            hostname=reader.text(tailscale_doc, "hostname", _NAME, "a DNS label", prefix="tailscale."),
+            tags=tuple(reader.list_of(tailscale_doc, "tags", _TAG, "tag:NAME", prefix="tailscale.")),
+        )
+    providers_doc = reader.mapping(document, "providers", required=False) or {}
+    reader.no_unknown(providers_doc, {"anthropic", "openai"}, "providers.")
+    providers = {}
+    for provider in sorted(providers_doc):
+        name = reader.text(
+            providers_doc, provider, _PARAMETER, "an SSM parameter name or null", required=False, prefix="providers."
+        )
+        if name is not None:
+            providers[provider] = name
+    endpoints = reader.mapping(document, "endpoints", required=False) or {}
+    reader.no_unknown(endpoints, {"imds", "aws"}, "endpoints.")
+    return InstanceConfig(
+        platform=reader.text(document, "platform", _NAME, "a lowercase name"),
+        instance=reader.text(document, "instance", _NAME, "a lowercase name"),
+        target=target,
+        region=reader.text(document, "region", _REGION, "an AWS region"),
+        volume_id=volume_id,
+        tailscale=tailscale,
+        providers=providers,
+        services=tuple(reader.list_of(document, "services", _NAME, "service names")),
+        imds_endpoint=reader.text(endpoints, "imds", _URL, "a URL", required=False, prefix="endpoints.")
+        or DEFAULT_IMDS,
+        aws_endpoint=reader.text(endpoints, "aws", _URL, "a URL", required=False, prefix="endpoints."),
+    )
+
+
+class _Reader:
+    """Small typed accessors whose errors name the file and the field (no schema library on the instance)."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, message: str) -> InstanceConfigError:
+        return InstanceConfigError(f"{self.source}: {key}: {message}")
+
+    def no_unknown(self, document: dict, known: set[str], prefix: str) -> None:
+        unknown = sorted(str(key) for key in document if key not in known)
+        if unknown:
+            raise self.fail(prefix + unknown[0], f"unknown field; known here: {', '.join(sorted(known))}")
+
+    def mapping(self, document: dict, key: str, required: bool = True) -> dict | None:
+        value = document.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be an object")
+        return value
+
+    def choice(self, document: dict, key: str, choices: tuple[str, ...]) -> str:
+        value = document.get(key)
+        if value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}")
+        return value
+
+    def text(
+        self, document: dict, key: str, pattern: re.Pattern, what: str, required: bool = True, prefix: str = ""
+    ) -> str | None:
+        value = document.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise self.fail(prefix + key, f"must be {what}")
+        return value
+
+    def list_of(self, document: dict, key: str, pattern: re.Pattern, what: str, prefix: str = "") -> list[str]:
+        value = document.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and pattern.fullmatch(v) for v in value):
+            raise self.fail(prefix + key, f"must be a list of {what}")
+        return value

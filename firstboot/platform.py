@@ -1,0 +1,59 @@
+"""The outside world as the agent's steps see it: AWS clients and systemd.
+
+`Platform` is the real one. Tests inject their own where the real thing cannot run here
+(systemd as PID 1 outside a VM); the AWS clients point at a moto server through the
+instance config's `endpoints.aws`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from functools import cached_property
+from typing import Any
+
+from firstboot.instance_config import InstanceConfig
+
+
+class Systemd:
+    """systemctl, as the agent uses it."""
+
+    def daemon_reload(self) -> None:
+        self._systemctl("daemon-reload")
+
+    def start(self, unit: str) -> None:
+        self._systemctl("start", unit)
+
+    def is_active(self, unit: str) -> bool:
+        return subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0
+
+    @staticmethod
+    def _systemctl(*args: str) -> None:
+        result = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"systemctl {' '.join(args)} failed: {result.stderr.strip() or result.returncode}")
+
+
+class Platform:
+    def __init__(self, config: InstanceConfig, systemd: Systemd | None = None):
+        self.config = config
+        self.systemd = systemd or Systemd()
+
+    def client(self, service: str) -> Any:
+        # boto3 only when a step talks to AWS: the local target never imports it.
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service,
+            region_name=self.config.region,
+            endpoint_url=self.config.aws_endpoint,
+            config=Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=20),
+        )
+
+    @cached_property
+    def ec2(self) -> Any:
+        return self.client("ec2")
+
+    @cached_property
+    def ssm(self) -> Any:
+        return self.client("ssm")

@@ -1,0 +1,105 @@
+"""A machine for the agent's tests: every path of `agent.Paths` under one temporary directory.
+
+The data disk is a real sparse image file that blkid and mkfs.ext4 work on; /sys/block is laid
+out file for file as the kernel shows a virtio disk (no disk can be hot-plugged into this test
+machine). systemd as PID 1 cannot run inside the test process: `SystemdStandIn` records what the
+agent asks of it. The VM boot test runs the real systemd.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from firstboot import agent, storage
+from firstboot.platform import Platform
+
+CONTRACT = {
+    "version": 1,
+    "variables": [
+        {"name": "N8N_ENCRYPTION_KEY", "source": "generated", "bytes": 32, "immutable": True},
+        {"name": "LITELLM_MASTER_KEY", "source": "generated", "bytes": 24, "prefix": "sk-"},
+        {"name": "ANTHROPIC_API_KEY", "source": "provider:anthropic"},
+        {"name": "PLATFORM_HOSTNAME", "source": "instance:hostname"},
+    ],
+}
+
+
+class SystemdStandIn:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def daemon_reload(self) -> None:
+        self.calls.append(("daemon-reload",))
+
+    def start(self, unit: str) -> None:
+        self.calls.append(("start", unit))
+
+
+class Machine:
+    def __init__(self, root: Path, disk_dir: Path | None = None, data_dir: Path | None = None):
+        self.root = root
+        self.disk_dir = disk_dir or root / "disks"
+        self.systemd = SystemdStandIn()
+        self.paths = agent.Paths(
+            instance_config=root / "etc/ai-platform/instance.json",
+            cloud_init_data=root / "run/cloud-init/instance-data.json",
+            state_dir=root / "var/lib/ai-platform",
+            sys_block=root / "sys/block",
+            dev_dir=self.disk_dir,
+            systemd_dir=root / "etc/systemd/system",
+            data_mount=data_dir or root / "mnt/data",
+            env_contract=root / "opt/ai-platform/env-contract.json",
+            env_file=root / "etc/ai-platform/stack.env",
+        )
+        self.paths.env_contract.parent.mkdir(parents=True, exist_ok=True)
+        self.paths.env_contract.write_text(json.dumps(CONTRACT))
+        self.paths.data_mount.mkdir(parents=True, exist_ok=True)
+
+    def settings(self, **overrides) -> agent.Settings:
+        values = {"paths": self.paths, "device_timeout": 2, "imds_deadline": 5, "attach_timeout": 10,
+                  "make_platform": lambda config: Platform(config, systemd=self.systemd)}  # fmt: skip
+        values.update(overrides)
+        return agent.Settings(**values)
+
+    def disk(self, volume_id: str, name: str = "vdb", size: int = 64 * 1024 * 1024) -> Path:
+        """A data disk with the serial EBS would show for `volume_id`."""
+        device = self.disk_dir / name
+        if not device.exists():
+            self.disk_dir.mkdir(parents=True, exist_ok=True)
+            with open(device, "wb") as handle:
+                handle.truncate(size)
+        entry = self.paths.sys_block / name
+        entry.mkdir(parents=True, exist_ok=True)
+        (entry / "serial").write_text(storage.volume_serial(volume_id) + "\n")
+        return device
+
+    def instance_config(self, **fields) -> None:
+        document = {"version": 1, "platform": "ai-platform", "instance": "alpha", "target": "local",
+                    "region": "us-east-1", "data_volume": {"id": "vol-0123456789abcdef0"}, "tailscale": None,
+                    "providers": {}, "services": ["ollama"]}  # fmt: skip
+        document.update(fields)
+        self.paths.instance_config.parent.mkdir(parents=True, exist_ok=True)
+        self.paths.instance_config.write_text(json.dumps(document))
+
+    def cloud_init(self, instance_id: str) -> None:
+        self.paths.cloud_init_data.parent.mkdir(parents=True, exist_ok=True)
+        self.paths.cloud_init_data.write_text(
+            json.dumps({"v1": {"instance_id": instance_id, "availability_zone": None, "region": None}})
+        )
+
+    def status(self) -> dict:
+        return json.loads(self.paths.status.read_text())
+
+    def env(self) -> dict[str, str]:
+        lines = self.paths.env_file.read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+    def secrets(self) -> str:
+        return (self.paths.data_mount / "platform" / "secrets.env").read_text()
+
+
+def filesystem_uuid(device: Path) -> str | None:
+    result = subprocess.run(["blkid", "-p", "-o", "value", "-s", "UUID", str(device)], capture_output=True, text=True)
+    return result.stdout.strip() or None
