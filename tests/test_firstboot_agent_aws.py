@@ -1,0 +1,102 @@
+"""The agent on the AWS target: EC2 and SSM through boto3 against moto, identity from an IMDSv2 stand-in.
+
+moto stands in for the AWS API and the stand-in for the metadata service: neither real one can be
+reached from here. The disk is a real image, as in the local-target tests.
+"""
+
+from __future__ import annotations
+
+import pytest
+from firstboot_machine import Machine
+from imds_standin import ImdsStandIn
+
+from firstboot import agent, volume
+from firstboot.cli import main
+
+ZONE = "us-east-1a"
+ANTHROPIC_KEY = "sk-ant-api03-example-only-0123456789"
+
+
+@pytest.fixture
+def aws(moto, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    ec2 = moto.client("ec2")
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    instance_id = ec2.run_instances(
+        ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro", Placement={"AvailabilityZone": ZONE}
+    )["Instances"][0]["InstanceId"]
+    tags = {volume.PLATFORM_TAG: "ai-platform", volume.INSTANCE_TAG: "alpha", volume.ROLE_TAG: volume.DATA_ROLE}
+    volume_id = ec2.create_volume(
+        AvailabilityZone=ZONE,
+        Size=10,
+        Encrypted=True,
+        TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+    )["VolumeId"]
+    moto.client("ssm").put_parameter(Name="/ai-platform/providers/anthropic", Value=ANTHROPIC_KEY, Type="SecureString")
+    imds = ImdsStandIn(instance_id, ZONE, "us-east-1")
+    yield {"ec2": ec2, "instance_id": instance_id, "volume_id": volume_id, "imds": imds, "moto": moto}
+    imds.stop()
+
+
+def aws_machine(tmp_path, aws, **config):
+    machine = Machine(tmp_path)
+    machine.disk(aws["volume_id"], name="nvme1n1")
+    fields = {
+        "target": "aws",
+        "data_volume": None,
+        "endpoints": {"imds": aws["imds"].url, "aws": aws["moto"].url},
+        "providers": {"anthropic": "/ai-platform/providers/anthropic", "openai": "/ai-platform/providers/openai"},
+    }
+    fields.update(config)
+    machine.instance_config(**fields)
+    return machine
+
+
+def tags_of(ec2, instance_id):
+    found = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [instance_id]}])["Tags"]
+    return {tag["Key"]: tag["Value"] for tag in found}
+
+
+def test_first_boot_on_aws(tmp_path, aws, capsys):
+    machine = aws_machine(tmp_path, aws)
+    code = main(["run"], machine.settings())
+
+    status = machine.status()
+    assert code == 2, status  # done, with one recoverable warning: the OpenAI key parameter is absent
+    assert status["state"] == "degraded"
+    assert status["instance_id"] == aws["instance_id"]
+    attachments = aws["ec2"].describe_volumes(VolumeIds=[aws["volume_id"]])["Volumes"][0]["Attachments"]
+    assert [a["InstanceId"] for a in attachments] == [aws["instance_id"]]
+    assert machine.env()["ANTHROPIC_API_KEY"] == ANTHROPIC_KEY
+    secrets_step = next(s for s in status["steps"] if s["name"] == "secrets")
+    assert secrets_step["warnings"] == [
+        "SSM parameter /ai-platform/providers/openai (openai API key) not found: openai models stay off"
+    ]
+    tags = tags_of(aws["ec2"], aws["instance_id"])
+    assert tags[agent.STATUS_TAG] == "degraded"
+    assert tags[agent.STATUS_DETAIL_TAG].startswith("ai-platform firstboot: degraded")
+    out = capsys.readouterr()
+    everything = out.out + out.err + machine.paths.status.read_text() + str(tags)
+    assert ANTHROPIC_KEY not in everything
+
+
+def test_the_report_tags_a_failure_too(tmp_path, aws):
+    machine = aws_machine(tmp_path, aws)
+    other = aws["ec2"].run_instances(
+        ImageId=aws["ec2"].describe_images()["Images"][0]["ImageId"], MinCount=1, MaxCount=1,
+        Placement={"AvailabilityZone": ZONE},
+    )["Instances"][0]["InstanceId"]  # fmt: skip
+    aws["ec2"].attach_volume(VolumeId=aws["volume_id"], InstanceId=other, Device="/dev/sdf")
+
+    assert main(["run"], machine.settings()) == 1
+    status = machine.status()
+    assert status["first_error"]["step"] == "storage"
+    assert f"is attached to {other}" in status["first_error"]["message"]
+    assert tags_of(aws["ec2"], aws["instance_id"])[agent.STATUS_TAG] == "failed"
+
+
+def test_user_data_from_another_region_is_refused(tmp_path, aws):
+    machine = aws_machine(tmp_path, aws, region="eu-west-1")
+    assert main(["run"], machine.settings()) == 1
+    assert "runs in us-east-1, but its config is for eu-west-1" in machine.status()["first_error"]["message"]
