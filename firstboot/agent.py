@@ -3,10 +3,11 @@
     config    read the per-instance document cloud-init delivered
     identity  who this instance is (IMDSv2 on AWS, cloud-init's instance data locally)
     storage   attach the data volume, find it by serial, reuse rules, mount it at /mnt/data
+    tailscale join the tailnet (auth key from SSM) and install the edge's TLS certificate
     secrets   generated secrets kept on the volume, provider keys from SSM, the stacks' .env
     report    the status file (after every step) and the instance's status tags (AWS)
 
-Tailscale and starting the stacks join this story with their issues (#4 and #3).
+Starting the stacks joins this story with the stack (issue #3).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firstboot import env, identity, instance_config, storage, volume
+from firstboot import env, identity, instance_config, storage, tailscale, volume
 from firstboot.framework import PER_BOOT, Context, Step, StepFailed
 
 STATUS_TAG = "ai-platform:status"
@@ -37,6 +38,7 @@ class Paths:
     data_mount: Path = Path(storage.MOUNT_POINT)
     env_contract: Path = Path("/opt/ai-platform/env-contract.json")
     env_file: Path = Path("/etc/ai-platform/stack.env")
+    tls_dir: Path = Path("/etc/ai-platform/tls")
 
     @property
     def status(self) -> Path:
@@ -49,6 +51,7 @@ class Settings:
     imds_deadline: float = 60
     device_timeout: float = 300
     attach_timeout: float = 300
+    tailscale: tailscale.TailscaleCli = field(default_factory=tailscale.TailscaleCli)
     make_platform: Callable[[instance_config.InstanceConfig], Any] | None = None  # default: firstboot.platform
 
 
@@ -116,6 +119,43 @@ def prepare_storage(context: Context) -> str:
     return f"{volume_id} on {device.name}: {action}, mounted at {paths.data_mount}"
 
 
+def join_tailnet(context: Context) -> str:
+    settings: Settings = context.values["settings"]
+    config = context.values["config"]
+    paths = settings.paths
+    self_signed_dir = paths.data_mount / "platform" / "tls"
+    if config.tailscale is None:
+        hostname = f"{config.platform}-{config.instance}"
+        made = tailscale.install_certificate(
+            settings.tailscale, None, paths.tls_dir, self_signed_dir, hostname, context.warn
+        )
+        return f"no tailnet configured; {made}"
+    wanted = config.tailscale
+
+    def auth_key() -> str:
+        key = _ssm_secret(context, wanted.auth_key_parameter)
+        if key is None:
+            raise StepFailed(
+                f"SSM parameter {wanted.auth_key_parameter} (the Tailscale auth key) not found; "
+                "store it with `builder secrets set`"
+            )
+        return key
+
+    try:
+        joined = tailscale.join(settings.tailscale, auth_key, wanted.hostname, wanted.tags)
+        made = tailscale.install_certificate(
+            settings.tailscale,
+            settings.tailscale.status(),
+            paths.tls_dir,
+            self_signed_dir,
+            wanted.hostname,
+            context.warn,
+        )
+    except tailscale.TailscaleError as exc:
+        raise StepFailed(str(exc)) from None
+    return f"{'joined as' if joined else 'already joined as'} {wanted.hostname}; {made}"
+
+
 def write_secrets(context: Context) -> str:
     settings: Settings = context.values["settings"]
     config = context.values["config"]
@@ -174,6 +214,7 @@ STEPS = [
     Step("config", read_config, PER_BOOT, prerequisite=True),
     Step("identity", find_identity, PER_BOOT, prerequisite=True),
     Step("storage", prepare_storage, PER_BOOT),
+    Step("tailscale", join_tailnet, PER_BOOT),
     Step("secrets", write_secrets, PER_BOOT),
     Step("report", report, PER_BOOT, always=True),
 ]

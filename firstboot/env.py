@@ -173,4 +173,11 @@ def write_env(path: Path, env: Mapping[str, str]) -> bool:
 
 
 def _holds_data(data_dir: Path) -> bool:
-    return any(entry.name != "lost+found" for entry in data_dir.iterdir()) if data_dir.is_dir() else False
+    """True when the volume holds application data (what the secrets protect).
+
+    The agent's own platform/ directory (certificates, the secrets file) and ext4's lost+found
+    are not: a run killed after making them but before the secrets holds nothing to protect.
+    """
+    if not data_dir.is_dir():
+        return False
+    return any(entry.name not in ("lost+found", SECRETS_RELATIVE_PATH.parts[0]) for entry in data_dir.iterdir())

@@ -52,14 +52,20 @@ class Machine:
             data_mount=data_dir or root / "mnt/data",
             env_contract=root / "opt/ai-platform/env-contract.json",
             env_file=root / "etc/ai-platform/stack.env",
+            tls_dir=root / "etc/ai-platform/tls",
         )
         self.paths.env_contract.parent.mkdir(parents=True, exist_ok=True)
         self.paths.env_contract.write_text(json.dumps(CONTRACT))
         self.paths.data_mount.mkdir(parents=True, exist_ok=True)
 
     def settings(self, **overrides) -> agent.Settings:
-        values = {"paths": self.paths, "device_timeout": 2, "imds_deadline": 5, "attach_timeout": 10,
-                  "make_platform": lambda config: Platform(config, systemd=self.systemd)}  # fmt: skip
+        values = {
+            "paths": self.paths,
+            "device_timeout": 2,
+            "imds_deadline": 5,
+            "attach_timeout": 10,
+            "make_platform": lambda config: Platform(config, systemd=self.systemd),
+        }
         values.update(overrides)
         return agent.Settings(**values)
 
@@ -76,9 +82,17 @@ class Machine:
         return device
 
     def instance_config(self, **fields) -> None:
-        document = {"version": 1, "platform": "ai-platform", "instance": "alpha", "target": "local",
-                    "region": "us-east-1", "data_volume": {"id": "vol-0123456789abcdef0"}, "tailscale": None,
-                    "providers": {}, "services": ["ollama"]}  # fmt: skip
+        document = {
+            "version": 1,
+            "platform": "ai-platform",
+            "instance": "alpha",
+            "target": "local",
+            "region": "us-east-1",
+            "data_volume": {"id": "vol-0123456789abcdef0"},
+            "tailscale": None,
+            "providers": {},
+            "services": ["ollama"],
+        }
         document.update(fields)
         self.paths.instance_config.parent.mkdir(parents=True, exist_ok=True)
         self.paths.instance_config.write_text(json.dumps(document))

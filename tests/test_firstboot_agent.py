@@ -34,8 +34,13 @@ def test_first_boot_formats_mounts_and_writes_the_env(machine, capsys):
     status = machine.status()
     assert status["state"] == "done"
     assert [(s["name"], s["state"]) for s in status["steps"]] == [
-        ("config", "ok"), ("identity", "ok"), ("storage", "ok"), ("secrets", "ok"), ("report", "ok")
-    ]  # fmt: skip
+        ("config", "ok"),
+        ("identity", "ok"),
+        ("storage", "ok"),
+        ("tailscale", "ok"),
+        ("secrets", "ok"),
+        ("report", "ok"),
+    ]
     assert all(s["seconds"] is not None for s in status["steps"])
     uuid = filesystem_uuid(machine.disk_dir / "vdb")
     unit = machine.paths.systemd_dir / storage.mount_unit_name(str(machine.paths.data_mount))
@@ -150,7 +155,7 @@ KILLER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("after", ["config", "identity", "storage", "secrets"])
+@pytest.mark.parametrize("after", ["config", "identity", "storage", "tailscale", "secrets"])
 def test_killed_after_any_step_a_rerun_reaches_the_same_end(machine, after, tmp_path):
     killed = subprocess.run(
         [sys.executable, "-c", KILLER, os.path.dirname(__file__), str(machine.root), after], capture_output=True
@@ -185,7 +190,7 @@ def test_only_and_skip(machine, capsys):
     assert machine.paths.env_file.exists()
     with pytest.raises(SystemExit):
         run(machine, "--only", "tailscale-please")
-    assert "no step 'tailscale-please'; the steps are: config, identity, storage, secrets, report" in (
+    assert "no step 'tailscale-please'; the steps are: config, identity, storage, tailscale, secrets, report" in (
         capsys.readouterr().err
     )
     with pytest.raises(SystemExit):

@@ -7,6 +7,7 @@ reached from here. The disk is a real image, as in the local-target tests.
 from __future__ import annotations
 
 import pytest
+from conftest import TAILSCALE_KEY
 from firstboot_machine import Machine
 from imds_standin import ImdsStandIn
 
@@ -33,7 +34,9 @@ def aws(moto, monkeypatch):
         Encrypted=True,
         TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
     )["VolumeId"]
-    moto.client("ssm").put_parameter(Name="/ai-platform/providers/anthropic", Value=ANTHROPIC_KEY, Type="SecureString")
+    ssm = moto.client("ssm")
+    ssm.put_parameter(Name="/ai-platform/providers/anthropic", Value=ANTHROPIC_KEY, Type="SecureString")
+    ssm.put_parameter(Name="/ai-platform/tailscale/auth-key", Value=TAILSCALE_KEY, Type="SecureString")
     imds = ImdsStandIn(instance_id, ZONE, "us-east-1")
     yield {"ec2": ec2, "instance_id": instance_id, "volume_id": volume_id, "imds": imds, "moto": moto}
     imds.stop()
@@ -84,9 +87,11 @@ def test_first_boot_on_aws(tmp_path, aws, capsys):
 def test_the_report_tags_a_failure_too(tmp_path, aws):
     machine = aws_machine(tmp_path, aws)
     other = aws["ec2"].run_instances(
-        ImageId=aws["ec2"].describe_images()["Images"][0]["ImageId"], MinCount=1, MaxCount=1,
+        ImageId=aws["ec2"].describe_images()["Images"][0]["ImageId"],
+        MinCount=1,
+        MaxCount=1,
         Placement={"AvailabilityZone": ZONE},
-    )["Instances"][0]["InstanceId"]  # fmt: skip
+    )["Instances"][0]["InstanceId"]
     aws["ec2"].attach_volume(VolumeId=aws["volume_id"], InstanceId=other, Device="/dev/sdf")
 
     assert main(["run"], machine.settings()) == 1
@@ -100,3 +105,32 @@ def test_user_data_from_another_region_is_refused(tmp_path, aws):
     machine = aws_machine(tmp_path, aws, region="eu-west-1")
     assert main(["run"], machine.settings()) == 1
     assert "runs in us-east-1, but its config is for eu-west-1" in machine.status()["first_error"]["message"]
+
+
+TAILNET = {
+    "auth_key_parameter": "/ai-platform/tailscale/auth-key",
+    "hostname": "ai-platform-alpha",
+    "tags": ["tag:ai-platform"],
+}
+
+
+def test_joins_the_tailnet_with_the_key_from_ssm_and_never_shows_it(tmp_path, aws, fake_tailscale, capsys):
+    machine = aws_machine(tmp_path, aws, tailscale=TAILNET, providers={})
+    settings = machine.settings(tailscale=fake_tailscale)
+    assert main(["run"], settings) == 0
+    step = next(s for s in machine.status()["steps"] if s["name"] == "tailscale")
+    assert step["detail"].startswith("joined as ai-platform-alpha; self-signed certificate for ai-platform-alpha")
+    assert main(["run"], settings) == 0
+    step = next(s for s in machine.status()["steps"] if s["name"] == "tailscale")
+    assert step["detail"].startswith("already joined as ai-platform-alpha")
+    out = capsys.readouterr()
+    assert TAILSCALE_KEY not in out.out + out.err + machine.paths.status.read_text()
+    assert TAILSCALE_KEY not in str(tags_of(aws["ec2"], aws["instance_id"]))
+
+
+def test_a_missing_auth_key_parameter_is_named(tmp_path, aws, fake_tailscale):
+    machine = aws_machine(tmp_path, aws, tailscale={**TAILNET, "auth_key_parameter": "/nowhere/auth-key"})
+    assert main(["run"], machine.settings(tailscale=fake_tailscale)) == 1
+    error = machine.status()["first_error"]
+    assert error["step"] == "tailscale"
+    assert "SSM parameter /nowhere/auth-key (the Tailscale auth key) not found" in error["message"]

@@ -14,11 +14,14 @@ VALID = {
     "instance": "alpha",
     "target": "aws",
     "region": "eu-west-1",
-    "tailscale": {"auth_key_parameter": "/ai-platform/tailscale/auth-key", "hostname": "ai-platform-alpha",
-                  "tags": ["tag:ai-platform"]},
+    "tailscale": {
+        "auth_key_parameter": "/ai-platform/tailscale/auth-key",
+        "hostname": "ai-platform-alpha",
+        "tags": ["tag:ai-platform"],
+    },
     "providers": {"anthropic": "/ai-platform/providers/anthropic", "openai": None},
     "services": ["ollama", "litellm"],
-}  # fmt: skip
+}
 
 
 def write(tmp_path, document):
@@ -51,15 +54,19 @@ def test_valid_document(tmp_path):
         ({"target": "local"}, "data_volume.id: must be an EBS volume id"),
         ({"region": "Europe"}, "region: must be an AWS region"),
         ({"platform": "AI"}, "platform: must be a lowercase name"),
-        ({"tailscale": {"auth_key_parameter": "tskey-abc", "hostname": "h", "tags": []}},
-         "tailscale.auth_key_parameter: must be an SSM parameter name"),
-        ({"tailscale": {"auth_key_parameter": "/p", "hostname": "h", "tags": ["ai"]}},
-         "tailscale.tags: must be a list"),
+        (
+            {"tailscale": {"auth_key_parameter": "tskey-abc", "hostname": "h", "tags": []}},
+            "tailscale.auth_key_parameter: must be an SSM parameter name",
+        ),
+        (
+            {"tailscale": {"auth_key_parameter": "/p", "hostname": "h", "tags": ["ai"]}},
+            "tailscale.tags: must be a list",
+        ),
         ({"providers": {"mistral": "/p"}}, "providers.mistral: unknown field"),
         ({"endpoints": {"imds": "not a url"}}, "endpoints.imds: must be a URL"),
         ({"services": "ollama"}, "services: must be a list of service names"),
     ],
-)  # fmt: skip
+)
 def test_bad_field_is_named(tmp_path, change, message):
     path = write(tmp_path, {**VALID, **change})
     with pytest.raises(InstanceConfigError) as error:

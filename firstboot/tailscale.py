@@ -1,0 +1,158 @@
+"""Joining the tailnet, and the edge's TLS certificate.
+
+Already joined (tailscaled keeps its state in /var/lib/tailscale on the root disk) -> nothing to
+do. Otherwise `tailscale up` with the auth key read from SSM through the instance role, the
+configured hostname and tags, retried with backoff. The certificate for NGINX is the node's own
+from `tailscale cert` when the tailnet offers HTTPS names; otherwise a self-signed one, made once
+and kept on the data volume so that clients see the same certificate on every instance.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+TLS_CERT = "tls.crt"
+TLS_KEY = "tls.key"
+SELF_SIGNED_DAYS = 825  # the longest validity Apple clients accept for a TLS server certificate
+
+
+class TailscaleError(Exception):
+    pass
+
+
+@dataclass
+class TailscaleCli:
+    """The `tailscale` command, as the agent uses it."""
+
+    binary: str = "tailscale"
+    timeout: float = 120
+
+    def status(self) -> dict | None:
+        result = self._run("status", "--json")
+        if result.returncode != 0:
+            return None
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            return None
+
+    def up(self, auth_key: str, hostname: str, tags: tuple[str, ...]) -> subprocess.CompletedProcess:
+        # The key goes on the command line: tailscale reads it from nowhere else that its
+        # documentation promises. At first boot only root runs on the instance.
+        arguments = ["up", f"--auth-key={auth_key}", f"--hostname={hostname}"]
+        if tags:
+            arguments.append(f"--advertise-tags={','.join(tags)}")
+        return self._run(*arguments)
+
+    def cert(self, domain: str, cert_file: Path, key_file: Path) -> subprocess.CompletedProcess:
+        return self._run("cert", f"--cert-file={cert_file}", f"--key-file={key_file}", domain)
+
+    def _run(self, *arguments: str) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(
+                [self.binary, *arguments], capture_output=True, text=True, timeout=self.timeout, check=False
+            )
+        except FileNotFoundError:
+            raise TailscaleError(f"{self.binary}: not installed (the image should carry it)") from None
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess([self.binary, *arguments], 124, "", f"timed out after {self.timeout} s")
+
+
+def is_running(status: dict | None) -> bool:
+    return bool(status) and status.get("BackendState") == "Running"
+
+
+def join(
+    cli: TailscaleCli,
+    auth_key: Callable[[], str],
+    hostname: str,
+    tags: tuple[str, ...],
+    *,
+    attempts: int = 4,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Join unless already joined; True when this call joined. `auth_key` is read only if needed."""
+    if is_running(cli.status()):
+        return False
+    key = auth_key()
+    delay = 2.0
+    errors = []
+    for attempt in range(1, attempts + 1):
+        result = cli.up(key, hostname, tags)
+        if result.returncode == 0 and is_running(cli.status()):
+            return True
+        errors.append(
+            (result.stderr or result.stdout or f"exit {result.returncode}").strip().replace(key, "[redacted]")
+        )
+        if attempt < attempts:
+            sleep(delay)
+            delay *= 2
+    raise TailscaleError(f"tailscale up failed {attempts} times; last error: {errors[-1]}")
+
+
+def install_certificate(
+    cli: TailscaleCli, status: dict | None, tls_dir: Path, self_signed_dir: Path, hostname: str, warn: Callable
+) -> str:
+    """Put a certificate and key for NGINX into tls_dir; say which kind."""
+    tls_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    domains = (status or {}).get("CertDomains") or []
+    if domains:
+        result = cli.cert(domains[0], tls_dir / TLS_CERT, tls_dir / TLS_KEY)
+        if result.returncode == 0:
+            (tls_dir / TLS_KEY).chmod(0o600)
+            return f"tailnet certificate for {domains[0]}"
+        warn(f"tailscale cert {domains[0]} failed ({result.stderr.strip()}); using the self-signed certificate")
+    names = [hostname, *domains]
+    made = ensure_self_signed(self_signed_dir, names)
+    shutil.copyfile(self_signed_dir / TLS_CERT, tls_dir / TLS_CERT)
+    key = tls_dir / TLS_KEY
+    key.touch(mode=0o600)
+    key.chmod(0o600)
+    shutil.copyfile(self_signed_dir / TLS_KEY, key)
+    return f"self-signed certificate for {', '.join(names)}" + (" (made now)" if made else "")
+
+
+def ensure_self_signed(directory: Path, names: list[str]) -> bool:
+    """A self-signed certificate kept in `directory` (on the data volume); True when made now."""
+    cert, key = directory / TLS_CERT, directory / TLS_KEY
+    if cert.exists() and key.exists():
+        return False
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    san = ",".join([*(f"DNS:{name}" for name in names), "DNS:localhost", "IP:127.0.0.1"])
+    result = subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            str(SELF_SIGNED_DAYS),
+            "-subj",
+            f"/CN={names[0]}",
+            "-addext",
+            f"subjectAltName={san}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        key.unlink(missing_ok=True)
+        cert.unlink(missing_ok=True)
+        raise TailscaleError(f"openssl could not make a self-signed certificate: {result.stderr.strip()}")
+    key.chmod(0o600)
+    return True
