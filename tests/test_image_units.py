@@ -1,0 +1,83 @@
+"""The systemd units the image ships (image/rootfs/etc/systemd/system), checked by systemd itself.
+
+`systemd-analyze verify` exits 0 on unknown keys and hides ordering cycles unless it sees the whole
+boot: the units are enabled in a copy of this machine's systemd tree (which has Debian's
+cloud-init units), cloud-init.target linked as cloud-init's generator links it at boot, and any
+output at all is a failure.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+UNITS = REPO / "image" / "rootfs" / "etc" / "systemd" / "system"
+AGENT_UNIT = UNITS / "ai-platform-firstboot.service"
+
+
+def unit_files() -> list[Path]:
+    return sorted(p for p in UNITS.iterdir() if p.suffix in (".service", ".target", ".timer", ".mount"))
+
+
+@pytest.fixture
+def boot_root(tmp_path):
+    """A root with this machine's systemd and cloud-init units and the image's units, enabled."""
+    root = tmp_path / "root"
+    (root / "usr" / "lib").mkdir(parents=True)
+    (root / "etc").mkdir()
+    shutil.copytree("/usr/lib/systemd", root / "usr/lib/systemd", symlinks=True)
+    shutil.copytree("/etc/systemd", root / "etc/systemd", symlinks=True)
+    (root / "lib").symlink_to("usr/lib")
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    target = wants / "cloud-init.target"
+    if not target.exists():
+        target.symlink_to("/usr/lib/systemd/system/cloud-init.target")
+    assert (root / "usr/lib/systemd/system/cloud-final.service").exists(), "cloud-init is not installed here"
+    # The agent's executable, where the bake installs its venv.
+    agent = root / "opt/ai-platform/agent/bin/firstboot"
+    agent.parent.mkdir(parents=True)
+    agent.write_text("#!/bin/sh\n")
+    agent.chmod(0o755)
+    return root
+
+
+def install(root: Path, unit_text: dict[str, str]) -> None:
+    for name, text in unit_text.items():
+        (root / "etc/systemd/system" / name).write_text(text)
+        subprocess.run(["systemctl", f"--root={root}", "enable", name], check=True, capture_output=True)
+
+
+def verify(root: Path) -> str:
+    result = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={root}", "multi-user.target"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return (result.stdout + result.stderr).strip()
+
+
+def test_image_ships_the_agent_unit():
+    assert AGENT_UNIT in unit_files()
+
+
+def test_units_verify_with_no_finding_and_no_ordering_cycle(boot_root):
+    install(boot_root, {unit.name: unit.read_text() for unit in unit_files()})
+    assert verify(boot_root) == ""
+
+
+def test_the_cycle_check_catches_the_known_trap(boot_root):
+    """LAB.md's trap: After=cloud-final.service with WantedBy=multi-user.target. The check must see it."""
+    trap = AGENT_UNIT.read_text().replace("After=cloud-init.service", "After=cloud-final.service")
+    install(boot_root, {AGENT_UNIT.name: trap})
+    assert "Found ordering cycle on ai-platform-firstboot.service/start" in verify(boot_root)
+
+
+def test_agent_unit_treats_degraded_as_success_and_runs_the_installed_agent():
+    text = AGENT_UNIT.read_text()
+    assert "SuccessExitStatus=2" in text
+    assert "ExecStart=/opt/ai-platform/agent/bin/firstboot run" in text
+    assert "ConditionPathExists=/etc/ai-platform/instance.json" in text
