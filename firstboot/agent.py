@@ -1,17 +1,17 @@
 """The boot story, top to bottom: from power-on to a platform whose data volume, secrets and .env are ready.
 
-    config    read the per-instance document cloud-init delivered
-    identity  who this instance is (IMDSv2 on AWS, cloud-init's instance data locally)
-    storage   attach the data volume, find it by serial, reuse rules, mount it at /mnt/data
-    tailscale join the tailnet (auth key from SSM) and install the edge's TLS certificate
-    secrets   generated secrets kept on the volume, provider keys from SSM, the stacks' .env
-    report    the status file (after every step) and the instance's status tags (AWS)
-
-Starting the stacks joins this story with the stack (issue #3).
+config    read the per-instance document cloud-init delivered
+identity  who this instance is (IMDSv2 on AWS, cloud-init's instance data locally)
+storage   attach the data volume, find it by serial, reuse rules, mount it at /mnt/data
+tailscale join the tailnet (auth key from SSM) and install the edge's TLS certificate
+secrets   generated secrets kept on the volume, provider keys from SSM, the stacks' .env
+services  start ai-platform.target with this instance's stacks; wait until each is healthy
+report    the status file (after every step) and the instance's status tags (AWS)
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,8 @@ from typing import Any
 from firstboot import env, identity, instance_config, storage, tailscale, volume
 from firstboot.framework import PER_BOOT, Context, Step, StepFailed
 
+PLATFORM_TARGET = "ai-platform.target"
+STACK_UNIT = "ai-platform-stack@{}.service"  # active once `docker compose up --wait` saw it healthy
 STATUS_TAG = "ai-platform:status"
 STATUS_DETAIL_TAG = "ai-platform:status-detail"
 TAG_VALUE_LIMIT = 256  # EC2 tag values hold at most 256 characters
@@ -51,6 +53,8 @@ class Settings:
     imds_deadline: float = 60
     device_timeout: float = 300
     attach_timeout: float = 300
+    services_timeout: float = 1800  # first start pulls nothing (images are baked) but runs migrations
+    poll_interval: float = 2
     tailscale: tailscale.TailscaleCli = field(default_factory=tailscale.TailscaleCli)
     make_platform: Callable[[instance_config.InstanceConfig], Any] | None = None  # default: firstboot.platform
 
@@ -186,6 +190,38 @@ def write_secrets(context: Context) -> str:
     )
 
 
+def start_services(context: Context) -> str:
+    settings: Settings = context.values["settings"]
+    config = context.values["config"]
+    systemd = context.platform.systemd
+    units = [STACK_UNIT.format(name) for name in config.services]
+    # Which stacks run is this instance's choice: a drop-in makes the target want exactly those.
+    drop_in = settings.paths.systemd_dir / f"{PLATFORM_TARGET}.d" / "instance.conf"
+    text = "# Written by the firstboot agent: the stacks this instance runs.\n[Unit]\n" + "".join(
+        f"Wants={unit}\n" for unit in units
+    )
+    if not drop_in.exists() or drop_in.read_text(encoding="utf-8") != text:
+        drop_in.parent.mkdir(parents=True, exist_ok=True)
+        drop_in.write_text(text, encoding="utf-8")
+        systemd.daemon_reload()
+    systemd.start(PLATFORM_TARGET)
+    deadline = time.monotonic() + settings.services_timeout
+    while True:
+        states = {unit: systemd.active_state(unit) for unit in units}
+        failed = [unit for unit, state in states.items() if state == "failed"]
+        if failed:
+            raise StepFailed(f"{', '.join(failed)} failed; see `journalctl -u {failed[0]}`")
+        waiting = [unit for unit, state in states.items() if state != "active"]
+        if not waiting:
+            return f"{len(units)} stacks healthy: {', '.join(config.services) or 'none'}"
+        if time.monotonic() >= deadline:
+            raise StepFailed(
+                f"not healthy within {settings.services_timeout:g} s: "
+                + ", ".join(f"{unit} ({states[unit]})" for unit in waiting)
+            )
+        time.sleep(settings.poll_interval)
+
+
 def report(context: Context) -> str:
     config = context.values.get("config")
     me = context.values.get("identity")
@@ -216,5 +252,6 @@ STEPS = [
     Step("storage", prepare_storage, PER_BOOT),
     Step("tailscale", join_tailnet, PER_BOOT),
     Step("secrets", write_secrets, PER_BOOT),
+    Step("services", start_services, PER_BOOT),
     Step("report", report, PER_BOOT, always=True),
 ]

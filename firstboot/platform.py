@@ -23,8 +23,15 @@ class Systemd:
     def start(self, unit: str) -> None:
         self._systemctl("start", unit)
 
-    def is_active(self, unit: str) -> bool:
-        return subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0
+    def active_state(self, unit: str) -> str:
+        """systemd's ActiveState: active, activating, failed, inactive, …"""
+        result = subprocess.run(
+            ["systemctl", "show", "--property=ActiveState", "--value", unit],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout.strip() or "unknown"
 
     @staticmethod
     def _systemctl(*args: str) -> None:

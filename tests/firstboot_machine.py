@@ -27,14 +27,31 @@ CONTRACT = {
 
 
 class SystemdStandIn:
+    """Records what the agent asks; a started target's stack units turn active after `polls_to_active`
+    looks, except those named in `failing` (failed) or `stuck` (activating for ever)."""
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
+        self.polls_to_active = 2
+        self.failing: set[str] = set()
+        self.stuck: set[str] = set()
+        self._looks: dict[str, int] = {}
 
     def daemon_reload(self) -> None:
         self.calls.append(("daemon-reload",))
 
     def start(self, unit: str) -> None:
         self.calls.append(("start", unit))
+
+    def active_state(self, unit: str) -> str:
+        if ("start", "ai-platform.target") not in self.calls:
+            return "inactive"
+        if unit in self.failing:
+            return "failed"
+        self._looks[unit] = self._looks.get(unit, 0) + 1
+        if unit in self.stuck or self._looks[unit] < self.polls_to_active:
+            return "activating"
+        return "active"
 
 
 class Machine:
@@ -64,6 +81,8 @@ class Machine:
             "device_timeout": 2,
             "imds_deadline": 5,
             "attach_timeout": 10,
+            "services_timeout": 2,
+            "poll_interval": 0.01,
             "make_platform": lambda config: Platform(config, systemd=self.systemd),
         }
         values.update(overrides)
@@ -91,7 +110,7 @@ class Machine:
             "data_volume": {"id": "vol-0123456789abcdef0"},
             "tailscale": None,
             "providers": {},
-            "services": ["ollama"],
+            "services": ["data", "ollama", "litellm"],
         }
         document.update(fields)
         self.paths.instance_config.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ def test_first_boot_formats_mounts_and_writes_the_env(machine, capsys):
         ("storage", "ok"),
         ("tailscale", "ok"),
         ("secrets", "ok"),
+        ("services", "ok"),
         ("report", "ok"),
     ]
     assert all(s["seconds"] is not None for s in status["steps"])
@@ -155,7 +156,7 @@ KILLER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("after", ["config", "identity", "storage", "tailscale", "secrets"])
+@pytest.mark.parametrize("after", ["config", "identity", "storage", "tailscale", "secrets", "services"])
 def test_killed_after_any_step_a_rerun_reaches_the_same_end(machine, after, tmp_path):
     killed = subprocess.run(
         [sys.executable, "-c", KILLER, os.path.dirname(__file__), str(machine.root), after], capture_output=True
@@ -190,8 +191,9 @@ def test_only_and_skip(machine, capsys):
     assert machine.paths.env_file.exists()
     with pytest.raises(SystemExit):
         run(machine, "--only", "tailscale-please")
-    assert "no step 'tailscale-please'; the steps are: config, identity, storage, tailscale, secrets, report" in (
-        capsys.readouterr().err
+    assert (
+        "no step 'tailscale-please'; the steps are: config, identity, storage, tailscale, secrets, services, report"
+        in (capsys.readouterr().err)
     )
     with pytest.raises(SystemExit):
         run(machine, "--skip", "identity")
@@ -223,3 +225,36 @@ def test_a_second_run_waits_for_no_one(machine):
 def test_mount_unit_path_matches_systemd_naming(machine):
     run(machine)
     assert (machine.paths.systemd_dir / storage.mount_unit_name(str(machine.paths.data_mount))).exists()
+
+
+def test_services_start_this_instances_stacks_and_wait_until_healthy(machine):
+    assert run(machine) == 0
+    drop_in = machine.paths.systemd_dir / "ai-platform.target.d" / "instance.conf"
+    assert [line for line in drop_in.read_text().splitlines() if line.startswith("Wants=")] == [
+        "Wants=ai-platform-stack@data.service",
+        "Wants=ai-platform-stack@ollama.service",
+        "Wants=ai-platform-stack@litellm.service",
+    ]
+    services = next(s for s in machine.status()["steps"] if s["name"] == "services")
+    assert services["detail"] == "3 stacks healthy: data, ollama, litellm"
+    machine.systemd.calls.clear()
+    assert run(machine) == 0
+    assert ("daemon-reload",) not in machine.systemd.calls
+
+
+def test_a_failed_stack_fails_the_boot_and_names_it(machine):
+    machine.systemd.failing = {"ai-platform-stack@litellm.service"}
+    assert run(machine) == 1
+    error = machine.status()["first_error"]
+    assert error == {
+        "step": "services",
+        "message": "ai-platform-stack@litellm.service failed; see `journalctl -u ai-platform-stack@litellm.service`",
+    }
+
+
+def test_a_stack_that_never_gets_healthy_fails_at_the_deadline(machine):
+    machine.systemd.stuck = {"ai-platform-stack@ollama.service"}
+    assert run(machine) == 1
+    assert machine.status()["first_error"]["message"] == (
+        "not healthy within 2 s: ai-platform-stack@ollama.service (activating)"
+    )
