@@ -213,7 +213,7 @@ def start_services(context: Context) -> str:
             raise StepFailed(f"{', '.join(failed)} failed; see `journalctl -u {failed[0]}`")
         waiting = [unit for unit, state in states.items() if state != "active"]
         if not waiting:
-            return f"{len(units)} stacks healthy: {', '.join(config.services) or 'none'}"
+            return f"{len(units)} healthy: {', '.join(config.services)}" if units else "no stacks enabled"
         if time.monotonic() >= deadline:
             raise StepFailed(
                 f"not healthy within {settings.services_timeout:g} s: "

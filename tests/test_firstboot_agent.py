@@ -236,7 +236,7 @@ def test_services_start_this_instances_stacks_and_wait_until_healthy(machine):
         "Wants=ai-platform-stack@litellm.service",
     ]
     services = next(s for s in machine.status()["steps"] if s["name"] == "services")
-    assert services["detail"] == "3 stacks healthy: data, ollama, litellm"
+    assert services["detail"] == "3 healthy: data, ollama, litellm"
     machine.systemd.calls.clear()
     assert run(machine) == 0
     assert ("daemon-reload",) not in machine.systemd.calls
