@@ -34,6 +34,7 @@ TARGETS = ("aws", "local")
 DEFAULT_IMDS = "http://169.254.169.254"
 
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+_SERVICE = re.compile(r"[a-z][a-z0-9_-]{0,62}")  # also a systemd unit instance name
 _PARAMETER = re.compile(r"/[A-Za-z0-9_.\-/]{1,1010}")
 _VOLUME_ID = re.compile(r"vol-[0-9a-f]{8,17}")
 _TAG = re.compile(r"tag:[a-z0-9][a-z0-9-]*")
@@ -139,7 +140,7 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         volume_id=volume_id,
         tailscale=tailscale,
         providers=providers,
-        services=tuple(reader.list_of(document, "services", _NAME, "service names")),
+        services=tuple(reader.list_of(document, "services", _SERVICE, "service names")),
         imds_endpoint=reader.text(endpoints, "imds", _URL, "a URL", required=False, prefix="endpoints.")
         or DEFAULT_IMDS,
         aws_endpoint=reader.text(endpoints, "aws", _URL, "a URL", required=False, prefix="endpoints."),

@@ -4,7 +4,7 @@ The image is the local target's Debian base (builder/local/debian_base.py) with 
 image's units installed as the bake will install them (issue #6 replaces this with the baked image).
 Stand-ins, each because the real one is not built yet: a .env contract of two secrets, and one stack
 unit (`ai-platform-stack@probe.service`, a oneshot) for the stack of issue #3. The seed is a NoCloud
-ISO whose user-data writes the per-instance document, as the cloud-init renderer (issue #5) will.
+ISO whose user-data comes from builder's own renderer (builder/userdata.py), as a launch sends it.
 A reporter unit in the test image prints the agent's status and the volume's state on the serial
 console, then powers the VM off.
 
@@ -18,14 +18,15 @@ import json
 import os
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 import vm
 from conftest import REPO
 
+from builder.config.schema import PlatformConfig
 from builder.local.debian_base import build_debian_base
+from builder.userdata import instance_document, render_user_data
 
 VOLUME_ID = "vol-0123456789abcdef0"
 SERIAL = "vol0123456789abcdef0"
@@ -114,25 +115,11 @@ def test_image(tmp_path_factory):
 
 
 def user_data(instance: str) -> str:
-    document = {
-        "version": 1,
-        "platform": "ai-platform",
-        "instance": instance,
-        "target": "local",
-        "region": "us-east-1",
-        "data_volume": {"id": VOLUME_ID},
-        "tailscale": None,
-        "providers": {},
-        "services": ["probe"],
-    }
-    return "#cloud-config\n" + textwrap.dedent(
-        f"""\
-        write_files:
-          - path: /etc/ai-platform/instance.json
-            permissions: "0644"
-            content: '{json.dumps(document)}'
-        """
-    )
+    """The seed's user-data, rendered by builder's own renderer for the local target."""
+    config = PlatformConfig(version=1)
+    document = instance_document(config, instance, "local", volume_id=VOLUME_ID, tailnet=False)  # none to reach
+    document["services"] = ["probe"]  # the stand-in stack
+    return render_user_data(config, document).mime
 
 
 def boot_instance(test_image, work: Path, instance_id: str, data_disk: Path, overlay: Path | None = None):

@@ -341,6 +341,24 @@ class Local(Section):
         return self
 
 
+_SSH_KEY = re.compile(
+    r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]{16,}( .*)?"
+)
+
+
+def _ssh_public_key(value: str) -> str:
+    if not _SSH_KEY.fullmatch(value.strip()):
+        raise ValueError("must be an SSH public key line (ssh-ed25519 AAAA… comment)")
+    return value.strip()
+
+
+class Ssh(Section):
+    authorized_keys: list[Annotated[str, AfterValidator(_ssh_public_key)]] = Field(
+        default_factory=list,
+        description="Public keys for the image's default user. Empty: no default user is created at all.",
+    )
+
+
 class PlatformConfig(Section):
     version: Literal[1] = Field(description="Config format version. This builder reads version 1.")
     name: str = Field(
@@ -357,6 +375,7 @@ class PlatformConfig(Section):
     edge: Edge = Field(default_factory=Edge, description="The edge NGINX.")
     image: Image = Field(default_factory=Image, description="The baked machine image.")
     local: Local = Field(default_factory=Local, description="The local qemu target.")
+    ssh: Ssh = Field(default_factory=Ssh, description="SSH access (off by default; the tailnet is the way in).")
 
     @model_validator(mode="after")
     def _cross_section(self) -> PlatformConfig:

@@ -1,0 +1,129 @@
+"""Per-instance user-data: the agent's instance document, delivered by cloud-init's write_files.
+
+MIME multipart with one text/cloud-config part today (more parts can join without changing the
+format), rendered from `cloudinit/cloud-config.yaml.j2`. It carries names and choices only, never
+a secret. Its size is measured against EC2's limit before any AWS call, gzip is used when it is
+needed and enough, and an oversize result names its biggest parts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from pathlib import Path
+
+from builder.config.schema import PlatformConfig
+from builder.errors import BuilderError
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "cloudinit"
+INSTANCE_DOCUMENT_PATH = "/etc/ai-platform/instance.json"
+EC2_USER_DATA_LIMIT = 16384  # bytes, before base64
+TARGETS = ("aws", "local")
+
+
+class UserDataTooLarge(BuilderError):
+    pass
+
+
+@dataclass(frozen=True)
+class UserData:
+    mime: str  # what cloud-init reads
+    payload: bytes  # what is sent: the MIME text, or its gzip when that was needed
+    compressed: bool
+    part_sizes: dict[str, int]  # name -> bytes, biggest first
+
+
+def hostname_for(config: PlatformConfig, instance: str) -> str:
+    return config.tailscale.hostname_pattern.format(platform=config.name, instance=instance)
+
+
+def instance_document(
+    config: PlatformConfig,
+    instance: str,
+    target: str,
+    *,
+    volume_id: str | None = None,
+    endpoints: dict[str, str] | None = None,
+    tailnet: bool = True,
+) -> dict:
+    """The agent's per-instance config (firstboot/instance_config.py reads it), version 1."""
+    if target not in TARGETS:
+        raise BuilderError(f"target {target!r}: must be one of {', '.join(TARGETS)}")
+    document = {
+        "version": 1,
+        "platform": config.name,
+        "instance": instance,
+        "target": target,
+        "region": config.aws.region,
+        "data_volume": {"id": volume_id} if volume_id else None,
+        "tailscale": {
+            "auth_key_parameter": config.tailscale.auth_key_parameter,
+            "hostname": hostname_for(config, instance),
+            "tags": list(config.tailscale.tags),
+        }
+        if tailnet
+        else None,
+        "providers": {
+            "anthropic": config.providers.anthropic_api_key_parameter,
+            "openai": config.providers.openai_api_key_parameter,
+        },
+        "services": [name for name in type(config.services).model_fields if getattr(config.services, name).enabled],
+    }
+    if endpoints:
+        document["endpoints"] = endpoints
+    return document
+
+
+def render_cloud_config(config: PlatformConfig, document: dict) -> str:
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    template = environment.get_template("cloud-config.yaml.j2")
+    return template.render(
+        platform=config.name,
+        instance=document["instance"],
+        hostname=hostname_for(config, document["instance"]),
+        authorized_keys=list(config.ssh.authorized_keys),
+        document_path=INSTANCE_DOCUMENT_PATH,
+        document_json=json.dumps(document, indent=2, sort_keys=True),
+    )
+
+
+def render_user_data(config: PlatformConfig, document: dict, limit: int = EC2_USER_DATA_LIMIT) -> UserData:
+    cloud_config = render_cloud_config(config, document)
+    message = MIMEMultipart()
+    # A boundary derived from the content: the same inputs give the same bytes (and the same launch plan).
+    message.set_boundary("==ai-platform-" + hashlib.sha256(cloud_config.encode()).hexdigest()[:24] + "==")
+    # us-ascii: 7bit, readable as it is sent (the template and the JSON are ASCII).
+    message.attach(MIMEText(cloud_config, "cloud-config", "us-ascii"))
+    mime = message.as_string()
+    parts = _part_sizes(document, cloud_config, config)
+    raw = mime.encode("utf-8")
+    if len(raw) <= limit:
+        return UserData(mime, raw, False, parts)
+    packed = gzip.compress(raw, compresslevel=9, mtime=0)
+    if len(packed) <= limit:
+        return UserData(mime, packed, True, parts)
+    biggest = ", ".join(f"{name} ({size} bytes)" for name, size in list(parts.items())[:3])
+    raise UserDataTooLarge(
+        f"user-data is {len(raw)} bytes ({len(packed)} gzipped), over EC2's limit of {limit} bytes; "
+        f"the biggest parts: {biggest}. Move bulk into the image."
+    )
+
+
+def _part_sizes(document: dict, cloud_config: str, config: PlatformConfig) -> dict[str, int]:
+    sizes = {f"instance.json {key}": len(json.dumps(value)) for key, value in document.items()}
+    sizes["ssh.authorized_keys"] = sum(len(key) for key in config.ssh.authorized_keys)
+    sizes["cloud-config (all)"] = len(cloud_config.encode())
+    return dict(sorted(sizes.items(), key=lambda item: item[1], reverse=True))
