@@ -7,11 +7,12 @@ instance config's `endpoints.aws`.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from functools import cached_property
 from typing import Any
 
-from firstboot.instance_config import InstanceConfig
+from firstboot.instance_config import DEFAULT_IMDS, InstanceConfig
 
 
 class Systemd:
@@ -48,6 +49,10 @@ class Platform:
     def client(self, service: str) -> Any:
         # boto3 only when a step talks to AWS: the local target never imports it.
         import boto3
+
+        if self.config.imds_endpoint != DEFAULT_IMDS:
+            # The instance role's credentials come from the same metadata service as the identity.
+            os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = self.config.imds_endpoint.rstrip("/") + "/"
         from botocore.config import Config
 
         return boto3.client(

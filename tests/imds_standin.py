@@ -1,8 +1,9 @@
 """A stand-in for the EC2 instance metadata service (IMDSv2), served on 127.0.0.1.
 
 The real IMDS exists only inside EC2. This one speaks the part of IMDSv2 the agent uses: a
-session token from PUT /latest/api/token, required by GET /latest/dynamic/instance-identity/document.
-It can fail the first N requests, to exercise retries.
+session token from PUT /latest/api/token, required by GET /latest/dynamic/instance-identity/document
+and by the instance role's credentials under /latest/meta-data/iam/security-credentials/ (what boto3
+reads on an instance; moto accepts any key). It can fail the first N requests, to exercise retries.
 """
 
 from __future__ import annotations
@@ -11,6 +12,17 @@ import json
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ROLE = "ai-platform-test-role"
+ROLE_CREDENTIALS = {
+    "Code": "Success",
+    "Type": "AWS-HMAC",
+    "AccessKeyId": "testing",
+    "SecretAccessKey": "testing",
+    "Token": "testing",
+    "LastUpdated": "2026-01-01T00:00:00Z",
+    "Expiration": "2099-01-01T00:00:00Z",
+}
 
 
 class ImdsStandIn:
@@ -54,11 +66,17 @@ class ImdsStandIn:
                     return
                 if self.headers.get("X-aws-ec2-metadata-token") not in stand_in.tokens:
                     return self._answer(401)
+                credentials = "/latest/meta-data/iam/security-credentials/"
+                if self.path == credentials:
+                    return self._answer(200, ROLE)
+                if self.path == credentials + ROLE:
+                    return self._answer(200, json.dumps(ROLE_CREDENTIALS))
                 if self.path != "/latest/dynamic/instance-identity/document":
                     return self._answer(404)
                 self._answer(200, json.dumps(stand_in.document))
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

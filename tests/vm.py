@@ -43,47 +43,43 @@ def boot(
     data_serial: str,
     seed: Path,
     serial_log: Path,
+    forwards: dict[str, int] | None = None,
     timeout: float = 600,
 ) -> str:
-    """Boot until the guest powers itself off; return its serial console output."""
-    command = [
-        "qemu-system-x86_64",
-        "-accel",
-        "tcg",
-        "-m",
-        "2048",
-        "-smp",
-        "2",
-        "-nographic",
-        "-nodefaults",
-        "-no-reboot",
-        "-kernel",
-        str(kernel),
-        "-initrd",
-        str(initrd),
-        "-append",
-        "root=LABEL=root rw console=ttyS0 systemd.show_status=false",
-        "-drive",
-        f"file={root},if=none,id=root,format=qcow2",
-        "-device",
-        "virtio-blk-pci,drive=root",
-        "-drive",
-        f"file={data_disk},if=none,id=data,format=raw",
-        "-device",
-        f"virtio-blk-pci,drive=data,serial={data_serial}",
-        "-drive",
-        f"file={seed},if=virtio,format=raw,readonly=on",
-        "-netdev",
-        "user,id=net0,restrict=on",
-        "-device",
-        "virtio-net-pci,netdev=net0",
-        "-serial",
-        f"file:{serial_log}",
+    """Boot until the guest powers itself off; return its serial console output.
+
+    `forwards` maps a guest address ("10.0.2.100:80") to a port on the host's loopback: the only
+    places the guest can reach. Each guest connection runs its own socat (a `tcp:` chardev would
+    carry a single connection, opened when qemu starts).
+    """
+    netdev = "user,id=net0,restrict=on" + "".join(
+        f",guestfwd=tcp:{guest}-cmd:socat STDIO TCP:127.0.0.1:{port}" for guest, port in (forwards or {}).items()
+    )
+    options = [
+        ("-accel", "tcg"),
+        ("-m", "2048"),
+        ("-smp", "2"),
+        ("-kernel", str(kernel)),
+        ("-initrd", str(initrd)),
+        ("-append", "root=LABEL=root rw console=ttyS0 systemd.show_status=false"),
+        ("-drive", f"file={root},if=none,id=root,format=qcow2"),
+        ("-device", "virtio-blk-pci,drive=root"),
+        ("-drive", f"file={data_disk},if=none,id=data,format=raw"),
+        ("-device", f"virtio-blk-pci,drive=data,serial={data_serial}"),
+        ("-drive", f"file={seed},if=virtio,format=raw,readonly=on"),
+        ("-netdev", netdev),
+        ("-device", "virtio-net-pci,netdev=net0"),
+        ("-serial", f"file:{serial_log}"),
     ]
+    command = ["qemu-system-x86_64", "-nographic", "-nodefaults", "-no-reboot"]
+    for option in options:
+        command.extend(option)
     try:
-        subprocess.run(command, check=True, capture_output=True, timeout=timeout)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"the VM did not power off within {timeout:g} s; console:\n{_tail(serial_log)}") from None
+    if result.returncode != 0:
+        raise AssertionError(f"qemu failed ({result.returncode}): {result.stderr.strip()}")
     return serial_log.read_text(errors="replace")
 
 
