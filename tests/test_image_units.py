@@ -8,6 +8,7 @@ output at all is a failure.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -81,3 +82,21 @@ def test_agent_unit_treats_degraded_as_success_and_runs_the_installed_agent():
     assert "SuccessExitStatus=2" in text
     assert "ExecStart=/opt/ai-platform/agent/bin/firstboot run" in text
     assert "ConditionPathExists=/etc/ai-platform/instance.json" in text
+
+
+def test_docker_waits_for_the_data_volume_once_the_agent_wrote_its_mount(boot_root):
+    """The image's docker.service drop-in: with mnt-data.mount present, Docker requires and follows it."""
+    from firstboot import storage
+
+    shutil.copytree(UNITS / "docker.service.d", boot_root / "etc/systemd/system/docker.service.d")
+    unit = boot_root / "etc/systemd/system" / storage.mount_unit_name()
+    unit.write_text(storage.mount_unit("be1a6783-011f-467f-b4a2-f11e18797465"))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={boot_root}", "docker.service"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "debug"},
+    )
+    dependencies = result.stdout + result.stderr
+    assert "Requires: mnt-data.mount" in dependencies
+    assert "After: mnt-data.mount" in dependencies
