@@ -11,20 +11,14 @@ report    the status file (after every step) and the instance's status tags (AWS
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firstboot import env, identity, instance_config, storage, tailscale, volume
+from firstboot import env, identity, instance_config, services, storage, tailscale, volume
 from firstboot.framework import PER_BOOT, Context, Step, StepFailed
-
-PLATFORM_TARGET = "ai-platform.target"
-STACK_UNIT = "ai-platform-stack@{}.service"  # active once `docker compose up --wait` saw it healthy
-STATUS_TAG = "ai-platform:status"
-STATUS_DETAIL_TAG = "ai-platform:status-detail"
-TAG_VALUE_LIMIT = 256  # EC2 tag values hold at most 256 characters
+from firstboot.report import publish_status_tags
 
 
 @dataclass(frozen=True)
@@ -147,16 +141,14 @@ def join_tailnet(context: Context) -> str:
 
     try:
         joined = tailscale.join(settings.tailscale, auth_key, wanted.hostname, wanted.tags)
+        node = settings.tailscale.status()
         made = tailscale.install_certificate(
-            settings.tailscale,
-            settings.tailscale.status(),
-            paths.tls_dir,
-            self_signed_dir,
-            wanted.hostname,
-            context.warn,
+            settings.tailscale, node, paths.tls_dir, self_signed_dir, wanted.hostname, context.warn
         )
     except tailscale.TailscaleError as exc:
         raise StepFailed(str(exc)) from None
+    # The edge binds to the tailnet address: the .env contract can ask for it as instance:tailscale_ip.
+    context.values["tailscale_ip"] = tailscale.first_ipv4(node)
     return f"{'joined as' if joined else 'already joined as'} {wanted.hostname}; {made}"
 
 
@@ -181,6 +173,7 @@ def write_secrets(context: Context) -> str:
         "instance": config.instance,
         "instance_id": me.instance_id,
         "hostname": config.tailscale.hostname if config.tailscale else f"{config.platform}-{config.instance}",
+        "tailscale_ip": context.values.get("tailscale_ip", ""),
     }
     stack_env = env.build_env(contract, generated, provider_keys, instance_values)
     changed = env.write_env(paths.env_file, stack_env)
@@ -192,34 +185,16 @@ def write_secrets(context: Context) -> str:
 
 def start_services(context: Context) -> str:
     settings: Settings = context.values["settings"]
-    config = context.values["config"]
-    systemd = context.platform.systemd
-    units = [STACK_UNIT.format(name) for name in config.services]
-    # Which stacks run is this instance's choice: a drop-in makes the target want exactly those.
-    drop_in = settings.paths.systemd_dir / f"{PLATFORM_TARGET}.d" / "instance.conf"
-    text = "# Written by the firstboot agent: the stacks this instance runs.\n[Unit]\n" + "".join(
-        f"Wants={unit}\n" for unit in units
-    )
-    if not drop_in.exists() or drop_in.read_text(encoding="utf-8") != text:
-        drop_in.parent.mkdir(parents=True, exist_ok=True)
-        drop_in.write_text(text, encoding="utf-8")
-        systemd.daemon_reload()
-    systemd.start(PLATFORM_TARGET)
-    deadline = time.monotonic() + settings.services_timeout
-    while True:
-        states = {unit: systemd.active_state(unit) for unit in units}
-        failed = [unit for unit, state in states.items() if state == "failed"]
-        if failed:
-            raise StepFailed(f"{', '.join(failed)} failed; see `journalctl -u {failed[0]}`")
-        waiting = [unit for unit, state in states.items() if state != "active"]
-        if not waiting:
-            return f"{len(units)} healthy: {', '.join(config.services)}" if units else "no stacks enabled"
-        if time.monotonic() >= deadline:
-            raise StepFailed(
-                f"not healthy within {settings.services_timeout:g} s: "
-                + ", ".join(f"{unit} ({states[unit]})" for unit in waiting)
-            )
-        time.sleep(settings.poll_interval)
+    try:
+        return services.start_stacks(
+            context.platform.systemd,
+            settings.paths.systemd_dir,
+            context.values["config"].services,
+            timeout=settings.services_timeout,
+            poll_interval=settings.poll_interval,
+        )
+    except services.ServicesError as exc:
+        raise StepFailed(str(exc)) from None
 
 
 def report(context: Context) -> str:
@@ -227,13 +202,7 @@ def report(context: Context) -> str:
     me = context.values.get("identity")
     if config is None or me is None or config.target != "aws":
         return "status file only"
-    status = context.status
-    detail = status.summary()[:TAG_VALUE_LIMIT]
-    context.platform.ec2.create_tags(
-        Resources=[me.instance_id],
-        Tags=[{"Key": STATUS_TAG, "Value": status.state}, {"Key": STATUS_DETAIL_TAG, "Value": detail}],
-    )
-    return f"instance tags: {STATUS_TAG}={status.state}"
+    return publish_status_tags(context.platform.ec2, me.instance_id, context.status)
 
 
 def _ssm_secret(context: Context, parameter: str) -> str | None:

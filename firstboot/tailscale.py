@@ -64,6 +64,14 @@ class TailscaleCli:
             return subprocess.CompletedProcess([self.binary, *arguments], 124, "", f"timed out after {self.timeout} s")
 
 
+def first_ipv4(status: dict | None) -> str:
+    """The node's tailnet IPv4 address from `tailscale status --json`, or "" when it has none."""
+    for address in ((status or {}).get("Self") or {}).get("TailscaleIPs") or []:
+        if "." in address:
+            return address
+    return ""
+
+
 def is_running(status: dict | None) -> bool:
     return bool(status) and status.get("BackendState") == "Running"
 

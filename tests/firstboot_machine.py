@@ -22,6 +22,7 @@ CONTRACT = {
         {"name": "LITELLM_MASTER_KEY", "source": "generated", "bytes": 24, "prefix": "sk-"},
         {"name": "ANTHROPIC_API_KEY", "source": "provider:anthropic"},
         {"name": "PLATFORM_HOSTNAME", "source": "instance:hostname"},
+        {"name": "EDGE_TAILNET_ADDRESS", "source": "instance:tailscale_ip"},
     ],
 }
 

@@ -48,7 +48,9 @@ def test_first_boot_formats_mounts_and_writes_the_env(machine, capsys):
     assert f"What=/dev/disk/by-uuid/{uuid}" in unit.read_text()
     assert ("start", unit.name) in machine.systemd.calls
     env = machine.env()
-    assert set(env) == {"N8N_ENCRYPTION_KEY", "LITELLM_MASTER_KEY", "PLATFORM_HOSTNAME"}  # no anthropic key configured
+    # No anthropic key configured; no tailnet, so no tailnet address.
+    assert set(env) == {"N8N_ENCRYPTION_KEY", "LITELLM_MASTER_KEY", "PLATFORM_HOSTNAME", "EDGE_TAILNET_ADDRESS"}
+    assert env["EDGE_TAILNET_ADDRESS"] == ""
     assert len(env["N8N_ENCRYPTION_KEY"]) == 64 and env["LITELLM_MASTER_KEY"].startswith("sk-")
     assert env["PLATFORM_HOSTNAME"] == "ai-platform-alpha"
     assert oct(machine.paths.env_file.stat().st_mode & 0o777) == "0o600"
@@ -57,7 +59,7 @@ def test_first_boot_formats_mounts_and_writes_the_env(machine, capsys):
     out = capsys.readouterr()
     assert out.out.strip().startswith("ai-platform firstboot: done")
     for value in env.values():  # no secret on the console or in the status file
-        if value != "ai-platform-alpha":
+        if value and value != "ai-platform-alpha":
             assert value not in out.out + out.err
             assert value not in machine.paths.status.read_text()
 

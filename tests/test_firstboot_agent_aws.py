@@ -11,7 +11,7 @@ from conftest import TAILSCALE_KEY
 from firstboot_machine import Machine
 from imds_standin import ImdsStandIn
 
-from firstboot import agent, volume
+from firstboot import report, volume
 from firstboot.cli import main
 
 ZONE = "us-east-1a"
@@ -77,8 +77,8 @@ def test_first_boot_on_aws(tmp_path, aws, capsys):
         "SSM parameter /ai-platform/providers/openai (openai API key) not found: openai models stay off"
     ]
     tags = tags_of(aws["ec2"], aws["instance_id"])
-    assert tags[agent.STATUS_TAG] == "degraded"
-    assert tags[agent.STATUS_DETAIL_TAG].startswith("ai-platform firstboot: degraded")
+    assert tags[report.STATUS_TAG] == "degraded"
+    assert tags[report.STATUS_DETAIL_TAG].startswith("ai-platform firstboot: degraded")
     out = capsys.readouterr()
     everything = out.out + out.err + machine.paths.status.read_text() + str(tags)
     assert ANTHROPIC_KEY not in everything
@@ -98,7 +98,7 @@ def test_the_report_tags_a_failure_too(tmp_path, aws):
     status = machine.status()
     assert status["first_error"]["step"] == "storage"
     assert f"is attached to {other}" in status["first_error"]["message"]
-    assert tags_of(aws["ec2"], aws["instance_id"])[agent.STATUS_TAG] == "failed"
+    assert tags_of(aws["ec2"], aws["instance_id"])[report.STATUS_TAG] == "failed"
 
 
 def test_user_data_from_another_region_is_refused(tmp_path, aws):
@@ -120,6 +120,7 @@ def test_joins_the_tailnet_with_the_key_from_ssm_and_never_shows_it(tmp_path, aw
     assert main(["run"], settings) == 0
     step = next(s for s in machine.status()["steps"] if s["name"] == "tailscale")
     assert step["detail"].startswith("joined as ai-platform-alpha; self-signed certificate for ai-platform-alpha")
+    assert machine.env()["EDGE_TAILNET_ADDRESS"] == "100.101.102.103"
     assert main(["run"], settings) == 0
     step = next(s for s in machine.status()["steps"] if s["name"] == "tailscale")
     assert step["detail"].startswith("already joined as ai-platform-alpha")

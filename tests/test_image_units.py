@@ -74,7 +74,10 @@ def test_the_cycle_check_catches_the_known_trap(boot_root):
     """LAB.md's trap: After=cloud-final.service with WantedBy=multi-user.target. The check must see it."""
     trap = AGENT_UNIT.read_text().replace("After=cloud-init.service", "After=cloud-final.service")
     install(boot_root, {AGENT_UNIT.name: trap})
-    assert "Found ordering cycle on ai-platform-firstboot.service/start" in verify(boot_root)
+    found = verify(boot_root)
+    # Where systemd enters the cycle varies from run to run; that it finds one with our unit does not.
+    assert "Found ordering cycle" in found
+    assert "ai-platform-firstboot.service" in found
 
 
 def test_agent_unit_treats_degraded_as_success_and_runs_the_installed_agent():
