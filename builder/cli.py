@@ -115,9 +115,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from builder.commands import config_cmd, pending, userdata_cmd
+    from builder.commands import config_cmd, launch_cmd, pending, userdata_cmd
 
     cli.add_command(config_cmd.config)
+    cli.add_command(launch_cmd.launch)
     cli.add_command(userdata_cmd.userdata)
     for command in pending.commands():
         cli.add_command(command)

@@ -1,0 +1,1 @@
+"""The AWS side of the builder (boto3): instances of the platform, their volumes, role and network."""

@@ -1,0 +1,44 @@
+"""boto3 clients for the platform config: its profile and region, standard retries.
+
+AWS_PROFILE, AWS_REGION and AWS_ENDPOINT_URL are honoured by boto3 itself (the config layers
+already fold the first two in), so a moto server needs no flag of ours.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from builder.config.schema import PlatformConfig
+
+
+class AwsClients:
+    def __init__(self, config: PlatformConfig):
+        self.config = config
+
+    @cached_property
+    def session(self) -> Any:
+        import boto3
+
+        return boto3.Session(profile_name=self.config.aws.profile, region_name=self.config.aws.region)
+
+    def client(self, service: str) -> Any:
+        from botocore.config import Config
+
+        return self.session.client(service, config=Config(retries={"mode": "standard", "max_attempts": 8}))
+
+    @cached_property
+    def ec2(self) -> Any:
+        return self.client("ec2")
+
+    @cached_property
+    def iam(self) -> Any:
+        return self.client("iam")
+
+    @cached_property
+    def sts(self) -> Any:
+        return self.client("sts")
+
+    @cached_property
+    def account_id(self) -> str:
+        return self.sts.get_caller_identity()["Account"]

@@ -1,0 +1,110 @@
+"""The instance's role: exactly what the firstboot agent needs, for this platform instance only.
+
+One role and instance profile per platform instance (created once, reused after, its policy kept
+current at every launch): attach only volumes tagged for this instance, to itself only; tag only
+itself, and only with the status tags; read only its own SSM parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from builder.aws import names
+
+TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+POLICY_NAME = "ai-platform-firstboot"
+# An instance acting on itself: the resource's ARN equals the ARN of the instance making the call.
+ITSELF = {"StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}"}}
+
+
+def instance_policy(platform: str, instance: str, region: str, account: str, parameters: list[str]) -> dict:
+    statements = [
+        # DescribeVolumes supports no resource-level permissions: "*" is the only form AWS accepts.
+        {"Sid": "FindTheDataVolume", "Effect": "Allow", "Action": "ec2:DescribeVolumes", "Resource": "*"},
+        {
+            "Sid": "AttachOnlyThisInstancesVolume",
+            "Effect": "Allow",
+            "Action": "ec2:AttachVolume",
+            "Resource": f"arn:aws:ec2:{region}:{account}:volume/*",
+            "Condition": {
+                "StringEquals": {
+                    f"aws:ResourceTag/{names.PLATFORM_TAG}": platform,
+                    f"aws:ResourceTag/{names.INSTANCE_TAG}": instance,
+                    f"aws:ResourceTag/{names.ROLE_TAG}": names.DATA_ROLE,
+                }
+            },
+        },
+        {
+            "Sid": "AttachOnlyToItself",
+            "Effect": "Allow",
+            "Action": "ec2:AttachVolume",
+            "Resource": f"arn:aws:ec2:{region}:{account}:instance/*",
+            "Condition": ITSELF,
+        },
+        {
+            "Sid": "TagOnlyItselfWithItsStatus",
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": f"arn:aws:ec2:{region}:{account}:instance/*",
+            "Condition": {
+                **ITSELF,
+                "ForAllValues:StringEquals": {"aws:TagKeys": [names.STATUS_TAG, names.STATUS_DETAIL_TAG]},
+            },
+        },
+    ]
+    if parameters:
+        statements.append(
+            {
+                "Sid": "ReadOnlyItsParameters",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": [f"arn:aws:ssm:{region}:{account}:parameter{name}" for name in sorted(set(parameters))],
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def role_exists(iam: Any, name: str) -> bool:
+    try:
+        iam.get_role(RoleName=name)
+        return True
+    except iam.exceptions.NoSuchEntityException:
+        return False
+
+
+def ensure_role(iam: Any, name: str, policy: dict, tags: list[dict]) -> bool:
+    """The role and its instance profile of the same name; True when this call created them."""
+    created = not role_exists(iam, name)
+    if created:
+        iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
+            Description="The AI platform's firstboot agent on one platform instance",
+            Tags=tags,
+        )
+    iam.put_role_policy(RoleName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    except iam.exceptions.NoSuchEntityException:
+        profile = iam.create_instance_profile(InstanceProfileName=name, Tags=tags)["InstanceProfile"]
+    if name not in [role["RoleName"] for role in profile.get("Roles", [])]:
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return created
+
+
+def delete_role(iam: Any, name: str) -> None:
+    """Undo ensure_role (only for a role this launch created)."""
+    with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+        iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=name)
+    for call, arguments in (
+        (iam.delete_instance_profile, {"InstanceProfileName": name}),
+        (iam.delete_role_policy, {"RoleName": name, "PolicyName": POLICY_NAME}),
+        (iam.delete_role, {"RoleName": name}),
+    ):
+        with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+            call(**arguments)

@@ -1,0 +1,257 @@
+"""`builder launch --target aws`: one platform instance with its data volume, in one command.
+
+First a plan that only reads (what exists, what would be created, the user-data size); it stops a
+launch that cannot work before anything is created: no AMI, a volume held by another instance, no
+subnet in the volume's zone, user-data over EC2's limit. Then the launch: every resource it
+creates is recorded, and a failure part way removes them again in reverse order (a new data
+volume too: it never held data), saying what it kept.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from builder.aws import iam, names, network
+from builder.aws.clients import AwsClients
+from builder.config.schema import PlatformConfig
+from builder.errors import BuilderError
+from builder.userdata import UserData, instance_document, render_user_data
+
+
+class LaunchError(BuilderError):
+    pass
+
+
+@dataclass
+class LaunchPlan:
+    instance: str
+    ami_id: str
+    root_device: str
+    zone: str
+    subnet_id: str
+    vpc_id: str
+    volume_id: str | None  # None: to be created
+    security_group_id: str | None  # None: to be created
+    role_exists: bool
+    template_id: str | None  # None: to be created
+    user_data: UserData
+
+    def actions(self) -> list[str]:
+        def verb(existing: str | None, what: str) -> str:
+            return f"reuse {what} {existing}" if existing else f"create {what}"
+
+        return [
+            f"image {self.ami_id}",
+            f"zone {self.zone}, subnet {self.subnet_id}",
+            verb(self.volume_id, "data volume"),
+            verb(self.security_group_id, "security group"),
+            ("reuse" if self.role_exists else "create") + " role and instance profile (policy kept current)",
+            ("new version of launch template " + self.template_id) if self.template_id else "create launch template",
+            f"user-data {len(self.user_data.payload)} bytes{' (gzip)' if self.user_data.compressed else ''}",
+            "run one instance",
+        ]
+
+
+@dataclass
+class LaunchResult:
+    instance_id: str
+    volume_id: str
+    template_version: int
+    created: list[str] = field(default_factory=list)
+
+
+def plan_launch(clients: AwsClients, config: PlatformConfig, instance: str, ami_id: str | None = None) -> LaunchPlan:
+    """Everything the launch needs to know, by reading only."""
+    ec2 = clients.ec2
+    image = _find_image(ec2, config.name, ami_id)
+    volume = _find_volume(ec2, config.name, instance)
+    if volume and volume.get("Attachments"):
+        holder = volume["Attachments"][0]["InstanceId"]
+        state = _instance_state(ec2, holder)
+        raise LaunchError(
+            f"data volume {volume['VolumeId']} of {config.name}/{instance} is attached to {holder} ({state}); "
+            f"destroy or stop that instance first (`builder destroy {instance}` keeps the volume)"
+        )
+    zone = volume["AvailabilityZone"] if volume else config.data_volume.availability_zone
+    subnet = network.subnet_for(ec2, config.aws.subnet_id, zone)
+    document = instance_document(config, instance, "aws", volume_id=volume["VolumeId"] if volume else None)
+    user_data = render_user_data(config, document)  # raises before any write if it is too large
+    template = _find_template(ec2, names.launch_template_name(config.name, instance))
+    return LaunchPlan(
+        instance=instance,
+        ami_id=image["ImageId"],
+        root_device=image.get("RootDeviceName", "/dev/sda1"),
+        zone=subnet["AvailabilityZone"],
+        subnet_id=subnet["SubnetId"],
+        vpc_id=subnet["VpcId"],
+        volume_id=volume["VolumeId"] if volume else None,
+        security_group_id=network.find_security_group(ec2, config.name, subnet["VpcId"]),
+        role_exists=iam.role_exists(clients.iam, names.role_name_for(config.name, instance)),
+        template_id=template["LaunchTemplateId"] if template else None,
+        user_data=user_data,
+    )
+
+
+def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: Callable[[str], None]) -> LaunchResult:
+    ec2 = clients.ec2
+    undo: list[tuple[str, Callable[[], None]]] = []
+    try:
+        volume_id = plan.volume_id or _create_volume(ec2, config, plan, undo, log)
+        group_id, group_created = network.ensure_security_group(
+            ec2, config.name, plan.vpc_id, list(config.aws.ssh_ingress_cidrs)
+        )
+        if group_created:
+            log(f"created security group {group_id}")
+            undo.append((f"security group {group_id}", lambda: ec2.delete_security_group(GroupId=group_id)))
+        role = names.role_name_for(config.name, plan.instance)
+        parameters = [config.tailscale.auth_key_parameter]
+        parameters += [
+            p for p in (config.providers.anthropic_api_key_parameter, config.providers.openai_api_key_parameter) if p
+        ]
+        policy = iam.instance_policy(config.name, plan.instance, config.aws.region, clients.account_id, parameters)
+        if iam.ensure_role(clients.iam, role, policy, names.tags(config.name, plan.instance)):
+            log(f"created role and instance profile {role}")
+            undo.append((f"role {role}", lambda: iam.delete_role(clients.iam, role)))
+        template_id, version = _put_template(ec2, config, plan, group_id, role, undo, log)
+        instance_id = ec2.run_instances(
+            LaunchTemplate={"LaunchTemplateId": template_id, "Version": str(version)}, MinCount=1, MaxCount=1
+        )["Instances"][0]["InstanceId"]
+        log(f"launched {instance_id} from {plan.ami_id} (launch template version {version})")
+    except Exception as exc:
+        removed = _roll_back(undo, log)
+        kept = "the data volume" if plan.volume_id else "nothing"
+        detail = exc.response["Error"]["Message"] if hasattr(exc, "response") else str(exc)
+        raise LaunchError(
+            f"launch of {plan.instance} failed: {detail}. Rolled back: {', '.join(removed) or 'nothing was created'}; "
+            f"kept: {kept}."
+        ) from exc
+    return LaunchResult(instance_id, volume_id, version, [what for what, _ in undo])
+
+
+def _create_volume(ec2: Any, config: PlatformConfig, plan: LaunchPlan, undo: list, log) -> str:
+    settings = config.data_volume
+    arguments: dict[str, Any] = {
+        "AvailabilityZone": plan.zone,
+        "Size": settings.size_gib,
+        "VolumeType": settings.type,
+        "Encrypted": settings.encrypted,
+        "TagSpecifications": [
+            {
+                "ResourceType": "volume",
+                "Tags": names.tags(config.name, plan.instance, **{names.ROLE_TAG: names.DATA_ROLE}),
+            }
+        ],
+    }
+    if settings.iops is not None:
+        arguments["Iops"] = settings.iops
+    if settings.throughput_mibps is not None:
+        arguments["Throughput"] = settings.throughput_mibps
+    if settings.kms_key_id:
+        arguments["KmsKeyId"] = settings.kms_key_id
+    volume_id = ec2.create_volume(**arguments)["VolumeId"]
+    # A brand-new volume holds no data yet: removing it on a failed launch loses nothing.
+    undo.append((f"new data volume {volume_id}", lambda: ec2.delete_volume(VolumeId=volume_id)))
+    ec2.get_waiter("volume_available").wait(VolumeIds=[volume_id], WaiterConfig={"Delay": 2, "MaxAttempts": 60})
+    log(f"created data volume {volume_id} in {plan.zone}")
+    return volume_id
+
+
+def _put_template(ec2: Any, config: PlatformConfig, plan: LaunchPlan, group_id: str, role: str, undo, log):
+    data = {
+        "ImageId": plan.ami_id,
+        "InstanceType": config.aws.instance_type,
+        "IamInstanceProfile": {"Name": role},
+        "NetworkInterfaces": [{"DeviceIndex": 0, "SubnetId": plan.subnet_id, "Groups": [group_id]}],
+        # IMDSv2 only, and one hop: containers on the instance cannot reach the metadata service.
+        "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"},
+        "BlockDeviceMappings": [
+            {
+                "DeviceName": plan.root_device,
+                "Ebs": {
+                    "VolumeSize": config.image.root_volume_size_gib,
+                    "VolumeType": "gp3",
+                    "Encrypted": True,
+                    "DeleteOnTermination": True,
+                },
+            }
+        ],
+        "UserData": base64.b64encode(plan.user_data.payload).decode(),
+        "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": names.tags(config.name, plan.instance)},
+            {"ResourceType": "volume", "Tags": names.tags(config.name, plan.instance, **{names.ROLE_TAG: "root"})},
+        ],
+    }
+    name = names.launch_template_name(config.name, plan.instance)
+    if plan.template_id is None:
+        created = ec2.create_launch_template(
+            LaunchTemplateName=name,
+            LaunchTemplateData=data,
+            TagSpecifications=[{"ResourceType": "launch-template", "Tags": names.tags(config.name, plan.instance)}],
+        )["LaunchTemplate"]
+        template_id = created["LaunchTemplateId"]
+        undo.append((f"launch template {name}", lambda: ec2.delete_launch_template(LaunchTemplateId=template_id)))
+        log(f"created launch template {name}")
+        return template_id, created["LatestVersionNumber"]
+    version = ec2.create_launch_template_version(LaunchTemplateId=plan.template_id, LaunchTemplateData=data)[
+        "LaunchTemplateVersion"
+    ]["VersionNumber"]
+    ec2.modify_launch_template(LaunchTemplateId=plan.template_id, DefaultVersion=str(version))
+    log(f"launch template {name}: version {version}")
+    return plan.template_id, version
+
+
+def _roll_back(undo: list[tuple[str, Callable[[], None]]], log) -> list[str]:
+    removed = []
+    for what, action in reversed(undo):
+        try:
+            action()
+            removed.append(what)
+            log(f"rolled back {what}")
+        except Exception as exc:  # keep going: every other resource still has to go
+            log(f"could not roll back {what}: {exc}")
+    return removed
+
+
+def _find_image(ec2: Any, platform: str, ami_id: str | None) -> dict:
+    if ami_id:
+        images = ec2.describe_images(Filters=[{"Name": "image-id", "Values": [ami_id]}])["Images"]
+        if not images or images[0].get("State") != "available":
+            raise LaunchError(f"image {ami_id} does not exist or is deregistered in this region")
+        return images[0]
+    images = ec2.describe_images(
+        Owners=["self"],
+        Filters=[
+            {"Name": f"tag:{names.PLATFORM_TAG}", "Values": [platform]},
+            {"Name": "state", "Values": ["available"]},
+        ],
+    )["Images"]
+    if not images:
+        raise LaunchError(f"no baked image of platform {platform} in this region: run `builder bake`, or pass --ami")
+    return max(images, key=lambda image: image.get("CreationDate", ""))
+
+
+def _find_volume(ec2: Any, platform: str, instance: str) -> dict | None:
+    volumes = ec2.describe_volumes(
+        Filters=[
+            {"Name": f"tag:{names.PLATFORM_TAG}", "Values": [platform]},
+            {"Name": f"tag:{names.INSTANCE_TAG}", "Values": [instance]},
+            {"Name": f"tag:{names.ROLE_TAG}", "Values": [names.DATA_ROLE]},
+        ]
+    )["Volumes"]
+    if len(volumes) > 1:
+        ids = ", ".join(sorted(v["VolumeId"] for v in volumes))
+        raise LaunchError(f"more than one data volume is tagged for {platform}/{instance}: {ids}; keep one")
+    return volumes[0] if volumes else None
+
+
+def _find_template(ec2: Any, name: str) -> dict | None:
+    templates = ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [name]}])
+    return templates["LaunchTemplates"][0] if templates["LaunchTemplates"] else None
+
+
+def _instance_state(ec2: Any, instance_id: str) -> str:
+    reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return reservations[0]["Instances"][0]["State"]["Name"] if reservations else "unknown"

@@ -1,0 +1,30 @@
+"""Names and tags of the platform's AWS resources: one place, shared with the agent on the instance."""
+
+from __future__ import annotations
+
+from firstboot.report import STATUS_DETAIL_TAG, STATUS_TAG
+from firstboot.volume import DATA_ROLE, INSTANCE_TAG, PLATFORM_TAG, ROLE_TAG
+
+__all__ = ["DATA_ROLE", "INSTANCE_TAG", "PLATFORM_TAG", "ROLE_TAG", "STATUS_DETAIL_TAG", "STATUS_TAG"]
+
+TAILSCALE_PORT = 41641  # WireGuard over UDP: the one inbound port
+
+
+def security_group_name(platform: str) -> str:
+    return f"{platform}-instances"
+
+
+def role_name_for(platform: str, instance: str) -> str:
+    """The role and instance profile of one platform instance (IAM names hold at most 64 characters)."""
+    return f"{platform}-{instance}-firstboot"
+
+
+def launch_template_name(platform: str, instance: str) -> str:
+    return f"{platform}-{instance}"
+
+
+def tags(platform: str, instance: str | None = None, **extra: str) -> list[dict[str, str]]:
+    values = {PLATFORM_TAG: platform, **({INSTANCE_TAG: instance} if instance else {}), **extra}
+    if instance:
+        values.setdefault("Name", f"{platform}-{instance}")
+    return [{"Key": key, "Value": value} for key, value in values.items()]

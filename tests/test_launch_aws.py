@@ -1,0 +1,216 @@
+"""`builder launch --target aws` against the EC2/IAM/STS API as moto models it (the real API is out of reach).
+
+Where moto does not model a property (launch-template metadata options reaching the instance, volume
+throughput), the test asserts on what the launch template holds or on the request the builder sent.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from builder.aws import names
+from builder.aws.clients import AwsClients
+from builder.aws.launch import LaunchError, launch, plan_launch
+from builder.config.schema import PlatformConfig
+
+ZONE = "us-east-1a"
+
+
+@pytest.fixture
+def aws(moto, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    return moto
+
+
+@pytest.fixture
+def baked(aws):
+    """An AMI tagged as the bake tags it (issue #6), made from one of moto's stock images."""
+    ec2 = aws.client("ec2")
+    source = ec2.run_instances(ImageId=ec2.describe_images()["Images"][0]["ImageId"], MinCount=1, MaxCount=1)
+    image_id = ec2.create_image(InstanceId=source["Instances"][0]["InstanceId"], Name="ai-platform-build-1")["ImageId"]
+    ec2.create_tags(Resources=[image_id], Tags=[{"Key": names.PLATFORM_TAG, "Value": "ai-platform"}])
+    ec2.terminate_instances(InstanceIds=[source["Instances"][0]["InstanceId"]])
+    return image_id
+
+
+def config(**sections) -> PlatformConfig:
+    return PlatformConfig.model_validate({"version": 1, "data_volume": {"availability_zone": ZONE}, **sections})
+
+
+def our_resources(aws) -> dict:
+    ec2, iam = aws.client("ec2"), aws.client("iam")
+    return {
+        "groups": [
+            g["GroupName"]
+            for g in ec2.describe_security_groups()["SecurityGroups"]
+            if g["GroupName"].startswith("ai-platform")
+        ],
+        "roles": [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith("ai-platform")],
+        "profiles": [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]],
+        "volumes": [
+            v["VolumeId"]
+            for v in ec2.describe_volumes(Filters=[{"Name": f"tag:{names.ROLE_TAG}", "Values": [names.DATA_ROLE]}])[
+                "Volumes"
+            ]
+        ],
+        "templates": [t["LaunchTemplateName"] for t in ec2.describe_launch_templates()["LaunchTemplates"]],
+    }
+
+
+def run(cfg, instance="alpha", **kwargs):
+    clients = AwsClients(cfg)
+    sent = []
+    clients.ec2.meta.events.register(
+        "provide-client-params.ec2.*", lambda params, model, **_: sent.append((model.name, dict(params)))
+    )
+    plan = plan_launch(clients, cfg, instance, kwargs.get("ami"))
+    return launch(clients, cfg, plan, log=lambda _line: None), sent
+
+
+def test_first_launch_creates_everything_with_the_right_properties(aws, baked):
+    result, sent = run(config())
+    ec2, iam = aws.client("ec2"), aws.client("iam")
+
+    instance = ec2.describe_instances(InstanceIds=[result.instance_id])["Reservations"][0]["Instances"][0]
+    assert instance["ImageId"] == baked
+    assert instance["Placement"]["AvailabilityZone"] == ZONE
+
+    volume = ec2.describe_volumes(VolumeIds=[result.volume_id])["Volumes"][0]
+    assert (volume["Size"], volume["VolumeType"], volume["Iops"], volume["Encrypted"]) == (100, "gp3", 3000, True)
+    assert volume["AvailabilityZone"] == ZONE and volume["Attachments"] == []
+    tags = {t["Key"]: t["Value"] for t in volume["Tags"]}
+    assert tags[names.PLATFORM_TAG] == "ai-platform" and tags[names.INSTANCE_TAG] == "alpha"
+    assert tags[names.ROLE_TAG] == "data"
+    create_volume = next(params for name, params in sent if name == "CreateVolume")
+    assert create_volume["Throughput"] == 125  # moto does not keep throughput: the request must carry it
+
+    group = ec2.describe_security_groups(GroupNames=["ai-platform-instances"])["SecurityGroups"][0]
+    ingress = {
+        (p["IpProtocol"], p["FromPort"], r.get("CidrIp") or r.get("CidrIpv6"))
+        for p in group["IpPermissions"]
+        for r in p.get("IpRanges", []) + p.get("Ipv6Ranges", [])
+    }
+    assert ingress == {("udp", 41641, "0.0.0.0/0"), ("udp", 41641, "::/0")}
+
+    version = ec2.describe_launch_template_versions(LaunchTemplateName="ai-platform-alpha")["LaunchTemplateVersions"][0]
+    data = version["LaunchTemplateData"]
+    assert data["IamInstanceProfile"] == {"Name": "ai-platform-alpha-firstboot"}  # moto does not pass it on
+    profile = iam.get_instance_profile(InstanceProfileName="ai-platform-alpha-firstboot")["InstanceProfile"]
+    assert [role["RoleName"] for role in profile["Roles"]] == ["ai-platform-alpha-firstboot"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    assert data["BlockDeviceMappings"][0]["Ebs"]["Encrypted"] is True
+    assert data["BlockDeviceMappings"][0]["Ebs"]["VolumeType"] == "gp3"
+
+    policy = iam.get_role_policy(RoleName="ai-platform-alpha-firstboot", PolicyName="ai-platform-firstboot")
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    attach = statements["AttachOnlyThisInstancesVolume"]["Condition"]["StringEquals"]
+    assert attach[f"aws:ResourceTag/{names.INSTANCE_TAG}"] == "alpha"
+    assert (
+        statements["TagOnlyItselfWithItsStatus"]["Condition"]["StringEquals"]["aws:ARN"] == "${ec2:SourceInstanceARN}"
+    )
+    assert statements["ReadOnlyItsParameters"]["Resource"] == [
+        "arn:aws:ssm:us-east-1:123456789012:parameter/ai-platform/tailscale/auth-key"
+    ]
+    assert sorted(result.created) == sorted(
+        [
+            f"new data volume {result.volume_id}",
+            f"security group {group['GroupId']}",
+            "role ai-platform-alpha-firstboot",
+            "launch template ai-platform-alpha",
+        ]
+    )
+
+
+def test_a_second_launch_reuses_the_volume_and_the_role(aws, baked):
+    first, _ = run(config())
+    aws.client("ec2").terminate_instances(InstanceIds=[first.instance_id])
+    second, _ = run(config())
+    assert second.volume_id == first.volume_id
+    assert second.created == []
+    assert second.template_version == 2
+
+
+def test_a_volume_in_use_stops_the_launch_naming_the_instance(aws, baked):
+    first, _ = run(config())
+    ec2 = aws.client("ec2")
+    ec2.attach_volume(VolumeId=first.volume_id, InstanceId=first.instance_id, Device="/dev/sdf")
+    before = our_resources(aws)
+    with pytest.raises(LaunchError, match=f"attached to {first.instance_id} \\(running\\)"):
+        run(config())
+    assert our_resources(aws) == before
+    versions = ec2.describe_launch_template_versions(LaunchTemplateName="ai-platform-alpha")["LaunchTemplateVersions"]
+    assert len(versions) == 1
+
+
+def test_no_baked_image_is_a_clear_error_and_creates_nothing(aws):
+    with pytest.raises(LaunchError, match="no baked image of platform ai-platform in this region"):
+        run(config())
+    assert our_resources(aws) == {"groups": [], "roles": [], "profiles": [], "volumes": [], "templates": []}
+    with pytest.raises(LaunchError, match="image ami-12345678 does not exist or is deregistered"):
+        run(config(), ami="ami-12345678")
+
+
+def test_a_zone_without_a_subnet_is_a_clear_error(aws, baked):
+    ec2 = aws.client("ec2")
+    for subnet in ec2.describe_subnets(Filters=[{"Name": "availability-zone", "Values": ["us-east-1b"]}])["Subnets"]:
+        ec2.delete_subnet(SubnetId=subnet["SubnetId"])
+    with pytest.raises(Exception, match="the default VPC has no subnet in us-east-1b"):
+        run(config(data_volume={"availability_zone": "us-east-1b"}))
+    assert our_resources(aws)["volumes"] == []
+
+
+def test_over_limit_user_data_stops_before_any_write(aws, baked):
+    import base64
+    import hashlib
+
+    keys = [
+        "ssh-ed25519 " + base64.b64encode(b"".join(hashlib.sha512(bytes([i, j])).digest() for j in range(4))).decode()
+        for i in range(96)
+    ]
+    with pytest.raises(Exception, match="over EC2's limit of 16384 bytes"):
+        run(config(ssh={"authorized_keys": keys}))
+    assert our_resources(aws) == {"groups": [], "roles": [], "profiles": [], "volumes": [], "templates": []}
+
+
+def test_a_failure_part_way_rolls_back_what_this_launch_created(aws, baked):
+    cfg = config()
+    clients = AwsClients(cfg)
+
+    def refuse(**_):
+        raise ClientError({"Error": {"Code": "InsufficientInstanceCapacity", "Message": "no capacity"}}, "RunInstances")
+
+    clients.ec2.meta.events.register("before-call.ec2.RunInstances", refuse)
+    plan = plan_launch(clients, cfg, "alpha")
+    with pytest.raises(LaunchError) as error:
+        launch(clients, cfg, plan, log=lambda _line: None)
+    assert "no capacity" in str(error.value) and "kept: nothing" in str(error.value)
+    assert our_resources(aws) == {"groups": [], "roles": [], "profiles": [], "volumes": [], "templates": []}
+
+
+def test_ssh_rule_follows_the_config(aws, baked):
+    first, _ = run(config(aws={"ssh_ingress_cidrs": ["203.0.113.7/32"]}))
+    ec2 = aws.client("ec2")
+    group = ec2.describe_security_groups(GroupNames=["ai-platform-instances"])["SecurityGroups"][0]
+    assert any(p["IpProtocol"] == "tcp" and p["FromPort"] == 22 for p in group["IpPermissions"])
+    ec2.terminate_instances(InstanceIds=[first.instance_id])
+    run(config())
+    group = ec2.describe_security_groups(GroupNames=["ai-platform-instances"])["SecurityGroups"][0]
+    assert not any(p["IpProtocol"] == "tcp" for p in group["IpPermissions"])
+
+
+def test_the_command_dry_run_changes_nothing(aws, baked, builder, tmp_path):
+    (tmp_path / "platform.yaml").write_text(f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\n")
+    result = builder("launch", "alpha", "--dry-run")
+    assert result.code == 0, result.err
+    assert "create data volume" in result.out and "run one instance" in result.out
+    assert our_resources(aws) == {"groups": [], "roles": [], "profiles": [], "volumes": [], "templates": []}
+    launched = builder("--json", "launch", "alpha")
+    assert launched.code == 0, launched.err
+    assert json.loads(launched.out)["instance_id"].startswith("i-")
+    assert builder("launch", "alpha", "--target", "local").code == 3
