@@ -10,32 +10,12 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
+from conftest import AWS_ZONE as ZONE
 
 from builder.aws import names
 from builder.aws.clients import AwsClients
 from builder.aws.launch import LaunchError, launch, plan_launch
 from builder.config.schema import PlatformConfig
-
-ZONE = "us-east-1a"
-
-
-@pytest.fixture
-def aws(moto, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    return moto
-
-
-@pytest.fixture
-def baked(aws):
-    """An AMI tagged as the bake tags it (issue #6), made from one of moto's stock images."""
-    ec2 = aws.client("ec2")
-    source = ec2.run_instances(ImageId=ec2.describe_images()["Images"][0]["ImageId"], MinCount=1, MaxCount=1)
-    image_id = ec2.create_image(InstanceId=source["Instances"][0]["InstanceId"], Name="ai-platform-build-1")["ImageId"]
-    ec2.create_tags(Resources=[image_id], Tags=[{"Key": names.PLATFORM_TAG, "Value": "ai-platform"}])
-    ec2.terminate_instances(InstanceIds=[source["Instances"][0]["InstanceId"]])
-    return image_id
 
 
 def config(**sections) -> PlatformConfig:

@@ -16,9 +16,11 @@ _INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 @click.argument("name")
 @click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
 @click.option("--ami", metavar="AMI_ID", help="Launch this image instead of the newest baked one.")
+@click.option("--wait", "wait", is_flag=True, help="Follow the first boot until the agent reports done or failed.")
+@click.option("--wait-timeout", default=1800, show_default=True, metavar="SECONDS", help="How long --wait waits.")
 @global_options
 @click.pass_obj
-def launch(options: GlobalOptions, name: str, target: str, ami: str | None) -> None:
+def launch(options: GlobalOptions, name: str, target: str, ami: str | None, wait: bool, wait_timeout: int) -> None:
     """Launch instance NAME of the platform: its data volume is created once and reused after."""
     from builder.commands.config_cmd import load
     from builder.errors import BuilderError, NotBuiltYet
@@ -50,7 +52,31 @@ def launch(options: GlobalOptions, name: str, target: str, ami: str | None) -> N
         "launch_template_version": result.template_version,
         "created": result.created,
     }
+    if wait:
+        summary.update(_follow(clients, config, name, result.instance_id, wait_timeout, quiet=options.json))
     if options.json:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(f"{config.name}/{name}: {result.instance_id} launched, data volume {result.volume_id}")
+        for service, url in summary.get("urls", {}).items():
+            click.echo(f"  {service:<12} {url}")
+
+
+def _follow(clients, config, name: str, instance_id: str, timeout: int, quiet: bool) -> dict:
+    """Follow the agent's status tags with a line per change; the URLs once the platform is up."""
+    import time
+
+    from builder.aws.instances import wait_for_agent
+    from builder.endpoints import service_urls
+    from builder.errors import BuilderError
+
+    started = time.monotonic()
+
+    def progress(state: str, detail: str) -> None:
+        if not quiet:
+            click.echo(f"  [{time.monotonic() - started:5.0f} s] {state}{': ' + detail if detail else ''}", err=True)
+
+    state, detail = wait_for_agent(clients.ec2, instance_id, timeout=timeout, on_change=progress)
+    if state == "failed":
+        raise BuilderError(f"{name} ({instance_id}) failed its first boot: {detail}")
+    return {"agent_state": state, "agent_detail": detail, "urls": service_urls(config, name)}

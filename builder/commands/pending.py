@@ -9,8 +9,6 @@ from builder.errors import NotBuiltYet
 # name -> (what it will do, the issue that builds it)
 PENDING = {
     "bake": ("Bake the platform image (AMI or local qcow2) with Packer.", 6),
-    "status": ("Show each instance of the platform and its first-boot report.", 5),
-    "destroy": ("Terminate an instance; its data volume is kept.", 5),
 }
 
 

@@ -1,0 +1,114 @@
+"""The platform's instances on AWS: what runs, what the agent reported, ending one, following one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from builder.aws import names
+from builder.errors import BuilderError
+
+FINAL_STATES = ("done", "degraded", "failed")
+
+
+@dataclass
+class InstanceView:
+    name: str
+    instance_id: str
+    state: str
+    zone: str
+    launched: str
+    agent_state: str  # the firstboot agent's report, from the instance's tags ("-" before its first report)
+    agent_detail: str
+
+    def to_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+def list_instances(ec2: Any, platform: str, name: str | None = None) -> list[InstanceView]:
+    filters = [
+        {"Name": f"tag:{names.PLATFORM_TAG}", "Values": [platform]},
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped", "shutting-down"]},
+    ]
+    if name:
+        filters.append({"Name": f"tag:{names.INSTANCE_TAG}", "Values": [name]})
+    views = []
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                tags = {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
+                views.append(
+                    InstanceView(
+                        name=tags.get(names.INSTANCE_TAG, "?"),
+                        instance_id=instance["InstanceId"],
+                        state=instance["State"]["Name"],
+                        zone=instance["Placement"]["AvailabilityZone"],
+                        launched=str(instance.get("LaunchTime", "")),
+                        agent_state=tags.get(names.STATUS_TAG, "-"),
+                        agent_detail=tags.get(names.STATUS_DETAIL_TAG, ""),
+                    )
+                )
+    return sorted(views, key=lambda view: (view.name, view.launched))
+
+
+def data_volume(ec2: Any, platform: str, name: str) -> dict | None:
+    volumes = ec2.describe_volumes(
+        Filters=[
+            {"Name": f"tag:{names.PLATFORM_TAG}", "Values": [platform]},
+            {"Name": f"tag:{names.INSTANCE_TAG}", "Values": [name]},
+            {"Name": f"tag:{names.ROLE_TAG}", "Values": [names.DATA_ROLE]},
+        ]
+    )["Volumes"]
+    return volumes[0] if volumes else None
+
+
+def terminate(ec2: Any, platform: str, name: str, log: Callable[[str], None]) -> list[str]:
+    """End every running instance of `name`; the data volume is detached by the termination and kept."""
+    ids = [view.instance_id for view in list_instances(ec2, platform, name)]
+    if ids:
+        ec2.terminate_instances(InstanceIds=ids)
+        log(f"terminating {', '.join(ids)}")
+        ec2.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig={"Delay": 5, "MaxAttempts": 120})
+    return ids
+
+
+def delete_data_volume(ec2: Any, volume: dict) -> None:
+    current = ec2.describe_volumes(VolumeIds=[volume["VolumeId"]])["Volumes"][0]
+    if current.get("Attachments"):
+        holder = current["Attachments"][0]["InstanceId"]
+        raise BuilderError(f"{volume['VolumeId']} is still attached to {holder}; not deleted")
+    ec2.delete_volume(VolumeId=volume["VolumeId"])
+
+
+def wait_for_agent(
+    ec2: Any,
+    instance_id: str,
+    *,
+    timeout: float,
+    on_change: Callable[[str, str], None],
+    poll: float = 10,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[str, str]:
+    """Follow the agent's status tags until a final state; (state, detail)."""
+    deadline = clock() + timeout
+    seen = None
+    while True:
+        tags = {
+            tag["Key"]: tag["Value"]
+            for tag in ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [instance_id]}])["Tags"]
+        }
+        state, detail = tags.get(names.STATUS_TAG, "booting"), tags.get(names.STATUS_DETAIL_TAG, "")
+        if (state, detail) != seen:
+            on_change(state, detail)
+            seen = (state, detail)
+        if state in FINAL_STATES:
+            return state, detail
+        if clock() >= deadline:
+            raise BuilderError(
+                f"{instance_id} did not report within {timeout:g} s (last: {state}); `builder status` follows it "
+                "later, the console log (EC2 get-console-output) shows the agent's summary line"
+            )
+        sleep(poll)

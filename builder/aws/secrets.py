@@ -1,0 +1,53 @@
+"""The platform's secrets in SSM Parameter Store (SecureString), by the names the config gives them.
+
+Values come from standard input or a hidden prompt, never from the command line (it would land in
+shell history and the process list), and are never printed: `list` shows names and dates only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from builder.config.schema import PlatformConfig
+from builder.errors import BuilderError
+
+
+def secret_parameters(config: PlatformConfig) -> dict[str, str | None]:
+    """Logical secret name -> SSM parameter name (None: that provider is off in the config)."""
+    return {
+        "tailscale-auth-key": config.tailscale.auth_key_parameter,
+        "anthropic-api-key": config.providers.anthropic_api_key_parameter,
+        "openai-api-key": config.providers.openai_api_key_parameter,
+    }
+
+
+def parameter_for(config: PlatformConfig, name: str) -> str:
+    parameters = secret_parameters(config)
+    if name not in parameters:
+        raise BuilderError(f"no secret {name!r}; the secrets are: {', '.join(parameters)}")
+    parameter = parameters[name]
+    if parameter is None:
+        key = "providers." + name.replace("-", "_").replace("_api_key", "_api_key_parameter")
+        raise BuilderError(f"{name}: the config names no SSM parameter for it; set {key} first")
+    return parameter
+
+
+def put_secret(ssm: Any, parameter: str, value: str, kms_key: str | None = None) -> int:
+    if not value or "\n" in value.strip():
+        raise BuilderError("the secret must be one non-empty line (nothing was stored)")
+    arguments = {"Name": parameter, "Value": value.strip(), "Type": "SecureString", "Overwrite": True}
+    if kms_key:
+        arguments["KeyId"] = kms_key
+    return ssm.put_parameter(**arguments)["Version"]
+
+
+def list_secrets(ssm: Any, config: PlatformConfig) -> list[dict]:
+    rows = []
+    for name, parameter in secret_parameters(config).items():
+        row = {"secret": name, "parameter": parameter, "stored": False, "last_modified": None, "version": None}
+        if parameter:
+            found = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [parameter]}])["Parameters"]
+            if found:
+                row.update(stored=True, last_modified=str(found[0]["LastModifiedDate"]), version=found[0]["Version"])
+        rows.append(row)
+    return rows
