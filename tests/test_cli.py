@@ -28,7 +28,7 @@ def test_unbuilt_command_says_so_and_fails(builder, name):
 
 
 def test_unbuilt_command_in_json_mode(builder):
-    result = builder("--json", "destroy")
+    result = builder("--json", "bake")
     assert result.code == 3
     assert json.loads(result.out)["ok"] is False
 
