@@ -84,8 +84,8 @@ def test_first_launch_creates_everything_with_the_right_properties(aws, baked):
     assert [role["RoleName"] for role in profile["Roles"]] == ["ai-platform-alpha-firstboot"]
     assert data["MetadataOptions"]["HttpTokens"] == "required"
     assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
-    assert data["BlockDeviceMappings"][0]["Ebs"]["Encrypted"] is True
     assert data["BlockDeviceMappings"][0]["Ebs"]["VolumeType"] == "gp3"
+    assert data["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == 100
 
     policy = iam.get_role_policy(RoleName="ai-platform-alpha-firstboot", PolicyName="ai-platform-firstboot")
     statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
@@ -194,3 +194,33 @@ def test_the_command_dry_run_changes_nothing(aws, baked, builder, tmp_path):
     assert launched.code == 0, launched.err
     assert json.loads(launched.out)["instance_id"].startswith("i-")
     assert builder("launch", "alpha", "--target", "local").code == 3
+
+
+def test_root_volume_initialization_rate_is_requested_when_configured(aws, baked):
+    """moto ignores VolumeInitializationRate: the launch template the builder wrote must carry it."""
+    run(config(image={"root_volume_initialization_rate_mibps": 200}))
+    ec2 = aws.client("ec2")
+    data = ec2.describe_launch_template_versions(LaunchTemplateName="ai-platform-alpha")["LaunchTemplateVersions"][0]
+    assert data["LaunchTemplateData"]["BlockDeviceMappings"][0]["Ebs"]["VolumeInitializationRate"] == 200
+
+
+def test_a_new_instance_profile_not_yet_visible_is_waited_out(aws, baked, monkeypatch):
+    """IAM is eventually consistent: EC2 refuses a fresh instance profile for a few seconds (simulated here)."""
+    import builder.aws.launch as launch_module
+
+    cfg = config()
+    clients = AwsClients(cfg)
+    refusals = []
+    message = "Value (ai-platform-alpha-firstboot) for parameter iamInstanceProfile.name is invalid."
+
+    def not_yet(**_):
+        if len(refusals) < 2:
+            refusals.append(1)
+            raise ClientError({"Error": {"Code": "InvalidParameterValue", "Message": message}}, "RunInstances")
+
+    clients.ec2.meta.events.register("before-call.ec2.RunInstances", not_yet)
+    monkeypatch.setattr(launch_module.time, "sleep", lambda _seconds: None)
+    lines = []
+    result = launch(clients, cfg, plan_launch(clients, cfg, "alpha"), log=lines.append)
+    assert result.instance_id.startswith("i-")
+    assert sum("not visible to EC2 yet" in line for line in lines) == 2

@@ -10,9 +10,12 @@ volume too: it never held data), saying what it kept.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from builder.aws import iam, names, network
 from builder.aws.clients import AwsClients
@@ -116,9 +119,7 @@ def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: C
             log(f"created role and instance profile {role}")
             undo.append((f"role {role}", lambda: iam.delete_role(clients.iam, role)))
         template_id, version = _put_template(ec2, config, plan, group_id, role, undo, log)
-        instance_id = ec2.run_instances(
-            LaunchTemplate={"LaunchTemplateId": template_id, "Version": str(version)}, MinCount=1, MaxCount=1
-        )["Instances"][0]["InstanceId"]
+        instance_id = _run_instance(ec2, template_id, version, log)
         log(f"launched {instance_id} from {plan.ami_id} (launch template version {version})")
     except Exception as exc:
         removed = _roll_back(undo, log)
@@ -159,6 +160,13 @@ def _create_volume(ec2: Any, config: PlatformConfig, plan: LaunchPlan, undo: lis
     return volume_id
 
 
+def root_volume(config: PlatformConfig) -> dict:
+    ebs = {"VolumeSize": config.image.root_volume_size_gib, "VolumeType": "gp3", "DeleteOnTermination": True}
+    if config.image.root_volume_initialization_rate_mibps:
+        ebs["VolumeInitializationRate"] = config.image.root_volume_initialization_rate_mibps
+    return ebs
+
+
 def _put_template(ec2: Any, config: PlatformConfig, plan: LaunchPlan, group_id: str, role: str, undo, log):
     data = {
         "ImageId": plan.ami_id,
@@ -167,17 +175,9 @@ def _put_template(ec2: Any, config: PlatformConfig, plan: LaunchPlan, group_id: 
         "NetworkInterfaces": [{"DeviceIndex": 0, "SubnetId": plan.subnet_id, "Groups": [group_id]}],
         # IMDSv2 only, and one hop: containers on the instance cannot reach the metadata service.
         "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"},
-        "BlockDeviceMappings": [
-            {
-                "DeviceName": plan.root_device,
-                "Ebs": {
-                    "VolumeSize": config.image.root_volume_size_gib,
-                    "VolumeType": "gp3",
-                    "Encrypted": True,
-                    "DeleteOnTermination": True,
-                },
-            }
-        ],
+        # The root volume comes from the AMI's snapshot, encrypted by the bake (image.encrypted); EBS takes
+        # no encryption setting for a volume made from a snapshot.
+        "BlockDeviceMappings": [{"DeviceName": plan.root_device, "Ebs": root_volume(config)}],
         "UserData": base64.b64encode(plan.user_data.payload).decode(),
         "TagSpecifications": [
             {"ResourceType": "instance", "Tags": names.tags(config.name, plan.instance)},
@@ -201,6 +201,22 @@ def _put_template(ec2: Any, config: PlatformConfig, plan: LaunchPlan, group_id: 
     ec2.modify_launch_template(LaunchTemplateId=plan.template_id, DefaultVersion=str(version))
     log(f"launch template {name}: version {version}")
     return plan.template_id, version
+
+
+def _run_instance(ec2: Any, template_id: str, version: int, log, attempts: int = 8, sleep=time.sleep) -> str:
+    """RunInstances, waiting out IAM's eventual consistency: a new instance profile is refused for seconds."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return ec2.run_instances(
+                LaunchTemplate={"LaunchTemplateId": template_id, "Version": str(version)}, MinCount=1, MaxCount=1
+            )["Instances"][0]["InstanceId"]
+        except ClientError as exc:
+            message = exc.response["Error"].get("Message", "")
+            if attempt == attempts or ("iamInstanceProfile" not in message and "Instance Profile" not in message):
+                raise
+            log(f"the new instance profile is not visible to EC2 yet; retrying ({attempt}/{attempts - 1})")
+            sleep(min(2 * attempt, 10))
+    raise AssertionError("unreachable")
 
 
 def _roll_back(undo: list[tuple[str, Callable[[], None]]], log) -> list[str]:

@@ -279,6 +279,13 @@ class Image(Section):
     root_volume_size_gib: int = Field(
         100, ge=8, le=16384, description="Root volume of the image: Docker images and models live here."
     )
+    root_volume_initialization_rate_mibps: int | None = Field(
+        None,
+        ge=100,
+        le=300,
+        description="EBS Provisioned Rate for Volume Initialization of each instance's root volume (100-300 MiB/s, "
+        "billed): baked images and models are read at that rate instead of lazily from S3. Null: AWS's default.",
+    )
     encrypted: bool = Field(True, description="Encrypt the AMI's snapshots.")
     kms_key_id: KmsKey | None = Field(None, description="KMS key for the AMI in aws.region; null uses aws/ebs.")
     copy_to_regions: list[Region] = Field(default_factory=list, description="Regions to copy each AMI to.")
