@@ -54,6 +54,7 @@ def list_instances(ec2: Any, platform: str, name: str | None = None) -> list[Ins
 
 
 def data_volume(ec2: Any, platform: str, name: str) -> dict | None:
+    """The data volume tagged for this platform instance, in any zone; more than one is an error."""
     volumes = ec2.describe_volumes(
         Filters=[
             {"Name": f"tag:{names.PLATFORM_TAG}", "Values": [platform]},
@@ -61,6 +62,9 @@ def data_volume(ec2: Any, platform: str, name: str) -> dict | None:
             {"Name": f"tag:{names.ROLE_TAG}", "Values": [names.DATA_ROLE]},
         ]
     )["Volumes"]
+    if len(volumes) > 1:
+        ids = ", ".join(sorted(volume["VolumeId"] for volume in volumes))
+        raise BuilderError(f"more than one data volume is tagged for {platform}/{name}: {ids}; keep one")
     return volumes[0] if volumes else None
 
 

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from builder.aws import iam, names, network
 from builder.aws.clients import AwsClients
+from builder.aws.instances import data_volume
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
 from builder.userdata import UserData, instance_document, render_user_data
@@ -70,7 +71,7 @@ def plan_launch(clients: AwsClients, config: PlatformConfig, instance: str, ami_
     """Everything the launch needs to know, by reading only."""
     ec2 = clients.ec2
     image = _find_image(ec2, config.name, ami_id)
-    volume = _find_volume(ec2, config.name, instance)
+    volume = data_volume(ec2, config.name, instance)
     if volume and volume.get("Attachments"):
         holder = volume["Attachments"][0]["InstanceId"]
         state = _instance_state(ec2, holder)
@@ -247,20 +248,6 @@ def _find_image(ec2: Any, platform: str, ami_id: str | None) -> dict:
     if not images:
         raise LaunchError(f"no baked image of platform {platform} in this region: run `builder bake`, or pass --ami")
     return max(images, key=lambda image: image.get("CreationDate", ""))
-
-
-def _find_volume(ec2: Any, platform: str, instance: str) -> dict | None:
-    volumes = ec2.describe_volumes(
-        Filters=[
-            {"Name": f"tag:{names.PLATFORM_TAG}", "Values": [platform]},
-            {"Name": f"tag:{names.INSTANCE_TAG}", "Values": [instance]},
-            {"Name": f"tag:{names.ROLE_TAG}", "Values": [names.DATA_ROLE]},
-        ]
-    )["Volumes"]
-    if len(volumes) > 1:
-        ids = ", ".join(sorted(v["VolumeId"] for v in volumes))
-        raise LaunchError(f"more than one data volume is tagged for {platform}/{instance}: {ids}; keep one")
-    return volumes[0] if volumes else None
 
 
 def _find_template(ec2: Any, name: str) -> dict | None:
