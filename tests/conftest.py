@@ -106,3 +106,11 @@ def baked(aws):
     ec2.create_tags(Resources=[image_id], Tags=[{"Key": names.PLATFORM_TAG, "Value": "ai-platform"}])
     ec2.terminate_instances(InstanceIds=[source["Instances"][0]["InstanceId"]])
     return image_id
+
+
+@pytest.fixture(scope="session")
+def test_image(tmp_path_factory):
+    """The VM test image (tests/vm_image.py), built once per test session."""
+    from vm_image import build_test_image
+
+    return build_test_image(tmp_path_factory.mktemp("vm-image"))

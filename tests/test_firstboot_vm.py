@@ -1,123 +1,23 @@
 """End to end: the firstboot agent boots for real in a qemu VM (TCG), on a Debian 12 image built here.
 
-The image is the local target's Debian base (builder/local/debian_base.py) with the agent and the
-image's units installed as the bake will install them (issue #6 replaces this with the baked image).
-Stand-ins, each because the real one is not built yet: a .env contract of two secrets, and one stack
-unit (`ai-platform-stack@probe.service`, a oneshot) for the stack of issue #3. The seed is a NoCloud
-ISO whose user-data comes from builder's own renderer (builder/userdata.py), as a launch sends it.
-A reporter unit in the test image prints the agent's status and the volume's state on the serial
-console, then powers the VM off.
+The image and its stand-ins are described in tests/vm_image.py. The seed is a NoCloud ISO whose
+user-data comes from builder's own renderer (builder/userdata.py), as a launch sends it.
 
 Three boots: a first boot on a blank data disk, a reboot of the same instance, and a second
-instance on the same data disk.
+instance on the same data disk; then the AWS path with its APIs behind loopback forwards.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
 import vm
-from conftest import REPO
 from imds_standin import ImdsStandIn
+from vm_image import SERIAL, VOLUME_ID
 
 from builder.config.schema import PlatformConfig
-from builder.local.debian_base import build_debian_base
 from builder.userdata import instance_document, render_user_data
 from firstboot.storage import volume_serial
-
-VOLUME_ID = "vol-0123456789abcdef0"
-GUEST_PACKAGES = ("python3-boto3",)  # the agent's only third-party need, for the AWS path
-SERIAL = "vol0123456789abcdef0"
-CACHE = Path(os.environ.get("AI_PLATFORM_TEST_CACHE", str(Path.home() / ".cache" / "ai-platform-builder")))
-
-CONTRACT = {
-    "version": 1,
-    "variables": [
-        {"name": "N8N_ENCRYPTION_KEY", "source": "generated", "bytes": 32, "immutable": True},
-        {"name": "PLATFORM_HOSTNAME", "source": "instance:hostname"},
-        {"name": "ANTHROPIC_API_KEY", "source": "provider:anthropic"},
-    ],
-}
-STACK_STAND_IN = """\
-[Unit]
-Description=Test stand-in for the stack %i (issue #3 builds the real ones)
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/bin/true
-"""
-REPORTER = f"""\
-#!/usr/bin/python3
-import hashlib, json, pathlib, subprocess
-def run(*c):
-    return subprocess.run(c, capture_output=True, text=True).stdout.strip()
-status = pathlib.Path("/var/lib/ai-platform/status.json")
-secrets = pathlib.Path("/mnt/data/platform/secrets.env")
-env = pathlib.Path("/etc/ai-platform/stack.env")
-report = {{
-    "status": json.loads(status.read_text()) if status.exists() else None,
-    "firstboot_unit": run("systemctl", "is-active", "ai-platform-firstboot.service"),
-    "probe_stack": run("systemctl", "is-active", "ai-platform-stack@probe.service"),
-    "mount": run("findmnt", "-no", "SOURCE,FSTYPE", "/mnt/data"),
-    "data_uuid": run("blkid", "-s", "UUID", "-o", "value", "/dev/disk/by-id/virtio-{SERIAL}"),
-    "secrets_sha256": hashlib.sha256(secrets.read_bytes()).hexdigest() if secrets.exists() else None,
-    "env_mode": oct(env.stat().st_mode & 0o777),
-    "env_names": sorted(l.split("=")[0] for l in env.read_text().splitlines() if "=" in l and l[0] != "#"),
-}}
-with open("/dev/ttyS0", "w") as console:
-    console.write("\\n{vm.REPORT_BEGIN}\\n" + json.dumps(report) + "\\n{vm.REPORT_END}\\n")
-"""
-REPORTER_UNIT = """\
-[Unit]
-Description=Test: report the firstboot result on the serial console, then power off
-After=ai-platform-firstboot.service
-[Service]
-Type=oneshot
-ExecStart=/usr/local/sbin/ai-platform-test-report
-ExecStartPost=/bin/systemctl poweroff --no-block
-[Install]
-WantedBy=multi-user.target
-"""
-
-
-def install_agent(mount: Path) -> None:
-    """What the bake puts in the image for the agent: its code, a launcher, the image's files."""
-    lib = mount / "opt/ai-platform/agent/lib"
-    shutil.copytree(REPO / "firstboot", lib / "firstboot", ignore=shutil.ignore_patterns("__pycache__"))
-    launcher = mount / "opt/ai-platform/agent/bin/firstboot"
-    launcher.parent.mkdir(parents=True)
-    launcher.write_text('#!/bin/sh\nPYTHONPATH=/opt/ai-platform/agent/lib exec /usr/bin/python3 -m firstboot "$@"\n')
-    launcher.chmod(0o755)
-    shutil.copytree(REPO / "image/rootfs", mount, dirs_exist_ok=True)
-
-
-@pytest.fixture(scope="module")
-def test_image(tmp_path_factory):
-    base = build_debian_base(CACHE / "images", extra_packages=GUEST_PACKAGES)
-    work = tmp_path_factory.mktemp("vm-image")
-    raw = work / "test-image.raw"
-    subprocess.run(["qemu-img", "convert", "-O", "raw", str(base.disk), str(raw)], check=True)
-    mount = work / "mnt"
-    mount.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(raw), str(mount)], check=True)
-    try:
-        install_agent(mount)
-        (mount / "opt/ai-platform/env-contract.json").write_text(json.dumps(CONTRACT))
-        (mount / "etc/systemd/system/ai-platform-stack@.service").write_text(STACK_STAND_IN)
-        (mount / "etc/systemd/system/ai-platform-test-report.service").write_text(REPORTER_UNIT)
-        reporter = mount / "usr/local/sbin/ai-platform-test-report"
-        reporter.write_text(REPORTER)
-        reporter.chmod(0o755)
-        for unit in ("ai-platform-firstboot.service", "ai-platform-test-report.service"):
-            subprocess.run(["systemctl", f"--root={mount}", "enable", unit], check=True, capture_output=True)
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-    return base, raw
 
 
 def user_data(instance: str) -> str:
@@ -153,7 +53,7 @@ def boot_instance(
         root=overlay,
         data_disk=data_disk,
         data_serial=serial,
-        forwards=forwards,
+        guest_forwards=forwards,
         seed=seed,
         serial_log=log,
     )

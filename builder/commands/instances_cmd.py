@@ -1,4 +1,4 @@
-"""`builder status [NAME]` and `builder destroy NAME`: the platform's instances on AWS."""
+"""`builder status [NAME]` and `builder destroy NAME`: the platform's instances, on AWS or local."""
 
 from __future__ import annotations
 
@@ -8,19 +8,26 @@ import click
 
 from builder.cli import GlobalOptions, global_options
 
+TARGET = click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
+
 
 @click.command()
 @click.argument("name", required=False)
+@TARGET
 @global_options
 @click.pass_obj
-def status(options: GlobalOptions, name: str | None) -> None:
+def status(options: GlobalOptions, name: str | None, target: str) -> None:
     """Show each instance of the platform, its state and the firstboot agent's report."""
-    from builder.aws.clients import AwsClients
-    from builder.aws.instances import list_instances
     from builder.commands.config_cmd import load
 
     config = load(options).config
-    views = list_instances(AwsClients(config).ec2, config.name, name)
+    if target == "local":
+        views = _local_views(config, name)
+    else:
+        from builder.aws.clients import AwsClients
+        from builder.aws.instances import list_instances
+
+        views = list_instances(AwsClients(config).ec2, config.name, name)
     if options.json:
         click.echo(json.dumps([view.to_json() for view in views], indent=2))
         return
@@ -36,16 +43,18 @@ def status(options: GlobalOptions, name: str | None) -> None:
 @click.command()
 @click.argument("name")
 @click.option("--delete-data", is_flag=True, help="Also delete the data volume (asks you to type the name).")
+@TARGET
 @global_options
 @click.pass_obj
-def destroy(options: GlobalOptions, name: str, delete_data: bool) -> None:
+def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -> None:
     """Terminate instance NAME. Its data volume is kept for the next launch unless --delete-data."""
     from builder.aws.clients import AwsClients
     from builder.aws.instances import data_volume, delete_data_volume, list_instances, terminate
     from builder.commands.config_cmd import load
-    from builder.errors import BuilderError
 
     config = load(options).config
+    if target == "local":
+        return _destroy_local(options, config, name, delete_data)
     ec2 = AwsClients(config).ec2
     volume = data_volume(ec2, config.name, name)
     if options.dry_run:
@@ -54,14 +63,7 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool) -> None:
         click.echo(f"would {'DELETE' if delete_data else 'keep'} data volume {volume['VolumeId'] if volume else '-'}")
         return
     if delete_data and volume:
-        # Typed, not a flag alone: the volume is every byte of this instance's data.
-        typed = click.prompt(
-            f"This deletes data volume {volume['VolumeId']} for good. Type {name} to confirm",
-            default="",
-            show_default=False,
-        )
-        if typed != name:
-            raise BuilderError("confirmation did not match: nothing was terminated or deleted")
+        _confirm_data_deletion(name, f"data volume {volume['VolumeId']}")
     ended = terminate(ec2, config.name, name, log=lambda line: click.echo(f"  {line}", err=True))
     if delete_data and volume:
         delete_data_volume(ec2, volume)
@@ -79,3 +81,56 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool) -> None:
             f"{name}: terminated {', '.join(ended) or 'nothing (none running)'}; "
             f"data volume {result['data_volume'] or '-'} {kept if volume else ''}".rstrip()
         )
+
+
+def _confirm_data_deletion(name: str, what: str) -> None:
+    from builder.errors import BuilderError
+
+    # Typed, not a flag alone: the volume is every byte of this instance's data.
+    typed = click.prompt(f"This deletes {what} for good. Type {name} to confirm", default="", show_default=False)
+    if typed != name:
+        raise BuilderError("confirmation did not match: nothing was terminated or deleted")
+
+
+def _local_views(config, name: str | None) -> list:
+    from builder.aws.instances import InstanceView
+    from builder.local.instances import LocalInstance, platform_dir
+
+    root = platform_dir(config) / "instances"
+    names = [name] if name else sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    views = []
+    for instance_name in names:
+        instance = LocalInstance(config, instance_name)
+        state = instance.state()
+        if not state:
+            continue
+        agent_state, line = instance.agent_report()
+        views.append(
+            InstanceView(
+                instance_name,
+                state["instance_id"],
+                "running" if instance.running() else "stopped",
+                "local",
+                str(state["launched_at"]),
+                agent_state,
+                line,
+            )
+        )
+    return views
+
+
+def _destroy_local(options: GlobalOptions, config, name: str, delete_data: bool) -> None:
+    from builder.local.instances import LocalInstance
+
+    instance = LocalInstance(config, name)
+    if options.dry_run:
+        click.echo(f"would power off {name}; would {'DELETE' if delete_data else 'keep'} {instance.data_disk}")
+        return
+    if delete_data and instance.data_disk.exists():
+        _confirm_data_deletion(name, f"data disk {instance.data_disk}")
+    instance.destroy(delete_data, log=lambda line: click.echo(f"  {line}", err=True))
+    kept = "deleted" if delete_data else "kept"
+    if options.json:
+        click.echo(json.dumps({"instance": name, "data_disk": str(instance.data_disk), "data_disk_state": kept}))
+    else:
+        click.echo(f"{name}: powered off; data disk {instance.data_disk} {kept}")

@@ -23,12 +23,12 @@ _INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 def launch(options: GlobalOptions, name: str, target: str, ami: str | None, wait: bool, wait_timeout: int) -> None:
     """Launch instance NAME of the platform: its data volume is created once and reused after."""
     from builder.commands.config_cmd import load
-    from builder.errors import BuilderError, NotBuiltYet
+    from builder.errors import BuilderError
 
     if not _INSTANCE_NAME.fullmatch(name):
         raise BuilderError(f"instance name {name!r}: use lowercase letters, digits and '-', starting with a letter")
     if target == "local":
-        raise NotBuiltYet("`builder launch --target local` is not built yet; it lands with issue #5. Nothing was done.")
+        return _launch_local(options, name, wait, wait_timeout)
     from builder.aws.clients import AwsClients
     from builder.aws.launch import launch as run_launch
     from builder.aws.launch import plan_launch
@@ -80,3 +80,47 @@ def _follow(clients, config, name: str, instance_id: str, timeout: int, quiet: b
     if state == "failed":
         raise BuilderError(f"{name} ({instance_id}) failed its first boot: {detail}")
     return {"agent_state": state, "agent_detail": detail, "urls": service_urls(config, name)}
+
+
+def _launch_local(options: GlobalOptions, name: str, wait: bool, wait_timeout: int) -> None:
+    """The same instance under qemu on this machine: its data disk kept from launch to launch."""
+    import time
+
+    from builder.commands.config_cmd import load
+    from builder.errors import BuilderError
+    from builder.local.instances import LocalInstance
+
+    config = load(options).config
+    instance = LocalInstance(config, name)
+    if options.dry_run:
+        click.echo(
+            f"would boot {name} under qemu ({config.local.accelerator}); data disk {instance.data_disk} "
+            f"({'reused' if instance.data_disk.exists() else 'created'})"
+        )
+        return
+    state = instance.launch(log=lambda line: click.echo(f"  {line}", err=True))
+    summary = {
+        "instance": name,
+        "instance_id": state["instance_id"],
+        "data_disk": str(instance.data_disk),
+        "urls": {port: f"https://{config.local.forward_address}:{host}/" for port, host in state["ports"].items()},
+    }
+    if wait:
+        started = time.monotonic()
+
+        def progress(agent_state: str, line: str) -> None:
+            if not options.json:
+                click.echo(
+                    f"  [{time.monotonic() - started:5.0f} s] {agent_state}{': ' + line if line else ''}", err=True
+                )
+
+        agent_state, line = instance.wait(wait_timeout, progress)
+        summary.update(agent_state=agent_state, agent_detail=line)
+        if agent_state == "failed":
+            raise BuilderError(f"{name} failed its first boot: {line}; console: {instance.console}")
+    if options.json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"{config.name}/{name}: {state['instance_id']} running under qemu; data disk {instance.data_disk}")
+        for guest, url in summary["urls"].items():
+            click.echo(f"  edge port {guest:<6} {url}")

@@ -1,0 +1,251 @@
+"""Platform instances on this machine, under qemu: the local target of launch, status and destroy.
+
+Everything lives under local.state_dir/<platform>/:
+
+    images/current.json       the image `builder bake --target local` produced (disk, kernel, initrd)
+    data/<name>.img           each instance's data disk: kept across destroy and launch, like the EBS volume
+    instances/<name>/         one running instance: root overlay, seed, console.log, state.json
+
+qemu runs detached; its monitor socket sits in the temp dir (a UNIX socket path holds 107 bytes).
+
+The data disk's serial is derived from the platform and instance name, EBS-shaped (vol + 17 hex), so
+the agent finds the same disk for every launch of the same name, as it finds its volume on AWS.
+Edge ports are forwarded from local.forward_address (loopback by default) only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.config.schema import EdgeService, PlatformConfig
+from builder.errors import BuilderError
+from builder.local.qemu import make_overlay, make_seed, qemu_command
+from builder.userdata import hostname_for, instance_document, render_user_data
+
+SUMMARY = re.compile(r"ai-platform firstboot: (done|degraded|failed)\b[^\r\n]*")
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    disk: Path
+    kernel: Path
+    initrd: Path
+    disk_format: str = "qcow2"
+
+
+def platform_dir(config: PlatformConfig) -> Path:
+    return Path(config.local.state_dir).expanduser() / config.name
+
+
+def register_image(config: PlatformConfig, image: LocalImage) -> Path:
+    """Record the image new local instances boot (the local bake calls this)."""
+    record = platform_dir(config) / "images" / "current.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(
+        json.dumps(
+            {
+                "disk": str(image.disk),
+                "kernel": str(image.kernel),
+                "initrd": str(image.initrd),
+                "disk_format": image.disk_format,
+            },
+            indent=2,
+        )
+    )
+    return record
+
+
+def current_image(config: PlatformConfig) -> LocalImage:
+    record = platform_dir(config) / "images" / "current.json"
+    if not record.exists():
+        raise BuilderError(f"no local image of {config.name} yet ({record}): run `builder bake --target local`")
+    fields = json.loads(record.read_text())
+    image = LocalImage(Path(fields["disk"]), Path(fields["kernel"]), Path(fields["initrd"]), fields["disk_format"])
+    for path in (image.disk, image.kernel, image.initrd):
+        if not path.exists():
+            raise BuilderError(f"the local image names {path}, which is gone: bake it again")
+    return image
+
+
+def volume_id_for(config: PlatformConfig, name: str) -> str:
+    return "vol-" + hashlib.sha256(f"{config.name}/{name}".encode()).hexdigest()[:17]
+
+
+def edge_ports(config: PlatformConfig) -> list[int]:
+    ports = [config.edge.port]
+    for service_name in type(config.services).model_fields:
+        service = getattr(config.services, service_name)
+        if isinstance(service, EdgeService) and service.enabled:
+            ports.append(service.edge_port)
+    return ports
+
+
+@dataclass
+class LocalInstance:
+    config: PlatformConfig
+    name: str
+
+    @property
+    def directory(self) -> Path:
+        return platform_dir(self.config) / "instances" / self.name
+
+    @property
+    def data_disk(self) -> Path:
+        return platform_dir(self.config) / "data" / f"{self.name}.img"
+
+    @property
+    def console(self) -> Path:
+        return self.directory / "console.log"
+
+    @property
+    def monitor(self) -> Path:
+        # A UNIX socket path holds at most 107 bytes: a short name in the temp dir, unique per instance dir.
+        digest = hashlib.sha256(str(self.directory).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"ai-platform-{digest}.monitor"
+
+    def state(self) -> dict | None:
+        path = self.directory / "state.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def running(self) -> bool:
+        state = self.state()
+        return bool(state) and _alive(state["pid"])
+
+    def agent_report(self) -> tuple[str, str]:
+        """The agent's last summary line on the console: (state, line), or ("booting", "")."""
+        text = self.console.read_text(errors="replace") if self.console.exists() else ""
+        lines = list(SUMMARY.finditer(text))
+        return (lines[-1].group(1), lines[-1].group(0)) if lines else ("booting", "")
+
+    def launch(self, log: Callable[[str], None]) -> dict:
+        if self.running():
+            raise BuilderError(f"{self.name} is already running (pid {self.state()['pid']}); destroy it first")
+        image = current_image(self.config)
+        settings = self.config.local
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.data_disk.exists():
+            self.data_disk.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.data_disk, "wb") as handle:
+                handle.truncate(settings.data_disk_size_gib * 1024**3)
+            log(f"created data disk {self.data_disk} ({settings.data_disk_size_gib} GiB)")
+        else:
+            log(f"reusing data disk {self.data_disk}")
+        volume_id = volume_id_for(self.config, self.name)
+        instance_id = f"local-{self.name}-{int(time.time())}"  # a new instance at every launch, as on EC2
+        root = self.directory / "root.qcow2"
+        root.unlink(missing_ok=True)
+        make_overlay(image.disk, root, image.disk_format)
+        # No tailnet can be reached from a local VM: its services answer on forwarded loopback ports.
+        document = instance_document(self.config, self.name, "local", volume_id=volume_id, tailnet=False)
+        seed = make_seed(
+            self.directory / "seed.iso",
+            instance_id,
+            hostname_for(self.config, self.name),
+            render_user_data(self.config, document).mime,
+        )
+        ports = {_free_port(settings.forward_address): guest for guest in edge_ports(self.config)}
+        self.console.unlink(missing_ok=True)
+        command = qemu_command(
+            kernel=image.kernel,
+            initrd=image.initrd,
+            root=root,
+            data_disk=self.data_disk,
+            data_serial="vol" + volume_id[4:],
+            seed=seed,
+            serial_log=self.console,
+            accelerator=settings.accelerator,
+            cpus=settings.cpus,
+            memory_mib=settings.memory_mib,
+            host_forwards=ports,
+            forward_address=settings.forward_address,
+            monitor=self.monitor,
+        )
+        with open(self.directory / "qemu.log", "wb") as qemu_log:
+            process = subprocess.Popen(command, stdout=qemu_log, stderr=subprocess.STDOUT, start_new_session=True)
+        time.sleep(1)
+        if process.poll() is not None:
+            raise BuilderError(f"qemu exited at once: {(self.directory / 'qemu.log').read_text().strip()[-500:]}")
+        state = {
+            "instance_id": instance_id,
+            "pid": process.pid,
+            "volume_id": volume_id,
+            "ports": {str(guest): host for host, guest in ports.items()},
+            "launched_at": time.time(),
+        }
+        (self.directory / "state.json").write_text(json.dumps(state, indent=2))
+        log(f"started {instance_id} (qemu pid {process.pid}); console: {self.console}")
+        return state
+
+    def wait(self, timeout: float, on_change: Callable[[str, str], None], poll: float = 2) -> tuple[str, str]:
+        deadline = time.monotonic() + timeout
+        seen = None
+        while True:
+            state, line = self.agent_report()
+            if (state, line) != seen:
+                on_change(state, line)
+                seen = (state, line)
+            if state in ("done", "degraded", "failed"):
+                return state, line
+            if not self.running():
+                raise BuilderError(f"{self.name} stopped before its agent reported; see {self.console}")
+            if time.monotonic() >= deadline:
+                raise BuilderError(f"{self.name} did not report within {timeout:g} s; see {self.console}")
+            time.sleep(poll)
+
+    def destroy(self, delete_data: bool, log: Callable[[str], None]) -> None:
+        state = self.state()
+        if state and self.running():
+            self._power_down(state["pid"], log)
+        for leftover in ("root.qcow2", "seed.iso", "state.json"):
+            (self.directory / leftover).unlink(missing_ok=True)
+        self.monitor.unlink(missing_ok=True)
+        if delete_data and self.data_disk.exists():
+            self.data_disk.unlink()
+            log(f"deleted data disk {self.data_disk}")
+
+    def _power_down(self, pid: int, log: Callable[[str], None]) -> None:
+        monitor = self.monitor
+        try:  # a clean ACPI shutdown first: the guest unmounts the data disk
+            with socket.socket(socket.AF_UNIX) as connection:
+                connection.connect(str(monitor))
+                connection.sendall(b"system_powerdown\n")
+        except OSError:
+            pass
+        for _ in range(60):
+            if not _alive(pid):
+                log(f"powered off (pid {pid})")
+                return
+            time.sleep(1)
+        os.kill(pid, signal.SIGKILL)
+        log(f"killed qemu (pid {pid}) after 60 s without a clean shutdown")
+
+
+def _alive(pid: int) -> bool:
+    """Whether qemu still runs; reaps it when this process started it (a zombie is not alive)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _free_port(address: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        return probe.getsockname()[1]

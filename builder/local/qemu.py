@@ -1,0 +1,83 @@
+"""qemu for the local target: the command that boots an image, its seed and its disks.
+
+TCG unless the config says KVM (KVM hangs on some machines, these among them). The root disk is a
+copy-on-write overlay of the image; the data disk carries an EBS-shaped serial so the agent finds
+it as it does on AWS; networking is user-mode with restrict=on: the guest reaches nothing, except
+loopback services forwarded in (`guest_forwards`) and edge ports forwarded out (`host_forwards`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+
+def make_seed(path: Path, instance_id: str, hostname: str, user_data: str) -> Path:
+    """A NoCloud seed (an ISO labelled cidata), made by cloud-localds."""
+    work = path.parent / f"{path.stem}-seed"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "user-data").write_text(user_data)
+    (work / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n")
+    subprocess.run(
+        ["cloud-localds", str(path), str(work / "user-data"), str(work / "meta-data")], check=True, capture_output=True
+    )
+    return path
+
+
+def make_overlay(base: Path, path: Path, backing_format: str = "qcow2") -> Path:
+    """A copy-on-write disk over `base`: an instance's root disk; `base` never changes."""
+    command = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", backing_format, str(path)]
+    subprocess.run(command, check=True, capture_output=True)
+    return path
+
+
+def qemu_command(
+    *,
+    kernel: Path,
+    initrd: Path,
+    root: Path,
+    data_disk: Path,
+    data_serial: str,
+    seed: Path,
+    serial_log: Path,
+    accelerator: str = "tcg",
+    cpus: int = 2,
+    memory_mib: int = 2048,
+    guest_forwards: dict[str, int] | None = None,
+    host_forwards: dict[int, int] | None = None,
+    forward_address: str = "127.0.0.1",
+    kernel_args: str = "",
+    no_reboot: bool = False,
+    monitor: Path | None = None,
+) -> list[str]:
+    """`guest_forwards`: guest "ip:port" -> a port on the host's loopback (one socat per connection; a
+    tcp chardev would carry a single connection). `host_forwards`: host port -> guest port."""
+    netdev = "user,id=net0,restrict=on"
+    netdev += "".join(
+        f",guestfwd=tcp:{guest}-cmd:socat STDIO TCP:127.0.0.1:{port}" for guest, port in (guest_forwards or {}).items()
+    )
+    netdev += "".join(
+        f",hostfwd=tcp:{forward_address}:{host}-:{guest}" for host, guest in (host_forwards or {}).items()
+    )
+    options = [
+        ("-accel", accelerator),
+        ("-m", str(memory_mib)),
+        ("-smp", str(cpus)),
+        ("-kernel", str(kernel)),
+        ("-initrd", str(initrd)),
+        ("-append", f"root=LABEL=root rw console=ttyS0 systemd.show_status=false {kernel_args}".strip()),
+        ("-drive", f"file={root},if=none,id=root,format=qcow2"),
+        ("-device", "virtio-blk-pci,drive=root"),
+        ("-drive", f"file={data_disk},if=none,id=data,format=raw"),
+        ("-device", f"virtio-blk-pci,drive=data,serial={data_serial}"),
+        ("-drive", f"file={seed},if=virtio,format=raw,readonly=on"),
+        ("-netdev", netdev),
+        ("-device", "virtio-net-pci,netdev=net0"),
+        ("-serial", f"file:{serial_log}"),
+    ]
+    if monitor is not None:
+        options.append(("-monitor", f"unix:{monitor},server,nowait"))
+    command = ["qemu-system-x86_64", "-nographic", "-nodefaults"] + (["-no-reboot"] if no_reboot else [])
+    for option in options:
+        command.extend(option)
+    return command
