@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -23,6 +24,16 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "cloudinit"
 INSTANCE_DOCUMENT_PATH = "/etc/ai-platform/instance.json"
 EC2_USER_DATA_LIMIT = 16384  # bytes, before base64
 TARGETS = ("aws", "local")
+
+
+INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+
+
+def check_instance_name(name: str) -> str:
+    """Instance names become hostnames, tags, IAM names and local paths: one safe shape for all."""
+    if not INSTANCE_NAME.fullmatch(name):
+        raise BuilderError(f"instance name {name!r}: use lowercase letters, digits and '-', starting with a letter")
+    return name
 
 
 class UserDataTooLarge(BuilderError):

@@ -60,3 +60,11 @@ def test_installed_console_script_runs():
     from builder import __version__
 
     assert result.stdout.strip() == f"builder, version {__version__}"
+
+
+@pytest.mark.parametrize("command", ["launch", "destroy", "status", "userdata"])
+def test_every_command_refuses_an_instance_name_that_could_escape_its_paths(builder, command):
+    """Names become local paths (state_dir/instances/NAME): '../x' must never reach the filesystem."""
+    result = builder(command, "../x", "--target", "local") if command != "userdata" else builder(command, "../x")
+    assert result.code == 1
+    assert "instance name '../x'" in result.err

@@ -19,7 +19,10 @@ TARGET = click.option("--target", type=click.Choice(["aws", "local"]), default="
 def status(options: GlobalOptions, name: str | None, target: str) -> None:
     """Show each instance of the platform, its state and the firstboot agent's report."""
     from builder.commands.config_cmd import load
+    from builder.userdata import check_instance_name
 
+    if name is not None:
+        check_instance_name(name)
     config = load(options).config
     if target == "local":
         views = _local_views(config, name)
@@ -51,7 +54,9 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -
     from builder.aws.clients import AwsClients
     from builder.aws.instances import data_volume, delete_data_volume, list_instances, terminate
     from builder.commands.config_cmd import load
+    from builder.userdata import check_instance_name
 
+    check_instance_name(name)  # the name becomes a path on the local target: nothing outside state_dir
     config = load(options).config
     if target == "local":
         return _destroy_local(options, config, name, delete_data)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 
 import click
 
 from builder.cli import GlobalOptions, global_options
-
-_INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 
 
 @click.command()
@@ -23,10 +20,9 @@ _INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 def launch(options: GlobalOptions, name: str, target: str, ami: str | None, wait: bool, wait_timeout: int) -> None:
     """Launch instance NAME of the platform: its data volume is created once and reused after."""
     from builder.commands.config_cmd import load
-    from builder.errors import BuilderError
+    from builder.userdata import check_instance_name
 
-    if not _INSTANCE_NAME.fullmatch(name):
-        raise BuilderError(f"instance name {name!r}: use lowercase letters, digits and '-', starting with a letter")
+    check_instance_name(name)
     if target == "local":
         return _launch_local(options, name, wait, wait_timeout)
     from builder.aws.clients import AwsClients

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 
 import click
 
 from builder.cli import GlobalOptions, global_options
-
-_INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 
 
 @click.command()
@@ -23,11 +20,9 @@ _INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 def userdata(options: GlobalOptions, name: str, target: str, volume_id: str | None, decoded: bool) -> None:
     """Print the user-data instance NAME would be launched with (base64, as sent to EC2)."""
     from builder.commands.config_cmd import load
-    from builder.errors import BuilderError
-    from builder.userdata import EC2_USER_DATA_LIMIT, instance_document, render_user_data
+    from builder.userdata import EC2_USER_DATA_LIMIT, check_instance_name, instance_document, render_user_data
 
-    if not _INSTANCE_NAME.fullmatch(name):
-        raise BuilderError(f"instance name {name!r}: use lowercase letters, digits and '-', starting with a letter")
+    check_instance_name(name)
     if target == "local" and volume_id is None:
         volume_id = "vol-0" + "0" * 16  # the local disk's serial when none is given
     config = load(options).config
