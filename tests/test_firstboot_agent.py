@@ -224,11 +224,6 @@ def test_a_second_run_waits_for_no_one(machine):
     assert not machine.paths.status.exists()
 
 
-def test_mount_unit_path_matches_systemd_naming(machine):
-    run(machine)
-    assert (machine.paths.systemd_dir / storage.mount_unit_name(str(machine.paths.data_mount))).exists()
-
-
 def test_services_start_this_instances_stacks_and_wait_until_healthy(machine):
     assert run(machine) == 0
     drop_in = machine.paths.systemd_dir / "ai-platform.target.d" / "instance.conf"
