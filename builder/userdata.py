@@ -83,6 +83,17 @@ def instance_document(
             "openai": config.providers.openai_api_key_parameter,
         },
         "services": [name for name in type(config.services).model_fields if getattr(config.services, name).enabled],
+        "ollama": {
+            "models": list(config.ollama.models),
+            "keep_alive": config.ollama.keep_alive,
+            "context_length": config.ollama.context_length,
+        },
+        "cloud_models": {"anthropic": config.providers.anthropic_model, "openai": config.providers.openai_model},
+        "edge": {
+            "port": config.edge.port,
+            "bind": list(config.edge.bind),
+            "app_ports": {app: getattr(config.services, app).edge_port for app in ("anythingllm", "dify", "n8n")},
+        },
     }
     if endpoints:
         document["endpoints"] = endpoints

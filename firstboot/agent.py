@@ -5,6 +5,7 @@ identity  who this instance is (IMDSv2 on AWS, cloud-init's instance data locall
 storage   attach the data volume, find it by serial, reuse rules, mount it at /mnt/data
 tailscale join the tailnet (auth key from SSM) and install the edge's TLS certificate
 secrets   generated secrets kept on the volume, provider keys from SSM, the stacks' .env
+stacks    the stacks' per-instance files: LiteLLM's models, the edge's addresses, ports and index
 services  start ai-platform.target with this instance's stacks; wait until each is healthy
 report    the status file (after every step) and the instance's status tags (AWS)
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firstboot import env, identity, instance_config, services, storage, tailscale, volume
+from firstboot import env, identity, instance_config, services, stack_config, storage, tailscale, volume
 from firstboot.framework import PER_BOOT, Context, Step, StepFailed
 from firstboot.report import publish_status_tags
 
@@ -35,6 +36,7 @@ class Paths:
     env_contract: Path = Path("/opt/ai-platform/env-contract.json")
     env_file: Path = Path("/etc/ai-platform/stack.env")
     tls_dir: Path = Path("/etc/ai-platform/tls")
+    etc_dir: Path = Path("/etc/ai-platform")
 
     @property
     def status(self) -> Path:
@@ -174,13 +176,39 @@ def write_secrets(context: Context) -> str:
         "instance_id": me.instance_id,
         "hostname": config.tailscale.hostname if config.tailscale else f"{config.platform}-{config.instance}",
         "tailscale_ip": context.values.get("tailscale_ip", ""),
+        "ollama_keep_alive": config.stack.keep_alive,
+        "ollama_context_length": str(config.stack.context_length),
     }
     stack_env = env.build_env(contract, generated, provider_keys, instance_values)
     changed = env.write_env(paths.env_file, stack_env)
+    context.values["stack_env"] = stack_env
+    context.values["providers_with_keys"] = sorted(provider_keys)
     return (
         f"{len(stack_env)} variables ({len(made)} secrets generated now, "
         f"{len(generated) - len(made)} kept); {paths.env_file} {'written' if changed else 'unchanged'}"
     )
+
+
+def render_stack_files(context: Context) -> str:
+    settings: Settings = context.values["settings"]
+    config = context.values["config"]
+    etc = settings.paths.etc_dir
+    files = stack_config.StackFiles(etc / "litellm" / "config.yaml", etc / "edge", etc / "compose")
+    try:
+        changed, warnings = stack_config.write_stack_files(
+            files,
+            config.stack,
+            config.services,
+            context.values.get("stack_env") or env.read_env_file(settings.paths.env_file),
+            context.values.get("providers_with_keys", []),
+            context.values.get("tailscale_ip", ""),
+            tailnet=config.tailscale is not None,
+        )
+    except stack_config.StackConfigError as exc:
+        raise StepFailed(str(exc)) from None
+    for warning in warnings:
+        context.warn(warning)
+    return f"{len(changed)} files written" if changed else "unchanged"
 
 
 def start_services(context: Context) -> str:
@@ -221,6 +249,7 @@ STEPS = [
     Step("storage", prepare_storage, PER_BOOT),
     Step("tailscale", join_tailnet, PER_BOOT),
     Step("secrets", write_secrets, PER_BOOT),
+    Step("stacks", render_stack_files, PER_BOOT),
     Step("services", start_services, PER_BOOT),
     Step("report", report, PER_BOOT, always=True),
 ]

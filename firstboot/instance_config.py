@@ -16,6 +16,10 @@ Version 1, as JSON (the standard library reads it):
       "tailscale": {"auth_key_parameter": "/…", "hostname": "…", "tags": ["tag:…"]},   # or null: no tailnet
       "providers": {"anthropic": "/…", "openai": null},                              # SSM parameter names
       "services": ["ollama", "litellm", …],
+      "ollama": {"models": ["llama3.2:3b"], "keep_alive": "5m", "context_length": 4096},     # optional
+      "cloud_models": {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4o"},               # optional
+      "edge": {"port": 8443, "bind": ["tailscale", "127.0.0.1"],                            # optional
+               "app_ports": {"anythingllm": 8444, "dify": 8445, "n8n": 8446}},
       "endpoints": {"imds": "http://169.254.169.254", "aws": null}   # stand-ins for the local target and tests
     }
 """
@@ -40,6 +44,11 @@ _VOLUME_ID = re.compile(r"vol-[0-9a-f]{8,17}")
 _TAG = re.compile(r"tag:[a-z0-9][a-z0-9-]*")
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
 _URL = re.compile(r"https?://[^\s/]+(/\S*)?")
+_MODEL = re.compile(r"[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+")
+_CLOUD_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_KEEP_ALIVE = re.compile(r"-1|\d+(s|m|h)")
+_ADDRESS = re.compile(r"tailscale|[0-9.]{7,15}|[0-9a-fA-F:]{2,39}")
+EDGE_APPS = ("anythingllm", "dify", "n8n")  # the apps with a TLS port of their own
 
 
 class InstanceConfigError(Exception):
@@ -54,6 +63,19 @@ class Tailscale:
 
 
 @dataclass(frozen=True)
+class StackSettings:
+    """What the stacks' per-instance files are rendered from (LiteLLM's config, the edge's ports)."""
+
+    ollama_models: tuple[str, ...] = ("llama3.2:3b", "qwen2.5:7b", "deepseek-r1:7b")
+    keep_alive: str = "5m"
+    context_length: int = 4096
+    cloud_models: dict[str, str] = field(default_factory=lambda: {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4o"})
+    edge_port: int = 8443
+    edge_bind: tuple[str, ...] = ("tailscale", "127.0.0.1")
+    app_ports: dict[str, int] = field(default_factory=lambda: {"anythingllm": 8444, "dify": 8445, "n8n": 8446})
+
+
+@dataclass(frozen=True)
 class InstanceConfig:
     platform: str
     instance: str
@@ -65,6 +87,7 @@ class InstanceConfig:
     services: tuple[str, ...] = ()
     imds_endpoint: str = DEFAULT_IMDS
     aws_endpoint: str | None = None
+    stack: StackSettings = field(default_factory=StackSettings)
 
 
 def load_instance_config(path: Path = INSTANCE_CONFIG_PATH) -> InstanceConfig:
@@ -102,6 +125,9 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         "providers",
         "services",
         "endpoints",
+        "ollama",
+        "cloud_models",
+        "edge",
     }
     reader.no_unknown(document, known, "")
     target = reader.choice(document, "target", TARGETS)
@@ -144,6 +170,44 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         imds_endpoint=reader.text(endpoints, "imds", _URL, "a URL", required=False, prefix="endpoints.")
         or DEFAULT_IMDS,
         aws_endpoint=reader.text(endpoints, "aws", _URL, "a URL", required=False, prefix="endpoints."),
+        stack=_stack_settings(reader, document),
+    )
+
+
+def _stack_settings(reader: _Reader, document: dict) -> StackSettings:
+    defaults = StackSettings()
+    ollama = reader.mapping(document, "ollama", required=False) or {}
+    reader.no_unknown(ollama, {"models", "keep_alive", "context_length"}, "ollama.")
+    cloud = reader.mapping(document, "cloud_models", required=False) or {}
+    reader.no_unknown(cloud, {"anthropic", "openai"}, "cloud_models.")
+    edge = reader.mapping(document, "edge", required=False) or {}
+    reader.no_unknown(edge, {"port", "bind", "app_ports"}, "edge.")
+    app_ports = edge.get("app_ports", defaults.app_ports)
+    if not isinstance(app_ports, dict):
+        raise reader.fail("edge.app_ports", "must be an object")
+    reader.no_unknown(app_ports, set(EDGE_APPS), "edge.app_ports.")
+    return StackSettings(
+        ollama_models=tuple(reader.list_of(ollama, "models", _MODEL, "NAME:TAG", prefix="ollama."))
+        if "models" in ollama
+        else defaults.ollama_models,
+        keep_alive=reader.text(
+            ollama, "keep_alive", _KEEP_ALIVE, "30s, 5m, 24h or -1", required=False, prefix="ollama."
+        )
+        or defaults.keep_alive,
+        context_length=reader.number(ollama, "context_length", 256, 1048576, defaults.context_length, "ollama."),
+        cloud_models={
+            provider: reader.text(cloud, provider, _CLOUD_MODEL, "a model id", required=False, prefix="cloud_models.")
+            or defaults.cloud_models[provider]
+            for provider in ("anthropic", "openai")
+        },
+        edge_port=reader.number(edge, "port", 1, 65535, defaults.edge_port, "edge."),
+        edge_bind=tuple(reader.list_of(edge, "bind", _ADDRESS, "'tailscale' or IP addresses", prefix="edge."))
+        if "bind" in edge
+        else defaults.edge_bind,
+        app_ports={
+            app: reader.number(app_ports, app, 1, 65535, defaults.app_ports[app], "edge.app_ports.")
+            for app in EDGE_APPS
+        },
     )
 
 
@@ -183,6 +247,12 @@ class _Reader:
             return None
         if not isinstance(value, str) or not pattern.fullmatch(value):
             raise self.fail(prefix + key, f"must be {what}")
+        return value
+
+    def number(self, document: dict, key: str, low: int, high: int, default: int, prefix: str = "") -> int:
+        value = document.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(prefix + key, f"must be a whole number from {low} to {high}")
         return value
 
     def list_of(self, document: dict, key: str, pattern: re.Pattern, what: str, prefix: str = "") -> list[str]:

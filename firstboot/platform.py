@@ -34,6 +34,16 @@ class Systemd:
         )
         return result.stdout.strip() or "unknown"
 
+    def condition_failed(self, unit: str) -> bool:
+        """True when the unit did not start because a Condition…= was unmet."""
+        result = subprocess.run(
+            ["systemctl", "show", "--property=ConditionResult", "--value", unit],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout.strip() == "no"
+
     @staticmethod
     def _systemctl(*args: str) -> None:
         result = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)

@@ -14,17 +14,28 @@ from typing import Any
 
 PLATFORM_TARGET = "ai-platform.target"
 STACK_UNIT = "ai-platform-stack@{}.service"
+# Always run, around the instance's services: the shared data services first, the edge last.
+FIRST_STACKS = ("data",)
+LAST_STACKS = ("edge",)
+# Services that are host units rather than compose stacks.
+HOST_UNITS = {"gdrive": "ai-platform-gdrive.service"}
+
+
+def platform_units(services: Sequence[str]) -> list[str]:
+    """Every unit the instance runs, in start order: data services, the enabled services, the edge."""
+    names = [*FIRST_STACKS, *(s for s in services if s not in FIRST_STACKS + LAST_STACKS), *LAST_STACKS]
+    return [HOST_UNITS.get(name) or STACK_UNIT.format(name) for name in names]
 
 
 class ServicesError(Exception):
     pass
 
 
-def write_target_drop_in(systemd_dir: Path, stacks: Sequence[str]) -> bool:
-    """Make ai-platform.target want exactly these stacks; True when the drop-in changed."""
+def write_target_drop_in(systemd_dir: Path, units: Sequence[str]) -> bool:
+    """Make ai-platform.target want exactly these units; True when the drop-in changed."""
     drop_in = systemd_dir / f"{PLATFORM_TARGET}.d" / "instance.conf"
     text = "# Written by the firstboot agent: the stacks this instance runs.\n[Unit]\n" + "".join(
-        f"Wants={STACK_UNIT.format(name)}\n" for name in stacks
+        f"Wants={unit}\n" for unit in units
     )
     if drop_in.exists() and drop_in.read_text(encoding="utf-8") == text:
         return False
@@ -43,19 +54,22 @@ def start_stacks(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    if write_target_drop_in(systemd_dir, stacks):
+    units = platform_units(stacks)
+    if write_target_drop_in(systemd_dir, units):
         systemd.daemon_reload()
     systemd.start(PLATFORM_TARGET)
-    units = [STACK_UNIT.format(name) for name in stacks]
     deadline = clock() + timeout
     while True:
         states = {unit: systemd.active_state(unit) for unit in units}
         failed = [unit for unit, state in states.items() if state == "failed"]
         if failed:
             raise ServicesError(f"{', '.join(failed)} failed; see `journalctl -u {failed[0]}`")
-        waiting = [unit for unit, state in states.items() if state != "active"]
+        # A unit whose condition is unmet (gdrive without its rclone config) is off, not starting.
+        off = [unit for unit, state in states.items() if state == "inactive" and systemd.condition_failed(unit)]
+        waiting = [unit for unit, state in states.items() if state != "active" and unit not in off]
         if not waiting:
-            return f"{len(units)} healthy: {', '.join(stacks)}" if units else "no stacks enabled"
+            healthy = [unit for unit in units if unit not in off]
+            return f"{len(healthy)} healthy: {', '.join(healthy)}" + (f"; off: {', '.join(off)}" if off else "")
         if clock() >= deadline:
             raise ServicesError(
                 f"not healthy within {timeout:g} s: " + ", ".join(f"{unit} ({states[unit]})" for unit in waiting)

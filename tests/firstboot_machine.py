@@ -15,16 +15,8 @@ from pathlib import Path
 from firstboot import agent, storage
 from firstboot.platform import Platform
 
-CONTRACT = {
-    "version": 1,
-    "variables": [
-        {"name": "N8N_ENCRYPTION_KEY", "source": "generated", "bytes": 32, "immutable": True},
-        {"name": "LITELLM_MASTER_KEY", "source": "generated", "bytes": 24, "prefix": "sk-"},
-        {"name": "ANTHROPIC_API_KEY", "source": "provider:anthropic"},
-        {"name": "PLATFORM_HOSTNAME", "source": "instance:hostname"},
-        {"name": "EDGE_TAILNET_ADDRESS", "source": "instance:tailscale_ip"},
-    ],
-}
+# The .env contract the image ships (issue #3's stacks read every variable of it).
+CONTRACT = json.loads((Path(__file__).parents[1] / "image/rootfs/opt/ai-platform/env-contract.json").read_text())
 
 
 class SystemdStandIn:
@@ -36,6 +28,7 @@ class SystemdStandIn:
         self.polls_to_active = 2
         self.failing: set[str] = set()
         self.stuck: set[str] = set()
+        self.condition_unmet: set[str] = set()
         self._looks: dict[str, int] = {}
 
     def daemon_reload(self) -> None:
@@ -44,11 +37,16 @@ class SystemdStandIn:
     def start(self, unit: str) -> None:
         self.calls.append(("start", unit))
 
+    def condition_failed(self, unit: str) -> bool:
+        return unit in self.condition_unmet
+
     def active_state(self, unit: str) -> str:
         if ("start", "ai-platform.target") not in self.calls:
             return "inactive"
         if unit in self.failing:
             return "failed"
+        if unit in self.condition_unmet:
+            return "inactive"
         self._looks[unit] = self._looks.get(unit, 0) + 1
         if unit in self.stuck or self._looks[unit] < self.polls_to_active:
             return "activating"
@@ -71,6 +69,7 @@ class Machine:
             env_contract=root / "opt/ai-platform/env-contract.json",
             env_file=root / "etc/ai-platform/stack.env",
             tls_dir=root / "etc/ai-platform/tls",
+            etc_dir=root / "etc/ai-platform",
         )
         self.paths.env_contract.parent.mkdir(parents=True, exist_ok=True)
         self.paths.env_contract.write_text(json.dumps(CONTRACT))

@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from firstboot_machine import Machine, filesystem_uuid
+from firstboot_machine import CONTRACT, Machine, filesystem_uuid
 
 from firstboot import storage
 from firstboot.cli import main
@@ -39,6 +39,7 @@ def test_first_boot_formats_mounts_and_writes_the_env(machine, capsys):
         ("storage", "ok"),
         ("tailscale", "ok"),
         ("secrets", "ok"),
+        ("stacks", "ok"),
         ("services", "ok"),
         ("report", "ok"),
     ]
@@ -48,9 +49,10 @@ def test_first_boot_formats_mounts_and_writes_the_env(machine, capsys):
     assert f"What=/dev/disk/by-uuid/{uuid}" in unit.read_text()
     assert ("start", unit.name) in machine.systemd.calls
     env = machine.env()
-    # No anthropic key configured; no tailnet, so no tailnet address.
-    assert set(env) == {"N8N_ENCRYPTION_KEY", "LITELLM_MASTER_KEY", "PLATFORM_HOSTNAME", "EDGE_TAILNET_ADDRESS"}
-    assert env["EDGE_TAILNET_ADDRESS"] == ""
+    # Every variable of the image's contract but the provider keys (none configured).
+    contract = {v["name"] for v in CONTRACT["variables"]}
+    assert set(env) == contract - {"ANTHROPIC_API_KEY", "OPENAI_API_KEY"}
+    assert env["OLLAMA_KEEP_ALIVE"] == "5m" and env["OLLAMA_CONTEXT_LENGTH"] == "4096"
     assert len(env["N8N_ENCRYPTION_KEY"]) == 64 and env["LITELLM_MASTER_KEY"].startswith("sk-")
     assert env["PLATFORM_HOSTNAME"] == "ai-platform-alpha"
     assert oct(machine.paths.env_file.stat().st_mode & 0o777) == "0o600"
@@ -194,7 +196,8 @@ def test_only_and_skip(machine, capsys):
     with pytest.raises(SystemExit):
         run(machine, "--only", "tailscale-please")
     assert (
-        "no step 'tailscale-please'; the steps are: config, identity, storage, tailscale, secrets, services, report"
+        "no step 'tailscale-please'; the steps are: "
+        "config, identity, storage, tailscale, secrets, stacks, services, report"
         in (capsys.readouterr().err)
     )
     with pytest.raises(SystemExit):
@@ -231,9 +234,13 @@ def test_services_start_this_instances_stacks_and_wait_until_healthy(machine):
         "Wants=ai-platform-stack@data.service",
         "Wants=ai-platform-stack@ollama.service",
         "Wants=ai-platform-stack@litellm.service",
+        "Wants=ai-platform-stack@edge.service",
     ]
     services = next(s for s in machine.status()["steps"] if s["name"] == "services")
-    assert services["detail"] == "3 healthy: data, ollama, litellm"
+    assert services["detail"] == (
+        "4 healthy: ai-platform-stack@data.service, ai-platform-stack@ollama.service, "
+        "ai-platform-stack@litellm.service, ai-platform-stack@edge.service"
+    )
     machine.systemd.calls.clear()
     assert run(machine) == 0
     assert ("daemon-reload",) not in machine.systemd.calls

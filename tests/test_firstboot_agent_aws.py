@@ -6,6 +6,8 @@ reached from here. The disk is a real image, as in the local-target tests.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import TAILSCALE_KEY
 from firstboot_machine import Machine
@@ -120,7 +122,9 @@ def test_joins_the_tailnet_with_the_key_from_ssm_and_never_shows_it(tmp_path, aw
     assert main(["run"], settings) == 0
     step = next(s for s in machine.status()["steps"] if s["name"] == "tailscale")
     assert step["detail"].startswith("joined as ai-platform-alpha; self-signed certificate for ai-platform-alpha")
-    assert machine.env()["EDGE_TAILNET_ADDRESS"] == "100.101.102.103"
+    # The edge publishes on the node's tailnet address (and loopback).
+    published = json.loads((machine.paths.etc_dir / "compose/edge.yaml").read_text())
+    assert {p["host_ip"] for p in published["services"]["edge"]["ports"]} == {"100.101.102.103", "127.0.0.1"}
     assert main(["run"], settings) == 0
     step = next(s for s in machine.status()["steps"] if s["name"] == "tailscale")
     assert step["detail"].startswith("already joined as ai-platform-alpha")

@@ -235,12 +235,21 @@ class Tailscale(Section):
         return self
 
 
+CloudModel = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+
+
 class Providers(Section):
     anthropic_api_key_parameter: SsmParameter | None = Field(
         None, description="SSM parameter with an Anthropic API key; null: no Claude models."
     )
     openai_api_key_parameter: SsmParameter | None = Field(
         None, description="SSM parameter with an OpenAI API key; null: no GPT models."
+    )
+    anthropic_model: CloudModel = Field(
+        "claude-sonnet-4-5", description="Anthropic model behind LiteLLM's `smart` route when the key exists."
+    )
+    openai_model: CloudModel = Field(
+        "gpt-4o", description="OpenAI model behind LiteLLM's `smart` route when the key exists."
     )
 
 
