@@ -197,8 +197,7 @@ def test_only_and_skip(machine, capsys):
         run(machine, "--only", "tailscale-please")
     assert (
         "no step 'tailscale-please'; the steps are: "
-        "config, identity, storage, tailscale, secrets, stacks, services, report"
-        in (capsys.readouterr().err)
+        "config, identity, storage, tailscale, secrets, stacks, services, report" in (capsys.readouterr().err)
     )
     with pytest.raises(SystemExit):
         run(machine, "--skip", "identity")
