@@ -115,13 +115,14 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from builder.commands import config_cmd, instances_cmd, launch_cmd, pending, secrets_cmd, userdata_cmd
+    from builder.commands import config_cmd, images_cmd, instances_cmd, launch_cmd, pending, secrets_cmd, userdata_cmd
 
     cli.add_command(config_cmd.config)
     cli.add_command(launch_cmd.launch)
     cli.add_command(instances_cmd.status)
     cli.add_command(instances_cmd.destroy)
     cli.add_command(secrets_cmd.secrets)
+    cli.add_command(images_cmd.images)
     cli.add_command(userdata_cmd.userdata)
     for command in pending.commands():
         cli.add_command(command)

@@ -1,0 +1,78 @@
+"""`builder images show|env|lock`: the container images the stacks run, from image/images.lock.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from builder.cli import GlobalOptions, global_options
+
+
+@click.group()
+@global_options
+def images() -> None:
+    """The stacks' container images: pinned by tag and digest in one lock file."""
+
+
+def _lock_option(function):
+    return click.option(
+        "--lock",
+        "lock_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Lock file (default: image/images.lock.json).",
+    )(function)
+
+
+@images.command("show")
+@_lock_option
+@global_options
+@click.pass_obj
+def show(options: GlobalOptions, lock_path: Path | None) -> None:
+    """Every pinned image and whether its digest is resolved."""
+    from builder.images import LOCK_PATH, load_lock
+
+    pins = load_lock(lock_path or LOCK_PATH)
+    if options.json:
+        rows = [{"variable": p.variable, "reference": p.reference(), "resolved": bool(p.digest)} for p in pins]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for pin in pins:
+        click.echo(f"{pin.variable:<26} {pin.reference(False):<52} {pin.digest or 'UNRESOLVED'}")
+
+
+@images.command("env")
+@_lock_option
+@click.option("--allow-unresolved", is_flag=True, help="Name an image without a digest by its tag alone.")
+@global_options
+@click.pass_obj
+def env(options: GlobalOptions, lock_path: Path | None, allow_unresolved: bool) -> None:
+    """Print images.env, the file the stacks read their image references from."""
+    from builder.images import LOCK_PATH, load_lock, render_images_env
+
+    click.echo(render_images_env(load_lock(lock_path or LOCK_PATH), allow_unresolved=allow_unresolved), nl=False)
+
+
+@images.command("lock")
+@_lock_option
+@click.option("--registry", "registries", multiple=True, metavar="REGISTRY=URL", help="Ask a mirror for a registry.")
+@click.option("--refresh", is_flag=True, help="Ask again for digests already in the lock (they must not change).")
+@global_options
+@click.pass_obj
+def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, ...], refresh: bool) -> None:
+    """Resolve the lock's missing digests from the registries (or mirrors) and write them in.
+
+    Every digest is fetched before the file is written: a failure leaves the lock as it was.
+    """
+    from builder.images import LOCK_PATH, lock_digests, parse_registry_overrides
+
+    path = lock_path or LOCK_PATH
+    resolved = lock_digests(path, parse_registry_overrides(registries), refresh=refresh)
+    if options.json:
+        click.echo(json.dumps([{"reference": p.reference(False), "digest": d} for p, d in resolved], indent=2))
+        return
+    for pin, digest in resolved:
+        click.echo(f"{pin.reference(False)}: {digest}")
+    click.echo(f"{path}: {len(resolved)} digest(s) resolved" if resolved else f"{path}: nothing to resolve")

@@ -1,0 +1,203 @@
+"""The image lock (image/images.lock.json): every container image the stacks run, by tag and digest.
+
+The stacks never name an image: they read `${VARIABLE}` from images.env, which is rendered from
+this file. A digest that could not be verified from a public source stays null until `builder
+images lock` asks a registry (Registry HTTP API v2, anonymous bearer tokens as Docker Hub and
+GHCR hand out); the bake refuses an unresolved pin unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import BuilderError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCK_PATH = REPO_ROOT / "image" / "images.lock.json"
+LOCK_VERSION = 1
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*_IMAGE")
+_REPOSITORY = re.compile(r"[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+# Where a repository's registry answers the API (Docker Hub's API host is not its name).
+REGISTRY_API = {"docker.io": "https://registry-1.docker.io"}
+
+
+class LockError(BuilderError):
+    pass
+
+
+@dataclass(frozen=True)
+class Pin:
+    variable: str
+    repository: str
+    tag: str
+    digest: str | None
+    source: str
+
+    @property
+    def registry(self) -> str:
+        return self.repository.split("/", 1)[0]
+
+    @property
+    def path(self) -> str:
+        return self.repository.split("/", 1)[1]
+
+    def reference(self, with_digest: bool = True) -> str:
+        base = f"{self.repository}:{self.tag}"
+        return f"{base}@{self.digest}" if with_digest and self.digest else base
+
+
+def load_lock(path: Path = LOCK_PATH) -> list[Pin]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LockError(f"{path}: cannot be read as JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("version") != LOCK_VERSION:
+        raise LockError(f"{path}: version must be {LOCK_VERSION}")
+    pins, seen_variables, seen_references = [], set(), set()
+    for index, entry in enumerate(document.get("images") or []):
+        where = f"{path}: images[{index}]"
+        if not isinstance(entry, dict):
+            raise LockError(f"{where}: must be an object")
+        unknown = set(entry) - {"variable", "repository", "tag", "digest", "source"}
+        if unknown:
+            raise LockError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+        checks = [
+            ("variable", _VARIABLE, "an UPPER_SNAKE_CASE name ending in _IMAGE"),
+            ("repository", _REPOSITORY, "REGISTRY/PATH, e.g. docker.io/library/postgres"),
+            ("tag", _TAG, "a tag"),
+        ]
+        for key, pattern, what in checks:
+            if not isinstance(entry.get(key), str) or not pattern.fullmatch(entry[key]):
+                raise LockError(f"{where}: {key}: must be {what}")
+        if entry["tag"] == "latest":
+            raise LockError(f"{where}: tag: 'latest' is not a pin; name a version")
+        digest = entry.get("digest")
+        if digest is not None and not (isinstance(digest, str) and DIGEST.fullmatch(digest)):
+            raise LockError(f"{where}: digest: must be sha256:<64 hex digits> or null (unresolved)")
+        if not isinstance(entry.get("source"), str) or not entry["source"].strip():
+            raise LockError(f"{where}: source: say where the tag (and digest) was verified")
+        pin = Pin(entry["variable"], entry["repository"], entry["tag"], digest, entry["source"])
+        if pin.variable in seen_variables:
+            raise LockError(f"{where}: {pin.variable} is listed twice")
+        if pin.reference(False) in seen_references:
+            raise LockError(f"{where}: {pin.reference(False)} is listed twice")
+        seen_variables.add(pin.variable)
+        seen_references.add(pin.reference(False))
+        pins.append(pin)
+    if not pins:
+        raise LockError(f"{path}: lists no images")
+    return pins
+
+
+def unresolved(pins: list[Pin]) -> list[Pin]:
+    return [pin for pin in pins if pin.digest is None]
+
+
+def render_images_env(pins: list[Pin], *, allow_unresolved: bool = False, with_digests: bool = True) -> str:
+    """images.env for the stacks: VARIABLE=repository:tag@digest, one line per pin.
+
+    An unresolved pin is refused unless `allow_unresolved` (it is then named by tag alone).
+    `with_digests=False` names every image by tag: only for locally built stand-ins, which cannot
+    carry the real images' digests.
+    """
+    missing = unresolved(pins)
+    if missing and with_digests and not allow_unresolved:
+        names = ", ".join(pin.reference(False) for pin in missing)
+        raise LockError(
+            f"{len(missing)} image(s) have no digest in the lock: {names}. "
+            "Run `builder images lock` where their registries are reachable, or pass --allow-unresolved."
+        )
+    lines = ["# Rendered from image/images.lock.json by builder: the images the stacks run."]
+    lines += [f"{pin.variable}={pin.reference(with_digests)}" for pin in pins]
+    return "\n".join(lines) + "\n"
+
+
+def resolve_digest(pin: Pin, registries: dict[str, str], session=None, timeout: float = 30) -> str:
+    """The digest the registry serves for pin's tag (the index digest for a multi-platform image)."""
+    import requests
+
+    session = session or requests.Session()
+    base = registries.get(pin.registry) or REGISTRY_API.get(pin.registry) or f"https://{pin.registry}"
+    url = f"{base.rstrip('/')}/v2/{pin.path}/manifests/{pin.tag}"
+    headers = {"Accept": MANIFEST_TYPES}
+    try:
+        response = session.head(url, headers=headers, timeout=timeout)
+        if response.status_code == 401:
+            headers["Authorization"] = f"Bearer {_anonymous_token(session, response, timeout)}"
+            response = session.head(url, headers=headers, timeout=timeout)
+    except requests.RequestException as exc:
+        raise LockError(
+            f"{pin.reference(False)}: registry {base} cannot be reached ({exc.__class__.__name__}); "
+            f"point --registry {pin.registry}=URL at a mirror that can"
+        ) from None
+    if response.status_code == 404:
+        raise LockError(f"{pin.reference(False)}: the registry at {base} has no such tag")
+    if response.status_code != 200:
+        raise LockError(f"{pin.reference(False)}: {base} answered HTTP {response.status_code}")
+    digest = response.headers.get("Docker-Content-Digest", "")
+    if not DIGEST.fullmatch(digest):
+        raise LockError(f"{pin.reference(False)}: {base} sent no sha256 Docker-Content-Digest header")
+    return digest
+
+
+def _anonymous_token(session, challenge, timeout: float) -> str:
+    header = challenge.headers.get("WWW-Authenticate", "")
+    fields = dict(re.findall(r'(\w+)="([^"]*)"', header))
+    if not header.lower().startswith("bearer") or "realm" not in fields:
+        raise LockError(f"registry asked for credentials this command does not have ({header or 'no challenge'})")
+    params = {key: value for key, value in fields.items() if key in ("service", "scope")}
+    response = session.get(fields["realm"], params=params, timeout=timeout)
+    response.raise_for_status()
+    body = response.json()
+    return body.get("token") or body["access_token"]
+
+
+def lock_digests(
+    path: Path, registries: dict[str, str], *, refresh: bool = False, session=None
+) -> list[tuple[Pin, str]]:
+    """Resolve every unresolved digest (every digest with `refresh`) and rewrite the lock file.
+
+    All pins are resolved before the file is written: a failure changes nothing.
+    """
+    pins = load_lock(path)
+    document = json.loads(path.read_text(encoding="utf-8"))
+    resolved = []
+    for entry, pin in zip(document["images"], pins):
+        if pin.digest and not refresh:
+            continue
+        digest = resolve_digest(pin, registries, session=session)
+        if pin.digest and pin.digest != digest:
+            raise LockError(
+                f"{pin.reference(False)}: the registry serves {digest}, the lock says {pin.digest}; "
+                "the tag was moved or the registry is not the one the lock was made from"
+            )
+        entry["digest"] = digest
+        resolved.append((pin, digest))
+    if resolved:
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        temporary.replace(path)
+    return resolved
+
+
+def parse_registry_overrides(values: tuple[str, ...]) -> dict[str, str]:
+    overrides = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if not sep or not name or not re.fullmatch(r"https?://\S+", url):
+            raise BuilderError(f"--registry {value!r}: must be REGISTRY=URL, e.g. docker.io=http://127.0.0.1:5000")
+        overrides[name] = url
+    return overrides
