@@ -1,0 +1,90 @@
+"""A test copy of the image's stack tree: the stacks, images.env, a .env and the agent's per-instance files.
+
+Everything is rendered by the code the image runs (builder's images.env, the agent's .env and
+stack files), with paths moved under a temporary directory through the variables the stack
+wrapper reads (AI_PLATFORM_ROOT, AI_PLATFORM_ETC, AI_PLATFORM_DATA, AI_PLATFORM_MODELS).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from conftest import REPO
+
+from builder import images
+from firstboot import env, stack_config
+from firstboot.instance_config import StackSettings
+
+ROOTFS = REPO / "image" / "rootfs"
+STACKS_DIR = ROOTFS / "opt/ai-platform/stacks"
+CONTRACT_PATH = ROOTFS / "opt/ai-platform/env-contract.json"
+WRAPPER = ROOTFS / "opt/ai-platform/bin/ai-platform-stack"
+BACKUP = ROOTFS / "opt/ai-platform/bin/ai-platform-backup"
+STACKS = sorted(p.parent.name for p in STACKS_DIR.glob("*/compose.yaml"))
+APP_SERVICES = ["ollama", "litellm", "anythingllm", "clawdbot", "dify", "n8n", "signal_api"]
+
+
+@dataclass
+class StackTree:
+    root: Path  # AI_PLATFORM_ROOT
+    etc: Path  # AI_PLATFORM_ETC
+    data: Path  # AI_PLATFORM_DATA
+    models: Path
+
+    def environ(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "AI_PLATFORM_ROOT": str(self.root),
+            "AI_PLATFORM_ETC": str(self.etc),
+            "AI_PLATFORM_DATA": str(self.data),
+            "AI_PLATFORM_MODELS": str(self.models),
+        }
+
+    def stack(self, action: str, name: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(self.root / "bin/ai-platform-stack"), action, name],
+            env=self.environ(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def env_values(self) -> dict[str, str]:
+        return env.read_env_file(self.etc / "stack.env")
+
+
+def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None = None) -> StackTree:
+    tree = StackTree(base / "opt", base / "etc", base / "data", base / "models")
+    shutil.copytree(ROOTFS / "opt/ai-platform", tree.root, symlinks=True)
+    tree.data.mkdir(parents=True)
+    tree.models.mkdir(parents=True)
+    # Stand-ins are local images: they cannot carry the real images' digests, so tags only.
+    pins = images.load_lock()
+    (tree.root / "stacks/images.env").write_text(images.render_images_env(pins, with_digests=False))
+    contract = env.load_contract(CONTRACT_PATH)
+    generated = {v.name: v.prefix + secrets.token_hex(v.bytes) for v in contract if v.source == "generated"}
+    settings = settings or StackSettings(edge_bind=("127.0.0.1",))
+    values = env.build_env(
+        contract,
+        generated,
+        {},
+        {
+            "hostname": "ai-platform-test",
+            "ollama_keep_alive": settings.keep_alive,
+            "ollama_context_length": str(settings.context_length),
+        },
+    )
+    env.write_env(tree.etc / "stack.env", values)
+    files = stack_config.StackFiles(tree.etc / "litellm/config.yaml", tree.etc / "edge", tree.etc / "compose")
+    stack_config.write_stack_files(files, settings, list(services), values, [], "", tailnet=False)
+    return tree
+
+
+def compose_variables(text: str) -> set[str]:
+    return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))

@@ -1,0 +1,208 @@
+"""The stack files the image ships, checked by the real tools: docker compose, nginx, and the lock.
+
+`docker compose config` needs no daemon; `nginx -t` resolves names while testing, so it runs in
+its own network namespace (unshare -n) with the test's files bound over /etc/nginx.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from stack_fixtures import CONTRACT_PATH, STACKS, STACKS_DIR, compose_variables, make_tree
+
+from builder import images
+
+SEED_ADDRESSES = {  # ../shared/seed/architecture.md, "Service IP Assignments"
+    ("edge", "edge"): "172.20.0.2",
+    ("ollama", "ollama"): "172.20.0.10",
+    ("litellm", "litellm"): "172.20.0.11",
+    ("anythingllm", "anythingllm"): "172.20.0.20",
+    ("clawdbot", "clawdbot"): "172.20.0.21",
+    ("dify", "dify-nginx"): "172.20.0.30",
+    ("n8n", "n8n"): "172.20.0.40",
+    ("signal_api", "signal-api"): "172.20.0.50",
+}
+WRAPPER_VARIABLES = {"AI_PLATFORM_DATA", "AI_PLATFORM_ETC", "AI_PLATFORM_MODELS"}
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return make_tree(tmp_path_factory.mktemp("stacks"))
+
+
+def rendered(tree, name: str) -> dict:
+    result = tree.stack("config", name)
+    assert result.returncode == 0, result.stderr
+    files = ["-f", str(tree.root / f"stacks/{name}/compose.yaml")]
+    override = tree.etc / f"compose/{name}.yaml"
+    if override.exists():
+        files += ["-f", str(override)]
+    out = subprocess.run(
+        ["docker", "compose", "--project-directory", str(tree.root / f"stacks/{name}")]
+        + ["--env-file", str(tree.root / "stacks/images.env"), "--env-file", str(tree.etc / "stack.env")]
+        + files
+        + ["config", "--format", "json"],
+        env=tree.environ(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def test_the_image_ships_a_stack_per_service_of_the_seed():
+    assert STACKS == ["anythingllm", "clawdbot", "data", "dify", "edge", "litellm", "n8n", "ollama", "signal_api"]
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_every_stack_is_valid_compose_with_the_test_env(tree, name):
+    config = rendered(tree, name)
+    assert config["services"]
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_images_come_only_from_the_lock_and_are_never_pulled(tree, name):
+    pins = {pin.variable: pin for pin in images.load_lock()}
+    text = (STACKS_DIR / name / "compose.yaml").read_text()
+    for service, spec in yaml.safe_load(text)["services"].items():
+        assert spec["image"].startswith("${") and spec["image"][2:].split(":")[0].split("}")[0] in pins, service
+        assert spec.get("pull_policy") == "never", f"{name}/{service} may pull at boot"
+    for service, spec in rendered(tree, name)["services"].items():
+        assert ":latest" not in spec["image"] and ":" in spec["image"], f"{name}/{service}: {spec['image']}"
+
+
+def test_every_locked_image_is_used_and_each_is_listed_once():
+    used = set().union(*(compose_variables((STACKS_DIR / n / "compose.yaml").read_text()) for n in STACKS))
+    pins = images.load_lock()
+    assert {pin.variable for pin in pins} <= used
+    assert len({pin.reference(False) for pin in pins}) == len(pins)
+
+
+def test_every_variable_the_stacks_read_is_in_the_env_contract_or_the_lock():
+    contract = {v["name"]: v for v in json.loads(CONTRACT_PATH.read_text())["variables"]}
+    locked = {pin.variable for pin in images.load_lock()}
+    for name in STACKS:
+        used = compose_variables((STACKS_DIR / name / "compose.yaml").read_text())
+        unknown = used - set(contract) - locked - WRAPPER_VARIABLES
+        assert not unknown, f"{name} reads {sorted(unknown)}, which nothing provides"
+        for variable in used & set(contract):
+            # The contract says which stacks read each variable: keep it true.
+            assert name in contract[variable]["stacks"], f"{variable} is read by {name}; add it to its stacks"
+    all_used = set().union(*(compose_variables((STACKS_DIR / n / "compose.yaml").read_text()) for n in STACKS))
+    # EDGE_OWNER_PASSWORD is read by the agent (the edge's owner map), not by compose.
+    assert set(contract) - all_used == {"EDGE_OWNER_PASSWORD"}
+
+
+def test_immutable_secrets_are_the_ones_that_protect_stored_data():
+    contract = json.loads(CONTRACT_PATH.read_text())["variables"]
+    immutable = {v["name"] for v in contract if v.get("immutable")}
+    assert {"N8N_ENCRYPTION_KEY", "LITELLM_SALT_KEY", "DIFY_SECRET_KEY", "ANYTHINGLLM_SIG_KEY"} <= immutable
+    assert {"ANYTHINGLLM_SIG_SALT", "POSTGRES_PASSWORD"} <= immutable
+
+
+def test_a_missing_variable_stops_the_stack_naming_it(tree, tmp_path):
+    values = tree.env_values()
+    del values["N8N_ENCRYPTION_KEY"]
+    (tree.etc / "stack.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    try:
+        result = tree.stack("config", "n8n")
+    finally:
+        values["N8N_ENCRYPTION_KEY"] = "restored"
+        (tree.etc / "stack.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    assert result.returncode != 0
+    assert "N8N_ENCRYPTION_KEY" in result.stderr and "missing in .env" in result.stderr
+
+
+def test_only_the_edge_publishes_host_ports(tree):
+    for name in STACKS:
+        for service, spec in rendered(tree, name)["services"].items():
+            if (name, service) == ("edge", "edge"):
+                assert {(p["host_ip"], p["published"]) for p in spec["ports"]} == {
+                    ("127.0.0.1", "8443"),
+                    ("127.0.0.1", "8444"),
+                    ("127.0.0.1", "8445"),
+                    ("127.0.0.1", "8446"),
+                }
+            else:
+                assert not spec.get("ports"), f"{name}/{service} publishes {spec['ports']}"
+
+
+def test_front_doors_have_the_seed_addresses_and_every_stack_joins_ai_platform(tree):
+    for (name, service), address in SEED_ADDRESSES.items():
+        networks = rendered(tree, name)["services"][service]["networks"]
+        assert networks["ai-platform"]["ipv4_address"] == address
+    for name in STACKS:
+        config = rendered(tree, name)
+        network = config["networks"]["ai-platform"]
+        assert network["name"] == "ai-platform" and network["external"] is True
+
+
+def test_dify_keeps_its_internals_off_the_shared_network(tree):
+    services = rendered(tree, "dify")["services"]
+    assert "ai-platform" not in services["dify-web"]["networks"]
+    assert set(services["dify-sandbox"]["networks"]) == {"sandbox"}
+    assert rendered(tree, "dify")["networks"]["sandbox"]["internal"] is True
+    # Every Dify name is dify-*: none can answer for another stack's postgres, redis or api.
+    assert all(name.startswith("dify-") for name in services)
+
+
+def nginx_test(tree, conf_dir) -> subprocess.CompletedProcess:
+    """`nginx -t` with conf_dir bound over /etc/nginx, in a network namespace of its own."""
+    script = (
+        "set -e; ip link set lo up; mount --bind {conf} /etc/nginx; "
+        "nginx -t -q -c /etc/nginx/nginx.conf -g 'error_log stderr;'"
+    ).format(conf=conf_dir)
+    return subprocess.run(["unshare", "-n", "-m", "sh", "-c", script], capture_output=True, text=True)
+
+
+def edge_conf_dir(tree, tmp_path):
+    conf = tmp_path / "nginx"
+    conf.mkdir()
+    shutil.copy("/etc/nginx/mime.types", conf / "mime.types")
+    for name in ("nginx.conf", "routes.conf"):
+        shutil.copy(STACKS_DIR / "edge" / name, conf / name)
+    shutil.copytree(tree.etc / "edge", conf / "ai-platform")
+    tls = conf / "tls"
+    tls.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=localhost", "-keyout", str(tls / "tls.key"), "-out", str(tls / "tls.crt")],
+        check=True,
+        capture_output=True,
+    )
+    return conf
+
+
+def test_nginx_accepts_the_edge_config(tree, tmp_path):
+    result = nginx_test(tree, edge_conf_dir(tree, tmp_path))
+    assert result.returncode == 0, result.stderr
+
+
+def test_nginx_rejects_a_broken_edge_config(tree, tmp_path):
+    """Control: the check above is not a rubber stamp."""
+    conf = edge_conf_dir(tree, tmp_path)
+    (conf / "routes.conf").write_text((conf / "routes.conf").read_text() + "proxy_pass_header;\n")
+    assert nginx_test(tree, conf).returncode != 0
+
+
+def test_nginx_accepts_difys_internal_config(tmp_path):
+    conf = tmp_path / "nginx"
+    conf.mkdir()
+    shutil.copy(STACKS_DIR / "dify" / "nginx.conf", conf / "nginx.conf")
+    result = nginx_test(None, conf)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("script", ["bin/ai-platform-stack", "bin/ai-platform-backup"])
+def test_scripts_pass_shellcheck(script):
+    from stack_fixtures import ROOTFS
+
+    paths = [ROOTFS / "opt/ai-platform" / script] + sorted(STACKS_DIR.glob("*/*-start")) + [
+        STACKS_DIR / "data/ensure-databases.sh"
+    ]
+    result = subprocess.run(["shellcheck", *map(str, paths)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
