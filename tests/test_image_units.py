@@ -20,8 +20,17 @@ UNITS = REPO / "image" / "rootfs" / "etc" / "systemd" / "system"
 AGENT_UNIT = UNITS / "ai-platform-firstboot.service"
 
 
+STACK_INSTANCES = ["data", "ollama", "litellm", "anythingllm", "clawdbot", "dify", "n8n", "signal_api", "edge"]
+
+
 def unit_files() -> list[Path]:
     return sorted(p for p in UNITS.iterdir() if p.suffix in (".service", ".target", ".timer", ".mount"))
+
+
+def enabled_names() -> list[str]:
+    """What a booted instance has enabled: every unit, the stack template once per stack."""
+    names = [unit.name for unit in unit_files() if "@." not in unit.name]
+    return names + [f"ai-platform-stack@{name}.service" for name in STACK_INSTANCES]
 
 
 @pytest.fixture
@@ -44,12 +53,21 @@ def boot_root(tmp_path):
     agent.parent.mkdir(parents=True)
     agent.write_text("#!/bin/sh\n")
     agent.chmod(0o755)
+    # The stack scripts as the image ships them; rclone as the bake installs it.
+    shutil.copytree(REPO / "image/rootfs/opt/ai-platform/bin", root / "opt/ai-platform/bin")
+    rclone = root / "usr/bin/rclone"
+    rclone.parent.mkdir(parents=True, exist_ok=True)
+    rclone.write_text("#!/bin/sh\n")
+    rclone.chmod(0o755)
     return root
 
 
-def install(root: Path, unit_text: dict[str, str]) -> None:
+def install(root: Path, unit_text: dict[str, str], enable: list[str] | None = None) -> None:
     for name, text in unit_text.items():
         (root / "etc/systemd/system" / name).write_text(text)
+    for directory in UNITS.glob("*.d"):
+        shutil.copytree(directory, root / "etc/systemd/system" / directory.name, dirs_exist_ok=True)
+    for name in enable if enable is not None else list(unit_text):
         subprocess.run(["systemctl", f"--root={root}", "enable", name], check=True, capture_output=True)
 
 
@@ -66,8 +84,40 @@ def test_image_ships_the_agent_unit():
 
 
 def test_units_verify_with_no_finding_and_no_ordering_cycle(boot_root):
-    install(boot_root, {unit.name: unit.read_text() for unit in unit_files()})
+    install(boot_root, {unit.name: unit.read_text() for unit in unit_files()}, enabled_names())
     assert verify(boot_root) == ""
+
+
+def dependencies(root: Path, unit: str) -> str:
+    result = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={root}", unit],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "debug"},
+    )
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "unit, after",
+    [
+        ("ai-platform-stack@ollama.service", ["ai-platform-stack@data.service"]),
+        ("ai-platform-stack@litellm.service", ["ai-platform-stack@data.service", "ai-platform-stack@ollama.service"]),
+        ("ai-platform-stack@n8n.service", ["ai-platform-stack@litellm.service"]),
+        ("ai-platform-stack@clawdbot.service", ["ai-platform-stack@signal_api.service"]),
+        (
+            "ai-platform-stack@edge.service",
+            [f"ai-platform-stack@{name}.service" for name in STACK_INSTANCES if name != "edge"],
+        ),
+    ],
+)
+def test_stacks_start_in_the_seeds_order_on_the_data_volume(boot_root, unit, after):
+    install(boot_root, {unit.name: unit.read_text() for unit in unit_files()}, enabled_names())
+    found = dependencies(boot_root, unit)
+    for other in after:
+        assert f"After: {other}" in found, f"{unit} is not ordered after {other}"
+    assert "RequiresMountsFor: /mnt/data" in found
+    assert "After: docker.service" in found
 
 
 def test_the_cycle_check_catches_the_known_trap(boot_root):
