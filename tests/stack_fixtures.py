@@ -83,6 +83,16 @@ def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None 
     env.write_env(tree.etc / "stack.env", values)
     files = stack_config.StackFiles(tree.etc / "litellm/config.yaml", tree.etc / "edge", tree.etc / "compose")
     stack_config.write_stack_files(files, settings, list(services), values, [], "", tailnet=False)
+    # The edge's certificate, where the agent installs it (self-signed, as without a tailnet).
+    tls = tree.etc / "tls"
+    tls.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"]
+        + ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+        + ["-keyout", str(tls / "tls.key"), "-out", str(tls / "tls.crt")],
+        check=True,
+        capture_output=True,
+    )
     return tree
 
 

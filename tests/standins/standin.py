@@ -1,0 +1,169 @@
+#!/usr/bin/python3
+"""Stand-in for the platform's container images, run inside locally built images (tests only).
+
+No registry is reachable here, so the pinned images (postgres, redis, nginx, ollama, litellm,
+AnythingLLM, OpenClaw, Dify, n8n, Signal API, Weaviate, squid) cannot be pulled. Each stand-in
+image is Debian with this program as its entrypoint, tagged as the pinned reference:
+
+- postgres: the real PostgreSQL 15 from Debian, started the way the official image starts it
+  (initdb with POSTGRES_PASSWORD on an empty PGDATA, password auth over TCP, trust on the socket);
+- redis, nginx: the real programs from Debian, run with the compose file's command;
+- everything else: a small HTTP server on the service's port that answers its health path and
+  echoes what it received as JSON ({"standin", "path", "headers"}), answers a WebSocket upgrade,
+  and, for apps with a database, logs in with the credentials compose gives it and creates a
+  marker table (so a test can see the app's database, its password, and that data survives).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PORTS = {
+    "ollama": 11434,
+    "litellm": 4000,
+    "anythingllm": 3001,
+    "clawdbot": 18789,
+    "n8n": 5678,
+    "signal-api": 8080,
+    "weaviate": 8080,
+    "dify-api": 5001,
+    "dify-web": 3000,
+    "dify-sandbox": 8194,
+    "dify-plugin-daemon": 5002,
+    "squid": 3128,
+}
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+
+
+def database_url(role: str) -> str | None:
+    env = os.environ
+    if role == "litellm":
+        return env.get("DATABASE_URL")
+    if role == "n8n":
+        return (
+            f"postgresql://{env['DB_POSTGRESDB_USER']}:{env['DB_POSTGRESDB_PASSWORD']}"
+            f"@{env['DB_POSTGRESDB_HOST']}:{env['DB_POSTGRESDB_PORT']}/{env['DB_POSTGRESDB_DATABASE']}"
+        )
+    if role == "dify-api" and os.environ.get("MODE") == "api":
+        return f"postgresql://{env['DB_USERNAME']}:{env['DB_PASSWORD']}@{env['DB_HOST']}:{env['DB_PORT']}/{env['DB_DATABASE']}"
+    return None
+
+
+def create_marker(role: str) -> None:
+    """Log in as the app does and leave a row behind; retried while Postgres is not there yet."""
+    url = database_url(role)
+    if not url:
+        return
+    sql = (
+        "CREATE TABLE IF NOT EXISTS standin_marker (role text PRIMARY KEY, first_start timestamptz DEFAULT now());"
+        f"INSERT INTO standin_marker (role) VALUES ('{role}') ON CONFLICT DO NOTHING;"
+    )
+    for _ in range(120):
+        if subprocess.run(["psql", url, "-q", "-c", sql], capture_output=True).returncode == 0:
+            return
+        time.sleep(1)
+    raise SystemExit(f"standin {role}: could not log in to its database")
+
+
+class Handler(BaseHTTPRequestHandler):
+    role = "?"
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            accept = base64.b64encode(
+                hashlib.sha1((self.headers["Sec-WebSocket-Key"] + WEBSOCKET_GUID).encode()).digest()
+            ).decode()
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept)
+            self.end_headers()
+            self.close_connection = True
+            return
+        if self.role == "weaviate" and not self.path.startswith("/v1/.well-known/"):
+            if self.headers.get("Authorization") != f"Bearer {os.environ.get('AUTHENTICATION_APIKEY_ALLOWED_KEYS')}":
+                self.reply(401, {"error": "anonymous access is off"})
+                return
+        self.reply(200, {"standin": self.role, "path": self.path, "headers": dict(self.headers.items())})
+
+    do_POST = do_GET
+
+    def reply(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def serve(role: str) -> None:
+    create_marker(role)
+    Handler.role = role
+    port = PORTS.get(role)
+    if port is None:  # workers: nothing to serve
+        while True:
+            time.sleep(3600)
+    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+
+
+def postgres() -> None:
+    """The official image's start, reduced to what the stacks rely on."""
+    data = os.environ.get("PGDATA", "/var/lib/postgresql/data")
+    user = pwd.getpwnam("postgres")
+    binaries = "/usr/lib/postgresql/15/bin"
+    os.makedirs(data, exist_ok=True)
+    os.makedirs("/var/run/postgresql", exist_ok=True)
+    for path in (data, "/var/run/postgresql"):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    os.chmod(data, 0o700)
+
+    def as_postgres():
+        os.setgid(user.pw_gid)
+        os.setuid(user.pw_uid)
+
+    if not os.path.exists(os.path.join(data, "PG_VERSION")):
+        password_file = "/tmp/pwfile"
+        with open(password_file, "w") as handle:
+            handle.write(os.environ["POSTGRES_PASSWORD"])
+        os.chown(password_file, user.pw_uid, user.pw_gid)
+        subprocess.run(
+            [f"{binaries}/initdb", "-D", data, "-U", "postgres", f"--pwfile={password_file}", "--auth-local=trust"]
+            + ["--auth-host=scram-sha-256"],
+            check=True,
+            preexec_fn=as_postgres,
+        )
+        os.unlink(password_file)
+        with open(os.path.join(data, "pg_hba.conf"), "a") as hba:
+            hba.write("host all all all scram-sha-256\n")
+    as_postgres()
+    os.execv(f"{binaries}/postgres", [f"{binaries}/postgres", "-D", data, "-c", "listen_addresses=*"])
+
+
+def main() -> None:
+    # As PID 1 nothing ends us on SIGTERM unless we say so (the real images stop promptly too).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    role, arguments = sys.argv[1], sys.argv[2:]
+    if role == "postgres":
+        postgres()
+    elif role in ("redis", "nginx"):
+        os.execvp(arguments[0], arguments)  # the compose file's command, run by the real program
+    else:
+        serve(role)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""The whole platform started on a real Docker engine, through the wrapper the systemd units run.
+
+The pinned images cannot be pulled here (no registry is reachable), so locally built stand-ins
+carry their references (tests/standins/standin.py says what each one is): real PostgreSQL, Redis
+and NGINX from Debian, small health-endpoint servers for the rest. Everything else is real: the
+compose files, `docker compose up --wait` on their healthchecks, the ai-platform network, the
+edge's nginx config with TLS, the agent's per-instance files, the backup script.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+import requests
+import urllib3
+from stack_fixtures import BACKUP, make_tree
+from standins.images import build_standins
+
+from builder import images
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0,
+    reason="needs a running dockerd (scripts/setup starts one)",
+)
+ORDER = ["data", "ollama", "litellm", "anythingllm", "signal_api", "clawdbot", "dify", "n8n", "edge"]
+EDGE = "https://127.0.0.1"
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    build_standins(images.load_lock())
+    tree = make_tree(tmp_path_factory.mktemp("platform"))
+    started, seconds = [], {}
+    try:
+        for name in ORDER:
+            began = time.monotonic()
+            result = tree.stack("up", name)
+            assert result.returncode == 0, f"{name}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            seconds[name] = round(time.monotonic() - began, 1)
+            started.append(name)
+        print(f"stacks healthy after (s): {seconds}")
+        yield tree
+    finally:
+        for name in reversed(started):
+            tree.stack("down", name)
+        subprocess.run(["docker", "network", "rm", "ai-platform"], capture_output=True)
+        # Bind-mounted data belongs to container users; the test's tmp dir is removed as root.
+
+
+def psql(database: str, sql: str) -> str:
+    container = container_of("data", "postgres")
+    return subprocess.run(
+        ["docker", "exec", container, "psql", "-U", "postgres", "-d", database, "-Atc", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def container_of(project: str, service: str) -> str:
+    return subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project=ai-platform-{project}"]
+        + ["--filter", f"label=com.docker.compose.service={service}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def get(url: str, **kwargs) -> requests.Response:
+    return requests.get(url, verify=False, allow_redirects=False, timeout=10, **kwargs)
+
+
+def test_every_healthcheck_is_healthy(platform):
+    ids = subprocess.run(
+        ["docker", "ps", "-q", "--filter", "label=com.docker.compose.project"], capture_output=True, text=True
+    ).stdout.split()
+    states = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True).stdout)
+    with_check = {s["Name"]: s["State"]["Health"]["Status"] for s in states if s["State"].get("Health")}
+    assert len(with_check) >= 13
+    assert set(with_check.values()) == {"healthy"}, with_check
+    assert all(s["State"]["Status"] == "running" for s in states)
+
+
+def test_each_app_has_its_database_and_logs_in_with_its_own_password(platform):
+    assert {"litellm", "n8n", "dify", "dify_plugin"} <= set(psql("postgres", "SELECT datname FROM pg_database").split())
+    for database, role in [("litellm", "litellm"), ("n8n", "n8n"), ("dify", "dify-api")]:
+        assert psql(database, "SELECT role FROM standin_marker") == role
+        assert psql(database, "SELECT tableowner FROM pg_tables WHERE tablename = 'standin_marker'") == database
+
+
+def test_the_index_lists_every_service(platform):
+    page = get(f"{EDGE}:8443/").text
+    for title, url in [
+        ("LiteLLM", "https://127.0.0.1:8443/litellm/"),
+        ("AnythingLLM", "https://127.0.0.1:8444/"),
+        ("Dify", "https://127.0.0.1:8445/"),
+        ("n8n", "https://127.0.0.1:8446/"),
+        ("Clawdbot", "https://127.0.0.1:8443/clawdbot/"),
+    ]:
+        assert f'href="{url}">{title}<' in page
+
+
+@pytest.mark.parametrize(
+    "url, standin, path",
+    [
+        (f"{EDGE}:8443/litellm/v1/models", "litellm", "/v1/models"),
+        (f"{EDGE}:8443/clawdbot/", "clawdbot", "/clawdbot/"),
+        (f"{EDGE}:8444/workspaces", "anythingllm", "/workspaces"),
+        (f"{EDGE}:8445/apps", "dify-web", "/apps"),
+        (f"{EDGE}:8445/console/api/setup", "dify-api", "/console/api/setup"),
+        (f"{EDGE}:8446/rest/login", "n8n", "/rest/login"),
+    ],
+)
+def test_each_route_reaches_its_upstream_over_tls_with_security_headers(platform, url, standin, path):
+    response = get(url)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["standin"], body["path"]) == (standin, path)
+    assert body["headers"]["X-Forwarded-Proto"] == "https"
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert response.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+
+
+@pytest.mark.parametrize("path, port", [("/anythingllm", 8444), ("/dify/apps", 8445), ("/n8n", 8446)])
+def test_apps_without_a_sub_path_redirect_to_their_own_port(platform, path, port):
+    response = get(f"{EDGE}:8443{path}")
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"https://127.0.0.1:{port}/"
+
+
+def test_linking_a_phone_is_for_the_owner_only(platform):
+    url = f"{EDGE}:8443/signal/v1/qrcodelink?device_name=test"
+    refused = get(url)
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Basic")
+    assert get(url, auth=("owner", "wrong")).status_code == 401
+    owner = get(url, auth=("owner", platform.env_values()["EDGE_OWNER_PASSWORD"]))
+    assert owner.status_code == 200 and owner.json()["path"] == "/v1/qrcodelink?device_name=test"
+
+
+def test_websocket_upgrades_pass_through_the_edge(platform):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection(("127.0.0.1", 8443), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(
+                (
+                    "GET /clawdbot/ws HTTP/1.1\r\nHost: 127.0.0.1:8443\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
+            head = tls.recv(4096).decode()
+    assert head.startswith("HTTP/1.1 101"), head
+    assert "Upgrade: websocket" in head
+
+
+def test_a_client_over_its_rate_answers_429(platform):
+    with requests.Session() as session:
+        codes = [session.get(f"{EDGE}:8443/litellm/health", verify=False, timeout=10).status_code for _ in range(80)]
+    assert 429 in codes
+    assert codes[0] == 200
+
+
+def test_a_stopped_service_does_not_stop_the_others(platform):
+    assert platform.stack("down", "clawdbot").returncode == 0
+    try:
+        assert get(f"{EDGE}:8443/clawdbot/").status_code == 502
+        assert get(f"{EDGE}:8443/litellm/v1/models").status_code == 200
+    finally:
+        assert platform.stack("up", "clawdbot").returncode == 0
+    assert get(f"{EDGE}:8443/clawdbot/").status_code == 200
+
+
+def test_a_restart_keeps_the_data(platform):
+    psql("n8n", "INSERT INTO standin_marker (role) VALUES ('kept-across-restart')")
+    for name in ["n8n", "data"]:
+        assert platform.stack("down", name).returncode == 0
+    for name in ["data", "n8n"]:
+        result = platform.stack("up", name)
+        assert result.returncode == 0, result.stderr
+    assert "kept-across-restart" in psql("n8n", "SELECT role FROM standin_marker").split()
+
+
+def test_a_backup_restores_a_dropped_database_table(platform):
+    environ = platform.environ()
+    made = subprocess.run([str(BACKUP), "create"], env=environ, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    name = subprocess.run([str(BACKUP), "list"], env=environ, capture_output=True, text=True).stdout.split()[0]
+    backup = platform.data / "backups" / name
+    assert {"litellm", "n8n", "dify", "dify_plugin"} <= set((backup / "databases").read_text().split())
+    listing = subprocess.run(["tar", "-tzf", str(backup / "files.tar.gz")], capture_output=True, text=True).stdout
+    assert "n8n/" in listing and "anythingllm/server.env" in listing
+    psql("n8n", "DROP TABLE standin_marker")
+    restored = subprocess.run([str(BACKUP), "restore", name, "n8n"], env=environ, capture_output=True, text=True)
+    assert restored.returncode == 0, restored.stderr
+    assert "n8n" in psql("n8n", "SELECT role FROM standin_marker").split()
+
+
+def test_backups_keep_only_the_newest_ones(platform):
+    environ = {**platform.environ(), "AI_PLATFORM_BACKUP_KEEP": "2"}
+    for _ in range(3):
+        assert subprocess.run([str(BACKUP), "create"], env=environ, capture_output=True).returncode == 0
+        time.sleep(1.1)  # backup names are timestamps to the second
+    names = subprocess.run([str(BACKUP), "list"], env=environ, capture_output=True, text=True).stdout.split()
+    assert len(names) == 2 and names == sorted(names, reverse=True)
