@@ -175,7 +175,7 @@ def lock_digests(
     pins = load_lock(path)
     document = json.loads(path.read_text(encoding="utf-8"))
     resolved = []
-    for entry, pin in zip(document["images"], pins):
+    for entry, pin in zip(document["images"], pins, strict=False):
         if pin.digest and not refresh:
             continue
         digest = resolve_digest(pin, registries, session=session)

@@ -68,8 +68,15 @@ def psql(database: str, sql: str) -> str:
 
 def container_of(project: str, service: str) -> str:
     return subprocess.run(
-        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project=ai-platform-{project}"]
-        + ["--filter", f"label=com.docker.compose.service={service}"],
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project=ai-platform-{project}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -154,15 +161,16 @@ def test_websocket_upgrades_pass_through_the_edge(platform):
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     key = base64.b64encode(os.urandom(16)).decode()
-    with socket.create_connection(("127.0.0.1", 8443), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            tls.sendall(
-                (
-                    "GET /clawdbot/ws HTTP/1.1\r\nHost: 127.0.0.1:8443\r\nUpgrade: websocket\r\n"
-                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                ).encode()
-            )
-            head = tls.recv(4096).decode()
+    request = (
+        "GET /clawdbot/ws HTTP/1.1\r\nHost: 127.0.0.1:8443\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with (
+        socket.create_connection(("127.0.0.1", 8443), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(request.encode())
+        head = tls.recv(4096).decode()
     assert head.startswith("HTTP/1.1 101"), head
     assert "Upgrade: websocket" in head
 
@@ -177,7 +185,10 @@ def test_a_client_over_its_rate_answers_429(platform):
 def test_a_stopped_service_does_not_stop_the_others(platform):
     assert platform.stack("down", "clawdbot").returncode == 0
     try:
-        assert get(f"{EDGE}:8443/clawdbot/").status_code == 502
+        # Docker's DNS no longer knows the name: NGINX answers 502 for this route alone, once its
+        # resolver gives up (here, with no DNS reachable at all, that takes a resolver timeout).
+        stopped = requests.get(f"{EDGE}:8443/clawdbot/", verify=False, allow_redirects=False, timeout=60)
+        assert stopped.status_code in (502, 504)
         assert get(f"{EDGE}:8443/litellm/v1/models").status_code == 200
     finally:
         assert platform.stack("up", "clawdbot").returncode == 0

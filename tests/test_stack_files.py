@@ -42,10 +42,20 @@ def rendered(tree, name: str) -> dict:
     if override.exists():
         files += ["-f", str(override)]
     out = subprocess.run(
-        ["docker", "compose", "--project-directory", str(tree.root / f"stacks/{name}")]
-        + ["--env-file", str(tree.root / "stacks/images.env"), "--env-file", str(tree.etc / "stack.env")]
-        + files
-        + ["config", "--format", "json"],
+        [
+            "docker",
+            "compose",
+            "--project-directory",
+            str(tree.root / f"stacks/{name}"),
+            "--env-file",
+            str(tree.root / "stacks/images.env"),
+            "--env-file",
+            str(tree.etc / "stack.env"),
+            *files,
+            "config",
+            "--format",
+            "json",
+        ],
         env=tree.environ(),
         capture_output=True,
         text=True,
@@ -153,9 +163,9 @@ def test_dify_keeps_its_internals_off_the_shared_network(tree):
 def nginx_test(tree, conf_dir) -> subprocess.CompletedProcess:
     """`nginx -t` with conf_dir bound over /etc/nginx, in a network namespace of its own."""
     script = (
-        "set -e; ip link set lo up; mount --bind {conf} /etc/nginx; "
+        f"set -e; ip link set lo up; mount --bind {conf_dir} /etc/nginx; "
         "nginx -t -q -c /etc/nginx/nginx.conf -g 'error_log stderr;'"
-    ).format(conf=conf_dir)
+    )
     return subprocess.run(["unshare", "-n", "-m", "sh", "-c", script], capture_output=True, text=True)
 
 
@@ -169,8 +179,24 @@ def edge_conf_dir(tree, tmp_path):
     tls = conf / "tls"
     tls.mkdir()
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=localhost", "-keyout", str(tls / "tls.key"), "-out", str(tls / "tls.crt")],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(tls / "tls.key"),
+            "-out",
+            str(tls / "tls.crt"),
+        ],
         check=True,
         capture_output=True,
     )
@@ -201,8 +227,10 @@ def test_nginx_accepts_difys_internal_config(tmp_path):
 def test_scripts_pass_shellcheck(script):
     from stack_fixtures import ROOTFS
 
-    paths = [ROOTFS / "opt/ai-platform" / script] + sorted(STACKS_DIR.glob("*/*-start")) + [
-        STACKS_DIR / "data/ensure-databases.sh"
+    paths = [
+        ROOTFS / "opt/ai-platform" / script,
+        *sorted(STACKS_DIR.glob("*/*-start")),
+        STACKS_DIR / "data/ensure-databases.sh",
     ]
     result = subprocess.run(["shellcheck", *map(str, paths)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout

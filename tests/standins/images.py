@@ -60,8 +60,15 @@ def base_image(log=print) -> str:
         log(f"stand-in base: building {tarball} with mmdebstrap")
         partial = tarball.with_name(tarball.stem + ".partial.tar")  # mmdebstrap picks the format by suffix
         subprocess.run(
-            ["mmdebstrap", "--variant=minbase", "--mode=root", f"--include={','.join(PACKAGES)}"]
-            + ["bookworm", str(partial), MIRROR],
+            [
+                "mmdebstrap",
+                "--variant=minbase",
+                "--mode=root",
+                f"--include={','.join(PACKAGES)}",
+                "bookworm",
+                str(partial),
+                MIRROR,
+            ],
             check=True,
             capture_output=True,
         )

@@ -78,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
     role = "?"
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         if self.headers.get("Upgrade", "").lower() == "websocket":
             accept = base64.b64encode(
                 hashlib.sha1((self.headers["Sec-WebSocket-Key"] + WEBSOCKET_GUID).encode()).digest()
@@ -90,10 +90,11 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.close_connection = True
             return
-        if self.role == "weaviate" and not self.path.startswith("/v1/.well-known/"):
-            if self.headers.get("Authorization") != f"Bearer {os.environ.get('AUTHENTICATION_APIKEY_ALLOWED_KEYS')}":
-                self.reply(401, {"error": "anonymous access is off"})
-                return
+        expected = f"Bearer {os.environ.get('AUTHENTICATION_APIKEY_ALLOWED_KEYS')}"
+        weaviate_data = self.role == "weaviate" and not self.path.startswith("/v1/.well-known/")
+        if weaviate_data and self.headers.get("Authorization") != expected:
+            self.reply(401, {"error": "anonymous access is off"})
+            return
         self.reply(200, {"standin": self.role, "path": self.path, "headers": dict(self.headers.items())})
 
     do_POST = do_GET
@@ -141,8 +142,16 @@ def postgres() -> None:
             handle.write(os.environ["POSTGRES_PASSWORD"])
         os.chown(password_file, user.pw_uid, user.pw_gid)
         subprocess.run(
-            [f"{binaries}/initdb", "-D", data, "-U", "postgres", f"--pwfile={password_file}", "--auth-local=trust"]
-            + ["--auth-host=scram-sha-256"],
+            [
+                f"{binaries}/initdb",
+                "-D",
+                data,
+                "-U",
+                "postgres",
+                f"--pwfile={password_file}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ],
             check=True,
             preexec_fn=as_postgres,
         )
