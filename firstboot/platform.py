@@ -26,23 +26,18 @@ class Systemd:
 
     def active_state(self, unit: str) -> str:
         """systemd's ActiveState: active, activating, failed, inactive, …"""
-        result = subprocess.run(
-            ["systemctl", "show", "--property=ActiveState", "--value", unit],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return result.stdout.strip() or "unknown"
+        return self._property(unit, "ActiveState") or "unknown"
 
     def condition_failed(self, unit: str) -> bool:
         """True when the unit did not start because a Condition…= was unmet."""
+        return self._property(unit, "ConditionResult") == "no"
+
+    @staticmethod
+    def _property(unit: str, name: str) -> str:
         result = subprocess.run(
-            ["systemctl", "show", "--property=ConditionResult", "--value", unit],
-            capture_output=True,
-            text=True,
-            check=False,
+            ["systemctl", "show", f"--property={name}", "--value", unit], capture_output=True, text=True, check=False
         )
-        return result.stdout.strip() == "no"
+        return result.stdout.strip()
 
     @staticmethod
     def _systemctl(*args: str) -> None:

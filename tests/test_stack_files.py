@@ -176,30 +176,7 @@ def edge_conf_dir(tree, tmp_path):
     for name in ("nginx.conf", "routes.conf"):
         shutil.copy(STACKS_DIR / "edge" / name, conf / name)
     shutil.copytree(tree.etc / "edge", conf / "ai-platform")
-    tls = conf / "tls"
-    tls.mkdir()
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(tls / "tls.key"),
-            "-out",
-            str(tls / "tls.crt"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    shutil.copytree(tree.etc / "tls", conf / "tls")  # the certificate make_tree installed
     return conf
 
 
