@@ -7,7 +7,6 @@ powers off, only when the kernel command line asks for it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -23,14 +22,8 @@ GUEST_PACKAGES = ("python3-boto3",)  # the agent's only third-party need, for th
 SERIAL = "vol0123456789abcdef0"
 CACHE = Path(os.environ.get("AI_PLATFORM_TEST_CACHE", str(Path.home() / ".cache" / "ai-platform-builder")))
 
-CONTRACT = {
-    "version": 1,
-    "variables": [
-        {"name": "N8N_ENCRYPTION_KEY", "source": "generated", "bytes": 32, "immutable": True},
-        {"name": "PLATFORM_HOSTNAME", "source": "instance:hostname"},
-        {"name": "ANTHROPIC_API_KEY", "source": "provider:anthropic"},
-    ],
-}
+# The image's real .env contract (the stacks themselves are stood in for by STACK_STAND_IN).
+CONTRACT_FILE = REPO / "image/rootfs/opt/ai-platform/env-contract.json"
 STACK_STAND_IN = """\
 [Unit]
 Description=Test stand-in for the stack %i (issue #3 builds the real ones)
@@ -95,7 +88,7 @@ def build_test_image(work: Path) -> tuple[BaseImage, Path]:
     subprocess.run(["mount", "-o", "loop", str(raw), str(mount)], check=True)
     try:
         install_agent(mount)
-        (mount / "opt/ai-platform/env-contract.json").write_text(json.dumps(CONTRACT))
+        shutil.copy(CONTRACT_FILE, mount / "opt/ai-platform/env-contract.json")
         (mount / "etc/systemd/system/ai-platform-stack@.service").write_text(STACK_STAND_IN)
         (mount / "etc/systemd/system/ai-platform-test-report.service").write_text(REPORTER_UNIT)
         reporter = mount / "usr/local/sbin/ai-platform-test-report"

@@ -1,0 +1,45 @@
+"""The input hash: one digest of everything that shapes an image, so an unchanged bake is a lookup.
+
+It covers the template, everything under image/ (provisioning, rootfs, the image lock), the
+agent's source and packaging, the models, the image settings of the config, the target and the
+base image. It leaves out what only changes where things are fetched from (mirrors) or who runs
+the bake: the same inputs through another mirror make the same image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from builder.config.schema import PlatformConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HASHED_PATHS = ("packer.pkr.hcl", "image", "firstboot", "pyproject.toml")
+IGNORED_PARTS = {"__pycache__", ".pytest_cache"}
+
+
+def source_files(root: Path = REPO_ROOT) -> list[Path]:
+    files = []
+    for name in HASHED_PATHS:
+        path = root / name
+        candidates = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        files += [p for p in candidates if not IGNORED_PARTS & set(p.relative_to(root).parts)]
+    return sorted(files)
+
+
+def input_hash(config: PlatformConfig, target: str, base: str, root: Path = REPO_ROOT) -> str:
+    """sha256 over the sources (path and content) and the settings that shape the image."""
+    digest = hashlib.sha256()
+    for path in source_files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    settings = {
+        "target": target,
+        "base": base,
+        "models": list(config.ollama.models),
+        "image": config.image.model_dump(mode="json"),
+        "local": {"disk_size_gib": config.local.disk_size_gib} if target == "local" else None,
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()

@@ -1,0 +1,306 @@
+# The golden image: one build, two sources (the AMI and a local qcow2), one provisioning.
+#
+# Every variable comes from the var file `builder bake` renders from the platform config
+# (builder/bake/varfile.py); the defaults here only make `packer validate` meaningful alone.
+# Precedence, highest first: `builder --set`/flags > BUILDER__* environment > platform.yaml >
+# the config's defaults; Packer sees only the result.
+#
+# Two Packer generations read this file. Current Packer needs the plugins below (`packer init`)
+# and knows the IMDS settings. Packer 1.6.6 (Debian's) knows neither: `builder bake` gives it a
+# copy without the regions between "legacy-packer: omit" markers, and says what that build lacks.
+
+# legacy-packer: omit-begin (Packer 1.6.6 has the builders built in and no plugin block)
+packer {
+  required_plugins {
+    amazon = {
+      source  = "github.com/hashicorp/amazon"
+      version = ">= 1.2.2" # imds_support on amazon-ebs arrived in 1.2.2
+    }
+    qemu = {
+      source  = "github.com/hashicorp/qemu"
+      version = ">= 1.0.0"
+    }
+  }
+}
+# legacy-packer: omit-end
+
+variable "platform" {
+  type    = string
+  default = "ai-platform"
+}
+variable "build_id" {
+  type    = string
+  default = "validate"
+}
+variable "input_hash" {
+  type    = string
+  default = "none"
+}
+variable "payload_dir" {
+  type        = string
+  description = "Everything the provisioning installs, prepared on the build host (builder/bake/payload.py)."
+  default     = "payload"
+}
+variable "output_dir" {
+  type    = string
+  default = "output"
+}
+variable "mirrors" {
+  type        = map(string)
+  description = "apt, registry, models: where the provisioning fetches from (empty: the public source)."
+  default     = { apt = "", registry = "", models = "" }
+}
+
+# The AMI.
+variable "aws_region" {
+  type    = string
+  default = "us-east-1"
+}
+variable "aws_ami_name" {
+  type    = string
+  default = "ai-platform-validate"
+}
+variable "aws_instance_type" {
+  type    = string
+  default = "m6i.large"
+}
+variable "aws_base_ami_owner" {
+  type    = string
+  default = "099720109477"
+}
+variable "aws_base_ami_name_filter" {
+  type    = string
+  default = "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*"
+}
+variable "aws_root_volume_gib" {
+  type    = number
+  default = 100
+}
+variable "aws_kms_key_id" {
+  type    = string
+  default = ""
+}
+variable "aws_copy_regions" {
+  type    = list(string)
+  default = []
+}
+variable "aws_region_kms_key_ids" {
+  type    = map(string)
+  default = {}
+}
+variable "aws_share_with_accounts" {
+  type    = list(string)
+  default = []
+}
+variable "aws_ec2_endpoint" {
+  type        = string
+  description = "Another EC2 endpoint (tests point it at moto); empty: AWS."
+  default     = ""
+}
+variable "aws_offline" {
+  type        = bool
+  description = "Skip the credential, metadata and region checks that need AWS itself (tests only)."
+  default     = false
+}
+variable "aws_ssh_host" {
+  type    = string
+  default = ""
+}
+variable "aws_ssh_port" {
+  type    = number
+  default = 22
+}
+variable "aws_polling_delay_seconds" {
+  type    = number
+  default = 15
+}
+variable "aws_polling_max_attempts" {
+  type        = number
+  description = "15 s × 480: two hours for a snapshot of a root volume full of images and models."
+  default     = 480
+}
+
+# The local qcow2.
+variable "local_base_image" {
+  type    = string
+  default = "base/root.qcow2"
+}
+variable "local_base_checksum" {
+  type    = string
+  default = "none"
+}
+variable "local_kernel" {
+  type    = string
+  default = "base/vmlinuz"
+}
+variable "local_initrd" {
+  type    = string
+  default = "base/initrd.img"
+}
+variable "local_accelerator" {
+  type    = string
+  default = "tcg"
+}
+variable "local_disk_size" {
+  type    = string
+  default = "40G"
+}
+variable "local_seed_files" {
+  type        = list(string)
+  description = "NoCloud seed (user-data, meta-data) that creates the build user with the bake's key."
+  default     = ["seed/user-data", "seed/meta-data"]
+}
+variable "ssh_private_key_file" {
+  type    = string
+  default = "seed/id_ed25519"
+}
+
+locals {
+  build_tags = {
+    "ai-platform:platform"   = var.platform
+    "ai-platform:build-id"   = var.build_id
+    "ai-platform:input-hash" = var.input_hash
+    "ai-platform:role"       = "image-build"
+  }
+}
+
+source "amazon-ebs" "aws" {
+  region        = var.aws_region
+  instance_type = var.aws_instance_type
+  source_ami_filter {
+    filters = {
+      name                = var.aws_base_ami_name_filter
+      root-device-type    = "ebs"
+      virtualization-type = "hvm"
+      architecture        = "x86_64"
+    }
+    owners      = [var.aws_base_ami_owner]
+    most_recent = true
+  }
+  ssh_username = "ubuntu"
+  ssh_host     = var.aws_ssh_host
+  ssh_port     = var.aws_ssh_port
+  ami_name     = var.aws_ami_name
+  encrypt_boot = true
+  kms_key_id   = var.aws_kms_key_id
+  launch_block_device_mappings {
+    device_name           = "/dev/sda1"
+    volume_size           = var.aws_root_volume_gib
+    volume_type           = "gp3"
+    iops                  = 3000
+    throughput            = 125
+    encrypted             = true
+    delete_on_termination = true
+  }
+  ami_regions        = var.aws_copy_regions
+  region_kms_key_ids = var.aws_region_kms_key_ids
+  ami_users          = var.aws_share_with_accounts
+  tags               = merge(local.build_tags, { "Name" = "${var.platform}-${var.build_id}", "ai-platform:source-ami" = "{{ .SourceAMI }}" })
+  run_tags           = merge(local.build_tags, { "Name" = "${var.platform}-build-${var.build_id}" })
+  run_volume_tags    = local.build_tags
+  snapshot_tags      = local.build_tags
+  aws_polling {
+    delay_seconds = var.aws_polling_delay_seconds
+    max_attempts  = var.aws_polling_max_attempts
+  }
+  custom_endpoint_ec2        = var.aws_ec2_endpoint
+  skip_credential_validation = var.aws_offline
+  skip_metadata_api_check    = var.aws_offline
+  skip_region_validation     = var.aws_offline
+  # legacy-packer: omit-begin (Packer 1.6.6: the build instance allows IMDSv1, the key is RSA, the AMI does not force IMDSv2)
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+  imds_support            = "v2.0"
+  temporary_key_pair_type = "ed25519"
+  # legacy-packer: omit-end
+}
+
+source "qemu" "local" {
+  disk_image           = true
+  iso_url              = var.local_base_image
+  iso_checksum         = var.local_base_checksum
+  format               = "qcow2"
+  accelerator          = var.local_accelerator
+  headless             = true
+  disk_size            = var.local_disk_size
+  memory               = 2048
+  cpus                 = 2
+  output_directory     = "${var.output_dir}/local"
+  vm_name              = "root.qcow2"
+  cd_files             = var.local_seed_files
+  cd_label             = "cidata"
+  ssh_username         = "packer"
+  ssh_private_key_file = var.ssh_private_key_file
+  ssh_timeout          = "20m"
+  shutdown_command     = "sudo systemctl poweroff"
+  # The base has no boot loader: boot its kernel directly, as `builder launch --target local` does.
+  qemuargs = [
+    ["-kernel", var.local_kernel],
+    ["-initrd", var.local_initrd],
+    ["-append", "root=LABEL=root rw console=ttyS0 net.ifnames=0"],
+  ]
+}
+
+build {
+  sources = ["source.amazon-ebs.aws", "source.qemu.local"]
+
+  # 1. cloud-init first: it may still be writing apt sources or users when SSH answers.
+  provisioner "shell" {
+    script          = "image/provision/00-wait-for-cloud-init.sh"
+    execute_command = "sudo -E sh '{{ .Path }}'"
+  }
+
+  # 2. The payload: rootfs, agent wheelhouse, compose plugin, image lock, model list.
+  provisioner "file" {
+    source      = "${var.payload_dir}/"
+    destination = "/tmp/ai-platform-payload"
+  }
+
+  # 3. One provisioning for both sources: short scripts, one purpose each.
+  provisioner "shell" {
+    scripts = [
+      "image/provision/10-apt.sh",
+      "image/provision/20-docker.sh",
+      "image/provision/30-tailscale.sh",
+      "image/provision/40-agent.sh",
+      "image/provision/50-stacks.sh",
+      "image/provision/60-images.sh",
+      "image/provision/70-models.sh",
+      "image/provision/80-bom.sh",
+    ]
+    environment_vars = [
+      "PAYLOAD=/tmp/ai-platform-payload",
+      "APT_MIRROR=${var.mirrors["apt"]}",
+      "REGISTRY_MIRROR=${var.mirrors["registry"]}",
+      "MODELS_MIRROR=${var.mirrors["models"]}",
+      "BUILD_ID=${var.build_id}",
+      "INPUT_HASH=${var.input_hash}",
+    ]
+    execute_command = "sudo -E sh '{{ .Path }}'"
+  }
+
+  provisioner "file" {
+    direction   = "download"
+    source      = "/etc/ai-platform/bom.json"
+    destination = "${var.output_dir}/bom.json"
+  }
+
+  # 4. Sysprep, then the image suite asserts everything above, hygiene included; a failure fails the bake.
+  provisioner "shell" {
+    scripts          = ["image/provision/90-sysprep.sh", "image/provision/99-test-image.sh"]
+    environment_vars = ["PAYLOAD=/tmp/ai-platform-payload"]
+    execute_command  = "sudo -E sh '{{ .Path }}'"
+  }
+
+  post-processor "manifest" {
+    output     = "${var.output_dir}/packer-manifest.json"
+    strip_path = true
+    custom_data = {
+      build_id   = var.build_id
+      input_hash = var.input_hash
+    }
+  }
+}
