@@ -115,7 +115,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from builder.commands import config_cmd, images_cmd, instances_cmd, launch_cmd, pending, secrets_cmd, userdata_cmd
+    from builder.commands import bake_cmd, config_cmd, images_cmd, instances_cmd, launch_cmd, secrets_cmd, userdata_cmd
 
     cli.add_command(config_cmd.config)
     cli.add_command(launch_cmd.launch)
@@ -123,9 +123,10 @@ def _register() -> None:
     cli.add_command(instances_cmd.destroy)
     cli.add_command(secrets_cmd.secrets)
     cli.add_command(images_cmd.images)
+    cli.add_command(bake_cmd.bake)
+    cli.add_command(bake_cmd.prune)
+    cli.add_command(bake_cmd.janitor)
     cli.add_command(userdata_cmd.userdata)
-    for command in pending.commands():
-        cli.add_command(command)
 
 
 _register()

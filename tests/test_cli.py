@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
-
-from builder.commands.pending import PENDING
 
 
 def test_help_lists_every_command(builder):
     result = builder("--help")
     assert result.code == 0
     listed = {line.split()[0] for line in result.out.split("Commands:")[1].splitlines() if line.startswith("  ")}
-    assert {"config", "bake", "launch", "status", "destroy"} <= listed
-
-
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_unbuilt_command_says_so_and_fails(builder, name):
-    result = builder(name, "--target", "local", "some-instance")
-    assert result.code == 3
-    assert f"`builder {name}` is not built yet" in result.err
-    assert f"issue #{PENDING[name][1]}" in result.err
-    assert result.out == ""
-
-
-def test_unbuilt_command_in_json_mode(builder):
-    result = builder("--json", "bake")
-    assert result.code == 3
-    assert json.loads(result.out)["ok"] is False
+    assert {"config", "bake", "prune", "janitor", "images", "launch", "status", "destroy"} <= listed
 
 
 def test_usage_error_exits_2_without_traceback(builder):

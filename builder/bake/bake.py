@@ -1,0 +1,240 @@
+"""The bake, read top to bottom: plan (read only) → cache → work dir → Packer → record.
+
+`plan` decides everything without changing anything: the base image, the input hash, whether an
+image with that hash exists (then the bake is a lookup), the Packer at hand and what its build
+lacks. `execute` prepares the work directory (payload, seed, var file, template), runs
+`packer init` (current Packer), `packer validate` and `packer build`, then records the result
+where `builder launch` finds it: tags on the AMI, or images/current.json for the local target.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.bake import aws_images, inputs, packer_run, template
+from builder.bake.varfile import render_var_file
+from builder.config.schema import PlatformConfig
+from builder.errors import BuilderError
+
+SOURCES = {"aws": "amazon-ebs.aws", "local": "qemu.local"}
+
+
+@dataclass
+class BakePlan:
+    target: str
+    platform: str
+    input_hash: str
+    base: str  # source AMI id, or the local base image's identity
+    build_id: str
+    cached: str | None  # the image that already has this input hash (AMI id or local disk)
+    packer: template.PackerTool | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "target": self.target,
+            "platform": self.platform,
+            "input_hash": self.input_hash,
+            "base": self.base,
+            "build_id": self.build_id,
+            "cached": self.cached,
+            "packer": self.packer.version_text if self.packer else None,
+            "notes": self.notes,
+        }
+
+
+def new_build_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%d-%H%M%S")
+
+
+def local_store(config: PlatformConfig) -> Path:
+    from builder.local.instances import platform_dir
+
+    return platform_dir(config) / "images"
+
+
+def local_base_identity(config: PlatformConfig) -> str:
+    if config.local.base_image == "ubuntu-22.04":
+        return f"ubuntu-22.04:{config.local.ubuntu_image_sha256}"
+    from builder.local.debian_base import cache_key
+
+    return f"debian-12:{cache_key()}"
+
+
+def find_local(config: PlatformConfig, input_hash: str) -> Path | None:
+    record = local_store(config) / input_hash / "image.json"
+    if not record.exists():
+        return None
+    disk = Path(json.loads(record.read_text())["disk"])
+    return disk if disk.exists() else None
+
+
+def plan(config: PlatformConfig, target: str, ec2=None, packer_binary: str = "packer", force: bool = False) -> BakePlan:
+    base = newest_base_ami(ec2, config) if target == "aws" else local_base_identity(config)
+    digest = inputs.input_hash(config, target, base)
+    cached = None
+    if not force:
+        if target == "aws":
+            found = aws_images.find_by_input_hash(ec2, config.name, digest)
+            cached = found.image_id if found else None
+        else:
+            disk = find_local(config, digest)
+            cached = str(disk) if disk else None
+    tool = None
+    notes = []
+    if cached is None:
+        tool = template.find_packer(packer_binary)
+        if tool.legacy:
+            notes.append(template.LEGACY_LIMITATIONS.format(version=tool.version_text))
+    return BakePlan(target, config.name, digest, base, new_build_id(), cached, tool, notes)
+
+
+def newest_base_ami(ec2, config: PlatformConfig) -> str:
+    images = ec2.describe_images(
+        Owners=[config.image.base_ami_owner],
+        Filters=[
+            {"Name": "name", "Values": [config.image.base_ami_name_filter]},
+            {"Name": "architecture", "Values": ["x86_64"]},
+            {"Name": "root-device-type", "Values": ["ebs"]},
+        ],
+    )["Images"]
+    if not images:
+        raise BuilderError(
+            f"no AMI of owner {config.image.base_ami_owner} matches image.base_ami_name_filter "
+            f"{config.image.base_ami_name_filter!r} in {config.aws.region}"
+        )
+    return max(images, key=lambda image: image.get("CreationDate", ""))["ImageId"]
+
+
+def use_cached(config: PlatformConfig, bake: BakePlan) -> str:
+    """Make the cached image the current one; returns it."""
+    if bake.target == "local":
+        from builder.local.instances import LocalImage, register_image
+
+        fields = json.loads((local_store(config) / bake.input_hash / "image.json").read_text())
+        register_image(
+            config, LocalImage(Path(fields["disk"]), Path(fields["kernel"]), Path(fields["initrd"]), "qcow2")
+        )
+    assert bake.cached is not None
+    return bake.cached
+
+
+def work_dir(config: PlatformConfig, bake: BakePlan) -> Path:
+    directory = local_store(config).parent / "bakes" / bake.build_id
+    directory.mkdir(parents=True, exist_ok=False)
+    return directory
+
+
+def validate(tool: template.PackerTool, template_path: Path, var_file: Path, source: str) -> None:
+    result = subprocess.run(
+        [tool.binary, "validate", f"-only={source}", f"-var-file={var_file}", str(template_path)],
+        cwd=template.REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise BuilderError(f"packer validate failed:\n{(result.stdout + result.stderr).strip()}")
+
+
+def init(tool: template.PackerTool, template_path: Path) -> None:
+    if tool.legacy:
+        return
+    result = subprocess.run([tool.binary, "init", str(template_path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuilderError(
+            f"packer init failed (it fetches the amazon and qemu plugins; set PACKER_PLUGIN_PATH to a "
+            f"directory that holds them where GitHub is out of reach):\n{result.stderr.strip()}"
+        )
+
+
+def execute(
+    config: PlatformConfig,
+    bake: BakePlan,
+    prepare: Callable[[Path], dict],
+    on_step: Callable[[float, str], None],
+    on_output: Callable[[str], None] | None = None,
+    ec2=None,
+) -> dict:
+    """Build the image; `prepare(work)` lays out the payload (and seed) and returns target variables."""
+    assert bake.packer is not None
+    work = work_dir(config, bake)
+    target_variables = prepare(work)
+    var_file = work / "variables.pkrvars.json"
+    var_file.write_text(
+        json.dumps(render_var_file(config, bake, work, target_variables), indent=2, sort_keys=True),
+        encoding="utf-8",
+    )
+    template_path, _ = template.template_for(bake.packer, work / "packer.pkr.hcl")
+    source = SOURCES[bake.target]
+    init(bake.packer, template_path)
+    validate(bake.packer, template_path, var_file, source)
+    log = work / "packer.log"
+    outcome = packer_run.run_packer(
+        [
+            bake.packer.binary,
+            "build",
+            "-machine-readable",
+            "-color=false",
+            f"-only={source}",
+            f"-var-file={var_file}",
+            str(template_path),
+        ],
+        log,
+        template.REPO_ROOT,
+        on_step,
+        on_output,
+        env={**os.environ, "TMPDIR": str(work), "PACKER_NO_COLOR": "1"},
+    )
+    if outcome.returncode != 0:
+        reason = outcome.errors[-1] if outcome.errors else f"exit code {outcome.returncode}"
+        raise BuilderError(f"packer build failed after {outcome.seconds:.0f} s: {reason}\nfull log: {log}")
+    builds = packer_run.read_manifest(work / "output" / "packer-manifest.json")
+    if not builds:
+        raise BuilderError(f"packer build succeeded but its manifest lists no build (log: {log})")
+    bom = work / "output" / "bom.json"
+    bom_digest = "sha256:" + hashlib.sha256(bom.read_bytes()).hexdigest() if bom.exists() else ""
+    if bake.target == "aws":
+        amis = packer_run.ami_ids(builds[-1]["artifact_id"])
+        tags = {
+            aws_images.TAG_INPUT_HASH: bake.input_hash,
+            aws_images.TAG_BUILD_ID: bake.build_id,
+            "ai-platform:source-ami": bake.base,
+            "ai-platform:bom-digest": bom_digest,
+        }
+        aws_images.tag_image(ec2, amis[config.aws.region], tags)
+        return {"image": amis[config.aws.region], "copies": amis, "bom": str(bom), "seconds": round(outcome.seconds)}
+    return record_local(config, bake, work, bom_digest, outcome.seconds)
+
+
+def record_local(config: PlatformConfig, bake: BakePlan, work: Path, bom_digest: str, seconds: float) -> dict:
+    from builder.local.instances import LocalImage, register_image
+
+    store = local_store(config) / bake.input_hash
+    store.mkdir(parents=True, exist_ok=True)
+    disk = store / "root.qcow2"
+    shutil.move(str(work / "output" / "local" / "root.qcow2"), disk)
+    for name in ("vmlinuz", "initrd.img"):
+        shutil.copy(work / "base" / name, store / name)
+    for name in ("bom.json", "packer-manifest.json"):
+        if (work / "output" / name).exists():
+            shutil.copy(work / "output" / name, store / name)
+    record = {
+        "disk": str(disk),
+        "kernel": str(store / "vmlinuz"),
+        "initrd": str(store / "initrd.img"),
+        "build_id": bake.build_id,
+        "input_hash": bake.input_hash,
+        "bom_digest": bom_digest,
+    }
+    (store / "image.json").write_text(json.dumps(record, indent=2))
+    register_image(config, LocalImage(disk, store / "vmlinuz", store / "initrd.img", "qcow2"))
+    return {"image": str(disk), "bom": str(store / "bom.json"), "seconds": round(seconds)}

@@ -1,0 +1,100 @@
+"""Running Packer: `-machine-readable` output turned into steps with elapsed time, the full log kept.
+
+Packer's "say" lines (`==> qemu.local: Provisioning with shell script: …`) are its steps; its
+"message" lines are the provisioners' output, kept in the log and shown only with --debug. An
+interrupt is passed to Packer, which then cleans up what it made (instance, key pair, group);
+the janitor finds whatever a killed Packer could not.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.errors import BuilderError
+
+
+@dataclass
+class PackerOutcome:
+    returncode: int
+    steps: list[tuple[float, str]] = field(default_factory=list)  # (seconds since start, step)
+    errors: list[str] = field(default_factory=list)
+    artifacts: dict[str, str] = field(default_factory=dict)  # build name -> artifact id
+    seconds: float = 0.0
+
+
+def parse_line(line: str) -> tuple[str, str, list[str]] | None:
+    """(target, type, data) of one machine-readable line; Packer escapes newlines and commas in data."""
+    parts = line.rstrip("\n").split(",")
+    if len(parts) < 3 or not parts[0].isdigit():
+        return None
+    data = [part.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n").replace("\\r", "") for part in parts[3:]]
+    return parts[1], parts[2], data
+
+
+def run_packer(
+    command: list[str],
+    log_path: Path,
+    cwd: Path,
+    on_step: Callable[[float, str], None],
+    on_output: Callable[[str], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> PackerOutcome:
+    outcome = PackerOutcome(returncode=-1)
+    started = time.monotonic()
+    with log_path.open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                parsed = parse_line(line)
+                if parsed is None:
+                    continue
+                target, kind, data = parsed
+                if kind == "ui" and len(data) >= 2:
+                    text = data[1].strip()
+                    if data[0] == "say" and text:
+                        elapsed = time.monotonic() - started
+                        outcome.steps.append((elapsed, text))
+                        on_step(elapsed, text)
+                    elif data[0] == "error":
+                        outcome.errors.append(text)
+                    elif on_output is not None:
+                        on_output(text)
+                elif kind == "artifact" and len(data) >= 3 and data[1] == "id":
+                    outcome.artifacts[target] = data[2]
+        except KeyboardInterrupt:
+            # Packer cleans up on SIGINT; wait for it rather than leave resources behind.
+            process.send_signal(signal.SIGINT)
+            process.wait()
+            raise BuilderError(
+                f"bake interrupted; Packer cleaned up what it could (log: {log_path}). "
+                "`builder janitor` finds anything left."
+            ) from None
+        outcome.returncode = process.wait()
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def read_manifest(path: Path, run_uuid: str | None = None) -> list[dict]:
+    """The builds of the last run recorded in Packer's manifest."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BuilderError(f"{path}: Packer's manifest cannot be read ({exc})") from None
+    last = run_uuid or manifest.get("last_run_uuid")
+    return [build for build in manifest.get("builds", []) if build.get("packer_run_uuid") == last]
+
+
+def ami_ids(artifact_id: str) -> dict[str, str]:
+    """amazon-ebs artifact ids are "region:ami-…,region:ami-…" (one per copy)."""
+    pairs = [item.split(":", 1) for item in artifact_id.split(",") if ":" in item]
+    return {region: ami for region, ami in pairs}

@@ -1,0 +1,90 @@
+"""What the provisioning installs, laid out on the build host so the image needs no index of its own.
+
+payload/
+  rootfs/            image/rootfs, copied as it lands on disk
+  images.env         the stacks' image references, from the lock (by digest)
+  images.lock.json   the lock itself (the BOM and the image tests read it)
+  models.txt         the Ollama models to bake, one NAME:TAG per line
+  wheelhouse/        the agent's wheel and boto3's, for a venv made with --no-index
+  docker-compose     the Compose v2 plugin binary the build host runs
+  tests/             the image's testinfra suite
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from builder import images
+from builder.config.schema import PlatformConfig
+from builder.errors import BuilderError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_PLUGIN_PLACES = (
+    Path.home() / ".docker/cli-plugins/docker-compose",
+    Path("/usr/local/lib/docker/cli-plugins/docker-compose"),
+    Path("/usr/libexec/docker/cli-plugins/docker-compose"),
+)
+
+
+def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool) -> Path:
+    payload = work / "payload"
+    payload.mkdir()
+    shutil.copytree(REPO_ROOT / "image" / "rootfs", payload / "rootfs", symlinks=True)
+    pins = images.load_lock()
+    (payload / "images.env").write_text(images.render_images_env(pins, allow_unresolved=allow_unresolved))
+    shutil.copy(images.LOCK_PATH, payload / "images.lock.json")
+    (payload / "models.txt").write_text("".join(f"{model}\n" for model in config.ollama.models))
+    build_wheelhouse(payload / "wheelhouse")
+    plugin = next((place for place in COMPOSE_PLUGIN_PLACES if place.exists()), None)
+    if plugin is None:
+        raise BuilderError(
+            "the Docker Compose v2 plugin is not on this machine (scripts/setup installs it): the image gets "
+            f"the build host's copy. Looked in: {', '.join(map(str, COMPOSE_PLUGIN_PLACES))}"
+        )
+    shutil.copy(plugin, payload / "docker-compose")
+    shutil.copytree(REPO_ROOT / "image" / "tests", payload / "tests")
+    return payload
+
+
+def build_wheelhouse(wheelhouse: Path) -> None:
+    """The agent (this project, no dependencies) and boto3 at the version tested here, as wheels."""
+    boto3 = f"boto3=={importlib.metadata.version('boto3')}"
+    for arguments in (["--no-deps", str(REPO_ROOT)], [boto3]):
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheelhouse), *arguments],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise BuilderError(
+                f"building the agent's wheelhouse failed (pip wheel {' '.join(arguments)}); a PyPI mirror is set "
+                f"with PIP_INDEX_URL:\n{result.stderr.strip()[-2000:]}"
+            )
+
+
+def prepare_local_seed(work: Path) -> dict:
+    """A NoCloud seed that creates the build user with a key made for this bake only."""
+    seed = work / "seed"
+    seed.mkdir()
+    key = seed / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ai-platform-bake", "-f", str(key)], check=True
+    )
+    public = (seed / "id_ed25519.pub").read_text().strip()
+    (seed / "user-data").write_text(
+        "#cloud-config\n"
+        "users:\n"
+        "  - name: packer\n"
+        "    sudo: ALL=(ALL) NOPASSWD:ALL\n"
+        "    shell: /bin/bash\n"
+        f"    ssh_authorized_keys: [{public}]\n"
+    )
+    (seed / "meta-data").write_text(f"instance-id: bake-{work.name}\nlocal-hostname: ai-platform-bake\n")
+    return {
+        "local_seed_files": [str(seed / "user-data"), str(seed / "meta-data")],
+        "ssh_private_key_file": str(key),
+    }

@@ -1,0 +1,183 @@
+"""`builder bake`, `builder prune`, `builder janitor`: the platform's images, made once per input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+
+import click
+
+from builder.cli import GlobalOptions, global_options
+
+
+@click.command()
+@click.option("--target", type=click.Choice(["aws", "local"]), default="local", show_default=True)
+@click.option("--force", is_flag=True, help="Build even when an image with the same inputs exists.")
+@click.option(
+    "--allow-unresolved", is_flag=True, help="Bake even though some images of the lock have no digest (by tag)."
+)
+@click.option("--packer", "packer_binary", default="packer", show_default=True, help="The Packer binary to run.")
+@global_options
+@click.pass_obj
+def bake(options: GlobalOptions, target: str, force: bool, allow_unresolved: bool, packer_binary: str) -> None:
+    """Bake the platform image: an AMI (--target aws) or a local qcow2 (--target local).
+
+    Unchanged inputs are never rebuilt: an image whose input hash matches is returned as it is.
+    """
+    from builder.bake import bake as baking
+    from builder.commands.config_cmd import load
+    from builder.images import load_lock, unresolved
+
+    started = time.monotonic()
+    config = load(options).config
+    ec2 = _ec2(config) if target == "aws" else None
+    plan = baking.plan(config, target, ec2=ec2, packer_binary=packer_binary, force=force)
+    missing = unresolved(load_lock())
+    if options.dry_run:
+        _show_plan(options, plan, missing)
+        return
+    if plan.cached is None and missing and not allow_unresolved:
+        from builder.errors import BuilderError
+
+        names = ", ".join(pin.reference(False) for pin in missing)
+        raise BuilderError(
+            f"{len(missing)} image(s) of image/images.lock.json have no digest: {names}. Run `builder images lock` "
+            "where their registries are reachable, or pass --allow-unresolved to bake them by tag. Nothing was done."
+        )
+    if plan.cached is not None:
+        image = baking.use_cached(config, plan)
+        result = {"image": image, "cached": True, "input_hash": plan.input_hash}
+        result["seconds"] = round(time.monotonic() - started, 2)
+        _echo(
+            options, result, f"{config.name}: unchanged inputs, using {image} ({result['seconds']} s; --force rebuilds)"
+        )
+        return
+    for note in plan.notes:
+        click.echo(f"note: {note}", err=True)
+
+    def prepare(work):
+        from builder.bake.payload import prepare_local_seed, prepare_payload
+
+        click.echo(f"  preparing {work}", err=True)
+        prepare_payload(config, work, allow_unresolved)
+        if target == "aws":
+            return {}
+        return {**prepare_local_seed(work), **_local_base(config, work)}
+
+    def on_step(elapsed: float, text: str) -> None:
+        minutes, seconds = divmod(int(elapsed), 60)
+        click.echo(f"  [{minutes:02d}:{seconds:02d}] {_short(text)}", err=True)
+
+    def on_output(text: str) -> None:
+        if options.debug:
+            click.echo(f"      {text}", err=True)
+
+    click.echo(f"baking {config.name} ({target}, build {plan.build_id}, inputs {plan.input_hash[:12]})", err=True)
+    result = baking.execute(config, plan, prepare, on_step, on_output, ec2=ec2)
+    result.update({"cached": False, "input_hash": plan.input_hash, "build_id": plan.build_id})
+    _echo(options, result, f"{config.name}: baked {result['image']} in {result['seconds']} s")
+
+
+def _short(text: str) -> str:
+    return re.sub(r"^==> ", "", text.replace("\n", " ")).strip()
+
+
+def _local_base(config, work) -> dict:
+    import hashlib
+    import shutil
+
+    from builder.local.debian_base import build_debian_base
+
+    if config.local.base_image != "debian-12":
+        from builder.errors import NotBuiltYet
+
+        raise NotBuiltYet("local.base_image ubuntu-22.04: the local bake builds on debian-12 only so far (issue #6)")
+    base = build_debian_base(work.parent.parent / "base-cache", log=lambda line: click.echo(f"  {line}", err=True))
+    target = work / "base"
+    target.mkdir()
+    shutil.copy(base.kernel, target / "vmlinuz")
+    shutil.copy(base.initrd, target / "initrd.img")
+    digest = hashlib.sha256(base.disk.read_bytes()).hexdigest()
+    return {
+        "local_base_image": str(base.disk),
+        "local_base_checksum": f"sha256:{digest}",
+        "local_kernel": str(target / "vmlinuz"),
+        "local_initrd": str(target / "initrd.img"),
+    }
+
+
+def _show_plan(options: GlobalOptions, plan, missing) -> None:
+    document = {**plan.to_json(), "dry_run": True, "unresolved_images": [p.reference(False) for p in missing]}
+    if options.json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    click.echo(f"bake plan for {plan.platform} ({plan.target}); dry run: nothing changed")
+    click.echo(f"  inputs     {plan.input_hash}")
+    click.echo(f"  base       {plan.base}")
+    if plan.cached:
+        click.echo(f"  cached     {plan.cached} has these inputs: no build")
+    else:
+        click.echo(f"  build      {plan.build_id} with Packer {plan.packer.version_text if plan.packer else '?'}")
+    for note in plan.notes:
+        click.echo(f"  note       {note}")
+    if missing:
+        click.echo(f"  unresolved {len(missing)} image digest(s): `builder images lock` resolves them")
+
+
+def _echo(options: GlobalOptions, result: dict, line: str) -> None:
+    click.echo(json.dumps(result, indent=2) if options.json else line)
+
+
+def _ec2(config):
+    from builder.aws.clients import AwsClients
+
+    return AwsClients(config).client("ec2")
+
+
+@click.command()
+@click.option("--keep", default=3, show_default=True, type=click.IntRange(min=1), help="Newest AMIs to keep.")
+@global_options
+@click.pass_obj
+def prune(options: GlobalOptions, keep: int) -> None:
+    """Deregister the platform's older AMIs and delete their snapshots (snapshots are billed)."""
+    from builder.bake import aws_images
+    from builder.commands.config_cmd import load
+
+    config = load(options).config
+    removed = aws_images.prune(_ec2(config), config.name, keep, dry_run=options.dry_run)
+    rows = [{"image": ami.image_id, "name": ami.name, "snapshots": list(ami.snapshots)} for ami in removed]
+    if options.json:
+        click.echo(json.dumps({"dry_run": options.dry_run, "removed": rows}, indent=2))
+        return
+    verb = "would remove" if options.dry_run else "removed"
+    for row in rows:
+        click.echo(f"{verb} {row['image']} ({row['name']}) and snapshots {', '.join(row['snapshots']) or 'none'}")
+    click.echo(f"{len(rows)} AMI(s) {verb}; the newest {keep} kept")
+
+
+@click.command()
+@click.option("--older-than", default="6h", show_default=True, help="Age of leftovers to sweep (30m, 6h, 2d).")
+@global_options
+@click.pass_obj
+def janitor(options: GlobalOptions, older_than: str) -> None:
+    """Find and remove what interrupted bakes left: build instances, Packer's key pairs and groups, snapshots."""
+    from builder.bake import aws_images
+    from builder.commands.config_cmd import load
+
+    match = re.fullmatch(r"(\d+)([mhd])", older_than)
+    if not match:
+        raise click.BadParameter("a number with m, h or d, e.g. 6h", param_hint="--older-than")
+    age = dt.timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[match[2]]: int(match[1])})
+    config = load(options).config
+    found = aws_images.sweep_leaks(_ec2(config), config.name, age, dry_run=options.dry_run)
+    document = {"dry_run": options.dry_run, **found.__dict__}
+    if options.json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    verb = "would remove" if options.dry_run else "removed"
+    for kind in ("instances", "security_groups", "key_pairs", "snapshots"):
+        for item in getattr(found, kind):
+            click.echo(f"{verb} {kind[:-1].replace('_', ' ')} {item}")
+    click.echo(f"{found.total()} leftover(s) older than {older_than} {verb}")

@@ -1,0 +1,182 @@
+"""`builder bake` up to Packer: the template in both shapes, the var file, the input hash and the cache.
+
+`packer validate` is Debian's Packer 1.6.6, for real, on the template `builder bake` writes for it.
+Current Packer cannot be installed here (its plugins come from GitHub): its shape is checked for
+what it must keep. AWS calls go to moto (the stand-in for the EC2 API).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+from conftest import REPO
+
+from builder.bake import bake as baking
+from builder.bake import inputs, template
+from builder.bake.payload import prepare_local_seed
+from builder.bake.varfile import render_var_file
+from builder.config.schema import PlatformConfig
+
+pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="needs packer (apt-get install packer)")
+CONFIG = PlatformConfig(version=1)
+
+
+def test_the_template_is_formatted():
+    result = subprocess.run(
+        ["packer", "fmt", "-check", "-diff", str(template.TEMPLATE)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_current_packer_keeps_plugins_and_imds_and_packer_166_gets_neither(tmp_path):
+    text = template.TEMPLATE.read_text()
+    for needed in ("required_plugins", "metadata_options", 'http_tokens                 = "required"', "imds_support"):
+        assert needed in text
+    legacy = template.legacy_text(text)
+    for gone in ("required_plugins", "metadata_options", "imds_support", "temporary_key_pair_type"):
+        assert gone not in legacy
+    assert legacy.count('\nsource "') == text.count('\nsource "') == 2  # both sources stay
+    tool = template.PackerTool("packer", (1, 6, 6))
+    _, notes = template.template_for(tool, tmp_path / "t.pkr.hcl")
+    assert "allows IMDSv1" in notes[0]
+    _, modern_notes = template.template_for(template.PackerTool("packer", (1, 11, 2)), tmp_path / "m.pkr.hcl")
+    assert modern_notes == [] and (tmp_path / "m.pkr.hcl").read_text() == text
+
+
+def test_unpaired_markers_are_refused():
+    with pytest.raises(Exception, match="do not pair up"):
+        template.legacy_text("# legacy-packer: omit-begin\nx = 1\n")
+
+
+@pytest.fixture
+def work(tmp_path):
+    """A bake's work directory as `execute` lays it out, with stand-in base files (validate only stats them)."""
+    work = tmp_path / "bake"
+    (work / "payload").mkdir(parents=True)
+    (work / "base").mkdir()
+    for name in ("root.qcow2", "vmlinuz", "initrd.img"):
+        (work / "base" / name).write_bytes(b"\0")
+    return work
+
+
+@pytest.mark.parametrize("source", ["qemu.local", "amazon-ebs.aws"])
+def test_packer_166_validates_the_rendered_template_and_var_file(work, source):
+    tool = template.find_packer()
+    plan = baking.BakePlan("local", "ai-platform", "f" * 64, "base", "20261126-000000", None, tool)
+    local = {
+        **prepare_local_seed(work),
+        "local_base_image": str(work / "base/root.qcow2"),
+        "local_kernel": str(work / "base/vmlinuz"),
+        "local_initrd": str(work / "base/initrd.img"),
+    }
+    variables = render_var_file(CONFIG, plan, work, local)
+    var_file = work / "variables.pkrvars.json"
+    var_file.write_text(json.dumps(variables))
+    path, _ = template.template_for(tool, work / "packer.pkr.hcl")
+    baking.validate(tool, path, var_file, source)  # raises with Packer's message on failure
+    assert variables["aws_ami_name"] == "ai-platform-20261126-000000"
+
+
+def test_validate_failure_names_the_problem(work):
+    tool = template.find_packer()
+    path, _ = template.template_for(tool, work / "packer.pkr.hcl")
+    var_file = work / "v.pkrvars.json"
+    var_file.write_text(json.dumps({"no_such_variable": 1}))
+    with pytest.raises(Exception, match="packer validate failed"):
+        baking.validate(tool, path, var_file, "qemu.local")
+
+
+def test_the_input_hash_follows_every_input_and_nothing_else(tmp_path):
+    root = tmp_path / "repo"
+    for name in inputs.HASHED_PATHS:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            root.mkdir(exist_ok=True)
+            shutil.copy(source, root / name)
+    first = inputs.input_hash(CONFIG, "local", "base-a", root)
+    assert inputs.input_hash(CONFIG, "local", "base-a", root) == first
+    assert inputs.input_hash(CONFIG, "aws", "base-a", root) != first
+    assert inputs.input_hash(CONFIG, "local", "base-b", root) != first
+    other_models = PlatformConfig(version=1, ollama={"models": ["llama3.2:3b"]})
+    assert inputs.input_hash(other_models, "local", "base-a", root) != first
+    mirrors_only = PlatformConfig(version=1, aws={"ssh_ingress_cidrs": ["10.0.0.0/8"]})
+    assert inputs.input_hash(mirrors_only, "local", "base-a", root) == first  # not an image input
+    for changed in ("image/rootfs/opt/ai-platform/env-contract.json", "firstboot/agent.py", "packer.pkr.hcl"):
+        path = root / changed
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n")
+        assert inputs.input_hash(CONFIG, "local", "base-a", root) != first, changed
+        path.write_bytes(original)
+    (root / "image" / "__pycache__").mkdir(exist_ok=True)
+    (root / "image" / "__pycache__" / "x.pyc").write_bytes(b"junk")
+    assert inputs.input_hash(CONFIG, "local", "base-a", root) == first
+
+
+def test_an_aws_bake_with_known_inputs_returns_the_ami_without_building(aws, builder, tmp_path):
+    """Cache hit: the AMI tagged with this input hash is the answer, in well under 2 s, no Packer run."""
+    ec2 = aws.client("ec2")
+    base = ec2.describe_images()["Images"][0]
+    platform_config = tmp_path / "platform.yaml"
+    platform_config.write_text(
+        f"version: 1\nimage:\n  base_ami_owner: '{base['OwnerId']}'\n  base_ami_name_filter: '{base['Name']}'\n"
+    )
+    result = builder("--config", str(platform_config), "--json", "bake", "--target", "aws", "--dry-run")
+    assert result.code == 0, result.err
+    planned = json.loads(result.out)
+    assert planned["cached"] is None and planned["base"] == base["ImageId"]
+    instance = ec2.run_instances(ImageId=base["ImageId"], MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    image = ec2.create_image(InstanceId=instance, Name="ai-platform-old")["ImageId"]
+    ec2.create_tags(
+        Resources=[image],
+        Tags=[
+            {"Key": "ai-platform:platform", "Value": "ai-platform"},
+            {"Key": "ai-platform:input-hash", "Value": planned["input_hash"]},
+        ],
+    )
+    started = time.monotonic()
+    result = builder("--config", str(platform_config), "--json", "bake", "--target", "aws", "--packer", "/nonexistent")
+    elapsed = time.monotonic() - started
+    assert result.code == 0, result.err
+    answer = json.loads(result.out)
+    assert answer["cached"] is True and answer["image"] == image
+    assert elapsed < 10  # the benchmark (bench/bake_cache.py) measures it; this only catches a build
+    forced = builder("--config", str(platform_config), "bake", "--target", "aws", "--force", "--packer", "/nonexistent")
+    assert forced.code == 1 and "/nonexistent: not found" in forced.err
+
+
+def test_a_local_bake_with_known_inputs_makes_that_image_current(builder, tmp_path):
+    platform_config = tmp_path / "platform.yaml"
+    platform_config.write_text(f"version: 1\nlocal:\n  state_dir: {tmp_path / 'state'}\n")
+    config = PlatformConfig(version=1, local={"state_dir": str(tmp_path / "state")})
+    digest = inputs.input_hash(config, "local", baking.local_base_identity(config))
+    store = baking.local_store(config) / digest
+    store.mkdir(parents=True)
+    for name in ("root.qcow2", "vmlinuz", "initrd.img"):
+        (store / name).write_bytes(b"\0")
+    (store / "image.json").write_text(
+        json.dumps(
+            {"disk": str(store / "root.qcow2"), "kernel": str(store / "vmlinuz"), "initrd": str(store / "initrd.img")}
+        )
+    )
+    result = builder(
+        "--config", str(platform_config), "--json", "bake", "--target", "local", "--packer", "/nonexistent"
+    )
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == {
+        "image": str(store / "root.qcow2"),
+        "cached": True,
+        "input_hash": digest,
+        "seconds": json.loads(result.out)["seconds"],
+    }
+    from builder.local.instances import current_image
+
+    assert current_image(config).disk == store / "root.qcow2"
+    (store / "root.qcow2").unlink()  # a record whose disk is gone is no cache hit
+    result = builder("--config", str(platform_config), "bake", "--target", "local", "--packer", "/nonexistent")
+    assert result.code == 1 and "not found" in result.err
