@@ -8,6 +8,7 @@ payload/
   wheelhouse/        the agent's wheel and boto3's, for a venv made with --no-index
   docker-compose     the Compose v2 plugin binary the build host runs
   tests/             the image's testinfra suite
+  provision/         the provisioning's Python helpers (images, models, bill of materials)
 """
 
 from __future__ import annotations
@@ -47,13 +48,17 @@ def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool) 
         )
     shutil.copy(plugin, payload / "docker-compose")
     shutil.copytree(REPO_ROOT / "image" / "tests", payload / "tests")
+    (payload / "provision").mkdir()
+    for helper in (REPO_ROOT / "image" / "provision").glob("*.py"):
+        shutil.copy(helper, payload / "provision" / helper.name)
     return payload
 
 
 def build_wheelhouse(wheelhouse: Path) -> None:
-    """The agent (this project, no dependencies) and boto3 at the version tested here, as wheels."""
-    boto3 = f"boto3=={importlib.metadata.version('boto3')}"
-    for arguments in (["--no-deps", str(REPO_ROOT)], [boto3]):
+    """The agent (this project, no dependencies), boto3 and the image suite's pytest and testinfra,
+    at the versions tested here, as wheels."""
+    pinned = [f"{name}=={importlib.metadata.version(name)}" for name in ("boto3", "pytest", "pytest-testinfra")]
+    for arguments in (["--no-deps", str(REPO_ROOT)], pinned):
         result = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheelhouse), *arguments],
             capture_output=True,

@@ -1,2 +1,24 @@
 #!/bin/sh
+# Non-interactive apt for the rest of the bake: nothing may ask a question or hold the lock.
 set -eu
+export DEBIAN_FRONTEND=noninteractive
+# needrestart (Ubuntu 22.04) would ask which services to restart: restart them, never ask.
+mkdir -p /etc/needrestart/conf.d
+echo "\$nrconf{restart} = 'a';" >/etc/needrestart/conf.d/90-ai-platform-bake.conf
+# unattended-upgrades and the apt timers must not take the dpkg lock under us.
+systemctl stop unattended-upgrades.service apt-daily.timer apt-daily-upgrade.timer \
+    apt-daily.service apt-daily-upgrade.service 2>/dev/null || true
+if [ -n "${APT_MIRROR:-}" ]; then
+    # Point every archive at the mirror (image.mirrors.apt).
+    for list in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+        [ -f "$list" ] || continue
+        sed -i -E "s#https?://(deb\.debian\.org|[a-z0-9.-]*archive\.ubuntu\.com|security\.ubuntu\.com|security\.debian\.org)#${APT_MIRROR%/}#g" "$list"
+    done
+fi
+apt() { apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -q "$@"; }
+if ! apt update; then
+    echo "apt-get update failed: an archive cannot be reached (set image.mirrors.apt to a mirror)" >&2
+    exit 1
+fi
+apt install -y --no-install-recommends \
+    docker.io python3-venv fuse3 rclone ca-certificates curl gnupg iproute2 jq

@@ -1,2 +1,10 @@
 #!/bin/sh
+# The image suite (testinfra, local backend) on the finished image: any failure fails the bake.
 set -eu
+venv=$(mktemp -d /tmp/image-tests.XXXXXX)
+python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --no-index --find-links "$PAYLOAD/wheelhouse" pytest pytest-testinfra
+status=0
+"$venv/bin/python" -m pytest -p no:cacheprovider -q --hosts=local:// "$PAYLOAD/tests" || status=$?
+rm -rf "$venv" "$PAYLOAD"
+exit $status
