@@ -48,7 +48,12 @@ variable "output_dir" {
 variable "mirrors" {
   type        = map(string)
   description = "apt, registry, models: where the provisioning fetches from (empty: the public source)."
-  default     = { apt = "", registry = "", models = "" }
+  default     = { apt = "", registry = "", models = "", tailscale_apt = "https://pkgs.tailscale.com/stable" }
+}
+variable "source_image" {
+  type        = string
+  description = "The base the bake starts from (AMI id, or the local base's identity), for the BOM."
+  default     = ""
 }
 
 # The AMI.
@@ -276,6 +281,8 @@ build {
       "APT_MIRROR=${var.mirrors["apt"]}",
       "REGISTRY_MIRROR=${var.mirrors["registry"]}",
       "MODELS_MIRROR=${var.mirrors["models"]}",
+      "TAILSCALE_APT=${var.mirrors["tailscale_apt"]}",
+      "SOURCE_IMAGE=${var.source_image}",
       "BUILD_ID=${var.build_id}",
       "INPUT_HASH=${var.input_hash}",
     ]

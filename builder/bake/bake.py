@@ -78,9 +78,16 @@ def find_local(config: PlatformConfig, input_hash: str) -> Path | None:
     return disk if disk.exists() else None
 
 
-def plan(config: PlatformConfig, target: str, ec2=None, packer_binary: str = "packer", force: bool = False) -> BakePlan:
+def plan(
+    config: PlatformConfig,
+    target: str,
+    ec2=None,
+    packer_binary: str = "packer",
+    force: bool = False,
+    lock: Path | None = None,
+) -> BakePlan:
     base = newest_base_ami(ec2, config) if target == "aws" else local_base_identity(config)
-    digest = inputs.input_hash(config, target, base)
+    digest = inputs.input_hash(config, target, base, lock=lock)
     cached = None
     if not force:
         if target == "aws":

@@ -28,7 +28,7 @@ def source_files(root: Path = REPO_ROOT) -> list[Path]:
     return sorted(files)
 
 
-def input_hash(config: PlatformConfig, target: str, base: str, root: Path = REPO_ROOT) -> str:
+def input_hash(config: PlatformConfig, target: str, base: str, root: Path = REPO_ROOT, lock: Path | None = None) -> str:
     """sha256 over the sources (path and content) and the settings that shape the image."""
     digest = hashlib.sha256()
     for path in source_files(root):
@@ -38,8 +38,11 @@ def input_hash(config: PlatformConfig, target: str, base: str, root: Path = REPO
         "target": target,
         "base": base,
         "models": list(config.ollama.models),
-        "image": config.image.model_dump(mode="json"),
+        # Mirrors change where bytes come from, not which bytes: they stay out of the hash.
+        "image": config.image.model_dump(mode="json", exclude={"mirrors"}),
         "local": {"disk_size_gib": config.local.disk_size_gib} if target == "local" else None,
+        # Another lock than image/images.lock.json (builder bake --lock) is an input like it.
+        "lock": hashlib.sha256(lock.read_bytes()).hexdigest() if lock else None,
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()

@@ -31,13 +31,14 @@ COMPOSE_PLUGIN_PLACES = (
 )
 
 
-def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool) -> Path:
+def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, lock: Path | None = None) -> Path:
     payload = work / "payload"
     payload.mkdir()
     shutil.copytree(REPO_ROOT / "image" / "rootfs", payload / "rootfs", symlinks=True)
-    pins = images.load_lock()
+    lock = lock or images.LOCK_PATH
+    pins = images.load_lock(lock)
     (payload / "images.env").write_text(images.render_images_env(pins, allow_unresolved=allow_unresolved))
-    shutil.copy(images.LOCK_PATH, payload / "images.lock.json")
+    shutil.copy(lock, payload / "images.lock.json")
     (payload / "models.txt").write_text("".join(f"{model}\n" for model in config.ollama.models))
     build_wheelhouse(payload / "wheelhouse")
     plugin = next((place for place in COMPOSE_PLUGIN_PLACES if place.exists()), None)

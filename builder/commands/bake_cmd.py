@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import re
 import time
+from pathlib import Path
 
 import click
 
@@ -19,9 +20,17 @@ from builder.cli import GlobalOptions, global_options
     "--allow-unresolved", is_flag=True, help="Bake even though some images of the lock have no digest (by tag)."
 )
 @click.option("--packer", "packer_binary", default="packer", show_default=True, help="The Packer binary to run.")
+@click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Image lock to bake (default: image/images.lock.json).",
+)
 @global_options
 @click.pass_obj
-def bake(options: GlobalOptions, target: str, force: bool, allow_unresolved: bool, packer_binary: str) -> None:
+def bake(
+    options: GlobalOptions, target: str, force: bool, allow_unresolved: bool, packer_binary: str, lock_path: Path | None
+) -> None:
     """Bake the platform image: an AMI (--target aws) or a local qcow2 (--target local).
 
     Unchanged inputs are never rebuilt: an image whose input hash matches is returned as it is.
@@ -33,8 +42,8 @@ def bake(options: GlobalOptions, target: str, force: bool, allow_unresolved: boo
     started = time.monotonic()
     config = load(options).config
     ec2 = _ec2(config) if target == "aws" else None
-    plan = baking.plan(config, target, ec2=ec2, packer_binary=packer_binary, force=force)
-    missing = unresolved(load_lock())
+    plan = baking.plan(config, target, ec2=ec2, packer_binary=packer_binary, force=force, lock=lock_path)
+    missing = unresolved(load_lock(lock_path) if lock_path else load_lock())
     if options.dry_run:
         _show_plan(options, plan, missing)
         return
@@ -61,7 +70,7 @@ def bake(options: GlobalOptions, target: str, force: bool, allow_unresolved: boo
         from builder.bake.payload import prepare_local_seed, prepare_payload
 
         click.echo(f"  preparing {work}", err=True)
-        prepare_payload(config, work, allow_unresolved)
+        prepare_payload(config, work, allow_unresolved, lock_path)
         if target == "aws":
             return {}
         return {**prepare_local_seed(work), **_local_base(config, work)}
@@ -94,7 +103,7 @@ def _local_base(config, work) -> dict:
         from builder.errors import NotBuiltYet
 
         raise NotBuiltYet("local.base_image ubuntu-22.04: the local bake builds on debian-12 only so far (issue #6)")
-    base = build_debian_base(work.parent.parent / "base-cache", log=lambda line: click.echo(f"  {line}", err=True))
+    base = build_debian_base(_cache_dir(), log=lambda line: click.echo(f"  {line}", err=True))
     target = work / "base"
     target.mkdir()
     shutil.copy(base.kernel, target / "vmlinuz")
@@ -106,6 +115,13 @@ def _local_base(config, work) -> dict:
         "local_kernel": str(target / "vmlinuz"),
         "local_initrd": str(target / "initrd.img"),
     }
+
+
+def _cache_dir() -> Path:
+    """Where base images are cached between bakes (outside the repo and the platform's state)."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ai-platform-builder" / "images"
 
 
 def _show_plan(options: GlobalOptions, plan, missing) -> None:

@@ -274,7 +274,34 @@ class Edge(Section):
         return self
 
 
+class Mirrors(Section):
+    """Where the bake fetches from, for restricted networks. Mirrors change no byte of the image."""
+
+    apt: str | None = Field(
+        None,
+        description="Debian/Ubuntu archive mirror URL used during the bake; null: the image's own sources.",
+        pattern=r"^https?://\S+$",
+    )
+    registry: str | None = Field(
+        None,
+        description="Container registry mirror URL serving every locked image at its path without the "
+        "registry host (docker.io/library/postgres → MIRROR/library/postgres); null: the images' registries.",
+        pattern=r"^https?://\S+$",
+    )
+    models: str | None = Field(
+        None,
+        description="Mirror of the Ollama registry (https://registry.ollama.ai); null: that registry.",
+        pattern=r"^https?://\S+$",
+    )
+    tailscale_apt: str = Field(
+        "https://pkgs.tailscale.com/stable",
+        description="Tailscale's apt repository (or a mirror of it); 'none' leaves Tailscale out of the image.",
+        pattern=r"^(none|https?://\S+)$",
+    )
+
+
 class Image(Section):
+    mirrors: Mirrors = Field(default_factory=Mirrors, description="Sources for the bake in restricted networks.")
     base_ami_owner: AccountId = Field(CANONICAL_OWNER_ID, description="Owner of the base AMI (Canonical).")
     base_ami_name_filter: str = Field(
         "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*",
