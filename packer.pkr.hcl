@@ -259,6 +259,9 @@ build {
   }
 
   # 2. The payload: rootfs, agent wheelhouse, compose plugin, image lock, model list.
+  provisioner "shell" {
+    inline = ["mkdir -p /tmp/ai-platform-payload"]
+  }
   provisioner "file" {
     source      = "${var.payload_dir}/"
     destination = "/tmp/ai-platform-payload"

@@ -185,6 +185,17 @@ def execute(
     init(bake.packer, template_path)
     validate(bake.packer, template_path, var_file, source)
     log = work / "packer.log"
+    try:
+        return _build(config, bake, work, template_path, var_file, source, log, on_step, on_output, ec2)
+    except BuilderError:
+        # A failed bake keeps its log and var file, nothing bulky: the payload and any partial output go.
+        for bulky in ("payload", "output", "base"):
+            shutil.rmtree(work / bulky, ignore_errors=True)
+        raise
+
+
+def _build(config, bake, work, template_path, var_file, source, log, on_step, on_output, ec2) -> dict:
+    assert bake.packer is not None
     outcome = packer_run.run_packer(
         [
             bake.packer.binary,
@@ -202,8 +213,12 @@ def execute(
         env={**os.environ, "TMPDIR": str(work), "PACKER_NO_COLOR": "1"},
     )
     if outcome.returncode != 0:
-        reason = outcome.errors[-1] if outcome.errors else f"exit code {outcome.returncode}"
-        raise BuilderError(f"packer build failed after {outcome.seconds:.0f} s: {reason}\nfull log: {log}")
+        # Packer's first error is the cause; the later ones only report the build as failed.
+        reason = outcome.errors[0] if outcome.errors else f"exit code {outcome.returncode}"
+        tail = "\n".join(f"  {line}" for line in outcome.last_output)
+        raise BuilderError(
+            f"packer build failed after {outcome.seconds:.0f} s: {reason}\nlast output:\n{tail}\nfull log: {log}"
+        )
     builds = packer_run.read_manifest(work / "output" / "packer-manifest.json")
     if not builds:
         raise BuilderError(f"packer build succeeded but its manifest lists no build (log: {log})")

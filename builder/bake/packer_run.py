@@ -26,6 +26,7 @@ class PackerOutcome:
     errors: list[str] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)  # build name -> artifact id
     seconds: float = 0.0
+    last_output: list[str] = field(default_factory=list)  # the provisioners' last lines, for a failure
 
 
 def parse_line(line: str) -> tuple[str, str, list[str]] | None:
@@ -67,8 +68,10 @@ def run_packer(
                         on_step(elapsed, text)
                     elif data[0] == "error":
                         outcome.errors.append(text)
-                    elif on_output is not None:
-                        on_output(text)
+                    elif text:
+                        outcome.last_output = [*outcome.last_output[-11:], text]
+                        if on_output is not None:
+                            on_output(text)
                 elif kind == "artifact" and len(data) >= 3 and data[1] == "id":
                     outcome.artifacts[target] = data[2]
         except KeyboardInterrupt:

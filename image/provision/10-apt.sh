@@ -15,9 +15,14 @@ if [ -n "${APT_MIRROR:-}" ]; then
         sed -i -E "s#https?://(deb\.debian\.org|[a-z0-9.-]*archive\.ubuntu\.com|security\.ubuntu\.com|security\.debian\.org)#${APT_MIRROR%/}#g" "$list"
     done
 fi
+# No initramfs rebuilds during the bake: no kernel is installed here, only package hooks (fuse3)
+# trigger them, and under TCG one rebuild takes minutes. 90-sysprep.sh turns them back on.
+if [ -f /etc/initramfs-tools/update-initramfs.conf ]; then
+    sed -i 's/^update_initramfs=.*/update_initramfs=no/' /etc/initramfs-tools/update-initramfs.conf
+fi
 apt() { apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -q "$@"; }
 if ! apt update; then
-    echo "apt-get update failed: an archive cannot be reached (set image.mirrors.apt to a mirror)" >&2
+    echo "apt-get update failed: ${APT_MIRROR:-the image archives} cannot be reached (image.mirrors.apt sets a mirror)" >&2
     exit 1
 fi
 apt install -y --no-install-recommends \

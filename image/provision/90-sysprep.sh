@@ -22,7 +22,10 @@ for user in packer ubuntu; do
     id "$user" >/dev/null 2>&1 && passwd -l "$user" >/dev/null
 done
 rm -f /etc/sudoers.d/90-cloud-init-users
-# The bake's own settings and caches.
+# The bake's own settings and caches (10-apt.sh paused initramfs rebuilds).
+if [ -f /etc/initramfs-tools/update-initramfs.conf ]; then
+    sed -i 's/^update_initramfs=.*/update_initramfs=yes/' /etc/initramfs-tools/update-initramfs.conf
+fi
 rm -f /etc/needrestart/conf.d/90-ai-platform-bake.conf
 apt-get clean
 rm -rf /var/lib/apt/lists/*

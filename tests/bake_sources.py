@@ -1,0 +1,180 @@
+"""Sources a bake fetches from, run on loopback: a container registry and an Ollama registry stand-in.
+
+- The container registry is the real one, Debian's docker-registry. Images are pushed to it over
+  the Registry HTTP API: one small uncompressed layer each, so Docker in a TCG guest pulls them in
+  seconds. Their digests are real: a lock made from them is what the bake verifies.
+- The Ollama registry (registry.ollama.ai) cannot be reached from here: `ModelRegistry` serves the
+  same paths (/v2/NAME/manifests/TAG, /v2/NAME/blobs/DIGEST) for small made-up models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Registry:
+    """Debian's docker-registry on 127.0.0.1, storing under `root`."""
+
+    def __init__(self, root: Path):
+        self.port = free_port()
+        config = root / "registry.yml"
+        config.write_text(
+            f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root / 'store'}\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\nlog:\n  level: error\n"
+        )
+        self.process = subprocess.Popen(
+            ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        for _ in range(100):
+            try:
+                if requests.get(f"{self.url}/v2/", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("docker-registry did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+    def _blob(self, name: str, blob: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        upload = requests.post(f"{self.url}/v2/{name}/blobs/uploads/", timeout=10)
+        location = upload.headers["Location"]
+        location = location if location.startswith("http") else self.url + location
+        separator = "&" if "?" in location else "?"
+        requests.put(f"{location}{separator}digest={digest}", data=blob, timeout=30).raise_for_status()
+        return digest
+
+    def push_image(self, name: str, tag: str, marker: str) -> str:
+        """A one-layer image holding /standin (its content: `marker`); returns the manifest digest."""
+        layer = io.BytesIO()
+        with tarfile.open(fileobj=layer, mode="w") as archive:
+            data = f"stand-in for {marker}\n".encode()
+            info = tarfile.TarInfo("standin")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        layer_bytes = layer.getvalue()
+        diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Cmd": ["/standin"]},
+                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            }
+        ).encode()
+        config_digest = self._blob(name, config)
+        layer_digest = self._blob(name, layer_bytes)
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": config_digest,
+                    "size": len(config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": layer_digest,
+                        "size": len(layer_bytes),
+                    }
+                ],
+            }
+        ).encode()
+        response = requests.put(
+            f"{self.url}/v2/{name}/manifests/{tag}",
+            data=manifest,
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return response.headers["Docker-Content-Digest"]
+
+
+def stand_in_lock(registry: Registry, source_lock: Path, destination: Path) -> Path:
+    """The lock's images, each pushed as a small stand-in; a lock with their real digests."""
+    document = json.loads(source_lock.read_text())
+    for pin in document["images"]:
+        path = pin["repository"].split("/", 1)[1]
+        pin["digest"] = registry.push_image(path, pin["tag"], pin["repository"])
+        pin["source"] = "stand-in pushed by the test to a loopback registry"
+    destination.write_text(json.dumps(document, indent=2))
+    return destination
+
+
+class ModelRegistry:
+    """Serves made-up Ollama models at the Ollama registry's paths (manifests and blobs)."""
+
+    def __init__(self, models: list[str]):
+        self.blobs: dict[str, bytes] = {}
+        self.manifests: dict[str, bytes] = {}
+        for model in models:
+            name, tag = model.rsplit(":", 1)
+            weights = hashlib.sha256(model.encode()).digest() * 512  # 16 KiB of "weights"
+            config = json.dumps({"model_format": "gguf", "model": model}).encode()
+            layers = []
+            for media_type, blob in [("application/vnd.ollama.image.model", weights)]:
+                digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+                self.blobs[digest] = blob
+                layers.append({"mediaType": media_type, "digest": digest, "size": len(blob)})
+            config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+            self.blobs[config_digest] = config
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {
+                    "mediaType": "application/vnd.docker.container.image.v1+json",
+                    "digest": config_digest,
+                    "size": len(config),
+                },
+                "layers": layers,
+            }
+            self.manifests[f"library/{name}/{tag}"] = json.dumps(manifest).encode()
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                parts = self.path.split("/")  # /v2/library/NAME/manifests/TAG or .../blobs/DIGEST
+                body = None
+                if len(parts) == 6 and parts[4] == "manifests":
+                    body = registry.manifests.get(f"{parts[2]}/{parts[3]}/{parts[5]}")
+                elif len(parts) == 6 and parts[4] == "blobs":
+                    body = registry.blobs.get(parts[5])
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
