@@ -255,7 +255,7 @@ build {
   # 1. cloud-init first: it may still be writing apt sources or users when SSH answers.
   provisioner "shell" {
     script          = "image/provision/00-wait-for-cloud-init.sh"
-    execute_command = "sudo -E sh '{{ .Path }}'"
+    execute_command = "sudo env {{ .Vars }} sh '{{ .Path }}'"
   }
 
   # 2. The payload: rootfs, agent wheelhouse, compose plugin, image lock, model list.
@@ -289,7 +289,7 @@ build {
       "BUILD_ID=${var.build_id}",
       "INPUT_HASH=${var.input_hash}",
     ]
-    execute_command = "sudo -E sh '{{ .Path }}'"
+    execute_command = "sudo env {{ .Vars }} sh '{{ .Path }}'"
   }
 
   provisioner "file" {
@@ -302,7 +302,7 @@ build {
   provisioner "shell" {
     scripts          = ["image/provision/90-sysprep.sh", "image/provision/99-test-image.sh"]
     environment_vars = ["PAYLOAD=/tmp/ai-platform-payload"]
-    execute_command  = "sudo -E sh '{{ .Path }}'"
+    execute_command  = "sudo env {{ .Vars }} sh '{{ .Path }}'"
   }
 
   post-processor "manifest" {

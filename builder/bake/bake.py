@@ -213,8 +213,7 @@ def _build(config, bake, work, template_path, var_file, source, log, on_step, on
         env={**os.environ, "TMPDIR": str(work), "PACKER_NO_COLOR": "1"},
     )
     if outcome.returncode != 0:
-        # Packer's first error is the cause; the later ones only report the build as failed.
-        reason = outcome.errors[0] if outcome.errors else f"exit code {outcome.returncode}"
+        reason = packer_run.failure_reason(outcome)
         tail = "\n".join(f"  {line}" for line in outcome.last_output)
         raise BuilderError(
             f"packer build failed after {outcome.seconds:.0f} s: {reason}\nlast output:\n{tail}\nfull log: {log}"

@@ -67,7 +67,9 @@ def run_packer(
                         outcome.steps.append((elapsed, text))
                         on_step(elapsed, text)
                     elif data[0] == "error":
+                        # Packer reports remote stderr as errors too: keep them with the output.
                         outcome.errors.append(text)
+                        outcome.last_output = [*outcome.last_output[-11:], text]
                     elif text:
                         outcome.last_output = [*outcome.last_output[-11:], text]
                         if on_output is not None:
@@ -85,6 +87,14 @@ def run_packer(
         outcome.returncode = process.wait()
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def failure_reason(outcome: PackerOutcome) -> str:
+    """The line that says why the build failed (not a provisioner's stray stderr)."""
+    for text in outcome.errors:
+        if "errored" in text or "non-zero exit status" in text or "failed" in text.lower():
+            return text
+    return outcome.errors[-1] if outcome.errors else f"exit code {outcome.returncode}"
 
 
 def read_manifest(path: Path, run_uuid: str | None = None) -> list[dict]:
