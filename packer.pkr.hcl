@@ -240,7 +240,8 @@ source "qemu" "local" {
   ssh_username         = "packer"
   ssh_private_key_file = var.ssh_private_key_file
   ssh_timeout          = "20m"
-  shutdown_command     = "sudo systemctl poweroff"
+  # The build user goes last, with the power: nothing of it stays in the image.
+  shutdown_command = "sudo sh -c 'userdel --force --remove packer; rm -f /etc/sudoers.d/90-cloud-init-users; systemctl poweroff'"
   # The base has no boot loader: boot its kernel directly, as `builder launch --target local` does.
   qemuargs = [
     ["-kernel", var.local_kernel],

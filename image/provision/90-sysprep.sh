@@ -21,7 +21,8 @@ done
 for user in packer ubuntu; do
     id "$user" >/dev/null 2>&1 && passwd -l "$user" >/dev/null
 done
-rm -f /etc/sudoers.d/90-cloud-init-users
+# (The build user keeps sudo until the end: the image suite and the shutdown still need it; the
+# local source's shutdown command deletes that user, and cloud-init rewrites its sudoers file.)
 # The bake's own settings and caches (10-apt.sh paused initramfs rebuilds).
 if [ -f /etc/initramfs-tools/update-initramfs.conf ]; then
     sed -i 's/^update_initramfs=.*/update_initramfs=yes/' /etc/initramfs-tools/update-initramfs.conf

@@ -31,14 +31,25 @@ def test_docker_and_compose_are_installed(host):
     assert host.run("docker compose version").rc == 0
 
 
+def docker_name(repository: str) -> str:
+    """Docker's short form: docker.io/library/postgres is postgres, docker.io/x/y is x/y."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if repository.startswith(prefix):
+            return repository[len(prefix) :]
+    return repository
+
+
 def test_every_locked_image_is_present_with_its_digest(host):
+    """Read from Docker's own store: the daemon is stopped in a finished image (no runtime state)."""
     with host.sudo():
-        for pin in lock(host):
-            reference = f"{pin['repository']}:{pin['tag']}"
-            result = host.run("docker image inspect --format '{{json .RepoDigests}}' %s", reference)
-            assert result.rc == 0, f"{reference} is not in the image"
-            if pin["digest"]:
-                assert any(d.endswith("@" + pin["digest"]) for d in json.loads(result.stdout)), reference
+        store = json.loads(host.file("/var/lib/docker/image/overlay2/repositories.json").content_string)
+    references = {ref: image for repo in store["Repositories"].values() for ref, image in repo.items()}
+    for pin in lock(host):
+        tagged = f"{docker_name(pin['repository'])}:{pin['tag']}"
+        assert tagged in references, f"{tagged} is not in the image"
+        if pin["digest"]:
+            by_digest = [image for ref, image in references.items() if ref.endswith("@" + pin["digest"])]
+            assert references[tagged] in by_digest, f"{tagged} is not the image with {pin['digest']}"
 
 
 def test_the_stacks_name_images_by_the_tags_the_bake_verified(host):
@@ -114,5 +125,6 @@ def test_no_build_user_can_log_in(host):
 
 
 def test_logs_are_truncated(host):
-    sizes = host.run("find /var/log -type f -size +64k").stdout.split()
+    # The journal's active files are rotated and vacuumed, not removed (journald holds them).
+    sizes = host.run("find /var/log -path /var/log/journal -prune -o -type f -size +64k -print").stdout.split()
     assert sizes == [], sizes
