@@ -210,7 +210,7 @@ def _build(config, bake, work, template_path, var_file, source, log, on_step, on
         template.REPO_ROOT,
         on_step,
         on_output,
-        env={**os.environ, "TMPDIR": str(work), "PACKER_NO_COLOR": "1"},
+        env={**os.environ, "TMPDIR": str(work), "PACKER_CACHE_DIR": str(work / "packer_cache"), "PACKER_NO_COLOR": "1"},
     )
     if outcome.returncode != 0:
         reason = packer_run.failure_reason(outcome)
