@@ -21,7 +21,8 @@ if [ -f /etc/initramfs-tools/update-initramfs.conf ]; then
     sed -i 's/^update_initramfs=.*/update_initramfs=no/' /etc/initramfs-tools/update-initramfs.conf
 fi
 apt() { apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -q "$@"; }
-if ! apt update; then
+# --error-on=any: an archive that cannot be fetched is an error, not a warning (apt >= 2.1.16).
+if ! apt update --error-on=any; then
     echo "apt-get update failed: ${APT_MIRROR:-the image archives} cannot be reached (image.mirrors.apt sets a mirror)" >&2
     exit 1
 fi
