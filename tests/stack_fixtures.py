@@ -18,7 +18,7 @@ from pathlib import Path
 from conftest import REPO
 
 from builder import images
-from firstboot import env, stack_config
+from firstboot import env, stack_config, tailscale
 from firstboot.instance_config import StackSettings
 
 ROOTFS = REPO / "image" / "rootfs"
@@ -83,33 +83,8 @@ def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None 
     env.write_env(tree.etc / "stack.env", values)
     files = stack_config.StackFiles(tree.etc / "litellm/config.yaml", tree.etc / "edge", tree.etc / "compose")
     stack_config.write_stack_files(files, settings, list(services), values, [], "", tailnet=False)
-    # The edge's certificate, where the agent installs it (self-signed, as without a tailnet).
-    tls = tree.etc / "tls"
-    tls.mkdir()
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(tls / "tls.key"),
-            "-out",
-            str(tls / "tls.crt"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    # The edge's certificate, made as the agent makes it without a tailnet (self-signed).
+    tailscale.ensure_self_signed(tree.etc / "tls", ["localhost"])
     return tree
 
 

@@ -105,8 +105,10 @@ def test_the_input_hash_follows_every_input_and_nothing_else(tmp_path):
     assert inputs.input_hash(CONFIG, "local", "base-b", root) != first
     other_models = PlatformConfig(version=1, ollama={"models": ["llama3.2:3b"]})
     assert inputs.input_hash(other_models, "local", "base-a", root) != first
-    mirrors_only = PlatformConfig(version=1, aws={"ssh_ingress_cidrs": ["10.0.0.0/8"]})
-    assert inputs.input_hash(mirrors_only, "local", "base-a", root) == first  # not an image input
+    mirrors_only = PlatformConfig(version=1, image={"mirrors": {"apt": "http://apt.internal/debian"}})
+    assert inputs.input_hash(mirrors_only, "local", "base-a", root) == first  # where bytes come from, not which
+    not_the_image = PlatformConfig(version=1, aws={"ssh_ingress_cidrs": ["10.0.0.0/8"]})
+    assert inputs.input_hash(not_the_image, "local", "base-a", root) == first
     for changed in ("image/rootfs/opt/ai-platform/env-contract.json", "firstboot/agent.py", "packer.pkr.hcl"):
         path = root / changed
         original = path.read_bytes()
