@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from moto_server import MotoServer  # noqa: E402
+from moto_server import MotoServer, make_tagged_ami  # noqa: E402
 
 BUILDER = str(REPO / ".venv" / "bin" / "builder")
 
@@ -60,14 +60,11 @@ def main() -> None:
                     [*common, "--target", "aws", "--dry-run"], env=env, capture_output=True, text=True
                 ).stdout
             )
-            instance = ec2.run_instances(ImageId=base["ImageId"], MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
-            image = ec2.create_image(InstanceId=instance, Name="ai-platform-bench")["ImageId"]
-            ec2.create_tags(
-                Resources=[image],
-                Tags=[
-                    {"Key": "ai-platform:platform", "Value": "ai-platform"},
-                    {"Key": "ai-platform:input-hash", "Value": plan["input_hash"]},
-                ],
+            make_tagged_ami(
+                ec2,
+                base["ImageId"],
+                "ai-platform-bench",
+                {"ai-platform:platform": "ai-platform", "ai-platform:input-hash": plan["input_hash"]},
             )
             aws_seconds = timed([*common, "--target", "aws"], env, runs)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import socket
 import subprocess
 import tarfile
 import threading
@@ -21,12 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from moto_server import free_port
 
 
 class Registry:

@@ -98,14 +98,13 @@ def aws(moto, monkeypatch):
 @pytest.fixture
 def baked(aws):
     """An AMI tagged as the bake tags it (issue #6), made from one of moto's stock images."""
-    ec2 = aws.client("ec2")
-    source = ec2.run_instances(ImageId=ec2.describe_images()["Images"][0]["ImageId"], MinCount=1, MaxCount=1)
-    image_id = ec2.create_image(InstanceId=source["Instances"][0]["InstanceId"], Name="ai-platform-build-1")["ImageId"]
+    from moto_server import make_tagged_ami
+
     from builder.aws import names
 
-    ec2.create_tags(Resources=[image_id], Tags=[{"Key": names.PLATFORM_TAG, "Value": "ai-platform"}])
-    ec2.terminate_instances(InstanceIds=[source["Instances"][0]["InstanceId"]])
-    return image_id
+    ec2 = aws.client("ec2")
+    source = ec2.describe_images()["Images"][0]["ImageId"]
+    return make_tagged_ami(ec2, source, "ai-platform-build-1", {names.PLATFORM_TAG: "ai-platform"})
 
 
 @pytest.fixture(scope="session")

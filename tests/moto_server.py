@@ -57,3 +57,12 @@ class MotoServer:
         self._process.terminate()
         self._process.wait(timeout=10)
         self._log.close()
+
+
+def make_tagged_ami(ec2, source_image: str, name: str, tags: dict[str, str]) -> str:
+    """An AMI as a bake leaves one: made from an instance of `source_image`, tagged, the instance gone."""
+    instance = ec2.run_instances(ImageId=source_image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    image = ec2.create_image(InstanceId=instance, Name=name)["ImageId"]
+    ec2.create_tags(Resources=[image], Tags=[{"Key": key, "Value": value} for key, value in sorted(tags.items())])
+    ec2.terminate_instances(InstanceIds=[instance])
+    return image

@@ -10,6 +10,7 @@ import datetime as dt
 import time
 
 import pytest
+from moto_server import make_tagged_ami
 
 from builder.aws import names
 from builder.bake import aws_images
@@ -18,15 +19,12 @@ PLATFORM = "ai-platform"
 
 
 def make_ami(ec2, build_id: str, input_hash: str, platform: str = PLATFORM) -> str:
-    source = ec2.describe_images()["Images"][0]["ImageId"]
-    instance = ec2.run_instances(ImageId=source, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
-    image = ec2.create_image(InstanceId=instance, Name=f"{platform}-{build_id}")["ImageId"]
-    aws_images.tag_image(
+    image = make_tagged_ami(
         ec2,
-        image,
+        ec2.describe_images()["Images"][0]["ImageId"],
+        f"{platform}-{build_id}",
         {names.PLATFORM_TAG: platform, aws_images.TAG_BUILD_ID: build_id, aws_images.TAG_INPUT_HASH: input_hash},
     )
-    ec2.terminate_instances(InstanceIds=[instance])
     time.sleep(1.1)  # CreationDate has one-second resolution: keep the order unambiguous
     return image
 

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from bake_sources import ModelRegistry, Registry, free_port, stand_in_lock
+from bake_sources import ModelRegistry, Registry, stand_in_lock
 from conftest import REPO
+from moto_server import free_port
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("packer", "qemu-system-x86_64", "docker-registry", "mmdebstrap")),
@@ -85,13 +86,11 @@ def test_the_bill_of_materials_has_every_image_and_model_digest(baked):
 
 
 def test_unchanged_inputs_return_the_image_without_building(baked):
-    started = time.monotonic()
+    # `cached` and the same disk say no build ran; bench/bake_cache.py measures how long the answer takes.
     result = subprocess.run(baked["command"], cwd=REPO, capture_output=True, text=True, timeout=120)
-    elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     again = json.loads(result.stdout)
     assert again["cached"] is True and again["image"] == baked["result"]["image"]
-    assert elapsed < 30  # bench/bake_cache.py measures the cache; this only catches a rebuild
 
 
 def test_an_unreachable_mirror_fails_naming_it_and_leaves_no_image(baked, tmp_path):

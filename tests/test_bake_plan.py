@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 
 import pytest
 from conftest import REPO
+from moto_server import make_tagged_ami
 
 from builder.bake import bake as baking
 from builder.bake import inputs, template
@@ -121,7 +121,7 @@ def test_the_input_hash_follows_every_input_and_nothing_else(tmp_path):
 
 
 def test_an_aws_bake_with_known_inputs_returns_the_ami_without_building(aws, builder, tmp_path):
-    """Cache hit: the AMI tagged with this input hash is the answer, in well under 2 s, no Packer run."""
+    """Cache hit: the AMI tagged with this input hash is the answer, with no Packer run."""
     ec2 = aws.client("ec2")
     base = ec2.describe_images()["Images"][0]
     platform_config = tmp_path / "platform.yaml"
@@ -132,22 +132,17 @@ def test_an_aws_bake_with_known_inputs_returns_the_ami_without_building(aws, bui
     assert result.code == 0, result.err
     planned = json.loads(result.out)
     assert planned["cached"] is None and planned["base"] == base["ImageId"]
-    instance = ec2.run_instances(ImageId=base["ImageId"], MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
-    image = ec2.create_image(InstanceId=instance, Name="ai-platform-old")["ImageId"]
-    ec2.create_tags(
-        Resources=[image],
-        Tags=[
-            {"Key": "ai-platform:platform", "Value": "ai-platform"},
-            {"Key": "ai-platform:input-hash", "Value": planned["input_hash"]},
-        ],
+    image = make_tagged_ami(
+        ec2,
+        base["ImageId"],
+        "ai-platform-old",
+        {"ai-platform:platform": "ai-platform", "ai-platform:input-hash": planned["input_hash"]},
     )
-    started = time.monotonic()
+    # No Packer to run: an answer proves no build was tried (bench/bake_cache.py measures the time).
     result = builder("--config", str(platform_config), "--json", "bake", "--target", "aws", "--packer", "/nonexistent")
-    elapsed = time.monotonic() - started
     assert result.code == 0, result.err
     answer = json.loads(result.out)
     assert answer["cached"] is True and answer["image"] == image
-    assert elapsed < 10  # the benchmark (bench/bake_cache.py) measures it; this only catches a build
     forced = builder("--config", str(platform_config), "bake", "--target", "aws", "--force", "--packer", "/nonexistent")
     assert forced.code == 1 and "/nonexistent: not found" in forced.err
 

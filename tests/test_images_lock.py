@@ -10,7 +10,8 @@ import json
 import shutil
 
 import pytest
-from bake_sources import Registry, free_port
+from bake_sources import Registry
+from moto_server import free_port
 
 from builder import images
 

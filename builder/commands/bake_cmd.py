@@ -37,13 +37,13 @@ def bake(
     """
     from builder.bake import bake as baking
     from builder.commands.config_cmd import load
-    from builder.images import load_lock, unresolved
+    from builder.images import LOCK_PATH, load_lock, unresolved
 
     started = time.monotonic()
     config = load(options).config
     ec2 = _ec2(config) if target == "aws" else None
     plan = baking.plan(config, target, ec2=ec2, packer_binary=packer_binary, force=force, lock=lock_path)
-    missing = unresolved(load_lock(lock_path) if lock_path else load_lock())
+    missing = unresolved(load_lock(lock_path or LOCK_PATH))
     if options.dry_run:
         _show_plan(options, plan, missing)
         return
@@ -108,10 +108,13 @@ def _local_base(config, work) -> dict:
     target.mkdir()
     shutil.copy(base.kernel, target / "vmlinuz")
     shutil.copy(base.initrd, target / "initrd.img")
-    digest = hashlib.sha256(base.disk.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with base.disk.open("rb") as disk:
+        for chunk in iter(lambda: disk.read(1 << 20), b""):
+            digest.update(chunk)
     return {
         "local_base_image": str(base.disk),
-        "local_base_checksum": f"sha256:{digest}",
+        "local_base_checksum": f"sha256:{digest.hexdigest()}",
         "local_kernel": str(target / "vmlinuz"),
         "local_initrd": str(target / "initrd.img"),
     }
