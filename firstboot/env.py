@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from firstboot.status import Redactor, write_atomic
+from firstboot.status import Redactor, write_atomic, write_if_changed
 
 CONTRACT_VERSION = 1
 SECRETS_RELATIVE_PATH = Path("platform") / "secrets.env"  # on the data volume
@@ -160,13 +160,8 @@ def build_env(
 def write_env(path: Path, env: Mapping[str, str]) -> bool:
     """Write the .env (0600, root's) if its content changed; True when it did."""
     text = render_env_file(env, "Written by the firstboot agent at every boot from the .env contract.")
-    try:
-        if path.read_text(encoding="utf-8") == text and (path.stat().st_mode & 0o777) == 0o600:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, text, mode=0o600)
+    if not write_if_changed(path, text, 0o600):
+        return False
     if os.geteuid() == 0:
         os.chown(path, 0, 0)
     return True

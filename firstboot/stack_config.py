@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firstboot.instance_config import EDGE_APPS, StackSettings
-from firstboot.status import write_atomic
+from firstboot.status import write_if_changed
 
 # Routes every app uses: `local` for simple queries, `smart` for complex ones (seed: simple → local
 # model, complex → Claude/GPT). Each falls back to the other.
@@ -192,11 +192,5 @@ def write_stack_files(
 
 
 def _write(path: Path, text: str, mode: int, changed: list[str]) -> None:
-    try:
-        if path.read_text(encoding="utf-8") == text and (path.stat().st_mode & 0o777) == mode:
-            return
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, text, mode=mode)
-    changed.append(str(path))
+    if write_if_changed(path, text, mode):
+        changed.append(str(path))

@@ -110,5 +110,17 @@ def write_atomic(path: Path, text: str, mode: int) -> None:
         os.close(directory)
 
 
+def write_if_changed(path: Path, text: str, mode: int) -> bool:
+    """write_atomic, only when the content or the mode differs (creating the directory); True when it wrote."""
+    try:
+        if path.read_text(encoding="utf-8") == text and (path.stat().st_mode & 0o777) == mode:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, text, mode=mode)
+    return True
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
