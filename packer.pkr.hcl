@@ -107,6 +107,8 @@ variable "aws_offline" {
   description = "Skip the credential, metadata and region checks that need AWS itself (tests only)."
   default     = false
 }
+# How Packer reaches the build instance (`builder bake --packer-var`): by default a temporary key
+# pair and the instance's own address. The tests point them at a local VM while EC2 is moto.
 variable "aws_ssh_host" {
   type    = string
   default = ""
@@ -114,6 +116,19 @@ variable "aws_ssh_host" {
 variable "aws_ssh_port" {
   type    = number
   default = 22
+}
+variable "aws_ssh_username" {
+  type    = string
+  default = "ubuntu"
+}
+variable "aws_ssh_keypair_name" {
+  type        = string
+  description = "An existing key pair for the build instance; empty: Packer makes a temporary one."
+  default     = ""
+}
+variable "aws_ssh_private_key_file" {
+  type    = string
+  default = ""
 }
 variable "aws_polling_delay_seconds" {
   type    = number
@@ -182,12 +197,14 @@ source "amazon-ebs" "aws" {
     owners      = [var.aws_base_ami_owner]
     most_recent = true
   }
-  ssh_username = "ubuntu"
-  ssh_host     = var.aws_ssh_host
-  ssh_port     = var.aws_ssh_port
-  ami_name     = var.aws_ami_name
-  encrypt_boot = true
-  kms_key_id   = var.aws_kms_key_id
+  ssh_username         = var.aws_ssh_username
+  ssh_host             = var.aws_ssh_host
+  ssh_port             = var.aws_ssh_port
+  ssh_keypair_name     = var.aws_ssh_keypair_name
+  ssh_private_key_file = var.aws_ssh_private_key_file
+  ami_name             = var.aws_ami_name
+  encrypt_boot         = true
+  kms_key_id           = var.aws_kms_key_id
   launch_block_device_mappings {
     device_name           = "/dev/sda1"
     volume_size           = var.aws_root_volume_gib

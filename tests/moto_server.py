@@ -5,6 +5,7 @@ The AWS API itself cannot be reached from here: moto stands in for it (and only 
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -21,13 +22,17 @@ def free_port() -> int:
 
 
 class MotoServer:
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None):
+        """`env` adds to the server's environment (MOTO_AMIS_PATH: the AMIs it starts with)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         moto = Path(sys.executable).with_name("moto_server")
         self._log = open(log_dir / "moto.log", "wb")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(self.port)], stdout=self._log, stderr=subprocess.STDOUT
+            [str(moto), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -72,3 +72,60 @@ def test_ami_ids_of_an_amazon_artifact():
         "us-east-1": "ami-0123",
         "eu-west-1": "ami-0456",
     }
+
+
+PARENT = """
+import sys
+from pathlib import Path
+from builder.bake import packer_run
+packer_run.run_packer(
+    ["packer", "build", "-machine-readable", sys.argv[1]], Path(sys.argv[2]), Path(sys.argv[3]),
+    lambda elapsed, text: print(text, flush=True),
+)
+"""
+
+
+def test_packer_is_interrupted_when_builder_is_killed(tmp_path):
+    """SIGKILL leaves `builder` no chance to pass the interrupt on: the kernel must (PR_SET_PDEATHSIG)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    template = tmp_path / "slow.pkr.hcl"
+    template.write_text(
+        'source "null" "n" {\n  communicator = "none"\n}\n'
+        'build {\n  sources = ["source.null.n"]\n'
+        '  provisioner "shell-local" {\n    inline = ["echo long step", "sleep 611"]\n  }\n}\n'
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(template), str(tmp_path / "packer.log"), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    for line in parent.stdout:
+        if "Running local shell script" in line:
+            break
+    packer = subprocess.run(["pgrep", "-f", f"packer build.*{template}"], capture_output=True, text=True)
+    packer_pids = [int(pid) for pid in packer.stdout.split()]
+    assert packer_pids, "packer is not running"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 60
+    alive = packer_pids
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if os.path.exists(f"/proc/{pid}") and _not_zombie(pid)]
+        time.sleep(0.5)
+    assert not alive, "packer outlived the builder that ran it"
+    # Packer 1.6.6's shell-local leaves its command running when cancelled (its builders stop their VMs).
+    subprocess.run(["pkill", "-f", "sleep 611"])
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False

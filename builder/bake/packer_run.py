@@ -2,12 +2,14 @@
 
 Packer's "say" lines (`==> qemu.local: Provisioning with shell script: …`) are its steps; its
 "message" lines are the provisioners' output, kept in the log and shown only with --debug. An
-interrupt is passed to Packer, which then cleans up what it made (instance, key pair, group);
-the janitor finds whatever a killed Packer could not.
+interrupt is passed to Packer, which then cleans up what it made (instance, key pair, group).
+Packer also gets that interrupt when `builder` dies without one (killed): otherwise it and its VM
+would run on, orphaned. The janitor finds whatever a killed Packer could not.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import signal
 import subprocess
@@ -50,7 +52,14 @@ def run_packer(
     started = time.monotonic()
     with log_path.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            preexec_fn=_interrupt_when_parent_dies,
         )
         try:
             assert process.stdout is not None
@@ -77,8 +86,9 @@ def run_packer(
                 elif kind == "artifact" and len(data) >= 3 and data[1] == "id":
                     outcome.artifacts[target] = data[2]
         except KeyboardInterrupt:
-            # Packer cleans up on SIGINT; wait for it rather than leave resources behind.
-            process.send_signal(signal.SIGINT)
+            # Packer cleans up when interrupted; wait for it rather than leave resources behind. SIGTERM,
+            # not SIGINT: Packer's outer (panic-wrapper) process ignores SIGINT and forwards SIGTERM.
+            process.send_signal(signal.SIGTERM)
             process.wait()
             raise BuilderError(
                 f"bake interrupted; Packer cleaned up what it could (log: {log_path}). "
@@ -87,6 +97,14 @@ def run_packer(
         outcome.returncode = process.wait()
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _interrupt_when_parent_dies() -> None:
+    """In the child before exec: the kernel sends it SIGTERM when `builder` dies, however it dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def failure_reason(outcome: PackerOutcome) -> str:

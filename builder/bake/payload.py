@@ -5,7 +5,7 @@ payload/
   images.env         the stacks' image references, from the lock (by digest)
   images.lock.json   the lock itself (the BOM and the image tests read it)
   models.txt         the Ollama models to bake, one NAME:TAG per line
-  wheelhouse/        the agent's wheel and boto3's, for a venv made with --no-index
+  wheelhouse/        the agent's wheel and boto3's, for a venv made with --no-index (image.mirrors.wheels)
   docker-compose     the Compose v2 plugin binary the build host runs
   tests/             the image's testinfra suite
   provision/         the provisioning's Python helpers (images, models, bill of materials)
@@ -40,7 +40,7 @@ def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, 
     (payload / "images.env").write_text(images.render_images_env(pins, allow_unresolved=allow_unresolved))
     shutil.copy(lock, payload / "images.lock.json")
     (payload / "models.txt").write_text("".join(f"{model}\n" for model in config.ollama.models))
-    build_wheelhouse(payload / "wheelhouse")
+    build_wheelhouse(payload / "wheelhouse", config.image.mirrors.wheels)
     plugin = next((place for place in COMPOSE_PLUGIN_PLACES if place.exists()), None)
     if plugin is None:
         raise BuilderError(
@@ -55,20 +55,29 @@ def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, 
     return payload
 
 
-def build_wheelhouse(wheelhouse: Path) -> None:
+def build_wheelhouse(wheelhouse: Path, mirror: str | None = None) -> None:
     """The agent (this project, no dependencies), boto3 and the image suite's pytest and testinfra,
-    at the versions tested here, as wheels."""
+    at the versions tested here, as wheels. `mirror` is image.mirrors.wheels: an index URL or a
+    directory of wheels (which must also hold setuptools, the agent's build backend)."""
+    source = []
+    if mirror and mirror.startswith("/"):
+        if not Path(mirror).is_dir():
+            raise BuilderError(f"image.mirrors.wheels: {mirror} is not a directory of wheels")
+        source = ["--no-index", "--find-links", mirror]
+    elif mirror:
+        source = ["--index-url", mirror]
     pinned = [f"{name}=={importlib.metadata.version(name)}" for name in ("boto3", "pytest", "pytest-testinfra")]
     for arguments in (["--no-deps", str(REPO_ROOT)], pinned):
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheelhouse), *arguments],
+            [sys.executable, "-m", "pip", "wheel", "--quiet", *source, "--wheel-dir", str(wheelhouse), *arguments],
             capture_output=True,
             text=True,
         )
         if result.returncode != 0:
+            where = mirror or "pip's index (PIP_INDEX_URL, pip.conf)"
             raise BuilderError(
-                f"building the agent's wheelhouse failed (pip wheel {' '.join(arguments)}); a PyPI mirror is set "
-                f"with PIP_INDEX_URL:\n{result.stderr.strip()[-2000:]}"
+                f"building the agent's wheelhouse from {where} failed (pip wheel {' '.join(arguments)}); "
+                f"image.mirrors.wheels sets another source:\n{result.stderr.strip()[-2000:]}"
             )
 
 

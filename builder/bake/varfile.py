@@ -6,10 +6,14 @@ Packer sees only the resolved values, so `builder config show` explains every on
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.config.schema import PlatformConfig
+from builder.errors import BuilderError
 
 if TYPE_CHECKING:
     from builder.bake.bake import BakePlan
@@ -45,3 +49,40 @@ def render_var_file(config: PlatformConfig, bake: BakePlan, work: Path, target_v
     }
     variables.update(target_variables)
     return variables
+
+
+# How Packer reaches the build machine, never what goes into the image: so they may be set per bake
+# (`--packer-var`) without being part of the input hash.
+CONNECTION_VARIABLES = (
+    "aws_ssh_host",
+    "aws_ssh_port",
+    "aws_ssh_username",
+    "aws_ssh_keypair_name",
+    "aws_ssh_private_key_file",
+)
+
+
+def connection_overrides(items: Iterable[str]) -> dict:
+    """`NAME=VALUE` pairs for the connection variables; VALUE is JSON when it parses (a port), else text."""
+    overrides = {}
+    for item in items:
+        name, separator, value = item.partition("=")
+        if not separator or name not in CONNECTION_VARIABLES:
+            raise BuilderError(
+                f"--packer-var {item!r}: expected NAME=VALUE with NAME one of {', '.join(CONNECTION_VARIABLES)} "
+                "(how Packer reaches the build machine; everything else comes from the platform config)"
+            )
+        try:
+            overrides[name] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[name] = value
+    return overrides
+
+
+def aws_endpoint_variables(environ: Mapping[str, str] = os.environ) -> dict:
+    """The EC2 endpoint boto3 uses (AWS_ENDPOINT_URL_EC2, then AWS_ENDPOINT_URL), for Packer too.
+
+    Another endpoint is not AWS (a moto server in the tests): the checks that need AWS itself
+    (credentials through STS, the metadata service, the region list) are skipped with it."""
+    endpoint = environ.get("AWS_ENDPOINT_URL_EC2") or environ.get("AWS_ENDPOINT_URL") or ""
+    return {"aws_ec2_endpoint": endpoint, "aws_offline": bool(endpoint)}

@@ -26,20 +26,39 @@ from builder.cli import GlobalOptions, global_options
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Image lock to bake (default: image/images.lock.json).",
 )
+@click.option(
+    "--packer-var",
+    "packer_vars",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="How Packer reaches the AWS build instance (aws_ssh_host, aws_ssh_port, aws_ssh_username, "
+    "aws_ssh_keypair_name, aws_ssh_private_key_file); repeatable.",
+)
 @global_options
 @click.pass_obj
 def bake(
-    options: GlobalOptions, target: str, force: bool, allow_unresolved: bool, packer_binary: str, lock_path: Path | None
+    options: GlobalOptions,
+    target: str,
+    force: bool,
+    allow_unresolved: bool,
+    packer_binary: str,
+    lock_path: Path | None,
+    packer_vars: tuple[str, ...],
 ) -> None:
     """Bake the platform image: an AMI (--target aws) or a local qcow2 (--target local).
 
     Unchanged inputs are never rebuilt: an image whose input hash matches is returned as it is.
     """
     from builder.bake import bake as baking
+    from builder.bake.varfile import aws_endpoint_variables, connection_overrides
     from builder.commands.config_cmd import load
+    from builder.errors import BuilderError
     from builder.images import LOCK_PATH, load_lock, unresolved
 
     started = time.monotonic()
+    connection = connection_overrides(packer_vars)
+    if connection and target != "aws":
+        raise BuilderError("--packer-var sets how Packer reaches the AWS build instance: it needs --target aws")
     config = load(options).config
     ec2 = _ec2(config) if target == "aws" else None
     plan = baking.plan(config, target, ec2=ec2, packer_binary=packer_binary, force=force, lock=lock_path)
@@ -48,8 +67,6 @@ def bake(
         _show_plan(options, plan, missing)
         return
     if plan.cached is None and missing and not allow_unresolved:
-        from builder.errors import BuilderError
-
         names = ", ".join(pin.reference(False) for pin in missing)
         raise BuilderError(
             f"{len(missing)} image(s) of image/images.lock.json have no digest: {names}. Run `builder images lock` "
@@ -72,7 +89,7 @@ def bake(
         click.echo(f"  preparing {work}", err=True)
         prepare_payload(config, work, allow_unresolved, lock_path)
         if target == "aws":
-            return {}
+            return {**aws_endpoint_variables(), **connection}
         return {**prepare_local_seed(work), **_local_base(config, work)}
 
     def on_step(elapsed: float, text: str) -> None:

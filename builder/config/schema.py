@@ -293,6 +293,12 @@ class Mirrors(Section):
         description="Mirror of the Ollama registry (https://registry.ollama.ai); null: that registry.",
         pattern=r"^https?://\S+$",
     )
+    wheels: str | None = Field(
+        None,
+        description="Where the build host gets the agent's wheels: a PyPI-compatible index URL, or an absolute "
+        "directory of wheels (pip --no-index); null: pip's own settings (PIP_INDEX_URL, pip.conf).",
+        pattern=r"^(https?://\S+|/\S*)$",
+    )
     tailscale_apt: str = Field(
         "https://pkgs.tailscale.com/stable",
         description="Tailscale's apt repository (or a mirror of it); 'none' leaves Tailscale out of the image.",
