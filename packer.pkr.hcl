@@ -229,7 +229,8 @@ source "amazon-ebs" "aws" {
   skip_credential_validation = var.aws_offline
   skip_metadata_api_check    = var.aws_offline
   skip_region_validation     = var.aws_offline
-  # legacy-packer: omit-begin (Packer 1.6.6: the build instance allows IMDSv1, the key is RSA, the AMI does not force IMDSv2)
+  # legacy-packer: omit-begin (Packer 1.6.6: the build instance allows IMDSv1, the key is RSA, SSH is open to
+  # 0.0.0.0/0 in the temporary group, the AMI does not force IMDSv2)
   metadata_options {
     http_endpoint               = "enabled"
     http_tokens                 = "required"
@@ -237,6 +238,8 @@ source "amazon-ebs" "aws" {
   }
   imds_support            = "v2.0"
   temporary_key_pair_type = "ed25519"
+  # SSH to the build instance from this host's public address only (found through checkip.amazonaws.com).
+  temporary_security_group_source_public_ip = true
   # legacy-packer: omit-end
 }
 

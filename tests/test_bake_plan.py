@@ -177,3 +177,46 @@ def test_a_local_bake_with_known_inputs_makes_that_image_current(builder, tmp_pa
     (store / "root.qcow2").unlink()  # a record whose disk is gone is no cache hit
     result = builder("--config", str(platform_config), "bake", "--target", "local", "--packer", "/nonexistent")
     assert result.code == 1 and "not found" in result.err
+
+
+def test_connection_variables_are_the_only_packer_vars_a_bake_takes():
+    from builder.bake.varfile import connection_overrides
+    from builder.errors import BuilderError
+
+    assert connection_overrides(["aws_ssh_port=2222", "aws_ssh_host=10.0.0.5"]) == {
+        "aws_ssh_port": 2222,
+        "aws_ssh_host": "10.0.0.5",
+    }
+    with pytest.raises(BuilderError, match="aws_root_volume_gib=1.*aws_ssh_host, aws_ssh_port"):
+        connection_overrides(["aws_root_volume_gib=1"])  # shapes the image: the config's, hashed
+    with pytest.raises(BuilderError, match="NAME=VALUE"):
+        connection_overrides(["aws_ssh_host"])
+
+
+def test_packer_var_on_the_local_target_is_refused_before_anything_happens(builder, tmp_path):
+    state = tmp_path / "state"
+    (tmp_path / "platform.yaml").write_text(f"version: 1\nlocal:\n  state_dir: {state}\n")
+    result = builder("bake", "--target", "local", "--packer-var", "aws_ssh_port=22")
+    assert result.code == 1 and "--target aws" in result.err
+    assert not state.exists()
+
+
+def test_packer_talks_to_the_ec2_endpoint_boto3_uses():
+    from builder.bake.varfile import aws_endpoint_variables
+
+    assert aws_endpoint_variables({}) == {"aws_ec2_endpoint": "", "aws_offline": False}
+    both = {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:5001"}
+    assert aws_endpoint_variables(both) == {"aws_ec2_endpoint": "http://127.0.0.1:5001", "aws_offline": True}
+
+
+def test_a_wheel_mirror_without_the_wheels_fails_naming_the_setting(tmp_path):
+    """A real pip against an empty directory: the wheelhouse cannot be built, and the error says where from."""
+    from builder.bake.payload import build_wheelhouse
+    from builder.errors import BuilderError
+
+    empty = tmp_path / "wheels"
+    empty.mkdir()
+    with pytest.raises(BuilderError, match=f"from {empty} failed.*image.mirrors.wheels"):
+        build_wheelhouse(tmp_path / "wheelhouse", str(empty))
+    with pytest.raises(BuilderError, match="image.mirrors.wheels: /nonexistent is not a directory"):
+        build_wheelhouse(tmp_path / "wheelhouse", "/nonexistent")

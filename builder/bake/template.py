@@ -21,7 +21,8 @@ OMIT = re.compile(r"^[ \t]*# legacy-packer: omit-begin[^\n]*\n.*?^[ \t]*# legacy
 PLUGIN_ERA = (1, 7)
 LEGACY_LIMITATIONS = (
     "Packer {version} predates plugins and IMDS settings: the build instance allows IMDSv1, its "
-    "temporary key is RSA, and the AMI does not force IMDSv2 (launch templates still require it)"
+    "temporary key is RSA, its temporary security group admits SSH from 0.0.0.0/0 (not only this "
+    "host's address), and the AMI does not force IMDSv2 (launch templates still require it)"
 )
 
 

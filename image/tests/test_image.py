@@ -39,6 +39,7 @@ def docker_name(repository: str) -> str:
     return repository
 
 
+@pytest.mark.image_only
 def test_every_locked_image_is_present_with_its_digest(host):
     """Read from Docker's own store: the daemon is stopped in a finished image (no runtime state)."""
     with host.sudo():
@@ -96,35 +97,68 @@ def test_backup_timer_is_enabled(host):
     assert host.service("ai-platform-backup.timer").is_enabled
 
 
+@pytest.mark.image_only
 def test_machine_id_is_empty(host):
     assert host.file("/etc/machine-id").size == 0
 
 
+@pytest.mark.image_only
 def test_no_ssh_host_keys(host):
     assert host.run("ls /etc/ssh/ssh_host_* 2>/dev/null").stdout == ""
 
 
+@pytest.mark.image_only
 def test_cloud_init_is_clean(host):
     assert not host.file("/var/lib/cloud/instance").exists
     assert not host.file("/var/lib/cloud/instances").exists or host.run("ls -A /var/lib/cloud/instances").stdout == ""
 
 
+@pytest.mark.image_only
 def test_no_tailscale_state(host):
     state = host.file("/var/lib/tailscale")
     assert not state.exists or host.run("ls -A /var/lib/tailscale").stdout == ""
 
 
+@pytest.mark.image_only
 def test_no_docker_runtime_leftovers(host):
     with host.sudo():
         assert host.run("ls -A /var/lib/docker/containers").stdout == ""
 
 
+@pytest.mark.image_only
 def test_no_build_user_can_log_in(host):
     keys = host.run("ls /root/.ssh/authorized_keys /home/*/.ssh/authorized_keys 2>/dev/null").stdout
     assert keys == ""
 
 
+@pytest.mark.image_only
 def test_logs_are_truncated(host):
     # The journal's active files are rotated and vacuumed, not removed (journald holds them).
     sizes = host.run("find /var/log -path /var/log/journal -prune -o -type f -size +64k -print").stdout.split()
     assert sizes == [], sizes
+
+
+@pytest.mark.booted_only
+def test_docker_runs_and_has_every_locked_image_by_digest(host):
+    """Asked of the running daemon: sysprep's cleanup left its store intact."""
+    assert host.service("docker").is_running
+    for pin in lock(host):
+        tagged = f"{docker_name(pin['repository'])}:{pin['tag']}"
+        result = host.run(f"docker image inspect --format '{{{{json .RepoDigests}}}}' {tagged}")
+        assert result.rc == 0, f"{tagged}: {result.stderr}"
+        if pin["digest"]:
+            assert any(d.endswith("@" + pin["digest"]) for d in json.loads(result.stdout)), tagged
+
+
+@pytest.mark.booted_only
+def test_first_boot_made_a_machine_id_and_ssh_host_keys(host):
+    assert len(host.file("/etc/machine-id").content_string.strip()) == 32
+    assert host.file("/etc/ssh/ssh_host_ed25519_key.pub").exists
+
+
+@pytest.mark.booted_only
+def test_the_bake_user_and_its_key_are_gone(host):
+    assert not host.user("packer").exists
+    with host.sudo():
+        found = host.run("grep -rl ai-platform-bake /root/.ssh /home/*/.ssh 2>/dev/null")
+    assert found.stdout == "", f"the bake's key is still authorized: {found.stdout}"

@@ -1,0 +1,30 @@
+"""Two moments of one image: `--booted` runs the suite against a booted instance of it (over SSH)
+instead of inside the bake. Each test says which moment it holds at, if only one:
+
+- image_only: what sysprep leaves and first boot replaces (an empty machine-id, no SSH host keys,
+  cloud-init clean, empty logs);
+- booted_only: what first boot must make of it (a new machine-id and host keys, Docker running
+  with every image intact, the build user and its key gone).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--booted", action="store_true", help="the host is a booted instance of the image")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "image_only: holds in the finished image, before any boot")
+    config.addinivalue_line("markers", "booted_only: holds on a booted instance of the image")
+
+
+def pytest_collection_modifyitems(config, items):
+    booted = config.getoption("--booted")
+    for item in items:
+        if booted and item.get_closest_marker("image_only"):
+            item.add_marker(pytest.mark.skip(reason="image only: first boot replaces it"))
+        if not booted and item.get_closest_marker("booted_only"):
+            item.add_marker(pytest.mark.skip(reason="needs a booted instance"))
