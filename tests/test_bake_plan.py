@@ -90,14 +90,14 @@ def test_validate_failure_names_the_problem(work):
         baking.validate(tool, path, var_file, "qemu.local")
 
 
-def test_the_input_hash_follows_every_input_and_nothing_else(tmp_path):
+def test_the_input_hash_follows_every_input_and_nothing_else(tmp_path, monkeypatch):
     root = tmp_path / "repo"
     for name in inputs.HASHED_PATHS:
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            root.mkdir(exist_ok=True)
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, root / name)
     first = inputs.input_hash(CONFIG, "local", "base-a", root)
     assert inputs.input_hash(CONFIG, "local", "base-a", root) == first
@@ -109,12 +109,19 @@ def test_the_input_hash_follows_every_input_and_nothing_else(tmp_path):
     assert inputs.input_hash(mirrors_only, "local", "base-a", root) == first  # where bytes come from, not which
     not_the_image = PlatformConfig(version=1, aws={"ssh_ingress_cidrs": ["10.0.0.0/8"]})
     assert inputs.input_hash(not_the_image, "local", "base-a", root) == first
-    for changed in ("image/rootfs/opt/ai-platform/env-contract.json", "firstboot/agent.py", "packer.pkr.hcl"):
+    changes = ("image/rootfs/opt/ai-platform/env-contract.json", "firstboot/agent.py", "packer.pkr.hcl")
+    for changed in (*changes, "builder/bake/payload.py"):
         path = root / changed
         original = path.read_bytes()
         path.write_bytes(original + b"\n")
         assert inputs.input_hash(CONFIG, "local", "base-a", root) != first, changed
         path.write_bytes(original)
+    host = inputs.build_host_inputs()
+    monkeypatch.setattr(inputs, "build_host_inputs", lambda: {**host, "compose_plugin": "another build"})
+    assert inputs.input_hash(CONFIG, "local", "base-a", root) != first, "another Compose plugin, same hash"
+    monkeypatch.setattr(inputs, "build_host_inputs", lambda: {**host, "wheels": ["boto3==0"]})
+    assert inputs.input_hash(CONFIG, "local", "base-a", root) != first, "other agent wheels, same hash"
+    monkeypatch.undo()
     (root / "image" / "__pycache__").mkdir(exist_ok=True)
     (root / "image" / "__pycache__" / "x.pyc").write_bytes(b"junk")
     assert inputs.input_hash(CONFIG, "local", "base-a", root) == first
@@ -187,7 +194,7 @@ def test_connection_variables_are_the_only_packer_vars_a_bake_takes():
         "aws_ssh_port": 2222,
         "aws_ssh_host": "10.0.0.5",
     }
-    with pytest.raises(BuilderError, match="aws_root_volume_gib=1.*aws_ssh_host, aws_ssh_port"):
+    with pytest.raises(BuilderError, match=r"aws_root_volume_gib=1.*aws_ssh_host, aws_ssh_port"):
         connection_overrides(["aws_root_volume_gib=1"])  # shapes the image: the config's, hashed
     with pytest.raises(BuilderError, match="NAME=VALUE"):
         connection_overrides(["aws_ssh_host"])
@@ -216,7 +223,7 @@ def test_a_wheel_mirror_without_the_wheels_fails_naming_the_setting(tmp_path):
 
     empty = tmp_path / "wheels"
     empty.mkdir()
-    with pytest.raises(BuilderError, match=f"from {empty} failed.*image.mirrors.wheels"):
+    with pytest.raises(BuilderError, match=rf"from {empty} failed.*image\.mirrors\.wheels"):
         build_wheelhouse(tmp_path / "wheelhouse", str(empty))
-    with pytest.raises(BuilderError, match="image.mirrors.wheels: /nonexistent is not a directory"):
+    with pytest.raises(BuilderError, match=r"image\.mirrors\.wheels: /nonexistent is not a directory"):
         build_wheelhouse(tmp_path / "wheelhouse", "/nonexistent")

@@ -1,8 +1,9 @@
 """The input hash: one digest of everything that shapes an image, so an unchanged bake is a lookup.
 
 It covers the template, everything under image/ (provisioning, rootfs, the image lock), the
-agent's source and packaging, the models, the image settings of the config, the target and the
-base image. It leaves out what only changes where things are fetched from (mirrors) or who runs
+agent's source and packaging, the payload's layout, what the build host adds (the Compose plugin,
+the versions of the agent's wheels), the models, the image settings of the config, the target and
+the base image. It leaves out what only changes where things are fetched from (mirrors) or who runs
 the bake: the same inputs through another mirror make the same image.
 """
 
@@ -12,10 +13,11 @@ import hashlib
 import json
 from pathlib import Path
 
+from builder.bake.payload import build_host_inputs
 from builder.config.schema import PlatformConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HASHED_PATHS = ("packer.pkr.hcl", "image", "firstboot", "pyproject.toml")
+HASHED_PATHS = ("packer.pkr.hcl", "image", "firstboot", "pyproject.toml", "builder/bake/payload.py")
 IGNORED_PARTS = {"__pycache__", ".pytest_cache"}
 
 
@@ -43,6 +45,8 @@ def input_hash(config: PlatformConfig, target: str, base: str, root: Path = REPO
         "local": {"disk_size_gib": config.local.disk_size_gib} if target == "local" else None,
         # Another lock than image/images.lock.json (builder bake --lock) is an input like it.
         "lock": hashlib.sha256(lock.read_bytes()).hexdigest() if lock else None,
+        # The Compose plugin and the agent's wheels come from the build host.
+        "build_host": build_host_inputs(),
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()

@@ -13,6 +13,7 @@ payload/
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import shutil
 import subprocess
@@ -31,6 +32,28 @@ COMPOSE_PLUGIN_PLACES = (
 )
 
 
+def wheel_pins() -> list[str]:
+    """The agent venv's third-party wheels, at the versions this build host runs and tests."""
+    return [f"{name}=={importlib.metadata.version(name)}" for name in ("boto3", "pytest", "pytest-testinfra")]
+
+
+def compose_plugin() -> Path | None:
+    return next((place for place in COMPOSE_PLUGIN_PLACES if place.exists()), None)
+
+
+def build_host_inputs() -> dict:
+    """What the build host adds to the image besides the repo's files: part of the input hash."""
+    plugin = compose_plugin()
+    digest = None
+    if plugin is not None:
+        sha = hashlib.sha256()
+        with plugin.open("rb") as binary:
+            for chunk in iter(lambda: binary.read(1 << 20), b""):
+                sha.update(chunk)
+        digest = sha.hexdigest()
+    return {"wheels": wheel_pins(), "compose_plugin": digest}
+
+
 def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, lock: Path | None = None) -> Path:
     payload = work / "payload"
     payload.mkdir()
@@ -41,7 +64,7 @@ def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, 
     shutil.copy(lock, payload / "images.lock.json")
     (payload / "models.txt").write_text("".join(f"{model}\n" for model in config.ollama.models))
     build_wheelhouse(payload / "wheelhouse", config.image.mirrors.wheels)
-    plugin = next((place for place in COMPOSE_PLUGIN_PLACES if place.exists()), None)
+    plugin = compose_plugin()
     if plugin is None:
         raise BuilderError(
             "the Docker Compose v2 plugin is not on this machine (scripts/setup installs it): the image gets "
@@ -66,8 +89,7 @@ def build_wheelhouse(wheelhouse: Path, mirror: str | None = None) -> None:
         source = ["--no-index", "--find-links", mirror]
     elif mirror:
         source = ["--index-url", mirror]
-    pinned = [f"{name}=={importlib.metadata.version(name)}" for name in ("boto3", "pytest", "pytest-testinfra")]
-    for arguments in (["--no-deps", str(REPO_ROOT)], pinned):
+    for arguments in (["--no-deps", str(REPO_ROOT)], wheel_pins()):
         result = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", *source, "--wheel-dir", str(wheelhouse), *arguments],
             capture_output=True,
