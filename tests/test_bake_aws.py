@@ -126,7 +126,7 @@ def aws_bake(tmp_path_factory):
     moto = MotoServer(root, env={"MOTO_AMIS_PATH": str(amis)})
     registry = Registry(root)
     models = ModelRegistry(MODELS)
-    vm = bridge = None
+    vm = None
     try:
         lock = stand_in_lock(registry, REPO / "image/images.lock.json", root / "images.lock.json")
         wheels = wheel_directory(root / "wheels")
@@ -156,39 +156,46 @@ def aws_bake(tmp_path_factory):
         }
         command = [str(REPO / ".venv/bin/builder"), "--config", str(config), "--json", "bake", "--target", "aws"]
         command += ["--lock", str(lock)]
-        connection = [
-            "--packer-var=aws_ssh_host=127.0.0.1",
-            f"--packer-var=aws_ssh_port={vm.ssh_port}",
-            "--packer-var=aws_ssh_username=ubuntu",
-            f"--packer-var=aws_ssh_keypair_name={KEY_PAIR}",
-            f"--packer-var=aws_ssh_private_key_file={key}",
-        ]
         vm.wait_for_ssh()
-        bridge = HostBridge([moto.port, vm.ssh_port], root)
         started = time.monotonic()
-        result = subprocess.run(
-            bridge.command([*command, *connection]), cwd=REPO, env=env, capture_output=True, text=True, timeout=3600
-        )
+        result = bake_in_namespace(command, env, moto, vm, key, root)
         print(f"aws bake (moto + local VM): {time.monotonic() - started:.0f} s")
         assert result.returncode == 0, result.stderr[-6000:]
         yield {
+            "root": root,
             "moto": moto,
             "ec2": ec2,
             "config": config,
             "lock": lock,
+            "key": key,
             "command": command,
             "env": env,
-            "bridge": bridge,
             "result": json.loads(result.stdout),
-            "stderr": result.stderr,
         }
     finally:
-        for resource in (bridge, vm):
-            if resource is not None:
-                resource.close()
+        if vm is not None:
+            vm.close()
         registry.stop()
         models.stop()
         moto.stop()
+
+
+def bake_in_namespace(command, env, moto, vm, key, directory) -> subprocess.CompletedProcess:
+    """`builder bake` in a network namespace that reaches moto and the VM's SSH port only."""
+    connection = [
+        "--packer-var=aws_ssh_host=127.0.0.1",
+        f"--packer-var=aws_ssh_port={vm.ssh_port}",
+        "--packer-var=aws_ssh_username=ubuntu",
+        f"--packer-var=aws_ssh_keypair_name={KEY_PAIR}",
+        f"--packer-var=aws_ssh_private_key_file={key}",
+    ]
+    bridge = HostBridge([moto.port, vm.ssh_port], directory)
+    try:
+        return subprocess.run(
+            bridge.command([*command, *connection]), cwd=REPO, env=env, capture_output=True, text=True, timeout=3600
+        )
+    finally:
+        bridge.close()
 
 
 def tags_of(resource: dict) -> dict[str, str]:
@@ -267,3 +274,29 @@ def test_the_same_inputs_return_the_ami_without_building(aws_bake):
     assert result.returncode == 0, result.stderr
     again = json.loads(result.stdout)
     assert again["cached"] is True and again["image"] == aws_bake["result"]["image"]
+
+
+def test_a_failed_aws_bake_leaves_nothing_behind(aws_bake, tmp_path):
+    """A dead apt mirror fails the bake at its first fetch, on a fresh build VM: the error names the
+    URL and the setting; Packer terminates its instance and deletes its group; no AMI is made."""
+    ec2 = aws_bake["ec2"]
+    before = {image["ImageId"] for image in ec2.describe_images(Owners=["self"])["Images"]}
+    dead = f"http://10.0.2.2:{free_port()}/debian"
+    config = tmp_path / "platform.yaml"
+    config.write_text(aws_bake["config"].read_text().replace("  mirrors:\n", f"  mirrors:\n    apt: {dead}\n"))
+    command = [*aws_bake["command"], "--force"]
+    command[command.index("--config") + 1] = str(config)
+    vm = BuildInstanceVm(tmp_path, aws_bake["key"].with_suffix(".pub").read_text().strip())
+    try:
+        vm.wait_for_ssh()
+        result = bake_in_namespace(command, aws_bake["env"], aws_bake["moto"], vm, aws_bake["key"], tmp_path)
+    finally:
+        vm.close()
+    assert result.returncode == 1
+    assert "image.mirrors.apt" in result.stderr and dead in result.stderr
+    assert {image["ImageId"] for image in ec2.describe_images(Owners=["self"])["Images"]} == before
+    reservations = ec2.describe_instances(Filters=[{"Name": "tag:ai-platform:role", "Values": ["image-build"]}])
+    states = {i["State"]["Name"] for r in reservations["Reservations"] for i in r["Instances"]}
+    assert states == {"terminated"}, states
+    groups = ec2.describe_security_groups()["SecurityGroups"]
+    assert [g["GroupName"] for g in groups if g["GroupName"].startswith("packer")] == []
