@@ -149,13 +149,14 @@ variable "local_base_checksum" {
   type    = string
   default = "none"
 }
-variable "local_kernel" {
-  type    = string
-  default = "base/vmlinuz"
-}
-variable "local_initrd" {
-  type    = string
-  default = "base/initrd.img"
+variable "local_boot" {
+  type        = list(list(string))
+  description = "How the base boots: the Debian 12 base (no boot loader) with its kernel and initrd from outside; [] for the Ubuntu cloud image, which boots itself."
+  default = [
+    ["-kernel", "base/vmlinuz"],
+    ["-initrd", "base/initrd.img"],
+    ["-append", "root=LABEL=root rw console=ttyS0 net.ifnames=0"],
+  ]
 }
 variable "local_accelerator" {
   type    = string
@@ -262,12 +263,8 @@ source "qemu" "local" {
   ssh_timeout          = "20m"
   # The build user goes last, with the power: nothing of it stays in the image.
   shutdown_command = "sudo sh -c 'userdel --force --remove packer; rm -f /etc/sudoers.d/90-cloud-init-users; systemctl poweroff'"
-  # The base has no boot loader: boot its kernel directly, as `builder launch --target local` does.
-  qemuargs = [
-    ["-kernel", var.local_kernel],
-    ["-initrd", var.local_initrd],
-    ["-append", "root=LABEL=root rw console=ttyS0 net.ifnames=0"],
-  ]
+  # The Debian base has no boot loader: its kernel is booted directly, as `builder launch --target local` does.
+  qemuargs = var.local_boot
 }
 
 build {

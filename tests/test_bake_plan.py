@@ -63,15 +63,20 @@ def work(tmp_path):
     return work
 
 
-@pytest.mark.parametrize("source", ["qemu.local", "amazon-ebs.aws"])
-def test_packer_166_validates_the_rendered_template_and_var_file(work, source):
+@pytest.mark.parametrize(
+    ("source", "boot"),
+    [("qemu.local", "direct kernel"), ("qemu.local", "own boot loader"), ("amazon-ebs.aws", None)],
+)
+def test_packer_166_validates_the_rendered_template_and_var_file(work, source, boot):
+    """Both local bases' shapes: Debian's kernel booted from outside, Ubuntu's image booting itself."""
     tool = template.find_packer()
     plan = baking.BakePlan("local", "ai-platform", "f" * 64, "base", "20261126-000000", None, tool)
     local = {
         **prepare_local_seed(work),
         "local_base_image": str(work / "base/root.qcow2"),
-        "local_kernel": str(work / "base/vmlinuz"),
-        "local_initrd": str(work / "base/initrd.img"),
+        "local_boot": []
+        if boot == "own boot loader"
+        else [["-kernel", str(work / "base/vmlinuz")], ["-initrd", str(work / "base/initrd.img")]],
     }
     variables = render_var_file(CONFIG, plan, work, local)
     var_file = work / "variables.pkrvars.json"

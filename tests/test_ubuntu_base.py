@@ -67,3 +67,47 @@ def test_an_unreachable_image_names_the_setting(server, tmp_path, path):
     with pytest.raises(BuilderError, match=r"local\.ubuntu_image_url .* cannot be fetched"):
         fetch_ubuntu_base(tmp_path, url, DIGEST, log=lambda line: None)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_the_bake_takes_the_ubuntu_image_as_a_base_that_boots_itself(server, tmp_path, monkeypatch):
+    from builder.bake.local_base import prepare_local_base
+    from builder.config.schema import PlatformConfig
+
+    base, _ = server
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    config = PlatformConfig(
+        version=1,
+        local={
+            "base_image": "ubuntu-22.04",
+            "ubuntu_image_url": f"{base}/jammy-server-cloudimg-amd64.img",
+            "ubuntu_image_sha256": DIGEST,
+        },
+    )
+    variables = prepare_local_base(config, tmp_path / "work", log=lambda line: None)
+    assert variables == {
+        "local_base_image": str(cached_path(tmp_path / "cache/ai-platform-builder/images", DIGEST)),
+        "local_base_checksum": f"sha256:{DIGEST}",
+        "local_boot": [],
+    }
+
+
+def test_an_image_without_kernel_boots_from_its_own_disk(tmp_path):
+    from builder.local.instances import LocalImage
+    from builder.local.qemu import qemu_command
+
+    image = LocalImage(tmp_path / "root.qcow2", None, None)
+    assert LocalImage.from_json(image.to_json()) == image
+    disks = {
+        "root": tmp_path / "root",
+        "data_disk": tmp_path / "data",
+        "data_serial": "vol0123456789abcdef0",
+        "seed": tmp_path / "seed",
+        "serial_log": tmp_path / "console",
+    }
+    command = qemu_command(kernel=None, initrd=None, **disks)
+    assert "-kernel" not in command and "-append" not in command
+    assert "virtio-blk-pci,drive=root,bootindex=0" in command
+    with pytest.raises(ValueError, match="kernel_args"):
+        qemu_command(kernel=None, initrd=None, kernel_args="quiet", **disks)
+    booted_from_outside = qemu_command(kernel=tmp_path / "vmlinuz", initrd=tmp_path / "initrd.img", **disks)
+    assert "virtio-blk-pci,drive=root" in booted_from_outside  # boot index 0 is the kernel's

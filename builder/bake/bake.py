@@ -127,10 +127,8 @@ def use_cached(config: PlatformConfig, bake: BakePlan) -> str:
     if bake.target == "local":
         from builder.local.instances import LocalImage, register_image
 
-        fields = json.loads((local_store(config) / bake.input_hash / "image.json").read_text())
-        register_image(
-            config, LocalImage(Path(fields["disk"]), Path(fields["kernel"]), Path(fields["initrd"]), "qcow2")
-        )
+        record = json.loads((local_store(config) / bake.input_hash / "image.json").read_text())
+        register_image(config, LocalImage.from_json(record))
     assert bake.cached is not None
     return bake.cached
 
@@ -243,19 +241,18 @@ def record_local(config: PlatformConfig, bake: BakePlan, work: Path, bom_digest:
     store.mkdir(parents=True, exist_ok=True)
     disk = store / "root.qcow2"
     shutil.move(str(work / "output" / "local" / "root.qcow2"), disk)
-    for name in ("vmlinuz", "initrd.img"):
-        shutil.copy(work / "base" / name, store / name)
+    # A base booted from outside (Debian) needs its kernel and initrd beside the disk; one with its
+    # own boot loader (Ubuntu) has none in the work dir.
+    boot = {}
+    for key, name in (("kernel", "vmlinuz"), ("initrd", "initrd.img")):
+        if (work / "base" / name).exists():
+            shutil.copy(work / "base" / name, store / name)
+            boot[key] = store / name
     for name in ("bom.json", "packer-manifest.json"):
         if (work / "output" / name).exists():
             shutil.copy(work / "output" / name, store / name)
-    record = {
-        "disk": str(disk),
-        "kernel": str(store / "vmlinuz"),
-        "initrd": str(store / "initrd.img"),
-        "build_id": bake.build_id,
-        "input_hash": bake.input_hash,
-        "bom_digest": bom_digest,
-    }
+    image = LocalImage(disk, boot.get("kernel"), boot.get("initrd"), "qcow2")
+    record = {**image.to_json(), "build_id": bake.build_id, "input_hash": bake.input_hash, "bom_digest": bom_digest}
     (store / "image.json").write_text(json.dumps(record, indent=2))
-    register_image(config, LocalImage(disk, store / "vmlinuz", store / "initrd.img", "qcow2"))
+    register_image(config, image)
     return {"image": str(disk), "bom": str(store / "bom.json"), "seconds": round(seconds)}

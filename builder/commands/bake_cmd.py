@@ -84,13 +84,15 @@ def bake(
         click.echo(f"note: {note}", err=True)
 
     def prepare(work):
+        from builder.bake.local_base import prepare_local_base
         from builder.bake.payload import prepare_local_seed, prepare_payload
 
         click.echo(f"  preparing {work}", err=True)
         prepare_payload(config, work, allow_unresolved, lock_path)
         if target == "aws":
             return {**aws_endpoint_variables(), **connection}
-        return {**prepare_local_seed(work), **_local_base(config, work)}
+        base = prepare_local_base(config, work, log=lambda line: click.echo(f"  {line}", err=True))
+        return {**prepare_local_seed(work), **base}
 
     def on_step(elapsed: float, text: str) -> None:
         minutes, seconds = divmod(int(elapsed), 60)
@@ -108,40 +110,6 @@ def bake(
 
 def _short(text: str) -> str:
     return re.sub(r"^==> ", "", text.replace("\n", " ")).strip()
-
-
-def _local_base(config, work) -> dict:
-    import hashlib
-    import shutil
-
-    from builder.local.debian_base import build_debian_base
-
-    if config.local.base_image != "debian-12":
-        from builder.errors import NotBuiltYet
-
-        raise NotBuiltYet("local.base_image ubuntu-22.04: the local bake builds on debian-12 only so far (issue #6)")
-    base = build_debian_base(_cache_dir(), log=lambda line: click.echo(f"  {line}", err=True))
-    target = work / "base"
-    target.mkdir()
-    shutil.copy(base.kernel, target / "vmlinuz")
-    shutil.copy(base.initrd, target / "initrd.img")
-    digest = hashlib.sha256()
-    with base.disk.open("rb") as disk:
-        for chunk in iter(lambda: disk.read(1 << 20), b""):
-            digest.update(chunk)
-    return {
-        "local_base_image": str(base.disk),
-        "local_base_checksum": f"sha256:{digest.hexdigest()}",
-        "local_kernel": str(target / "vmlinuz"),
-        "local_initrd": str(target / "initrd.img"),
-    }
-
-
-def _cache_dir() -> Path:
-    """Where base images are cached between bakes (outside the repo and the platform's state)."""
-    import os
-
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ai-platform-builder" / "images"
 
 
 def _show_plan(options: GlobalOptions, plan, missing) -> None:

@@ -38,10 +38,27 @@ SUMMARY = re.compile(r"ai-platform firstboot: (done|degraded|failed)\b[^\r\n]*")
 
 @dataclass(frozen=True)
 class LocalImage:
+    """A bootable local image: booted with `kernel` and `initrd` from outside (the Debian base has no
+    boot loader), or by its own boot loader when they are None (the Ubuntu cloud image)."""
+
     disk: Path
-    kernel: Path
-    initrd: Path
+    kernel: Path | None
+    initrd: Path | None
     disk_format: str = "qcow2"
+
+    def to_json(self) -> dict:
+        def text(path: Path | None) -> str | None:
+            return str(path) if path else None
+
+        fields = {"disk": str(self.disk), "kernel": text(self.kernel), "initrd": text(self.initrd)}
+        return {**fields, "disk_format": self.disk_format}
+
+    @classmethod
+    def from_json(cls, fields: dict) -> LocalImage:
+        def path(key: str) -> Path | None:
+            return Path(fields[key]) if fields.get(key) else None
+
+        return cls(Path(fields["disk"]), path("kernel"), path("initrd"), fields.get("disk_format", "qcow2"))
 
 
 def platform_dir(config: PlatformConfig) -> Path:
@@ -52,17 +69,7 @@ def register_image(config: PlatformConfig, image: LocalImage) -> Path:
     """Record the image new local instances boot (the local bake calls this)."""
     record = platform_dir(config) / "images" / "current.json"
     record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(
-        json.dumps(
-            {
-                "disk": str(image.disk),
-                "kernel": str(image.kernel),
-                "initrd": str(image.initrd),
-                "disk_format": image.disk_format,
-            },
-            indent=2,
-        )
-    )
+    record.write_text(json.dumps(image.to_json(), indent=2))
     return record
 
 
@@ -70,10 +77,9 @@ def current_image(config: PlatformConfig) -> LocalImage:
     record = platform_dir(config) / "images" / "current.json"
     if not record.exists():
         raise BuilderError(f"no local image of {config.name} yet ({record}): run `builder bake --target local`")
-    fields = json.loads(record.read_text())
-    image = LocalImage(Path(fields["disk"]), Path(fields["kernel"]), Path(fields["initrd"]), fields["disk_format"])
+    image = LocalImage.from_json(json.loads(record.read_text()))
     for path in (image.disk, image.kernel, image.initrd):
-        if not path.exists():
+        if path is not None and not path.exists():
             raise BuilderError(f"the local image names {path}, which is gone: bake it again")
     return image
 

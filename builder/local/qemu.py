@@ -33,8 +33,8 @@ def make_overlay(base: Path, path: Path, backing_format: str = "qcow2") -> Path:
 
 def qemu_command(
     *,
-    kernel: Path,
-    initrd: Path,
+    kernel: Path | None,
+    initrd: Path | None,
     root: Path,
     data_disk: Path,
     data_serial: str,
@@ -50,8 +50,11 @@ def qemu_command(
     no_reboot: bool = False,
     monitor: Path | None = None,
 ) -> list[str]:
-    """`guest_forwards`: guest "ip:port" -> a port on the host's loopback (one socat per connection; a
+    """`kernel`/`initrd`: booted from outside with `kernel_args`; None: the root disk's boot loader.
+    `guest_forwards`: guest "ip:port" -> a port on the host's loopback (one socat per connection; a
     tcp chardev would carry a single connection). `host_forwards`: host port -> guest port."""
+    if kernel is None and kernel_args:
+        raise ValueError("kernel_args need a kernel booted from outside")
     netdev = "user,id=net0,restrict=on"
     netdev += "".join(
         f",guestfwd=tcp:{guest}-cmd:socat STDIO TCP:127.0.0.1:{port}" for guest, port in (guest_forwards or {}).items()
@@ -63,11 +66,9 @@ def qemu_command(
         ("-accel", accelerator),
         ("-m", str(memory_mib)),
         ("-smp", str(cpus)),
-        ("-kernel", str(kernel)),
-        ("-initrd", str(initrd)),
-        ("-append", f"root=LABEL=root rw console=ttyS0 systemd.show_status=false {kernel_args}".strip()),
         ("-drive", f"file={root},if=none,id=root,format=qcow2"),
-        ("-device", "virtio-blk-pci,drive=root"),
+        # Booted from outside, the kernel holds boot index 0; otherwise the root disk's boot loader does.
+        ("-device", "virtio-blk-pci,drive=root" + (",bootindex=0" if kernel is None else "")),
         ("-drive", f"file={data_disk},if=none,id=data,format=raw"),
         ("-device", f"virtio-blk-pci,drive=data,serial={data_serial}"),
         ("-drive", f"file={seed},if=virtio,format=raw,readonly=on"),
@@ -75,6 +76,12 @@ def qemu_command(
         ("-device", "virtio-net-pci,netdev=net0"),
         ("-serial", f"file:{serial_log}"),
     ]
+    if kernel is not None:
+        options[3:3] = [
+            ("-kernel", str(kernel)),
+            ("-initrd", str(initrd)),
+            ("-append", f"root=LABEL=root rw console=ttyS0 systemd.show_status=false {kernel_args}".strip()),
+        ]
     if monitor is not None:
         options.append(("-monitor", f"unix:{monitor},server,nowait"))
     command = ["qemu-system-x86_64", "-nographic", "-nodefaults"] + (["-no-reboot"] if no_reboot else [])
