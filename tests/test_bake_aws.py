@@ -32,6 +32,7 @@ from conftest import REPO
 from moto_server import MotoServer, free_port
 from netns import HostBridge
 
+from builder.bake.local_base import DIRECT_KERNEL_APPEND, cache_dir
 from builder.local.debian_base import build_debian_base
 from builder.local.qemu import make_overlay, make_seed
 
@@ -75,7 +76,7 @@ class BuildInstanceVm:
     """The machine behind moto's build instance: the Debian 12 base under qemu (TCG), SSH forwarded."""
 
     def __init__(self, root: Path, public_key: str):
-        base = build_debian_base(Path.home() / ".cache/ai-platform-builder/images", log=lambda line: None)
+        base = build_debian_base(cache_dir(), log=lambda line: None)  # the bake's own cached base
         disk = make_overlay(base.disk, root / "build-instance.qcow2")
         subprocess.run(["qemu-img", "resize", "-q", str(disk), "40G"], check=True)
         user_data = (
@@ -90,7 +91,7 @@ class BuildInstanceVm:
             [
                 "qemu-system-x86_64", "-nographic", "-nodefaults", "-accel", "tcg", "-m", "2048", "-smp", "2",
                 "-kernel", str(base.kernel), "-initrd", str(base.initrd),
-                "-append", "root=LABEL=root rw console=ttyS0 net.ifnames=0",
+                "-append", DIRECT_KERNEL_APPEND,
                 "-drive", f"file={disk},if=virtio,format=qcow2",
                 "-drive", f"file={seed},if=virtio,format=raw,readonly=on",
                 "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
