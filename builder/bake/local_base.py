@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from builder.bake.payload import file_sha256
 from builder.config.schema import PlatformConfig
 
 DIRECT_KERNEL_APPEND = "root=LABEL=root rw console=ttyS0 net.ifnames=0"
@@ -43,13 +43,9 @@ def prepare_local_base(config: PlatformConfig, work: Path, log: Callable[[str], 
     target.mkdir()
     shutil.copy(base.kernel, target / "vmlinuz")
     shutil.copy(base.initrd, target / "initrd.img")
-    digest = hashlib.sha256()
-    with base.disk.open("rb") as disk:
-        for chunk in iter(lambda: disk.read(1 << 20), b""):
-            digest.update(chunk)
     return {
         "local_base_image": str(base.disk),
-        "local_base_checksum": f"sha256:{digest.hexdigest()}",
+        "local_base_checksum": f"sha256:{file_sha256(base.disk)}",
         "local_boot": [
             ["-kernel", str(target / "vmlinuz")],
             ["-initrd", str(target / "initrd.img")],

@@ -41,17 +41,19 @@ def compose_plugin() -> Path | None:
     return next((place for place in COMPOSE_PLUGIN_PLACES if place.exists()), None)
 
 
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file read 1 MiB at a time (base disks and binaries are large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def build_host_inputs() -> dict:
     """What the build host adds to the image besides the repo's files: part of the input hash."""
     plugin = compose_plugin()
-    digest = None
-    if plugin is not None:
-        sha = hashlib.sha256()
-        with plugin.open("rb") as binary:
-            for chunk in iter(lambda: binary.read(1 << 20), b""):
-                sha.update(chunk)
-        digest = sha.hexdigest()
-    return {"wheels": wheel_pins(), "compose_plugin": digest}
+    return {"wheels": wheel_pins(), "compose_plugin": file_sha256(plugin) if plugin else None}
 
 
 def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, lock: Path | None = None) -> Path:
