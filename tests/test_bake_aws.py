@@ -33,6 +33,7 @@ from moto_server import MotoServer, free_port
 from netns import HostBridge
 
 from builder.bake.local_base import DIRECT_KERNEL_APPEND, cache_dir
+from builder.bake.payload import new_ssh_key, sudo_user_data
 from builder.local.debian_base import build_debian_base
 from builder.local.qemu import make_overlay, make_seed
 
@@ -79,10 +80,7 @@ class BuildInstanceVm:
         base = build_debian_base(cache_dir(), log=lambda line: None)  # the bake's own cached base
         disk = make_overlay(base.disk, root / "build-instance.qcow2")
         subprocess.run(["qemu-img", "resize", "-q", str(disk), "40G"], check=True)
-        user_data = (
-            "#cloud-config\nusers:\n  - name: ubuntu\n    sudo: ALL=(ALL) NOPASSWD:ALL\n    shell: /bin/bash\n"
-            f"    ssh_authorized_keys: [{public_key}]\n"
-        )
+        user_data = sudo_user_data("ubuntu", public_key)
         seed = make_seed(root / "build-instance-seed.iso", "i-build", "ai-platform-build", user_data)
         self.ssh_port = free_port()
         self.console = root / "build-instance-console.log"
@@ -132,8 +130,7 @@ def aws_bake(tmp_path_factory):
         lock = stand_in_lock(registry, REPO / "image/images.lock.json", root / "images.lock.json")
         wheels = wheel_directory(root / "wheels")
         key = root / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-        public_key = key.with_suffix(".pub").read_text().strip()
+        public_key = new_ssh_key(key, "ai-platform-test")
         ec2 = moto.client("ec2", REGION)
         ec2.import_key_pair(KeyName=KEY_PAIR, PublicKeyMaterial=public_key.encode())
         vm = BuildInstanceVm(root, public_key)

@@ -23,6 +23,7 @@ from bake_sources import ModelRegistry, Registry, stand_in_lock
 from conftest import REPO
 from moto_server import free_port
 
+from builder.bake.payload import new_ssh_key, sudo_user_data
 from builder.local.qemu import make_overlay, make_seed, qemu_command
 
 pytestmark = pytest.mark.skipif(
@@ -96,11 +97,7 @@ def test_the_image_suite_passes_on_a_booted_instance(baked, tmp_path):
     machine (machine-id, host keys) with Docker and every image intact and no trace of the build."""
     image = json.loads((baked["root"] / "state/ai-platform/images/current.json").read_text())
     key = tmp_path / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    user_data = (
-        "#cloud-config\nusers:\n  - name: tester\n    sudo: ALL=(ALL) NOPASSWD:ALL\n    shell: /bin/bash\n"
-        f"    ssh_authorized_keys: [{key.with_suffix('.pub').read_text().strip()}]\n"
-    )
+    user_data = sudo_user_data("tester", new_ssh_key(key, "ai-platform-test"))
     data = tmp_path / "data.img"
     data.write_bytes(b"")
     os.truncate(data, 1 << 30)

@@ -105,23 +105,30 @@ def build_wheelhouse(wheelhouse: Path, mirror: str | None = None) -> None:
             )
 
 
+def new_ssh_key(path: Path, comment: str) -> str:
+    """An ed25519 key pair without passphrase at `path` (and `path`.pub); returns the public key."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True)
+    return path.with_suffix(".pub").read_text().strip()
+
+
+def sudo_user_data(user: str, public_key: str) -> str:
+    """Cloud-config that creates `user` with password-less sudo, logging in with `public_key` only."""
+    return (
+        "#cloud-config\n"
+        "users:\n"
+        f"  - name: {user}\n"
+        "    sudo: ALL=(ALL) NOPASSWD:ALL\n"
+        "    shell: /bin/bash\n"
+        f"    ssh_authorized_keys: [{public_key}]\n"
+    )
+
+
 def prepare_local_seed(work: Path) -> dict:
     """A NoCloud seed that creates the build user with a key made for this bake only."""
     seed = work / "seed"
     seed.mkdir()
     key = seed / "id_ed25519"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ai-platform-bake", "-f", str(key)], check=True
-    )
-    public = (seed / "id_ed25519.pub").read_text().strip()
-    (seed / "user-data").write_text(
-        "#cloud-config\n"
-        "users:\n"
-        "  - name: packer\n"
-        "    sudo: ALL=(ALL) NOPASSWD:ALL\n"
-        "    shell: /bin/bash\n"
-        f"    ssh_authorized_keys: [{public}]\n"
-    )
+    (seed / "user-data").write_text(sudo_user_data("packer", new_ssh_key(key, "ai-platform-bake")))
     (seed / "meta-data").write_text(f"instance-id: bake-{work.name}\nlocal-hostname: ai-platform-bake\n")
     return {
         "local_seed_files": [str(seed / "user-data"), str(seed / "meta-data")],
