@@ -4,7 +4,8 @@
   the Registry HTTP API: one small uncompressed layer each, so Docker in a TCG guest pulls them in
   seconds. Their digests are real: a lock made from them is what the bake verifies.
 - The Ollama registry (registry.ollama.ai) cannot be reached from here: `ModelRegistry` serves the
-  same paths (/v2/NAME/manifests/TAG, /v2/NAME/blobs/DIGEST) for small made-up models.
+  same paths (/v2/NAME/manifests/TAG, /v2/NAME/blobs/DIGEST) for small made-up models, through
+  `StaticHttp`, which any test can use to serve fixed bytes.
 """
 
 from __future__ import annotations
@@ -117,44 +118,18 @@ def stand_in_lock(registry: Registry, source_lock: Path, destination: Path) -> P
     return destination
 
 
-class ModelRegistry:
-    """Serves made-up Ollama models at the Ollama registry's paths (manifests and blobs)."""
+class StaticHttp:
+    """An HTTP server on 127.0.0.1 answering GET for fixed paths with fixed bytes (404 otherwise);
+    `requests` lists the paths asked for."""
 
-    def __init__(self, models: list[str]):
-        self.blobs: dict[str, bytes] = {}
-        self.manifests: dict[str, bytes] = {}
-        for model in models:
-            name, tag = model.rsplit(":", 1)
-            weights = hashlib.sha256(model.encode()).digest() * 512  # 16 KiB of "weights"
-            config = json.dumps({"model_format": "gguf", "model": model}).encode()
-            layers = []
-            for media_type, blob in [("application/vnd.ollama.image.model", weights)]:
-                digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-                self.blobs[digest] = blob
-                layers.append({"mediaType": media_type, "digest": digest, "size": len(blob)})
-            config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-            self.blobs[config_digest] = config
-            manifest = {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                "config": {
-                    "mediaType": "application/vnd.docker.container.image.v1+json",
-                    "digest": config_digest,
-                    "size": len(config),
-                },
-                "layers": layers,
-            }
-            self.manifests[f"library/{name}/{tag}"] = json.dumps(manifest).encode()
-        registry = self
+    def __init__(self, routes: dict[str, bytes]):
+        self.requests: list[str] = []
+        server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                parts = self.path.split("/")  # /v2/library/NAME/manifests/TAG or .../blobs/DIGEST
-                body = None
-                if len(parts) == 6 and parts[4] == "manifests":
-                    body = registry.manifests.get(f"{parts[2]}/{parts[3]}/{parts[5]}")
-                elif len(parts) == 6 and parts[4] == "blobs":
-                    body = registry.blobs.get(parts[5])
+                server.requests.append(self.path)
+                body = routes.get(self.path)
                 if body is None:
                     self.send_error(404)
                     return
@@ -166,9 +141,41 @@ class ModelRegistry:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        self.httpd.shutdown()
+
+
+class ModelRegistry(StaticHttp):
+    """Made-up Ollama models at the Ollama registry's paths: /v2/library/NAME/manifests/TAG and
+    /v2/library/NAME/blobs/DIGEST."""
+
+    def __init__(self, models: list[str]):
+        routes = {}
+        for model in models:
+            name, tag = model.rsplit(":", 1)
+            weights = hashlib.sha256(model.encode()).digest() * 512  # 16 KiB of "weights"
+            config = json.dumps({"model_format": "gguf", "model": model}).encode()
+            layers = []
+            for media_type, blob in [("application/vnd.ollama.image.model", weights)]:
+                digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+                routes[f"/v2/library/{name}/blobs/{digest}"] = blob
+                layers.append({"mediaType": media_type, "digest": digest, "size": len(blob)})
+            config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+            routes[f"/v2/library/{name}/blobs/{config_digest}"] = config
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {
+                    "mediaType": "application/vnd.docker.container.image.v1+json",
+                    "digest": config_digest,
+                    "size": len(config),
+                },
+                "layers": layers,
+            }
+            routes[f"/v2/library/{name}/manifests/{tag}"] = json.dumps(manifest).encode()
+        super().__init__(routes)

@@ -5,10 +5,9 @@ verification and the cache are tested, not booting a real Ubuntu image)."""
 from __future__ import annotations
 
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from bake_sources import StaticHttp
 from moto_server import free_port
 
 from builder.errors import BuilderError
@@ -20,26 +19,9 @@ DIGEST = hashlib.sha256(BLOB).hexdigest()
 
 @pytest.fixture
 def server():
-    requests_seen = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            requests_seen.append(self.path)
-            if self.path != "/jammy-server-cloudimg-amd64.img":
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(BLOB)))
-            self.end_headers()
-            self.wfile.write(BLOB)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", requests_seen
-    httpd.shutdown()
+    httpd = StaticHttp({"/jammy-server-cloudimg-amd64.img": BLOB})
+    yield httpd.url, httpd.requests
+    httpd.stop()
 
 
 def test_the_image_is_verified_cached_and_fetched_once(server, tmp_path):
