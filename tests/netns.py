@@ -61,7 +61,12 @@ def _serve(listener: socket.socket, connect) -> None:
 
 
 def _connect_tcp(port: int):
-    return lambda: socket.create_connection(("127.0.0.1", port), timeout=30)
+    def connect():
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.settimeout(None)  # the timeout is for connecting: an idle SSH or HTTP connection stays open
+        return sock
+
+    return connect
 
 
 def _connect_unix(path: str):
