@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -87,12 +91,6 @@ packer_run.run_packer(
 
 def test_packer_is_interrupted_when_builder_is_killed(tmp_path):
     """SIGKILL leaves `builder` no chance to pass the interrupt on: the kernel must (PR_SET_PDEATHSIG)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     template = tmp_path / "slow.pkr.hcl"
     template.write_text(
         'source "null" "n" {\n  communicator = "none"\n}\n'
@@ -116,14 +114,15 @@ def test_packer_is_interrupted_when_builder_is_killed(tmp_path):
     deadline = time.monotonic() + 60
     alive = packer_pids
     while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if os.path.exists(f"/proc/{pid}") and _not_zombie(pid)]
+        alive = [pid for pid in alive if _running(pid)]
         time.sleep(0.5)
     assert not alive, "packer outlived the builder that ran it"
     # Packer 1.6.6's shell-local leaves its command running when cancelled (its builders stop their VMs).
     subprocess.run(["pkill", "-f", "sleep 611"])
 
 
-def _not_zombie(pid: int) -> bool:
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a dead child its parent has not reaped)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().split(") ", 1)[1][0] != "Z"
