@@ -5,6 +5,8 @@ verification and the cache are tested, not booting a real Ubuntu image)."""
 from __future__ import annotations
 
 import hashlib
+import socket
+import threading
 
 import pytest
 from bake_sources import StaticHttp
@@ -93,3 +95,21 @@ def test_an_image_without_kernel_boots_from_its_own_disk(tmp_path):
         qemu_command(kernel=None, initrd=None, kernel_args="quiet", **disks)
     booted_from_outside = qemu_command(kernel=tmp_path / "vmlinuz", initrd=tmp_path / "initrd.img", **disks)
     assert "virtio-blk-pci,drive=root" in booted_from_outside  # boot index 0 is the kernel's
+
+
+def test_a_download_that_breaks_off_keeps_nothing_and_says_so(tmp_path):
+    """A server that promises 2 MiB and closes after 1 KiB: a clear error, not a traceback."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve_once():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(BLOB)}\r\n\r\n".encode() + BLOB[:1024])
+
+    threading.Thread(target=serve_once, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/jammy.img"
+    with pytest.raises(BuilderError, match=r"local\.ubuntu_image_url .*: the download broke off"):
+        fetch_ubuntu_base(tmp_path, url, DIGEST, log=lambda line: None)
+    listener.close()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -46,14 +46,20 @@ def fetch_ubuntu_base(cache_dir: Path, url: str, sha256: str, log: Callable[[str
     received = reported = 0
     descriptor, partial = tempfile.mkstemp(dir=target.parent, prefix=".download-")
     try:
-        with os.fdopen(descriptor, "wb") as out:
-            for chunk in response.iter_content(CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                if size and received * 10 // size > reported:
-                    reported = received * 10 // size
-                    log(f"ubuntu base image: {received >> 20} of {size >> 20} MiB")
+        with response, os.fdopen(descriptor, "wb") as out:
+            try:
+                for chunk in response.iter_content(CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    if size and received * 10 // size > reported:
+                        reported = received * 10 // size
+                        log(f"ubuntu base image: {received >> 20} of {size >> 20} MiB")
+            except requests.RequestException as exc:
+                raise BuilderError(
+                    f"local.ubuntu_image_url {url}: the download broke off after {received >> 20} MiB "
+                    f"({exc.__class__.__name__}); nothing was kept, run the bake again"
+                ) from None
         if digest.hexdigest() != sha256:
             raise BuilderError(
                 f"local.ubuntu_image_url {url} has sha256 {digest.hexdigest()}, not local.ubuntu_image_sha256 "
