@@ -62,10 +62,18 @@ def qemu_command(
     netdev += "".join(
         f",hostfwd=tcp:{forward_address}:{host}-:{guest}" for host, guest in (host_forwards or {}).items()
     )
+    boot = []
+    if kernel is not None:
+        boot = [
+            ("-kernel", str(kernel)),
+            ("-initrd", str(initrd)),
+            ("-append", f"root=LABEL=root rw console=ttyS0 systemd.show_status=false {kernel_args}".strip()),
+        ]
     options = [
         ("-accel", accelerator),
         ("-m", str(memory_mib)),
         ("-smp", str(cpus)),
+        *boot,
         ("-drive", f"file={root},if=none,id=root,format=qcow2"),
         # Booted from outside, the kernel holds boot index 0; otherwise the root disk's boot loader does.
         ("-device", "virtio-blk-pci,drive=root" + (",bootindex=0" if kernel is None else "")),
@@ -76,12 +84,6 @@ def qemu_command(
         ("-device", "virtio-net-pci,netdev=net0"),
         ("-serial", f"file:{serial_log}"),
     ]
-    if kernel is not None:
-        options[3:3] = [
-            ("-kernel", str(kernel)),
-            ("-initrd", str(initrd)),
-            ("-append", f"root=LABEL=root rw console=ttyS0 systemd.show_status=false {kernel_args}".strip()),
-        ]
     if monitor is not None:
         options.append(("-monitor", f"unix:{monitor},server,nowait"))
     command = ["qemu-system-x86_64", "-nographic", "-nodefaults"] + (["-no-reboot"] if no_reboot else [])
