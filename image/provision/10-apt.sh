@@ -26,5 +26,7 @@ if ! apt update --error-on=any; then
     echo "apt-get update failed: ${APT_MIRROR:-the image archives} cannot be reached (image.mirrors.apt sets a mirror)" >&2
     exit 1
 fi
+# apparmor: docker.io only recommends it, yet where the kernel has AppArmor on (Debian, Ubuntu) the
+# daemon loads its docker-default profile with apparmor_parser, and without it no container starts.
 apt install -y --no-install-recommends \
-    docker.io python3-venv fuse3 rclone ca-certificates curl gnupg iproute2 jq
+    docker.io apparmor python3-venv fuse3 rclone ca-certificates curl gnupg iproute2 jq

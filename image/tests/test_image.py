@@ -150,6 +150,26 @@ def test_docker_runs_and_has_every_locked_image_by_digest(host):
             assert any(d.endswith("@" + pin["digest"]) for d in json.loads(result.stdout)), tagged
 
 
+def image_of(host, variable: str) -> str:
+    for line in host.file("/opt/ai-platform/stacks/images.env").content_string.splitlines():
+        if line.startswith(variable + "="):
+            return line.split("=", 1)[1]
+    raise AssertionError(f"{variable} is not in images.env")
+
+
+@pytest.mark.booted_only
+@pytest.mark.parametrize(
+    "variable, program, flag", [("NGINX_IMAGE", "nginx", "-v"), ("REDIS_IMAGE", "redis-server", "--version")]
+)
+def test_the_daemon_starts_containers_from_the_baked_images(host, variable, program, flag):
+    """Holding images is not running them: a daemon that cannot start a container (AppArmor on in the
+    kernel but no apparmor_parser, a broken runtime) fails here with its own error."""
+    image = image_of(host, variable)
+    with host.sudo():
+        result = host.run(f"docker run --rm --network none --entrypoint {program} {image} {flag}")
+    assert result.rc == 0, f"{image}: {result.stderr}"
+
+
 @pytest.mark.booted_only
 def test_first_boot_made_a_machine_id_and_ssh_host_keys(host):
     assert len(host.file("/etc/machine-id").content_string.strip()) == 32
