@@ -1,8 +1,10 @@
 """Sources a bake fetches from, run on loopback: a container registry and an Ollama registry stand-in.
 
-- The container registry is the real one, Debian's docker-registry. Images are pushed to it over
-  the Registry HTTP API: one small uncompressed layer each, so Docker in a TCG guest pulls them in
-  seconds. Their digests are real: a lock made from them is what the bake verifies.
+- The container registry is the real one, Debian's docker-registry. `push_image` puts a one-file
+  image in it over the Registry HTTP API (for the lock's own tests); `stand_in_lock` pushes the
+  runnable stand-ins of tests/standins (one shared base layer, pulled once by the guest), so the
+  baked image's stacks really start. Their digests are real: a lock made from them is what the bake
+  verifies.
 - The Ollama registry (registry.ollama.ai) cannot be reached from here: `ModelRegistry` serves the
   same paths (/v2/NAME/manifests/TAG, /v2/NAME/blobs/DIGEST) for small made-up models, through
   `StaticHttp`, which any test can use to serve fixed bytes.
@@ -59,6 +61,23 @@ class Registry:
         requests.put(f"{location}{separator}digest={digest}", data=blob, timeout=30).raise_for_status()
         return digest
 
+    def push_local(self, local: str, name: str, tag: str) -> str:
+        """`docker push` of the local image `local` as NAME:TAG (Docker trusts plain HTTP on loopback);
+        returns the manifest digest the registry serves."""
+        target = f"127.0.0.1:{self.port}/{name}:{tag}"
+        subprocess.run(["docker", "tag", local, target], check=True, capture_output=True)
+        try:
+            subprocess.run(["docker", "push", "--quiet", target], check=True, capture_output=True, timeout=900)
+        finally:
+            subprocess.run(["docker", "rmi", target], capture_output=True)
+        response = requests.head(
+            f"{self.url}/v2/{name}/manifests/{tag}",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.headers["Docker-Content-Digest"]
+
     def push_image(self, name: str, tag: str, marker: str) -> str:
         """A one-layer image holding /standin (its content: `marker`); returns the manifest digest."""
         layer = io.BytesIO()
@@ -108,11 +127,17 @@ class Registry:
 
 
 def stand_in_lock(registry: Registry, source_lock: Path, destination: Path) -> Path:
-    """The lock's images, each pushed as a small stand-in; a lock with their real digests."""
+    """The lock's images, each pushed as its runnable stand-in (tests/standins); a lock with their
+    real digests, as the registry serves them."""
+    from standins.images import build_standins
+
+    from builder.images import load_lock
+
     document = json.loads(source_lock.read_text())
+    build_standins(load_lock(source_lock))
     for pin in document["images"]:
         path = pin["repository"].split("/", 1)[1]
-        pin["digest"] = registry.push_image(path, pin["tag"], pin["repository"])
+        pin["digest"] = registry.push_local(f"{pin['repository']}:{pin['tag']}", path, pin["tag"])
         pin["source"] = "stand-in pushed by the test to a loopback registry"
     destination.write_text(json.dumps(document, indent=2))
     return destination

@@ -113,3 +113,11 @@ def test_image(tmp_path_factory):
     from vm_image import build_test_image
 
     return build_test_image(tmp_path_factory.mktemp("vm-image"))
+
+
+@pytest.fixture(scope="session")
+def local_bake(tmp_path_factory):
+    """The local image, baked once per session (tests/local_bake.py) for every test that boots it."""
+    from local_bake import bake
+
+    yield from bake(tmp_path_factory.mktemp("bake"))

@@ -1,64 +1,29 @@
-"""A real local bake: Packer 1.6.6's qemu builder (TCG) on the Debian 12 base, the whole provisioning,
-the testinfra image suite inside the build, then the cache on a second bake.
-
-Sources on loopback (tests/bake_sources.py): Debian's docker-registry holding small stand-ins for
-every locked image (the real images cannot be pulled here), and an Ollama registry stand-in for
-the models. The guest reaches both through qemu's user network (10.0.2.2 is the host's loopback).
-Debian's archive is reached for real. Tailscale's repository is out of reach: mirrors.tailscale_apt
-is none, and the image says so in its BOM.
-"""
+"""The real local bake (tests/local_bake.py, shared with the chain test): what it records, its bill
+of materials, the image suite on a booted instance, the cache on a second bake, a failing mirror."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from bake_sources import ModelRegistry, Registry, stand_in_lock
 from conftest import REPO
+from local_bake import MODELS, needs_local_bake
 from moto_server import free_port
 
 from builder.bake.payload import new_ssh_key, sudo_user_data
 from builder.local.qemu import make_overlay, make_seed, qemu_command
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(tool) for tool in ("packer", "qemu-system-x86_64", "docker-registry", "mmdebstrap")),
-    reason="needs packer, qemu, docker-registry and mmdebstrap (scripts/system-packages.txt)",
-)
-MODELS = ["tinyllama:1b"]
+pytestmark = needs_local_bake
 
 
 @pytest.fixture(scope="module")
-def baked(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bake")
-    registry = Registry(root)
-    models = ModelRegistry(MODELS)
-    try:
-        lock = stand_in_lock(registry, REPO / "image/images.lock.json", root / "images.lock.json")
-        config = root / "platform.yaml"
-        config.write_text(
-            f"version: 1\nlocal:\n  state_dir: {root / 'state'}\nollama:\n  models: {json.dumps(MODELS)}\n"
-            "image:\n  mirrors:\n"
-            f"    registry: http://10.0.2.2:{registry.port}\n"
-            f"    models: http://10.0.2.2:{models.port}\n"
-            "    tailscale_apt: none\n"
-        )
-        command = [str(REPO / ".venv/bin/builder"), "--config", str(config), "--json", "bake", "--target", "local"]
-        command += ["--lock", str(lock)]
-        started = time.monotonic()
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=3600)
-        seconds = time.monotonic() - started
-        assert result.returncode == 0, result.stderr[-5000:]
-        print(f"local bake: {seconds:.0f} s")
-        yield {"root": root, "config": config, "lock": lock, "command": command, "result": json.loads(result.stdout)}
-    finally:
-        registry.stop()
-        models.stop()
+def baked(local_bake):
+    return local_bake
 
 
 def test_the_bake_records_a_current_local_image(baked):

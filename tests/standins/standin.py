@@ -11,7 +11,9 @@ image is Debian with this program as its entrypoint, tagged as the pinned refere
 - everything else: a small HTTP server on the service's port that answers its health path and
   echoes what it received as JSON ({"standin", "path", "headers"}), answers a WebSocket upgrade,
   and, for apps with a database, logs in with the credentials compose gives it and creates a
-  marker table (so a test can see the app's database, its password, and that data survives).
+  marker table (so a test can see the app's database, its password, and that data survives);
+  such an app also keeps every POST body in its database (`standin_posts`) and lists them at
+  GET /standin/posts: data written through the app, as a user writes a workflow.
 """
 
 from __future__ import annotations
@@ -95,9 +97,35 @@ class Handler(BaseHTTPRequestHandler):
         if weaviate_data and self.headers.get("Authorization") != expected:
             self.reply(401, {"error": "anonymous access is off"})
             return
+        if self.path == "/standin/posts" and database_url(self.role):
+            listed = subprocess.run(
+                ["psql", database_url(self.role), "-Atc", "SELECT body FROM standin_posts ORDER BY at"],
+                capture_output=True,
+                text=True,
+            )
+            self.reply(200, {"standin": self.role, "posts": listed.stdout.splitlines()})
+            return
         self.reply(200, {"standin": self.role, "path": self.path, "headers": dict(self.headers.items())})
 
-    do_POST = do_GET
+    def do_POST(self) -> None:
+        url = database_url(self.role)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        if url and body:
+            sql = (
+                "CREATE TABLE IF NOT EXISTS standin_posts (path text, body text, at timestamptz DEFAULT now());\n"
+                "INSERT INTO standin_posts (path, body) VALUES (:'path', :'body');\n"
+            )
+            kept = subprocess.run(
+                ["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-v", f"path={self.path}", "-v", f"body={body}"],
+                input=sql,
+                capture_output=True,
+                text=True,
+            )
+            if kept.returncode != 0:
+                self.reply(500, {"standin": self.role, "error": kept.stderr.strip()})
+                return
+        self.do_GET()
 
     def reply(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()

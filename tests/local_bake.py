@@ -1,0 +1,70 @@
+"""One real local bake per test session, shared by every test that needs the baked image: the bake's
+own checks (test_bake_local.py), the booted image suite and the whole chain (test_chain_local.py).
+
+Packer 1.6.6's qemu builder (TCG) runs the whole provisioning on the Debian 12 base. Its sources run
+on loopback (tests/bake_sources.py): Debian's docker-registry holding the runnable stand-ins of
+tests/standins for every locked image (the real images cannot be pulled here), and an Ollama
+registry stand-in for the models. The guest reaches both through qemu's user network (10.0.2.2 is
+the host's loopback). Debian's archive is reached for real. Tailscale's repository is out of reach:
+mirrors.tailscale_apt is none, and the image says so in its BOM.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from bake_sources import ModelRegistry, Registry, stand_in_lock
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = ["tinyllama:1b"]
+TOOLS = ("packer", "qemu-system-x86_64", "docker-registry", "mmdebstrap", "docker")
+
+needs_local_bake = pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in TOOLS),
+    reason=f"needs {', '.join(TOOLS)} (scripts/system-packages.txt) and a running dockerd",
+)
+
+
+def platform_yaml(root: Path, registry_port: int, models_port: int) -> str:
+    """The bake's config; a launch of the baked image extends it (same name, state dir and models)."""
+    return (
+        f"version: 1\nlocal:\n  state_dir: {root / 'state'}\nollama:\n  models: {json.dumps(MODELS)}\n"
+        "image:\n  mirrors:\n"
+        f"    registry: http://10.0.2.2:{registry_port}\n"
+        f"    models: http://10.0.2.2:{models_port}\n"
+        "    tailscale_apt: none\n"
+    )
+
+
+def bake(root: Path):
+    """Bake once under `root`; yields what the tests read: the config, the lock, the command and
+    builder's JSON result. The sources stay up until the session ends."""
+    registry = Registry(root)
+    models = ModelRegistry(MODELS)
+    try:
+        lock = stand_in_lock(registry, REPO / "image/images.lock.json", root / "images.lock.json")
+        config = root / "platform.yaml"
+        config.write_text(platform_yaml(root, registry.port, models.port))
+        command = [str(REPO / ".venv/bin/builder"), "--config", str(config), "--json", "bake", "--target", "local"]
+        command += ["--lock", str(lock)]
+        started = time.monotonic()
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=3600)
+        seconds = time.monotonic() - started
+        assert result.returncode == 0, result.stderr[-5000:]
+        print(f"local bake: {seconds:.0f} s")
+        yield {
+            "root": root,
+            "config": config,
+            "lock": lock,
+            "command": command,
+            "result": json.loads(result.stdout),
+            "seconds": seconds,
+        }
+    finally:
+        registry.stop()
+        models.stop()
