@@ -133,9 +133,15 @@ def _destroy_local(options: GlobalOptions, config, name: str, delete_data: bool)
         return
     if delete_data and instance.data_disk.exists():
         _confirm_data_deletion(name, f"data disk {instance.data_disk}")
-    instance.destroy(delete_data, log=lambda line: click.echo(f"  {line}", err=True))
+    how = instance.destroy(delete_data, log=lambda line: click.echo(f"  {line}", err=True))
     kept = "deleted" if delete_data else "kept"
     if options.json:
-        click.echo(json.dumps({"instance": name, "data_disk": str(instance.data_disk), "data_disk_state": kept}))
+        result = {"instance": name, "shutdown": how, "data_disk": str(instance.data_disk), "data_disk_state": kept}
+        click.echo(json.dumps(result))
     else:
-        click.echo(f"{name}: powered off; data disk {instance.data_disk} {kept}")
+        said = {
+            "clean": "shut down cleanly",
+            "forced": "FORCED off (no clean shutdown)",
+            "not running": "was not running",
+        }
+        click.echo(f"{name}: {said[how]}; data disk {instance.data_disk} {kept}")

@@ -101,6 +101,8 @@ def _launch_local(options: GlobalOptions, name: str, wait: bool, wait_timeout: i
         "data_disk": str(instance.data_disk),
         "urls": {port: f"https://{config.local.forward_address}:{host}/" for port, host in state["ports"].items()},
     }
+    if state.get("ssh_port"):
+        summary["ssh"] = f"ssh -p {state['ssh_port']} {state['ssh_user']}@{config.local.forward_address}"
     if wait:
         started = time.monotonic()
 
@@ -120,3 +122,5 @@ def _launch_local(options: GlobalOptions, name: str, wait: bool, wait_timeout: i
         click.echo(f"{config.name}/{name}: {state['instance_id']} running under qemu; data disk {instance.data_disk}")
         for guest, url in summary["urls"].items():
             click.echo(f"  edge port {guest:<6} {url}")
+        if "ssh" in summary:
+            click.echo(f"  ssh            {summary['ssh']}")

@@ -33,6 +33,11 @@ from builder.errors import BuilderError
 from builder.local.qemu import make_overlay, make_seed, qemu_command
 from builder.userdata import hostname_for, instance_document, render_user_data
 
+# The login cloud-init gives the keys of ssh.authorized_keys: the base distribution's default user.
+DEFAULT_USERS = {"debian-12": "debian", "ubuntu-22.04": "ubuntu"}
+# A clean shutdown stops the stacks in reverse start order: edge, apps, LiteLLM, Ollama, data (up to
+# six in a row), each within its unit's TimeoutStopSec (90 s). The wait covers that chain.
+SHUTDOWN_WAIT_SECONDS = 600
 SUMMARY = re.compile(r"ai-platform firstboot: (done|degraded|failed)\b[^\r\n]*")
 
 
@@ -161,6 +166,9 @@ class LocalInstance:
             render_user_data(self.config, document).mime,
         )
         ports = {_free_port(settings.forward_address): guest for guest in edge_ports(self.config)}
+        # SSH only where the config authorizes keys (as on AWS, where ssh_ingress_cidrs opens it).
+        ssh_port = _free_port(settings.forward_address) if self.config.ssh.authorized_keys else None
+        forwards = {**ports, **({ssh_port: 22} if ssh_port else {})}
         self.console.unlink(missing_ok=True)
         command = qemu_command(
             kernel=image.kernel,
@@ -173,7 +181,7 @@ class LocalInstance:
             accelerator=settings.accelerator,
             cpus=settings.cpus,
             memory_mib=settings.memory_mib,
-            host_forwards=ports,
+            host_forwards=forwards,
             forward_address=settings.forward_address,
             monitor=self.monitor,
         )
@@ -187,6 +195,8 @@ class LocalInstance:
             "pid": process.pid,
             "volume_id": volume_id,
             "ports": {str(guest): host for host, guest in ports.items()},
+            "ssh_port": ssh_port,
+            "ssh_user": DEFAULT_USERS[settings.base_image] if ssh_port else None,
             "launched_at": time.time(),
         }
         (self.directory / "state.json").write_text(json.dumps(state, indent=2))
@@ -209,32 +219,48 @@ class LocalInstance:
                 raise BuilderError(f"{self.name} did not report within {timeout:g} s; see {self.console}")
             time.sleep(poll)
 
-    def destroy(self, delete_data: bool, log: Callable[[str], None]) -> None:
+    def destroy(
+        self, delete_data: bool, log: Callable[[str], None], shutdown_wait: float = SHUTDOWN_WAIT_SECONDS
+    ) -> str:
+        """Power the instance off (cleanly when the guest lets it); returns how: "clean", "forced"
+        or "not running"."""
         state = self.state()
+        how = "not running"
         if state and self.running():
-            self._power_down(state["pid"], log)
+            how = self._power_down(state["pid"], log, shutdown_wait)
         for leftover in ("root.qcow2", "seed.iso", "state.json"):
             (self.directory / leftover).unlink(missing_ok=True)
         self.monitor.unlink(missing_ok=True)
         if delete_data and self.data_disk.exists():
             self.data_disk.unlink()
             log(f"deleted data disk {self.data_disk}")
+        return how
 
-    def _power_down(self, pid: int, log: Callable[[str], None]) -> None:
-        monitor = self.monitor
-        try:  # a clean ACPI shutdown first: the guest unmounts the data disk
+    def _power_down(self, pid: int, log: Callable[[str], None], wait: float) -> str:
+        """An ACPI power-off: the guest's systemd stops the stacks (compose down), unmounts the data
+        disk and powers off. Only a guest that has not finished within `wait` is killed."""
+        started = time.monotonic()
+        try:
             with socket.socket(socket.AF_UNIX) as connection:
-                connection.connect(str(monitor))
+                connection.connect(str(self.monitor))
                 connection.sendall(b"system_powerdown\n")
-        except OSError:
-            pass
-        for _ in range(60):
+            log(f"asked {self.name} to shut down (stacks stop first; waiting up to {wait:g} s)")
+        except OSError as exc:  # nobody can ask this guest to shut down: waiting would change nothing
+            wait = 0
+            log(f"the qemu monitor {self.monitor} did not answer ({exc})")
+        next_note = 30.0
+        while time.monotonic() - started < wait:
             if not _alive(pid):
-                log(f"powered off (pid {pid})")
-                return
+                log(f"shut down cleanly in {time.monotonic() - started:.0f} s (pid {pid})")
+                return "clean"
+            if time.monotonic() - started >= next_note:
+                log(f"still shutting down after {next_note:.0f} s")
+                next_note += 30
             time.sleep(1)
         os.kill(pid, signal.SIGKILL)
-        log(f"killed qemu (pid {pid}) after 60 s without a clean shutdown")
+        _alive(pid)  # reap it
+        log(f"FORCED: killed qemu (pid {pid}) after {wait:g} s without a clean shutdown; stacks may not have stopped")
+        return "forced"
 
 
 def _alive(pid: int) -> bool:
