@@ -7,6 +7,7 @@ still starting at the deadline is named with its state.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +20,8 @@ FIRST_STACKS = ("data",)
 LAST_STACKS = ("edge",)
 # Services that are host units rather than compose stacks.
 HOST_UNITS = {"gdrive": "ai-platform-gdrive.service"}
+
+log = logging.getLogger("firstboot")
 
 
 def platform_units(services: Sequence[str]) -> list[str]:
@@ -58,9 +61,15 @@ def start_stacks(
     if write_target_drop_in(systemd_dir, units):
         systemd.daemon_reload()
     systemd.start(PLATFORM_TARGET)
-    deadline = clock() + timeout
+    started = clock()
+    deadline = started + timeout
+    announced: set[str] = set()
     while True:
         states = {unit: systemd.active_state(unit) for unit in units}
+        for unit in units:  # each stack's line as it becomes healthy: the boot's progress, timed
+            if states[unit] == "active" and unit not in announced:
+                announced.add(unit)
+                log.info("healthy: %s after %.0f s", unit, clock() - started)
         failed = [unit for unit, state in states.items() if state == "failed"]
         if failed:
             raise ServicesError(f"{', '.join(failed)} failed; see `journalctl -u {failed[0]}`")

@@ -112,8 +112,15 @@ def _launch_local(options: GlobalOptions, name: str, wait: bool, wait_timeout: i
                     f"  [{time.monotonic() - started:5.0f} s] {agent_state}{': ' + line if line else ''}", err=True
                 )
 
-        agent_state, line = instance.wait(wait_timeout, progress)
-        summary.update(agent_state=agent_state, agent_detail=line)
+        steps: list[dict] = []
+
+        def step_done(line: str) -> None:
+            steps.append({"at_seconds": round(time.monotonic() - started, 1), "line": line})
+            if not options.json:
+                click.echo(f"  [{time.monotonic() - started:5.0f} s] {line.removeprefix('firstboot: ')}", err=True)
+
+        agent_state, line = instance.wait(wait_timeout, progress, on_step=step_done)
+        summary.update(agent_state=agent_state, agent_detail=line, agent_steps=steps)
         if agent_state == "failed":
             raise BuilderError(f"{name} failed its first boot: {line}; console: {instance.console}")
     if options.json:

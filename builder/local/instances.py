@@ -39,6 +39,11 @@ DEFAULT_USERS = {"debian-12": "debian", "ubuntu-22.04": "ubuntu"}
 # six in a row), each within its unit's TimeoutStopSec (90 s). The wait covers that chain.
 SHUTDOWN_WAIT_SECONDS = 600
 SUMMARY = re.compile(r"ai-platform firstboot: (done|degraded|failed)\b[^\r\n]*")
+# The agent's line for each finished step (firstboot.framework) and each stack that became healthy
+# (firstboot.services), on the console as on the journal.
+STEP = re.compile(
+    r"firstboot: (step (\S+): (ok in [\d.]+ s|failed after [\d.]+ s|already done)|healthy: \S+ after \d+ s)[^\r\n]*"
+)
 
 
 @dataclass(frozen=True)
@@ -203,10 +208,25 @@ class LocalInstance:
         log(f"started {instance_id} (qemu pid {process.pid}); console: {self.console}")
         return state
 
-    def wait(self, timeout: float, on_change: Callable[[str, str], None], poll: float = 2) -> tuple[str, str]:
+    def agent_steps(self) -> list[str]:
+        """The agent's step lines on the console so far, in order."""
+        text = self.console.read_text(errors="replace") if self.console.exists() else ""
+        return [match.group(0) for match in STEP.finditer(text)]
+
+    def wait(
+        self,
+        timeout: float,
+        on_change: Callable[[str, str], None],
+        poll: float = 2,
+        on_step: Callable[[str], None] = lambda _line: None,
+    ) -> tuple[str, str]:
         deadline = time.monotonic() + timeout
-        seen = None
+        seen, steps_seen = None, 0
         while True:
+            steps = self.agent_steps()
+            for line in steps[steps_seen:]:
+                on_step(line)
+            steps_seen = len(steps)
             state, line = self.agent_report()
             if (state, line) != seen:
                 on_change(state, line)

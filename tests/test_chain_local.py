@@ -1,0 +1,172 @@
+"""The whole chain as a user runs it: the image the session baked (tests/local_bake.py), launched with
+`builder launch NAME --target local --wait` and its own user-data (no test seed), opened through the
+edge, destroyed and launched again on the same data disk.
+
+The only thing the test adds to the bake's config is what a user may add: an SSH key
+(`ssh.authorized_keys`), so that it can look inside the instance (containers, the data volume) the
+way an owner with a key would. Every stack runs its locked image, as baked: here the runnable
+stand-ins of tests/standins (real PostgreSQL, Redis and NGINX; health-endpoint servers for the
+apps), because the real images cannot be pulled on this machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import urllib3
+from local_bake import needs_local_bake
+
+from builder.bake.payload import new_ssh_key
+
+pytestmark = needs_local_bake
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+NAME = "chain"
+STACKS = ["data", "ollama", "litellm", "anythingllm", "clawdbot", "dify", "n8n", "signal_api", "edge"]
+WAIT_TIMEOUT = 2400  # TCG: Docker and ~25 containers on 2 emulated vCPUs
+
+
+class Chain:
+    def __init__(self, root: Path, builder: str, config: Path, key: Path):
+        self.root, self.builder, self.config, self.key = root, builder, config, key
+        self.launched: dict = {}
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        command = [self.builder, "--config", str(self.config), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=self.root)
+
+    def launch(self) -> dict:
+        started = time.monotonic()
+        result = self.run("--json", "launch", NAME, "--target", "local", "--wait", "--wait-timeout", str(WAIT_TIMEOUT))
+        seconds = time.monotonic() - started
+        assert result.returncode == 0, f"{result.stderr[-4000:]}\nconsole: {self.console_tail()}"
+        self.launched = {**json.loads(result.stdout), "seconds": seconds, "progress": result.stderr}
+        return self.launched
+
+    def destroy(self) -> subprocess.CompletedProcess:
+        return self.run("--json", "destroy", NAME, "--target", "local", timeout=900)
+
+    def console_tail(self) -> str:
+        console = Path(self.config.parent / "state/ai-platform/instances" / NAME / "console.log")
+        return console.read_text(errors="replace")[-4000:] if console.exists() else "(no console)"
+
+    def ssh(self, command: str, timeout: float = 120) -> str:
+        port = self.launched["ssh"].split()[2]
+        ssh = ["ssh", "-q", "-i", str(self.key), "-p", port, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+        ssh += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "debian@127.0.0.1"]
+        result = subprocess.run(
+            [*ssh, f"sudo sh -c {json.dumps(command)}"], capture_output=True, text=True, timeout=timeout
+        )
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+        return result.stdout
+
+    def url(self, edge_port: int, path: str = "/") -> str:
+        return self.launched["urls"][str(edge_port)].rstrip("/") + path
+
+    def served_certificate(self, edge_port: int) -> bytes:
+        host, port = self.url(edge_port).split("//")[1].rstrip("/").split(":")
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with socket.create_connection((host, int(port)), timeout=10) as raw, context.wrap_socket(raw) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def get(url: str, **kwargs) -> requests.Response:
+    return requests.get(url, verify=False, allow_redirects=False, timeout=30, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def chain(local_bake, tmp_path_factory):
+    root = tmp_path_factory.mktemp("chain")
+    key = root / "id_ed25519"
+    public = new_ssh_key(key, "ai-platform-chain-test")
+    config = local_bake["root"] / "chain.yaml"
+    config.write_text(local_bake["config"].read_text() + f"ssh:\n  authorized_keys: [{json.dumps(public)}]\n")
+    chain = Chain(root, local_bake["command"][0], config, key)
+    chain.launch()
+    print(f"first launch: done after {chain.launched['seconds']:.0f} s\n{chain.launched['progress']}")
+    yield chain
+    chain.destroy()
+
+
+def test_the_first_boot_reports_done_with_every_stack_healthy(chain):
+    assert chain.launched["agent_state"] == "done", chain.launched
+    status = json.loads(chain.ssh("cat /var/lib/ai-platform/status.json"))
+    assert status["state"] == "done" and status["first_error"] is None
+    print("agent steps (s):", {step["name"]: step["seconds"] for step in status["steps"]})
+    units = chain.ssh("systemctl is-active " + " ".join(f"ai-platform-stack@{s}.service" for s in STACKS))
+    assert units.split() == ["active"] * len(STACKS)
+    containers = [json.loads(line) for line in chain.ssh("docker ps -a --format '{{json .}}'").splitlines()]
+    assert len(containers) >= 20
+    unhealthy = [c["Names"] + ": " + c["Status"] for c in containers if "(healthy)" not in c["Status"]]
+    # Workers without a healthcheck only need to be up.
+    assert all(line.split(": ")[1].startswith("Up") for line in unhealthy), unhealthy
+
+
+def test_builder_status_shows_the_running_instance(chain):
+    result = chain.run("--json", "status", "--target", "local")
+    assert result.returncode == 0, result.stderr
+    [view] = json.loads(result.stdout)
+    assert (view["name"], view["state"], view["agent_state"]) == (NAME, "running", "done")
+    assert view["instance_id"] == chain.launched["instance_id"]
+
+
+def test_the_edge_serves_the_instances_certificate_on_every_forwarded_port(chain):
+    made = chain.ssh("openssl x509 -in /etc/ai-platform/tls/tls.crt -outform DER | base64 -w0")
+    for port in (8443, 8444, 8445, 8446):
+        assert chain.served_certificate(port) == base64.b64decode(made), port
+
+
+@pytest.mark.parametrize(
+    "edge_port, path, standin",
+    [
+        (8443, "/litellm/v1/models", "litellm"),
+        (8443, "/clawdbot/", "clawdbot"),
+        (8444, "/workspaces", "anythingllm"),
+        (8445, "/apps", "dify-web"),
+        (8445, "/console/api/setup", "dify-api"),
+        (8446, "/rest/login", "n8n"),
+    ],
+)
+def test_each_route_reaches_its_app_over_tls(chain, edge_port, path, standin):
+    response = get(chain.url(edge_port, path))
+    assert response.status_code == 200, response.text[:500]
+    assert response.json()["standin"] == standin
+
+
+def test_the_index_lists_the_apps(chain):
+    page = get(chain.url(8443)).text
+    for title in ("LiteLLM", "AnythingLLM", "Dify", "n8n", "Clawdbot"):
+        assert f">{title}<" in page
+
+
+def test_data_written_through_the_apps_and_the_secrets_survive_destroy_and_relaunch(chain):
+    note = f"workflow-{uuid.uuid4()}"
+    posted = requests.post(chain.url(8446, "/rest/workflows"), data=note, verify=False, timeout=30)
+    assert posted.status_code == 200, posted.text
+    assert note in get(chain.url(8446, "/standin/posts")).json()["posts"]
+    chain.ssh(f"mkdir -p /mnt/data/media && echo {note} > /mnt/data/media/kept.txt")
+    secrets_before = chain.ssh("sha256sum /mnt/data/platform/secrets.env").split()[0]
+    certificate_before = chain.served_certificate(8443)
+    first_id = chain.launched["instance_id"]
+
+    destroyed = chain.destroy()
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert json.loads(destroyed.stdout)["shutdown"] == "clean", destroyed.stderr
+    print(f"destroy: {destroyed.stderr.strip()}")
+
+    chain.launch()
+    print(f"second launch: done after {chain.launched['seconds']:.0f} s")
+    assert chain.launched["agent_state"] == "done" and chain.launched["instance_id"] != first_id
+    assert note in get(chain.url(8446, "/standin/posts")).json()["posts"]
+    assert chain.ssh("cat /mnt/data/media/kept.txt").strip() == note
+    assert chain.ssh("sha256sum /mnt/data/platform/secrets.env").split()[0] == secrets_before
+    assert chain.served_certificate(8443) == certificate_before

@@ -1,0 +1,135 @@
+"""The local target's lifecycle without a VM: following the agent's console lines, and the power-off
+that waits for a clean shutdown. A real process stands in for qemu (a VM takes a minute to boot,
+and these are about builder's side): it holds a UNIX socket as qemu's monitor does and ends, or
+does not, when it reads `system_powerdown`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from builder.config.schema import PlatformConfig
+from builder.local.instances import LocalInstance
+from firstboot.services import start_stacks
+
+GUEST = """
+import socket, sys, time
+server = socket.socket(socket.AF_UNIX)
+server.bind(sys.argv[1])
+server.listen(1)
+print("ready", flush=True)
+connection, _ = server.accept()
+request = connection.recv(100)
+if sys.argv[2] == "obeys" and b"system_powerdown" in request:
+    time.sleep(1)  # the guest's shutdown: stacks stop, the disk is unmounted
+    open(sys.argv[1] + ".ended", "w").close()
+    sys.exit(0)
+time.sleep(3600)  # a guest that never shuts down
+"""
+
+
+@pytest.fixture
+def instance(tmp_path):
+    config = PlatformConfig.model_validate({"version": 1, "local": {"state_dir": str(tmp_path / "state")}})
+    made = LocalInstance(config, "alpha")
+    made.directory.mkdir(parents=True)
+    yield made
+    made.monitor.unlink(missing_ok=True)
+
+
+def start_guest(instance: LocalInstance, behaviour: str) -> subprocess.Popen:
+    instance.monitor.unlink(missing_ok=True)
+    guest = subprocess.Popen(
+        [sys.executable, "-c", GUEST, str(instance.monitor), behaviour], stdout=subprocess.PIPE, text=True
+    )
+    assert guest.stdout.readline().strip() == "ready"
+    (instance.directory / "state.json").write_text(json.dumps({"instance_id": "local-alpha-1", "pid": guest.pid}))
+    return guest
+
+
+def test_destroy_waits_for_a_clean_shutdown_and_says_so(instance):
+    guest = start_guest(instance, "obeys")
+    lines: list[str] = []
+    assert instance.destroy(delete_data=False, log=lines.append, shutdown_wait=30) == "clean"
+    guest.wait(10)
+    assert instance.monitor.with_suffix(".monitor.ended").exists()  # it ended by itself: nothing was killed
+    instance.monitor.with_suffix(".monitor.ended").unlink()
+    assert any("shut down cleanly" in line for line in lines), lines
+    assert not (instance.directory / "state.json").exists()
+
+
+def test_a_guest_that_does_not_shut_down_is_forced_off_and_that_is_said(instance):
+    guest = start_guest(instance, "ignores")
+    lines: list[str] = []
+    assert instance.destroy(delete_data=False, log=lines.append, shutdown_wait=2) == "forced"
+    guest.wait(10)  # gone (builder reaped it, so Popen cannot see the signal)
+    assert any(line.startswith("FORCED") for line in lines), lines
+
+
+def test_a_monitor_that_is_gone_means_an_immediate_forced_stop(instance):
+    guest = start_guest(instance, "obeys")
+    instance.monitor.unlink()  # nobody can ask this guest to power off
+    lines: list[str] = []
+    began = time.monotonic()
+    assert instance.destroy(delete_data=False, log=lines.append, shutdown_wait=600) == "forced"
+    guest.wait(10)
+    assert time.monotonic() - began < 60, "it waited for a shutdown nobody asked for"
+
+
+def test_wait_reports_each_step_and_stack_in_order(instance):
+    instance.console.write_text(
+        "[  OK  ] Started foo.\n"
+        "firstboot: step config: ok in 0.01 s: ai-platform/alpha on local\n"
+        "firstboot: step storage: ok in 3.20 s: vol-1 on vdb: new filesystem made\n"
+        "firstboot: healthy: ai-platform-stack@data.service after 41 s\n"
+        "firstboot: step services: ok in 300.00 s: 2 healthy\n"
+        "ai-platform firstboot: done (8 ok)\n"
+    )
+    (instance.directory / "state.json").write_text(json.dumps({"instance_id": "i", "pid": 0}))
+    steps: list[str] = []
+    state, line = instance.wait(5, lambda *_: None, poll=0.1, on_step=steps.append)
+    assert (state, line) == ("done", "ai-platform firstboot: done (8 ok)")
+    assert [s.split(":")[1].strip() for s in steps] == [
+        "step config",
+        "step storage",
+        "healthy",
+        "step services",
+    ]
+
+
+def test_start_stacks_logs_each_stack_as_it_becomes_healthy(tmp_path, caplog):
+    class Systemd:
+        polls = 0
+
+        def daemon_reload(self):
+            pass
+
+        def start(self, unit):
+            pass
+
+        def active_state(self, unit):
+            # data is healthy at once; the edge only from the third poll on
+            return "active" if "data" in unit or self.polls >= 3 else "activating"
+
+        def condition_failed(self, unit):
+            return False
+
+    systemd = Systemd()
+    now = [0.0]
+
+    def sleep(_seconds):  # each poll takes 10 s of the (fake) clock
+        systemd.polls += 1
+        now[0] += 10
+
+    caplog.set_level("INFO", logger="firstboot")
+    start_stacks(systemd, tmp_path, [], timeout=600, poll_interval=1, clock=lambda: now[0], sleep=sleep)
+    healthy = [r.getMessage() for r in caplog.records if r.getMessage().startswith("healthy:")]
+    assert healthy == [
+        "healthy: ai-platform-stack@data.service after 0 s",
+        "healthy: ai-platform-stack@edge.service after 30 s",
+    ]
