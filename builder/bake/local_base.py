@@ -15,6 +15,7 @@ from pathlib import Path
 
 from builder.bake.payload import file_sha256
 from builder.config.schema import PlatformConfig
+from builder.local.accelerator import resolve
 
 DIRECT_KERNEL_APPEND = "root=LABEL=root rw console=ttyS0 net.ifnames=0"
 
@@ -35,6 +36,7 @@ def prepare_local_base(config: PlatformConfig, work: Path, log: Callable[[str], 
             "local_base_image": str(disk),
             "local_base_checksum": f"sha256:{config.local.ubuntu_image_sha256}",
             "local_boot": [],
+            "local_accelerator": resolve(config.local.accelerator, None, cache_dir(), log),
         }
     from builder.local.debian_base import build_debian_base
 
@@ -51,4 +53,5 @@ def prepare_local_base(config: PlatformConfig, work: Path, log: Callable[[str], 
             ["-initrd", str(target / "initrd.img")],
             ["-append", DIRECT_KERNEL_APPEND],
         ],
+        "local_accelerator": resolve(config.local.accelerator, base.kernel, cache_dir(), log),
     }

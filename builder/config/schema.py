@@ -364,8 +364,10 @@ class Local(Section):
     ubuntu_image_sha256: str | None = Field(
         None, description="SHA-256 of that image, from Canonical's SHA256SUMS.", pattern=r"^[0-9a-f]{64}$"
     )
-    accelerator: Literal["tcg", "kvm"] = Field(
-        "tcg", description="qemu accelerator: 'tcg' works everywhere; 'kvm' only where KVM really works."
+    accelerator: Literal["auto", "tcg", "kvm"] = Field(
+        "auto",
+        description="qemu accelerator: 'auto' is KVM where a probe boots a kernel under it within seconds, "
+        "else TCG (said in one line); 'tcg' (works everywhere, slow) and 'kvm' force a choice.",
     )
     cpus: int = Field(2, ge=1, le=64, description="vCPUs of local VMs.")
     memory_mib: int = Field(4096, ge=1024, le=262144, description="Memory of local VMs.")

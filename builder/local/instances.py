@@ -30,6 +30,7 @@ from pathlib import Path
 
 from builder.config.schema import EdgeService, PlatformConfig
 from builder.errors import BuilderError
+from builder.local.accelerator import resolve as resolve_accelerator
 from builder.local.qemu import make_overlay, make_seed, qemu_command
 from builder.userdata import hostname_for, instance_document, render_user_data
 
@@ -147,6 +148,8 @@ class LocalInstance:
     def launch(self, log: Callable[[str], None]) -> dict:
         if self.running():
             raise BuilderError(f"{self.name} is already running (pid {self.state()['pid']}); destroy it first")
+        from builder.bake.local_base import cache_dir
+
         image = current_image(self.config)
         settings = self.config.local
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -183,7 +186,7 @@ class LocalInstance:
             data_serial="vol" + volume_id[4:],
             seed=seed,
             serial_log=self.console,
-            accelerator=settings.accelerator,
+            accelerator=resolve_accelerator(settings.accelerator, image.kernel, cache_dir(), log),
             cpus=settings.cpus,
             memory_mib=settings.memory_mib,
             host_forwards=forwards,
