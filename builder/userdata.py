@@ -60,8 +60,14 @@ def instance_document(
     volume_id: str | None = None,
     endpoints: dict[str, str] | None = None,
     tailnet: bool = True,
+    edge_bind: list[str] | None = None,
+    public: dict | None = None,
 ) -> dict:
-    """The agent's per-instance config (firstboot/instance_config.py reads it), version 1."""
+    """The agent's per-instance config (firstboot/instance_config.py reads it), version 1.
+
+    `edge_bind` replaces edge.bind (a local VM's edge listens on the guest's NIC, which qemu forwards
+    to); `public` is how clients reach the edge when that is not the tailnet name and the edge's own
+    ports: {"host": ADDRESS, "ports": {"EDGE_PORT": CLIENT_PORT}} (a local VM's forwarded ports)."""
     if target not in TARGETS:
         raise BuilderError(f"target {target!r}: must be one of {', '.join(TARGETS)}")
     document = {
@@ -91,10 +97,12 @@ def instance_document(
         "cloud_models": {"anthropic": config.providers.anthropic_model, "openai": config.providers.openai_model},
         "edge": {
             "port": config.edge.port,
-            "bind": list(config.edge.bind),
+            "bind": list(edge_bind if edge_bind is not None else config.edge.bind),
             "app_ports": {app: getattr(config.services, app).edge_port for app in ("anythingllm", "dify", "n8n")},
         },
     }
+    if public:
+        document["edge"]["public"] = public
     if endpoints:
         document["endpoints"] = endpoints
     return document

@@ -19,6 +19,7 @@ from typing import Any
 
 from firstboot import env, identity, instance_config, services, stack_config, storage, tailscale, volume
 from firstboot.framework import PER_BOOT, Context, Step, StepFailed
+from firstboot.instance_config import EDGE_APPS
 from firstboot.report import publish_status_tags
 
 
@@ -34,6 +35,7 @@ class Paths:
     systemd_dir: Path = Path("/etc/systemd/system")
     data_mount: Path = Path(storage.MOUNT_POINT)
     env_contract: Path = Path("/opt/ai-platform/env-contract.json")
+    stacks_dir: Path = Path("/opt/ai-platform/stacks")
     env_file: Path = Path("/etc/ai-platform/stack.env")
     tls_dir: Path = Path("/etc/ai-platform/tls")
     etc_dir: Path = Path("/etc/ai-platform")
@@ -151,6 +153,7 @@ def join_tailnet(context: Context) -> str:
         raise StepFailed(str(exc)) from None
     # The edge binds to the tailnet address: the .env contract can ask for it as instance:tailscale_ip.
     context.values["tailscale_ip"] = tailscale.first_ipv4(node)
+    context.values["tailnet_name"] = tailscale.dns_name(node)
     return f"{'joined as' if joined else 'already joined as'} {wanted.hostname}; {made}"
 
 
@@ -170,14 +173,19 @@ def write_secrets(context: Context) -> str:
         else:
             provider_keys[provider] = value
     me = context.values["identity"]
+    hostname = config.tailscale.hostname if config.tailscale else f"{config.platform}-{config.instance}"
+    context.values["hostname"] = hostname
+    # The name clients use: MagicDNS's full name when the node has one (the edge's certificate is for it).
+    node_name = context.values.get("tailnet_name") or hostname
     instance_values = {
         "platform": config.platform,
         "instance": config.instance,
         "instance_id": me.instance_id,
-        "hostname": config.tailscale.hostname if config.tailscale else f"{config.platform}-{config.instance}",
+        "hostname": hostname,
         "tailscale_ip": context.values.get("tailscale_ip", ""),
         "ollama_keep_alive": config.stack.keep_alive,
         "ollama_context_length": str(config.stack.context_length),
+        **{f"public_url_{app}": stack_config.public_url(config.stack, app, node_name) for app in EDGE_APPS},
     }
     stack_env = env.build_env(contract, generated, provider_keys, instance_values)
     changed = env.write_env(paths.env_file, stack_env)
@@ -193,7 +201,9 @@ def render_stack_files(context: Context) -> str:
     settings: Settings = context.values["settings"]
     config = context.values["config"]
     etc = settings.paths.etc_dir
-    files = stack_config.StackFiles(etc / "litellm" / "config.yaml", etc / "edge", etc / "compose")
+    files = stack_config.StackFiles(
+        etc / "litellm" / "config.yaml", etc / "edge", etc / "compose", settings.paths.stacks_dir
+    )
     try:
         changed, warnings = stack_config.write_stack_files(
             files,
@@ -203,6 +213,7 @@ def render_stack_files(context: Context) -> str:
             context.values.get("providers_with_keys", []),
             context.values.get("tailscale_ip", ""),
             tailnet=config.tailscale is not None,
+            node_names=[name for name in (context.values.get("tailnet_name"), context.values.get("hostname")) if name],
         )
     except stack_config.StackConfigError as exc:
         raise StepFailed(str(exc)) from None

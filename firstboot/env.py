@@ -29,7 +29,7 @@ from firstboot.status import Redactor, write_atomic, write_if_changed
 CONTRACT_VERSION = 1
 SECRETS_RELATIVE_PATH = Path("platform") / "secrets.env"  # on the data volume
 _NAME = re.compile(r"[A-Z][A-Z0-9_]*")
-_SOURCES = re.compile(r"generated|provider:[a-z]+|instance:[a-z_]+")
+_SOURCES = re.compile(r"generated|provider:[a-z]+|instance:[a-z0-9_]+")
 
 
 class SecretsError(Exception):

@@ -73,6 +73,17 @@ class StackSettings:
     edge_port: int = 8443
     edge_bind: tuple[str, ...] = ("tailscale", "127.0.0.1")
     app_ports: dict[str, int] = field(default_factory=lambda: {"anythingllm": 8444, "dify": 8445, "n8n": 8446})
+    # How clients reach the edge when not at the tailnet name on the edge's own ports (a local VM:
+    # loopback, forwarded ports). None and {}: the node's own name and ports.
+    public_host: str | None = None
+    public_ports: dict[int, int] = field(default_factory=dict)
+
+    def client_port(self, edge_port: int) -> int:
+        """The port a client uses for one of the edge's ports."""
+        return self.public_ports.get(edge_port, edge_port)
+
+    def app_client_port(self, app: str) -> int:
+        return self.client_port(self.app_ports[app])
 
 
 @dataclass(frozen=True)
@@ -181,11 +192,18 @@ def _stack_settings(reader: _Reader, document: dict) -> StackSettings:
     cloud = reader.mapping(document, "cloud_models", required=False) or {}
     reader.no_unknown(cloud, {"anthropic", "openai"}, "cloud_models.")
     edge = reader.mapping(document, "edge", required=False) or {}
-    reader.no_unknown(edge, {"port", "bind", "app_ports"}, "edge.")
+    reader.no_unknown(edge, {"port", "bind", "app_ports", "public"}, "edge.")
     app_ports = edge.get("app_ports", defaults.app_ports)
     if not isinstance(app_ports, dict):
         raise reader.fail("edge.app_ports", "must be an object")
     reader.no_unknown(app_ports, set(EDGE_APPS), "edge.app_ports.")
+    public = reader.mapping(edge, "public", required=False) or {}
+    reader.no_unknown(public, {"host", "ports"}, "edge.public.")
+    public_ports = public.get("ports", {})
+    if not isinstance(public_ports, dict) or not all(
+        str(k).isdigit() and isinstance(v, int) and 0 < v < 65536 for k, v in public_ports.items()
+    ):
+        raise reader.fail("edge.public.ports", "must map edge ports to client ports (1-65535)")
     return StackSettings(
         ollama_models=tuple(reader.list_of(ollama, "models", _MODEL, "NAME:TAG", prefix="ollama."))
         if "models" in ollama
@@ -208,6 +226,10 @@ def _stack_settings(reader: _Reader, document: dict) -> StackSettings:
             app: reader.number(app_ports, app, 1, 65535, defaults.app_ports[app], "edge.app_ports.")
             for app in EDGE_APPS
         },
+        public_host=reader.text(public, "host", _ADDRESS, "an IP address", required=False, prefix="edge.public.")
+        if "host" in public
+        else None,
+        public_ports={int(k): v for k, v in public_ports.items()},
     )
 
 

@@ -54,6 +54,11 @@ class StackFiles:
     litellm_config: Path  # /etc/ai-platform/litellm/config.yaml
     edge_dir: Path  # /etc/ai-platform/edge (instance.conf, index.conf)
     compose_dir: Path  # /etc/ai-platform/compose (edge.yaml)
+    stacks_dir: Path = Path("/opt/ai-platform/stacks")  # the image's templates (clawdbot/openclaw.json)
+
+    @property
+    def openclaw_config(self) -> Path:  # /etc/ai-platform/clawdbot/openclaw.json
+        return self.litellm_config.parent.parent / "clawdbot" / "openclaw.json"
 
 
 def litellm_config(settings: StackSettings, providers_with_keys: Sequence[str]) -> dict:
@@ -100,6 +105,27 @@ def litellm_config(settings: StackSettings, providers_with_keys: Sequence[str]) 
     }
 
 
+def public_url(settings: StackSettings, app: str, node_name: str) -> str:
+    """The URL a client opens for `app` (one with its own edge port), without a trailing slash: on
+    the tailnet, the node's name (MagicDNS) and the app's port; locally, the forwarded address."""
+    return f"https://{settings.public_host or node_name}:{settings.app_client_port(app)}"
+
+
+def control_ui_origins(settings: StackSettings, names: Sequence[str]) -> list[str]:
+    """Every origin a browser of the owner's opens OpenClaw's Control UI from: OpenClaw refuses a
+    WebSocket from any origin it is not given (the edge is a proxy, so none of them is "local")."""
+    port = settings.client_port(settings.edge_port)
+    hosts = [settings.public_host, *names] if settings.public_host else list(names)
+    return list(dict.fromkeys(f"https://{host}:{port}" for host in hosts if host))
+
+
+def openclaw_config(template: str, origins: Sequence[str]) -> str:
+    """The image's openclaw.json with this instance's allowed origins (secrets stay ${VAR} references)."""
+    document = json.loads(template)
+    document.setdefault("gateway", {}).setdefault("controlUi", {})["allowedOrigins"] = list(origins)
+    return json.dumps(document, indent=2) + "\n"
+
+
 def edge_addresses(settings: StackSettings, tailscale_ip: str, tailnet: bool) -> tuple[list[str], list[str]]:
     """The addresses the edge publishes on, and warnings for those it cannot use.
 
@@ -134,8 +160,8 @@ def edge_instance_conf(settings: StackSettings, owner_password: str) -> str:
         raise StackConfigError(f"{EDGE_OWNER_VARIABLE} is missing from .env: the edge's owner routes need it")
     credential = base64.b64encode(f"{EDGE_OWNER_USER}:{owner_password}".encode()).decode()
     lines = ["# Written by the firstboot agent at every boot. Holds the owner's credential: mode 0600."]
-    for app in EDGE_APPS:
-        lines.append(f'map "" $edge_port_{app} {{ default {settings.app_ports[app]}; }}')
+    for app in EDGE_APPS:  # the port a client uses (a local VM's forwarded one), for redirects
+        lines.append(f'map "" $edge_port_{app} {{ default {settings.app_client_port(app)}; }}')
     lines.append(f'map $http_authorization $edge_owner {{ default 0; "Basic {credential}" 1; }}')
     return "\n".join(lines) + "\n"
 
@@ -147,9 +173,9 @@ def edge_index_conf(settings: StackSettings, services: Sequence[str]) -> str:
         if service not in services:
             continue
         if path is None:
-            url = f"https://$host:{settings.app_ports[service]}/"
+            url = f"https://$host:{settings.app_client_port(service)}/"
         else:
-            url = f"https://$host:{settings.edge_port}{path}"
+            url = f"https://$host:{settings.client_port(settings.edge_port)}{path}"
         items.append(f'<li><a href=\\"{url}\\">{title}</a> <code>{url}</code></li>')
     body = (
         '<!doctype html><html><head><meta charset=\\"utf-8\\"><title>AI platform</title></head><body>'
@@ -172,13 +198,19 @@ def write_stack_files(
     providers_with_keys: Sequence[str],
     tailscale_ip: str,
     tailnet: bool = True,
+    node_names: Sequence[str] = (),
 ) -> tuple[list[str], list[str]]:
-    """Render and write every per-instance file; returns (paths changed, warnings)."""
+    """Render and write every per-instance file; returns (paths changed, warnings). `node_names`: the
+    names and addresses clients reach this node by (MagicDNS name, host name, tailnet address)."""
     changed: list[str] = []
     warnings: list[str] = []
     if "litellm" in services:
         text = json.dumps(litellm_config(settings, providers_with_keys), indent=2) + "\n"
         _write(files.litellm_config, text, 0o644, changed)
+    if "clawdbot" in services:
+        template = (files.stacks_dir / "clawdbot" / "openclaw.json").read_text(encoding="utf-8")
+        text = openclaw_config(template, control_ui_origins(settings, [*node_names, tailscale_ip]))
+        _write(files.openclaw_config, text, 0o644, changed)
     addresses, warnings = edge_addresses(settings, tailscale_ip, tailnet)
     if not addresses:
         raise StackConfigError("the edge has no address to publish on (edge.bind); nothing would reach the platform")

@@ -72,6 +72,11 @@ def first_ipv4(status: dict | None) -> str:
     return ""
 
 
+def dns_name(status: dict | None) -> str:
+    """The node's MagicDNS name (host.tailnet.ts.net) from `tailscale status --json`, or ""."""
+    return (((status or {}).get("Self") or {}).get("DNSName") or "").rstrip(".")
+
+
 def is_running(status: dict | None) -> bool:
     return bool(status) and status.get("BackendState") == "Running"
 

@@ -70,6 +70,7 @@ class Machine:
             env_file=root / "etc/ai-platform/stack.env",
             tls_dir=root / "etc/ai-platform/tls",
             etc_dir=root / "etc/ai-platform",
+            stacks_dir=Path(__file__).parents[1] / "image/rootfs/opt/ai-platform/stacks",
         )
         self.paths.env_contract.parent.mkdir(parents=True, exist_ok=True)
         self.paths.env_contract.write_text(json.dumps(CONTRACT))

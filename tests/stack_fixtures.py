@@ -76,12 +76,16 @@ def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None 
         {},
         {
             "hostname": "ai-platform-test",
+            "public_url_n8n": "https://127.0.0.1:8446",
+            "public_url_dify": "https://127.0.0.1:8445",
             "ollama_keep_alive": settings.keep_alive,
             "ollama_context_length": str(settings.context_length),
         },
     )
     env.write_env(tree.etc / "stack.env", values)
-    files = stack_config.StackFiles(tree.etc / "litellm/config.yaml", tree.etc / "edge", tree.etc / "compose")
+    files = stack_config.StackFiles(
+        tree.etc / "litellm/config.yaml", tree.etc / "edge", tree.etc / "compose", tree.root / "stacks"
+    )
     stack_config.write_stack_files(files, settings, list(services), values, [], "", tailnet=False)
     # The edge's certificate, made as the agent makes it without a tailnet (self-signed).
     tailscale.ensure_self_signed(tree.etc / "tls", ["localhost"])

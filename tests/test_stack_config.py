@@ -10,6 +10,7 @@ import json
 
 import pytest
 import yaml
+from stack_fixtures import STACKS_DIR
 
 from firstboot import stack_config
 from firstboot.instance_config import StackSettings
@@ -78,7 +79,9 @@ def test_instance_conf_maps_the_apps_host_ports_and_the_owner_credential(tmp_pat
 
 
 def test_files_are_written_once_with_their_modes(tmp_path):
-    files = stack_config.StackFiles(tmp_path / "litellm/config.yaml", tmp_path / "edge", tmp_path / "compose")
+    files = stack_config.StackFiles(
+        tmp_path / "litellm/config.yaml", tmp_path / "edge", tmp_path / "compose", STACKS_DIR
+    )
     env = {"EDGE_OWNER_PASSWORD": "pw"}
     changed, _ = stack_config.write_stack_files(files, SETTINGS, ["litellm"], env, [], "", tailnet=False)
     assert len(changed) == 4
@@ -88,3 +91,44 @@ def test_files_are_written_once_with_their_modes(tmp_path):
         stack_config.write_stack_files(
             files, StackSettings(edge_bind=("tailscale",)), ["litellm"], env, [], "", tailnet=False
         )
+
+
+LOCAL = StackSettings(edge_bind=("10.0.2.15",), public_host="127.0.0.1", public_ports={8443: 40001, 8446: 40004})
+
+
+def test_public_urls_name_the_port_a_client_uses():
+    assert stack_config.public_url(SETTINGS, "n8n", "ai-platform-demo.tail1234.ts.net") == (
+        "https://ai-platform-demo.tail1234.ts.net:8446"
+    )
+    # A local VM: loopback and the forwarded port, whatever the node calls itself.
+    assert stack_config.public_url(LOCAL, "n8n", "ai-platform-demo") == "https://127.0.0.1:40004"
+
+
+def test_redirects_and_the_index_use_the_forwarded_ports():
+    assert 'map "" $edge_port_n8n { default 40004; }' in stack_config.edge_instance_conf(LOCAL, "pw")
+    index = stack_config.edge_index_conf(LOCAL, ["n8n", "litellm"])
+    assert "https://$host:40004/" in index and "https://$host:40001/litellm/" in index
+
+
+def test_openclaw_gets_every_origin_the_owner_opens_it_from():
+    origins = stack_config.control_ui_origins(SETTINGS, ["demo.tail1234.ts.net", "demo", "100.64.0.7"])
+    assert origins == ["https://demo.tail1234.ts.net:8443", "https://demo:8443", "https://100.64.0.7:8443"]
+    assert stack_config.control_ui_origins(LOCAL, ["demo", ""]) == ["https://127.0.0.1:40001", "https://demo:40001"]
+    template = (STACKS_DIR / "clawdbot/openclaw.json").read_text()
+    rendered = json.loads(stack_config.openclaw_config(template, origins))
+    assert rendered["gateway"]["controlUi"] == {"basePath": "/clawdbot", "allowedOrigins": origins}
+    assert rendered["gateway"]["auth"]["token"] == "${OPENCLAW_GATEWAY_TOKEN}"  # never the secret itself
+
+
+def test_the_openclaw_config_is_rendered_only_for_an_instance_that_runs_it(tmp_path):
+    files = stack_config.StackFiles(
+        tmp_path / "litellm/config.yaml", tmp_path / "edge", tmp_path / "compose", STACKS_DIR
+    )
+    env = {"EDGE_OWNER_PASSWORD": "pw"}
+    stack_config.write_stack_files(files, SETTINGS, ["litellm"], env, [], "", tailnet=False)
+    assert not files.openclaw_config.exists()
+    stack_config.write_stack_files(
+        files, SETTINGS, ["clawdbot"], env, [], "100.64.0.7", node_names=["demo.tail1234.ts.net"]
+    )
+    origins = json.loads(files.openclaw_config.read_text())["gateway"]["controlUi"]["allowedOrigins"]
+    assert origins == ["https://demo.tail1234.ts.net:8443", "https://100.64.0.7:8443"]

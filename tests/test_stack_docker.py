@@ -120,7 +120,7 @@ def test_the_index_lists_every_service(platform):
 @pytest.mark.parametrize(
     "url, standin, path",
     [
-        (f"{EDGE}:8443/litellm/v1/models", "litellm", "/v1/models"),
+        (f"{EDGE}:8443/litellm/v1/models", "litellm", "/litellm/v1/models"),
         (f"{EDGE}:8443/clawdbot/", "clawdbot", "/clawdbot/"),
         (f"{EDGE}:8444/workspaces", "anythingllm", "/workspaces"),
         (f"{EDGE}:8445/apps", "dify-web", "/apps"),

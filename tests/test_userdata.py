@@ -84,6 +84,25 @@ def test_the_agent_reads_what_the_builder_writes(target):
     assert "dify" not in parsed.services and "n8n" in parsed.services
 
 
+def test_a_local_vm_tells_its_agent_where_the_edge_listens_and_how_clients_reach_it():
+    """qemu delivers forwarded ports on the guest's NIC, and clients use the host's forwarded ports."""
+    public = {"host": "127.0.0.1", "ports": {"8443": 40001, "8446": 40004}}
+    document = instance_document(
+        config(),
+        "beta",
+        "local",
+        volume_id="vol-0123456789abcdef0",
+        tailnet=False,
+        edge_bind=["10.0.2.15"],
+        public=public,
+    )
+    written = yaml.safe_load(cloud_config_of(render_user_data(config(), document).mime))["write_files"][0]
+    stack = parse_instance_config(json.loads(written["content"]), "user-data").stack
+    assert stack.edge_bind == ("10.0.2.15",)
+    assert (stack.public_host, stack.client_port(8443), stack.app_client_port("n8n")) == ("127.0.0.1", 40001, 40004)
+    assert stack.app_client_port("dify") == 8445  # not forwarded: its own port
+
+
 def test_no_secret_reaches_the_user_data(moto, monkeypatch):
     """Secrets live in SSM and the environment of the builder; none may be copied into user-data."""
     secrets = {

@@ -31,7 +31,7 @@ from pathlib import Path
 from builder.config.schema import EdgeService, PlatformConfig
 from builder.errors import BuilderError
 from builder.local.accelerator import resolve as resolve_accelerator
-from builder.local.qemu import make_overlay, make_seed, qemu_command
+from builder.local.qemu import GUEST_ADDRESS, make_overlay, make_seed, qemu_command
 from builder.userdata import hostname_for, instance_document, render_user_data
 
 # The login cloud-init gives the keys of ssh.authorized_keys: the base distribution's default user.
@@ -165,15 +165,25 @@ class LocalInstance:
         root = self.directory / "root.qcow2"
         root.unlink(missing_ok=True)
         make_overlay(image.disk, root, image.disk_format)
-        # No tailnet can be reached from a local VM: its services answer on forwarded loopback ports.
-        document = instance_document(self.config, self.name, "local", volume_id=volume_id, tailnet=False)
+        ports = {_free_port(settings.forward_address): guest for guest in edge_ports(self.config)}
+        # No tailnet can be reached from a local VM: its edge listens on the guest's NIC, where qemu
+        # delivers the forwarded loopback ports, and its links and redirects name those ports.
+        public = {"host": settings.forward_address, "ports": {str(guest): host for host, guest in ports.items()}}
+        document = instance_document(
+            self.config,
+            self.name,
+            "local",
+            volume_id=volume_id,
+            tailnet=False,
+            edge_bind=[GUEST_ADDRESS],
+            public=public,
+        )
         seed = make_seed(
             self.directory / "seed.iso",
             instance_id,
             hostname_for(self.config, self.name),
             render_user_data(self.config, document).mime,
         )
-        ports = {_free_port(settings.forward_address): guest for guest in edge_ports(self.config)}
         # SSH only where the config authorizes keys (as on AWS, where ssh_ingress_cidrs opens it).
         ssh_port = _free_port(settings.forward_address) if self.config.ssh.authorized_keys else None
         forwards = {**ports, **({ssh_port: 22} if ssh_port else {})}

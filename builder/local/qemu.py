@@ -11,6 +11,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+# The address qemu's user-mode network gives the guest (its built-in DHCP server starts at .15):
+# host forwards (hostfwd) arrive there, so the edge must listen on it.
+GUEST_ADDRESS = "10.0.2.15"
+
 
 def make_seed(path: Path, instance_id: str, hostname: str, user_data: str) -> Path:
     """A NoCloud seed (an ISO labelled cidata), made by cloud-localds."""

@@ -1,0 +1,58 @@
+"""The apps' real software where it installs on these machines (from npm), cached between runs.
+
+Each install goes into its own folder under the test cache, keyed by what it installs, and is made
+complete or not at all (a folder is renamed into place only after its install succeeded). npm's own
+cache makes a second machine's install quicker; nothing is fetched when the folder is there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+CACHE = Path(os.environ.get("AI_PLATFORM_TEST_CACHE", str(Path.home() / ".cache" / "ai-platform-builder")))
+NODE_VERSION = "24.21.0"  # OpenClaw needs Node >= 24.16; npm's `node` package carries the real binary
+OPENCLAW_VERSION = "2026.9.6"  # the newest npm release not newer than the image's pin (2026.9.8)
+
+
+def npm_install(name: str, spec: str, path: list[Path] | None = None, timeout: float = 900) -> Path:
+    """`npm install SPEC` into CACHE/npm/NAME (made once); returns that folder."""
+    target = CACHE / "npm" / name
+    if (target / "node_modules").is_dir():
+        return target
+    if shutil.which("npm") is None:
+        raise RuntimeError("npm is not installed (Debian's npm package)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=target.parent))
+    environ = dict(os.environ)
+    if path:
+        environ["PATH"] = os.pathsep.join([*map(str, path), environ.get("PATH", "")])
+    try:
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", spec],
+            cwd=work,
+            env=environ,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        work.rename(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def node24_bin() -> Path:
+    return npm_install(f"node-{NODE_VERSION}", f"node@{NODE_VERSION}") / "node_modules/.bin"
+
+
+def openclaw() -> tuple[Path, dict[str, str]]:
+    """The `openclaw` CLI and an environment whose PATH starts with Node 24 (its launcher needs it)."""
+    node_bin = node24_bin()
+    folder = npm_install(f"openclaw-{OPENCLAW_VERSION}", f"openclaw@{OPENCLAW_VERSION}", path=[node_bin])
+    environ = {**os.environ, "PATH": f"{node_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return folder / "node_modules/.bin/openclaw", environ
