@@ -25,6 +25,8 @@ from pathlib import Path
 import requests
 from moto_server import free_port
 
+BUSYBOX = "/bin/busybox"  # Debian's busybox-static: one static binary, runs in an empty image
+
 
 class Registry:
     """Debian's docker-registry on 127.0.0.1, storing under `root`."""
@@ -78,21 +80,32 @@ class Registry:
         response.raise_for_status()
         return response.headers["Docker-Content-Digest"]
 
-    def push_image(self, name: str, tag: str, marker: str) -> str:
-        """A one-layer image holding /standin (its content: `marker`); returns the manifest digest."""
+    def push_image(self, name: str, tag: str, marker: str, runnable: bool = False) -> str:
+        """A one-layer image holding /standin (its content: `marker`); returns the manifest digest.
+        `runnable` adds a static busybox as /bin/sh and an `nginx` that only answers `-v`: enough for
+        the bake's smoke run of one container, 2 MB instead of the stand-ins' shared base."""
         layer = io.BytesIO()
         with tarfile.open(fileobj=layer, mode="w") as archive:
             data = f"stand-in for {marker}\n".encode()
             info = tarfile.TarInfo("standin")
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
+            if runnable:
+                archive.add(BUSYBOX, "bin/busybox")
+                shell = tarfile.TarInfo("bin/sh")
+                shell.type, shell.linkname = tarfile.SYMTYPE, "busybox"
+                archive.addfile(shell)
+                script = b"#!/bin/sh\necho 'nginx version: stand-in'\n"
+                nginx = tarfile.TarInfo("usr/sbin/nginx")
+                nginx.size, nginx.mode = len(script), 0o755
+                archive.addfile(nginx, io.BytesIO(script))
         layer_bytes = layer.getvalue()
         diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
         config = json.dumps(
             {
                 "architecture": "amd64",
                 "os": "linux",
-                "config": {"Cmd": ["/standin"]},
+                "config": {"Cmd": ["/standin"], "Env": ["PATH=/usr/sbin:/bin"]},
                 "rootfs": {"type": "layers", "diff_ids": [diff_id]},
             }
         ).encode()
@@ -126,18 +139,24 @@ class Registry:
         return response.headers["Docker-Content-Digest"]
 
 
-def stand_in_lock(registry: Registry, source_lock: Path, destination: Path) -> Path:
-    """The lock's images, each pushed as its runnable stand-in (tests/standins); a lock with their
-    real digests, as the registry serves them."""
+def stand_in_lock(registry: Registry, source_lock: Path, destination: Path, runnable: bool = True) -> Path:
+    """The lock's images pushed to `registry`; a lock with their real digests, as it serves them.
+    `runnable`: the stand-ins of tests/standins, which run the stacks; else one-file images (a bake
+    that never starts the stacks), the edge's a tiny runnable one for the bake's smoke run."""
     from standins.images import build_standins
 
     from builder.images import load_lock
 
     document = json.loads(source_lock.read_text())
-    build_standins(load_lock(source_lock))
+    if runnable:
+        build_standins(load_lock(source_lock))
     for pin in document["images"]:
         path = pin["repository"].split("/", 1)[1]
-        pin["digest"] = registry.push_local(f"{pin['repository']}:{pin['tag']}", path, pin["tag"])
+        if runnable:
+            pin["digest"] = registry.push_local(f"{pin['repository']}:{pin['tag']}", path, pin["tag"])
+        else:
+            smoke = pin["variable"] == "NGINX_IMAGE"
+            pin["digest"] = registry.push_image(path, pin["tag"], pin["repository"], runnable=smoke)
         pin["source"] = "stand-in pushed by the test to a loopback registry"
     destination.write_text(json.dumps(document, indent=2))
     return destination
