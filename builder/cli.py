@@ -115,7 +115,16 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from builder.commands import bake_cmd, config_cmd, images_cmd, instances_cmd, launch_cmd, secrets_cmd, userdata_cmd
+    from builder.commands import (
+        bake_cmd,
+        config_cmd,
+        credentials_cmd,
+        images_cmd,
+        instances_cmd,
+        launch_cmd,
+        secrets_cmd,
+        userdata_cmd,
+    )
 
     cli.add_command(config_cmd.config)
     cli.add_command(launch_cmd.launch)
@@ -127,6 +136,7 @@ def _register() -> None:
     cli.add_command(bake_cmd.prune)
     cli.add_command(bake_cmd.janitor)
     cli.add_command(userdata_cmd.userdata)
+    cli.add_command(credentials_cmd.credentials)
 
 
 _register()

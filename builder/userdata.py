@@ -62,12 +62,15 @@ def instance_document(
     tailnet: bool = True,
     edge_bind: list[str] | None = None,
     public: dict | None = None,
+    owner_credentials: dict | None = None,
 ) -> dict:
     """The agent's per-instance config (firstboot/instance_config.py reads it), version 1.
 
     `edge_bind` replaces edge.bind (a local VM's edge listens on the guest's NIC, which qemu forwards
     to); `public` is how clients reach the edge when that is not the tailnet name and the edge's own
-    ports: {"host": ADDRESS, "ports": {"EDGE_PORT": CLIENT_PORT}} (a local VM's forwarded ports)."""
+    ports: {"host": ADDRESS, "ports": {"EDGE_PORT": CLIENT_PORT}} (a local VM's forwarded ports).
+    `owner_credentials` says where the agent reads them ({"parameter": SSM NAME} or {"fw_cfg": NAME});
+    the AWS target's default is its SSM parameter."""
     if target not in TARGETS:
         raise BuilderError(f"target {target!r}: must be one of {', '.join(TARGETS)}")
     document = {
@@ -103,6 +106,12 @@ def instance_document(
     }
     if public:
         document["edge"]["public"] = public
+    if owner_credentials is None and target == "aws":
+        from builder.owner_credentials import parameter_name
+
+        owner_credentials = {"parameter": parameter_name(config, instance)}
+    if owner_credentials:
+        document["owner_credentials"] = owner_credentials
     if endpoints:
         document["endpoints"] = endpoints
     return document

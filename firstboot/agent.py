@@ -12,6 +12,9 @@ report    the status file (after every step) and the instance's status tags (AWS
 
 from __future__ import annotations
 
+import contextlib
+import json
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +41,7 @@ class Paths:
     stacks_dir: Path = Path("/opt/ai-platform/stacks")
     env_file: Path = Path("/etc/ai-platform/stack.env")
     tls_dir: Path = Path("/etc/ai-platform/tls")
+    fw_cfg_dir: Path = Path("/sys/firmware/qemu_fw_cfg/by_name")
     etc_dir: Path = Path("/etc/ai-platform")
 
     @property
@@ -165,6 +169,7 @@ def write_secrets(context: Context) -> str:
     generated, made = env.ensure_generated_secrets(
         contract, paths.data_mount, volume_is_new=context.values.get("volume_is_new", False), redact=context.redact
     )
+    owner = owner_credentials(context)
     provider_keys = {}
     for provider, parameter in sorted(config.providers.items()):
         value = _ssm_secret(context, parameter)
@@ -187,7 +192,7 @@ def write_secrets(context: Context) -> str:
         "ollama_context_length": str(config.stack.context_length),
         **{f"public_url_{app}": stack_config.public_url(config.stack, app, node_name) for app in EDGE_APPS},
     }
-    stack_env = env.build_env(contract, generated, provider_keys, instance_values)
+    stack_env = env.build_env(contract, generated, provider_keys, instance_values, owner)
     changed = env.write_env(paths.env_file, stack_env)
     context.values["stack_env"] = stack_env
     context.values["providers_with_keys"] = sorted(provider_keys)
@@ -195,6 +200,38 @@ def write_secrets(context: Context) -> str:
         f"{len(stack_env)} variables ({len(made)} secrets generated now, "
         f"{len(generated) - len(made)} kept); {paths.env_file} {'written' if changed else 'unchanged'}"
     )
+
+
+def owner_credentials(context: Context) -> dict[str, str]:
+    """The owner's credentials builder made (`builder credentials` shows the same ones): from SSM on
+    AWS, from qemu's fw_cfg locally. Not delivered: the stand-bys kept on the volume serve, said in
+    a warning, as builder cannot show those."""
+    settings: Settings = context.values["settings"]
+    config = context.values["config"]
+    text = None
+    if config.owner_parameter:
+        text = _ssm_secret(context, config.owner_parameter)
+        where = f"SSM parameter {config.owner_parameter}"
+    elif config.owner_fw_cfg:
+        raw = settings.paths.fw_cfg_dir / config.owner_fw_cfg / "raw"
+        if not raw.exists():  # the fw_cfg driver is a module that udev may not have loaded yet
+            with contextlib.suppress(OSError):
+                subprocess.run(["modprobe", "qemu_fw_cfg"], capture_output=True, check=False, timeout=30)
+        text = raw.read_text(encoding="utf-8") if raw.exists() else None
+        where = f"fw_cfg {config.owner_fw_cfg}"
+    else:
+        context.warn("this launch delivered no owner credentials: the ones kept on the volume serve")
+        return {}
+    if text is None:
+        context.warn(f"the owner credentials ({where}) are missing: the ones kept on the volume serve")
+        return {}
+    try:
+        values = json.loads(text)
+    except ValueError:
+        raise StepFailed(f"the owner credentials ({where}) are not the JSON builder writes") from None
+    for value in values.values():
+        context.redact.register(value)
+    return values
 
 
 def render_stack_files(context: Context) -> str:

@@ -2,8 +2,11 @@
 
 Generated secrets are made once and kept on the data volume: every later boot, and every new
 instance that attaches the same volume, reuses them (an n8n or LiteLLM key that changes makes
-stored credentials unreadable). Provider API keys are read from SSM at every boot. The .env is
-written atomically, mode 0600. No value is ever logged: each one is given to the redactor.
+stored credentials unreadable). Provider API keys are read from SSM at every boot. The owner's
+credentials (source "owner": logins the owner types) are made by builder, which can show them
+again (`builder credentials`), and delivered at every boot (SSM on AWS, fw_cfg locally); an
+instance they did not reach gets ones kept on the volume instead. The .env is written
+atomically, mode 0600. No value is ever logged: each one is given to the redactor.
 
 The contract (JSON, shipped in the image):
 
@@ -29,7 +32,7 @@ from firstboot.status import Redactor, write_atomic, write_if_changed
 CONTRACT_VERSION = 1
 SECRETS_RELATIVE_PATH = Path("platform") / "secrets.env"  # on the data volume
 _NAME = re.compile(r"[A-Z][A-Z0-9_]*")
-_SOURCES = re.compile(r"generated|provider:[a-z]+|instance:[a-z0-9_]+")
+_SOURCES = re.compile(r"generated|owner|provider:[a-z]+|instance:[a-z0-9_]+")
 
 
 class SecretsError(Exception):
@@ -39,7 +42,7 @@ class SecretsError(Exception):
 @dataclass(frozen=True)
 class Variable:
     name: str
-    source: str  # "generated", "provider:NAME", "instance:KEY"
+    source: str  # "generated", "owner", "provider:NAME", "instance:KEY"
     bytes: int = 32
     prefix: str = ""
     immutable: bool = False
@@ -60,7 +63,7 @@ def load_contract(path: Path) -> list[Variable]:
         if entry["name"] in seen:
             raise SecretsError(f"{where}: {entry['name']} is listed twice")
         if not _SOURCES.fullmatch(str(entry.get("source", ""))):
-            raise SecretsError(f"{where}: source must be generated, provider:NAME or instance:KEY")
+            raise SecretsError(f"{where}: source must be generated, owner, provider:NAME or instance:KEY")
         unknown = set(entry) - {"name", "source", "bytes", "prefix", "immutable", "stacks", "description"}
         if unknown:
             raise SecretsError(f"{where}: unknown field {sorted(unknown)[0]!r}")
@@ -124,7 +127,8 @@ def ensure_generated_secrets(
     values = dict(existing)
     made = []
     for variable in variables:
-        if variable.source != "generated" or variable.name in values:
+        # An owner credential gets a volume-kept stand-by too, for an instance its delivery missed.
+        if variable.source not in ("generated", "owner") or variable.name in values:
             continue
         values[variable.name] = variable.prefix + token(variable.bytes)
         redact.register(values[variable.name])
@@ -141,13 +145,17 @@ def build_env(
     generated: Mapping[str, str],
     provider_keys: Mapping[str, str],
     instance_values: Mapping[str, str],
+    owner_values: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The .env for the stacks: every variable of the contract that has a value, in contract order."""
+    """The .env for the stacks: every variable of the contract that has a value, in contract order.
+    An owner credential is the delivered one, else the one kept on the volume."""
     env = {}
     for variable in variables:
         kind, _, key = variable.source.partition(":")
         if kind == "generated":
             env[variable.name] = generated[variable.name]
+        elif kind == "owner":
+            env[variable.name] = (owner_values or {}).get(variable.name) or generated[variable.name]
         elif kind == "provider" and key in provider_keys:
             env[variable.name] = provider_keys[key]
         elif kind == "instance":

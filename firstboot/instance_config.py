@@ -40,6 +40,7 @@ DEFAULT_IMDS = "http://169.254.169.254"
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _SERVICE = re.compile(r"[a-z][a-z0-9_-]{0,62}")  # also a systemd unit instance name
 _PARAMETER = re.compile(r"/[A-Za-z0-9_.\-/]{1,1010}")
+_FW_CFG = re.compile(r"opt/[A-Za-z0-9_.\-/]{1,50}")
 _VOLUME_ID = re.compile(r"vol-[0-9a-f]{8,17}")
 _TAG = re.compile(r"tag:[a-z0-9][a-z0-9-]*")
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
@@ -99,6 +100,10 @@ class InstanceConfig:
     imds_endpoint: str = DEFAULT_IMDS
     aws_endpoint: str | None = None
     stack: StackSettings = field(default_factory=StackSettings)
+    # Where the owner's credentials are delivered (builder made them): an SSM parameter (AWS) or a
+    # qemu fw_cfg file (local). Neither: an older launch; the agent keeps stand-bys on the volume.
+    owner_parameter: str | None = None
+    owner_fw_cfg: str | None = None
 
 
 def load_instance_config(path: Path = INSTANCE_CONFIG_PATH) -> InstanceConfig:
@@ -139,6 +144,7 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         "ollama",
         "cloud_models",
         "edge",
+        "owner_credentials",
     }
     reader.no_unknown(document, known, "")
     target = reader.choice(document, "target", TARGETS)
@@ -169,6 +175,10 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
             providers[provider] = name
     endpoints = reader.mapping(document, "endpoints", required=False) or {}
     reader.no_unknown(endpoints, {"imds", "aws"}, "endpoints.")
+    owner = reader.mapping(document, "owner_credentials", required=False) or {}
+    reader.no_unknown(owner, {"parameter", "fw_cfg"}, "owner_credentials.")
+    if len(owner) > 1:
+        raise reader.fail("owner_credentials", "names one place: parameter or fw_cfg")
     return InstanceConfig(
         platform=reader.text(document, "platform", _NAME, "a lowercase name"),
         instance=reader.text(document, "instance", _NAME, "a lowercase name"),
@@ -182,6 +192,10 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         or DEFAULT_IMDS,
         aws_endpoint=reader.text(endpoints, "aws", _URL, "a URL", required=False, prefix="endpoints."),
         stack=_stack_settings(reader, document),
+        owner_parameter=reader.text(
+            owner, "parameter", _PARAMETER, "an SSM parameter name", required=False, prefix="owner_credentials."
+        ),
+        owner_fw_cfg=reader.text(owner, "fw_cfg", _FW_CFG, "opt/NAME", required=False, prefix="owner_credentials."),
     )
 
 

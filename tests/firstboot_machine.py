@@ -16,6 +16,14 @@ from firstboot import agent, storage
 from firstboot.platform import Platform
 
 # The .env contract the image ships (issue #3's stacks read every variable of it).
+OWNER_FW_CFG = "opt/ai-platform/owner-credentials"
+OWNER = {
+    v["name"]: f"owner-{v['name'].lower()}"
+    for v in json.loads((Path(__file__).parents[1] / "image/rootfs/opt/ai-platform/env-contract.json").read_text())[
+        "variables"
+    ]
+    if v["source"] == "owner"
+}
 CONTRACT = json.loads((Path(__file__).parents[1] / "image/rootfs/opt/ai-platform/env-contract.json").read_text())
 
 
@@ -71,10 +79,12 @@ class Machine:
             tls_dir=root / "etc/ai-platform/tls",
             etc_dir=root / "etc/ai-platform",
             stacks_dir=Path(__file__).parents[1] / "image/rootfs/opt/ai-platform/stacks",
+            fw_cfg_dir=root / "sys/firmware/qemu_fw_cfg/by_name",
         )
         self.paths.env_contract.parent.mkdir(parents=True, exist_ok=True)
         self.paths.env_contract.write_text(json.dumps(CONTRACT))
         self.paths.data_mount.mkdir(parents=True, exist_ok=True)
+        self.owner_credentials(OWNER)
 
     def settings(self, **overrides) -> agent.Settings:
         values = {
@@ -112,10 +122,17 @@ class Machine:
             "tailscale": None,
             "providers": {},
             "services": ["data", "ollama", "litellm"],
+            "owner_credentials": {"fw_cfg": OWNER_FW_CFG},
         }
         document.update(fields)
         self.paths.instance_config.parent.mkdir(parents=True, exist_ok=True)
         self.paths.instance_config.write_text(json.dumps(document))
+
+    def owner_credentials(self, values: dict[str, str]) -> None:
+        """What qemu's fw_cfg shows the guest: the owner's credentials builder made."""
+        raw = self.paths.fw_cfg_dir / OWNER_FW_CFG / "raw"
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        raw.write_text(json.dumps(values))
 
     def cloud_init(self, instance_id: str) -> None:
         self.paths.cloud_init_data.parent.mkdir(parents=True, exist_ok=True)

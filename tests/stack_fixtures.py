@@ -68,7 +68,7 @@ def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None 
     pins = images.load_lock()
     (tree.root / "stacks/images.env").write_text(images.render_images_env(pins, with_digests=False))
     contract = env.load_contract(CONTRACT_PATH)
-    generated = {v.name: v.prefix + secrets.token_hex(v.bytes) for v in contract if v.source == "generated"}
+    generated = {v.name: v.prefix + secrets.token_hex(v.bytes) for v in contract if v.source in ("generated", "owner")}
     settings = settings or StackSettings(edge_bind=("127.0.0.1",))
     values = env.build_env(
         contract,

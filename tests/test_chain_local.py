@@ -170,3 +170,17 @@ def test_data_written_through_the_apps_and_the_secrets_survive_destroy_and_relau
     assert chain.ssh("cat /mnt/data/media/kept.txt").strip() == note
     assert chain.ssh("sha256sum /mnt/data/platform/secrets.env").split()[0] == secrets_before
     assert chain.served_certificate(8443) == certificate_before
+
+
+def test_the_owner_gets_in_with_the_credentials_builder_shows(chain):
+    """`builder credentials` reads what builder made; the instance got the same through fw_cfg."""
+    shown = chain.run("--json", "credentials", NAME, "--target", "local")
+    assert shown.returncode == 0, shown.stderr
+    rows = {row["credential"]: row for row in json.loads(shown.stdout)["credentials"]}
+    owner_route = rows["EDGE_OWNER_PASSWORD"]["url"] + "?device_name=test"
+    assert get(owner_route).status_code == 401
+    assert get(owner_route, auth=("owner", "wrong")).status_code == 401
+    answered = get(owner_route, auth=("owner", rows["EDGE_OWNER_PASSWORD"]["value"]))
+    assert answered.status_code == 200 and answered.json()["standin"] == "signal-api"
+    token = rows["OPENCLAW_GATEWAY_TOKEN"]["value"]
+    assert chain.ssh(f"grep -c '^OPENCLAW_GATEWAY_TOKEN={token}$' /etc/ai-platform/stack.env").strip() == "1"

@@ -95,7 +95,8 @@ def test_first_launch_creates_everything_with_the_right_properties(aws, baked):
         statements["TagOnlyItselfWithItsStatus"]["Condition"]["StringEquals"]["aws:ARN"] == "${ec2:SourceInstanceARN}"
     )
     assert statements["ReadOnlyItsParameters"]["Resource"] == [
-        "arn:aws:ssm:us-east-1:123456789012:parameter/ai-platform/tailscale/auth-key"
+        "arn:aws:ssm:us-east-1:123456789012:parameter/ai-platform/instances/alpha/owner-credentials",
+        "arn:aws:ssm:us-east-1:123456789012:parameter/ai-platform/tailscale/auth-key",
     ]
     assert sorted(result.created) == sorted(
         [

@@ -133,7 +133,7 @@ def test_size_is_measured_gzip_used_when_needed_and_oversize_named():
     cfg = config()
     document = instance_document(cfg, "alpha", "aws")
     small = render_user_data(cfg, document)
-    assert not small.compressed and len(small.payload) < 2048
+    assert not small.compressed and len(small.payload) < 3072
     squeezed = render_user_data(cfg, document, limit=len(small.payload) - 1)
     assert squeezed.compressed
     assert gzip.decompress(squeezed.payload).decode() == small.mime

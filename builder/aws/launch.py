@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from builder import owner_credentials
 from builder.aws import iam, names, network
 from builder.aws.clients import AwsClients
 from builder.aws.instances import data_volume
@@ -111,7 +112,8 @@ def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: C
             log(f"created security group {group_id}")
             undo.append((f"security group {group_id}", lambda: ec2.delete_security_group(GroupId=group_id)))
         role = names.role_name_for(config.name, plan.instance)
-        parameters = [config.tailscale.auth_key_parameter]
+        owner = owner_credentials.ensure_aws(clients.client("ssm"), config, plan.instance, log)
+        parameters = [config.tailscale.auth_key_parameter, owner]
         parameters += [
             p for p in (config.providers.anthropic_api_key_parameter, config.providers.openai_api_key_parameter) if p
         ]

@@ -44,7 +44,9 @@ def render_var_file(config: PlatformConfig, bake: BakePlan, work: Path, target_v
         "aws_copy_regions": list(image.copy_to_regions),
         "aws_region_kms_key_ids": dict(image.region_kms_key_ids),
         "aws_share_with_accounts": list(image.share_with_accounts),
-        "local_accelerator": config.local.accelerator,
+        # "auto" is resolved by probing where the local base is prepared (bake/local_base.py); until
+        # then the template gets the choice that works everywhere.
+        "local_accelerator": "tcg" if config.local.accelerator == "auto" else config.local.accelerator,
         "local_disk_size": f"{config.local.disk_size_gib}G",
     }
     variables.update(target_variables)

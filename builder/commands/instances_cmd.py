@@ -72,6 +72,10 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -
     ended = terminate(ec2, config.name, name, log=lambda line: click.echo(f"  {line}", err=True))
     if delete_data and volume:
         delete_data_volume(ec2, volume)
+    if delete_data:  # the owner's logins go with the data they open
+        from builder.owner_credentials import delete_aws
+
+        delete_aws(AwsClients(config).client("ssm"), config, name)
     kept = "deleted" if delete_data and volume else "kept"
     result = {
         "instance": name,

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder import owner_credentials
 from builder.config.schema import EdgeService, PlatformConfig
 from builder.errors import BuilderError
 from builder.local.accelerator import resolve as resolve_accelerator
@@ -169,6 +170,7 @@ class LocalInstance:
         # No tailnet can be reached from a local VM: its edge listens on the guest's NIC, where qemu
         # delivers the forwarded loopback ports, and its links and redirects name those ports.
         public = {"host": settings.forward_address, "ports": {str(guest): host for host, guest in ports.items()}}
+        credentials = owner_credentials.ensure_local(self.config, self.name)
         document = instance_document(
             self.config,
             self.name,
@@ -177,6 +179,7 @@ class LocalInstance:
             tailnet=False,
             edge_bind=[GUEST_ADDRESS],
             public=public,
+            owner_credentials={"fw_cfg": owner_credentials.FW_CFG_NAME},
         )
         seed = make_seed(
             self.directory / "seed.iso",
@@ -202,6 +205,7 @@ class LocalInstance:
             host_forwards=forwards,
             forward_address=settings.forward_address,
             monitor=self.monitor,
+            fw_cfg={owner_credentials.FW_CFG_NAME: credentials},
         )
         with open(self.directory / "qemu.log", "wb") as qemu_log:
             process = subprocess.Popen(command, stdout=qemu_log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -267,6 +271,8 @@ class LocalInstance:
         if delete_data and self.data_disk.exists():
             self.data_disk.unlink()
             log(f"deleted data disk {self.data_disk}")
+        if delete_data:  # the owner's logins go with the data they open
+            owner_credentials.local_path(self.config, self.name).unlink(missing_ok=True)
         return how
 
     def _power_down(self, pid: int, log: Callable[[str], None], wait: float) -> str:

@@ -53,6 +53,7 @@ def qemu_command(
     kernel_args: str = "",
     no_reboot: bool = False,
     monitor: Path | None = None,
+    fw_cfg: dict[str, Path] | None = None,
 ) -> list[str]:
     """`kernel`/`initrd`: booted from outside with `kernel_args`; None: the root disk's boot loader.
     `guest_forwards`: guest "ip:port" -> a port on the host's loopback (one socat per connection; a
@@ -90,6 +91,9 @@ def qemu_command(
     ]
     if monitor is not None:
         options.append(("-monitor", f"unix:{monitor},server,nowait"))
+    # Files for the guest outside its disks and seed (the owner's credentials): root reads them at
+    # /sys/firmware/qemu_fw_cfg/by_name/NAME/raw. Never in the seed, which is user-data.
+    options += [("-fw_cfg", f"name={name},file={path}") for name, path in (fw_cfg or {}).items()]
     command = ["qemu-system-x86_64", "-nographic", "-nodefaults"] + (["-no-reboot"] if no_reboot else [])
     for option in options:
         command.extend(option)

@@ -1,0 +1,96 @@
+"""`builder credentials NAME`: what the owner needs to get into instance NAME, with no shell on it.
+
+The only command that prints a secret, and only these: the owner's logins that builder made at the
+instance's first launch (builder/owner_credentials.py). Nothing is logged.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from builder.cli import GlobalOptions, global_options
+
+# credential -> (what it opens, the path or app it is used at)
+LOGINS = {
+    "EDGE_OWNER_PASSWORD": ("edge owner routes (user 'owner': Signal linking)", ("main", "/signal/v1/qrcodelink")),
+    "OPENCLAW_GATEWAY_TOKEN": ("Clawdbot (OpenClaw) gateway token", ("main", "/clawdbot/")),
+    "ANYTHINGLLM_AUTH_TOKEN": ("AnythingLLM password", ("anythingllm", "/")),
+    "DIFY_INIT_PASSWORD": ("Dify init password (asked before the first admin is made)", ("dify", "/install")),
+}
+
+
+@click.command()
+@click.argument("name")
+@click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
+@global_options
+@click.pass_obj
+def credentials(options: GlobalOptions, name: str, target: str) -> None:
+    """Show the owner's credentials of instance NAME (made at its first launch) and where each is used."""
+    from builder import owner_credentials
+    from builder.commands.config_cmd import load
+    from builder.errors import BuilderError
+    from builder.userdata import check_instance_name
+
+    check_instance_name(name)
+    config = load(options).config
+    if target == "local":
+        values = owner_credentials.read_local(config, name)
+        where = str(owner_credentials.local_path(config, name))
+        bases = _local_bases(config, name)
+    else:
+        from builder.aws.clients import AwsClients
+
+        values = owner_credentials.read_aws(AwsClients(config).client("ssm"), config, name)
+        where = f"SSM {owner_credentials.parameter_name(config, name)}"
+        bases = _tailnet_bases(config, name)
+    if values is None:
+        raise BuilderError(
+            f"{config.name}/{name} has no owner credentials yet ({where}): `builder launch {name}` makes them"
+        )
+    rows = []
+    for variable, value in values.items():
+        what, (app, path) = LOGINS.get(variable, (variable, ("main", "/")))
+        base = bases.get(app)
+        url = f"{base}{path}" if base else None
+        if variable == "OPENCLAW_GATEWAY_TOKEN" and url:
+            url += f"#token={value}"  # the Control UI takes its token from the fragment (never sent to a server)
+        rows.append({"credential": variable, "what": what, "value": value, "url": url})
+    if options.json:
+        click.echo(json.dumps({"instance": name, "stored": where, "credentials": rows}, indent=2))
+        return
+    click.echo(f"{config.name}/{name}: the owner's credentials (kept in {where}); keep them to yourself")
+    for row in rows:
+        click.echo(f"  {row['what']}\n    {row['value']}" + (f"\n    at {row['url']}" if row["url"] else ""))
+    if config.services.n8n.enabled and "n8n" in bases:
+        click.echo(f"  n8n: its first visitor sets up the owner account; open {bases['n8n']}/ before anyone else")
+
+
+def _tailnet_bases(config, name: str) -> dict[str, str]:
+    from builder.userdata import hostname_for
+
+    host = hostname_for(config, name)
+    bases = {"main": f"https://{host}:{config.edge.port}"}
+    for app in ("anythingllm", "dify", "n8n"):
+        service = getattr(config.services, app)
+        if service.enabled:
+            bases[app] = f"https://{host}:{service.edge_port}"
+    return bases
+
+
+def _local_bases(config, name: str) -> dict[str, str]:
+    """A running local instance's forwarded ports (none when it is not running)."""
+    from builder.local.instances import LocalInstance
+
+    state = LocalInstance(config, name).state() or {}
+    ports = state.get("ports", {})
+    address = config.local.forward_address
+    bases = {}
+    if str(config.edge.port) in ports:
+        bases["main"] = f"https://{address}:{ports[str(config.edge.port)]}"
+    for app in ("anythingllm", "dify", "n8n"):
+        port = str(getattr(config.services, app).edge_port)
+        if port in ports:
+            bases[app] = f"https://{address}:{ports[port]}"
+    return bases
