@@ -59,6 +59,9 @@ class Settings:
     poll_interval: float = 2
     tailscale: tailscale.TailscaleCli = field(default_factory=tailscale.TailscaleCli)
     make_platform: Callable[[instance_config.InstanceConfig], Any] | None = None  # default: firstboot.platform
+    containers: Callable[[str], Any] | None = (
+        None  # `firstboot health`: a compose project's containers (default: docker)
+    )
 
 
 def read_config(context: Context) -> str:

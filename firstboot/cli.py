@@ -25,11 +25,14 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
     run.add_argument("--skip", action="append", default=[], metavar="STEP", help="skip STEP (repeatable)")
     show = commands.add_parser("status", help="show the last run's report")
     show.add_argument("--json", action="store_true", help="the status file as it is")
+    commands.add_parser("health", help="check every stack's containers now; report a change (timer)")
     arguments = parser.parse_args(argv)
     settings = settings or agent.Settings()
 
     if arguments.command == "status":
         return _show_status(settings.paths.status, arguments.json)
+    if arguments.command == "health":
+        return _health(settings)
     logging.basicConfig(level=logging.INFO, format="firstboot: %(message)s", stream=sys.stderr)
     try:
         steps = select(agent.STEPS, arguments.only, arguments.skip)
@@ -46,6 +49,32 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
         status = run_steps(steps, context, settings.paths.status)
     print(status.summary(), flush=True)  # the unit sends stdout to the console too
     return EXIT_CODES[status.state]
+
+
+def _health(settings: agent.Settings) -> int:
+    """Every stack's health now: the health file always, a console line and the AWS tag on a change."""
+    from firstboot import health, instance_config
+
+    config = instance_config.load_instance_config(settings.paths.instance_config)
+    platform = settings.make_platform(config) if settings.make_platform else None
+    if platform is None:
+        from firstboot.platform import Platform
+
+        platform = Platform(config)
+    stacks = health.instance_stacks(settings.paths.systemd_dir)
+    found = health.check(
+        stacks, platform.systemd, **({"containers": settings.containers} if settings.containers else {})
+    )
+    line = health.summary(found)
+    if health.record(found, settings.paths.state_dir / "health.json"):
+        print(line, flush=True)  # the unit sends stdout to the console: `builder status` reads it there
+        status = read_status(settings.paths.status) or {}
+        if config.target == "aws" and status.get("instance_id"):
+            try:
+                health.publish_health_tag(platform.ec2, status["instance_id"], line)
+            except Exception as exc:  # the next change tries again; the file and console have it
+                print(f"firstboot: health tag not published: {type(exc).__name__}", file=sys.stderr)
+    return 0
 
 
 def _show_status(path: Path, as_json: bool) -> int:

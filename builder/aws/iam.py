@@ -53,7 +53,9 @@ def instance_policy(platform: str, instance: str, region: str, account: str, par
             "Resource": f"arn:aws:ec2:{region}:{account}:instance/*",
             "Condition": {
                 **ITSELF,
-                "ForAllValues:StringEquals": {"aws:TagKeys": [names.STATUS_TAG, names.STATUS_DETAIL_TAG]},
+                "ForAllValues:StringEquals": {
+                    "aws:TagKeys": [names.STATUS_TAG, names.STATUS_DETAIL_TAG, names.HEALTH_TAG]
+                },
             },
         },
     ]

@@ -22,6 +22,7 @@ class InstanceView:
     launched: str
     agent_state: str  # the firstboot agent's report, from the instance's tags ("-" before its first report)
     agent_detail: str
+    health: str = "-"  # the instance's last health line (firstboot health, every minute), "-" before any
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -48,6 +49,7 @@ def list_instances(ec2: Any, platform: str, name: str | None = None) -> list[Ins
                         launched=str(instance.get("LaunchTime", "")),
                         agent_state=tags.get(names.STATUS_TAG, "-"),
                         agent_detail=tags.get(names.STATUS_DETAIL_TAG, ""),
+                        health=tags.get(names.HEALTH_TAG, "-"),
                     )
                 )
     return sorted(views, key=lambda view: (view.name, view.launched))

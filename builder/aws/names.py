@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from firstboot.health import HEALTH_TAG
 from firstboot.report import STATUS_DETAIL_TAG, STATUS_TAG
 from firstboot.volume import DATA_ROLE, INSTANCE_TAG, PLATFORM_TAG, ROLE_TAG
 
-__all__ = ["DATA_ROLE", "INSTANCE_TAG", "PLATFORM_TAG", "ROLE_TAG", "STATUS_DETAIL_TAG", "STATUS_TAG"]
+__all__ = [
+    "DATA_ROLE",
+    "HEALTH_TAG",
+    "INSTANCE_TAG",
+    "PLATFORM_TAG",
+    "ROLE_TAG",
+    "STATUS_DETAIL_TAG",
+    "STATUS_TAG",
+]
 
 TAILSCALE_PORT = 41641  # WireGuard over UDP: the one inbound port
 

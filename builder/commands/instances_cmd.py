@@ -41,6 +41,8 @@ def status(options: GlobalOptions, name: str | None, target: str) -> None:
         click.echo(f"{view.name:<16} {view.instance_id:<20} {view.state:<9} {view.zone:<12} agent: {view.agent_state}")
         if view.agent_detail:
             click.echo(f"{'':<16} {view.agent_detail}")
+        if view.health != "-":
+            click.echo(f"{'':<16} now: {view.health.removeprefix('ai-platform health: ')}")
 
 
 @click.command()
@@ -123,6 +125,7 @@ def _local_views(config, name: str | None) -> list:
                 str(state["launched_at"]),
                 agent_state,
                 line,
+                instance.health(),
             )
         )
     return views

@@ -41,6 +41,7 @@ DEFAULT_USERS = {"debian-12": "debian", "ubuntu-22.04": "ubuntu"}
 # six in a row), each within its unit's TimeoutStopSec (90 s). The wait covers that chain.
 SHUTDOWN_WAIT_SECONDS = 600
 SUMMARY = re.compile(r"ai-platform firstboot: (done|degraded|failed)\b[^\r\n]*")
+HEALTH = re.compile(r"ai-platform health: [^\r\n]*")
 # The agent's line for each finished step (firstboot.framework) and each stack that became healthy
 # (firstboot.services), on the console as on the journal.
 STEP = re.compile(
@@ -224,6 +225,12 @@ class LocalInstance:
         (self.directory / "state.json").write_text(json.dumps(state, indent=2))
         log(f"started {instance_id} (qemu pid {process.pid}); console: {self.console}")
         return state
+
+    def health(self) -> str:
+        """The instance's last health line on the console (firstboot health), "-" before any."""
+        text = self.console.read_text(errors="replace") if self.console.exists() else ""
+        lines = HEALTH.findall(text)
+        return lines[-1].strip() if lines else "-"
 
     def agent_steps(self) -> list[str]:
         """The agent's step lines on the console so far, in order."""

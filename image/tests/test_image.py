@@ -18,6 +18,8 @@ UNITS = [
     "ai-platform-gdrive.service",
     "ai-platform-backup.service",
     "ai-platform-backup.timer",
+    "ai-platform-health.service",
+    "ai-platform-health.timer",
 ]
 
 
@@ -93,8 +95,9 @@ def test_stack_units_verify(host):
     assert not findings, findings
 
 
-def test_backup_timer_is_enabled(host):
+def test_backup_and_health_timers_are_enabled(host):
     assert host.service("ai-platform-backup.timer").is_enabled
+    assert host.service("ai-platform-health.timer").is_enabled
 
 
 @pytest.mark.image_only
