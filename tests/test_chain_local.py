@@ -184,3 +184,29 @@ def test_the_owner_gets_in_with_the_credentials_builder_shows(chain):
     assert answered.status_code == 200 and answered.json()["standin"] == "signal-api"
     token = rows["OPENCLAW_GATEWAY_TOKEN"]["value"]
     assert chain.ssh(f"grep -c '^OPENCLAW_GATEWAY_TOKEN={token}$' /etc/ai-platform/stack.env").strip() == "1"
+
+
+def wait_for_health(chain: Chain, wanted: str, timeout: float = 300) -> str:
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        [view] = json.loads(chain.run("--json", "status", "--target", "local").stdout)
+        seen = view["health"]
+        if wanted in seen:
+            return seen
+        time.sleep(10)
+    raise AssertionError(f"status never showed {wanted!r} within {timeout:g} s; last: {seen!r}")
+
+
+def test_status_shows_each_stacks_health_now(chain):
+    """The instance's health timer reports a change within a minute or so: a stopped app shows."""
+    wait_for_health(chain, f"{len(STACKS)}/{len(STACKS)} healthy")
+    labels = "--filter label=com.docker.compose.project=ai-platform-n8n --filter label=com.docker.compose.service=n8n"
+    container = chain.ssh(f"docker ps -q {labels}").strip()
+    chain.ssh(f"docker stop {container}")
+    try:
+        seen = wait_for_health(chain, "n8n unhealthy")
+        assert f"{len(STACKS) - 1}/{len(STACKS)} healthy" in seen
+    finally:
+        chain.ssh(f"docker start {container}")
+    wait_for_health(chain, f"{len(STACKS)}/{len(STACKS)} healthy")
