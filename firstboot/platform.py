@@ -21,8 +21,9 @@ class Systemd:
     def daemon_reload(self) -> None:
         self._systemctl("daemon-reload")
 
-    def start(self, unit: str) -> None:
-        self._systemctl("start", unit)
+    def start(self, unit: str, wait: bool = True) -> None:
+        """`wait=False` queues the start and returns (--no-block): the caller follows the units itself."""
+        self._systemctl("start", unit) if wait else self._systemctl("start", "--no-block", unit)
 
     def active_state(self, unit: str) -> str:
         """systemd's ActiveState: active, activating, failed, inactive, …"""

@@ -60,7 +60,9 @@ def start_stacks(
     units = platform_units(stacks)
     if write_target_drop_in(systemd_dir, units):
         systemd.daemon_reload()
-    systemd.start(PLATFORM_TARGET)
+    # Queued, not waited for: `systemctl start` of the target would return only once every stack
+    # had started (or failed), past this deadline and with no word of progress in between.
+    systemd.start(PLATFORM_TARGET, wait=False)
     started = clock()
     deadline = started + timeout
     announced: set[str] = set()

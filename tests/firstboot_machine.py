@@ -38,12 +38,14 @@ class SystemdStandIn:
         self.stuck: set[str] = set()
         self.condition_unmet: set[str] = set()
         self._looks: dict[str, int] = {}
+        self.waited_for: dict[str, bool] = {}
 
     def daemon_reload(self) -> None:
         self.calls.append(("daemon-reload",))
 
-    def start(self, unit: str) -> None:
+    def start(self, unit: str, wait: bool = True) -> None:
         self.calls.append(("start", unit))
+        self.waited_for[unit] = wait
 
     def condition_failed(self, unit: str) -> bool:
         return unit in self.condition_unmet

@@ -109,8 +109,8 @@ def test_start_stacks_logs_each_stack_as_it_becomes_healthy(tmp_path, caplog):
         def daemon_reload(self):
             pass
 
-        def start(self, unit):
-            pass
+        def start(self, unit, wait=True):
+            assert not wait, "the agent must follow the stacks itself, not block in systemctl start"
 
         def active_state(self, unit):
             # data is healthy at once; the edge only from the third poll on
@@ -133,3 +133,17 @@ def test_start_stacks_logs_each_stack_as_it_becomes_healthy(tmp_path, caplog):
         "healthy: ai-platform-stack@data.service after 0 s",
         "healthy: ai-platform-stack@edge.service after 30 s",
     ]
+
+
+def test_the_target_is_started_without_blocking(monkeypatch):
+    """`systemctl start` of the target returns only once every stack has started: the agent would
+    have no deadline and say nothing while it waited."""
+    from firstboot import platform
+
+    ran = []
+    monkeypatch.setattr(
+        platform.subprocess, "run", lambda args, **_: ran.append(args) or subprocess.CompletedProcess(args, 0, "", "")
+    )
+    platform.Systemd().start("ai-platform.target", wait=False)
+    platform.Systemd().start("mnt-data.mount")
+    assert ran == [["systemctl", "start", "--no-block", "ai-platform.target"], ["systemctl", "start", "mnt-data.mount"]]
