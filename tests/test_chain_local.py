@@ -45,7 +45,17 @@ class Chain:
 
     def launch(self) -> dict:
         started = time.monotonic()
-        result = self.run("--json", "launch", NAME, "--target", "local", "--wait", "--wait-timeout", str(WAIT_TIMEOUT))
+        result = self.run(
+            "--json",
+            "launch",
+            NAME,
+            "--target",
+            "local",
+            "--wait",
+            "--wait-timeout",
+            str(WAIT_TIMEOUT),
+            timeout=WAIT_TIMEOUT + 120,
+        )
         seconds = time.monotonic() - started
         assert result.returncode == 0, f"{result.stderr[-4000:]}\nconsole: {self.console_tail()}"
         self.launched = {**json.loads(result.stdout), "seconds": seconds, "progress": result.stderr}
