@@ -72,6 +72,8 @@ def test_the_bake_takes_the_ubuntu_image_as_a_base_that_boots_itself(server, tmp
         "local_base_image": str(cached_path(tmp_path / "cache/ai-platform-builder/images", DIGEST)),
         "local_base_checksum": f"sha256:{DIGEST}",
         "local_boot": [],
+        # No kernel outside the image to probe KVM with: auto picks TCG.
+        "local_accelerator": "tcg",
     }
 
 

@@ -8,8 +8,10 @@ rm -rf /var/lib/docker/network/files /var/lib/docker/containers/* /var/lib/docke
 # Tailscale: every instance made from an image with state here would share one node key.
 systemctl stop tailscaled.service 2>/dev/null || true
 rm -rf /var/lib/tailscale/* 2>/dev/null || true
-# Identity: an empty machine-id (systemd makes a new one at first boot), no SSH host keys.
+# Identity: an empty machine-id (systemd makes a new one at first boot), no SSH host keys, no build
+# host name (an instance booted as "ai-platform-bake" until cloud-init renamed it).
 truncate -s 0 /etc/machine-id
+echo localhost >/etc/hostname
 rm -f /var/lib/dbus/machine-id
 rm -f /etc/ssh/ssh_host_*
 # cloud-init runs again, as on a new instance.

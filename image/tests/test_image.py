@@ -106,6 +106,11 @@ def test_machine_id_is_empty(host):
 
 
 @pytest.mark.image_only
+def test_no_build_host_name(host):
+    assert host.file("/etc/hostname").content_string.strip() == "localhost"
+
+
+@pytest.mark.image_only
 def test_no_ssh_host_keys(host):
     assert host.run("ls /etc/ssh/ssh_host_* 2>/dev/null").stdout == ""
 
