@@ -33,7 +33,9 @@ needs_local_bake = pytest.mark.skipif(
 def platform_yaml(root: Path, registry_port: int, models_port: int) -> str:
     """The bake's config; a launch of the baked image extends it (same name, state dir and models)."""
     return (
-        f"version: 1\nlocal:\n  state_dir: {root / 'state'}\nollama:\n  models: {json.dumps(MODELS)}\n"
+        # Stand-ins, not the real images, run in its instances: 4 GiB is enough (the default fits the real ones).
+        f"version: 1\nlocal:\n  state_dir: {root / 'state'}\n  memory_mib: 4096\n  data_disk_size_gib: 4\n"
+        f"ollama:\n  models: {json.dumps(MODELS)}\n"
         "image:\n  mirrors:\n"
         f"    registry: http://10.0.2.2:{registry_port}\n"
         f"    models: http://10.0.2.2:{models_port}\n"

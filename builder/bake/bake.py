@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder import capacity, images
 from builder.bake import aws_images, inputs, packer_run, template
 from builder.bake.varfile import render_var_file
 from builder.config.schema import PlatformConfig
@@ -102,6 +103,8 @@ def plan(
         tool = template.find_packer(packer_binary)
         if tool.legacy:
             notes.append(template.LEGACY_LIMITATIONS.format(version=tool.version_text))
+        variables = [pin.variable for pin in images.load_lock(lock or images.LOCK_PATH)]
+        notes += [finding.message() for finding in capacity.check_disk(config, target, variables)]
     return BakePlan(target, config.name, digest, base, new_build_id(), cached, tool, notes)
 
 

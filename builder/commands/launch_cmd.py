@@ -32,6 +32,10 @@ def launch(options: GlobalOptions, name: str, target: str, ami: str | None, wait
     config = load(options).config
     clients = AwsClients(config)
     plan = plan_launch(clients, config, name, ami)
+    from builder import capacity
+
+    for finding in capacity.check_memory(config, "aws", instance_memory_mib(clients.ec2, config.aws.instance_type)):
+        click.echo(f"note: {finding.message()}", err=True)
     if options.dry_run:
         if options.json:
             click.echo(json.dumps({"instance": name, "dry_run": True, "plan": plan.actions()}, indent=2))
@@ -88,6 +92,10 @@ def _launch_local(options: GlobalOptions, name: str, wait: bool, wait_timeout: i
 
     config = load(options).config
     instance = LocalInstance(config, name)
+    from builder import capacity
+
+    for finding in capacity.check_memory(config, "local"):
+        click.echo(f"note: {finding.message()}", err=True)
     if options.dry_run:
         click.echo(
             f"would boot {name} under qemu ({config.local.accelerator}); data disk {instance.data_disk} "
@@ -131,3 +139,12 @@ def _launch_local(options: GlobalOptions, name: str, wait: bool, wait_timeout: i
             click.echo(f"  edge port {guest:<6} {url}")
         if "ssh" in summary:
             click.echo(f"  ssh            {summary['ssh']}")
+
+
+def instance_memory_mib(ec2, instance_type: str) -> int | None:
+    """The instance type's memory, as EC2 describes it (None where it does not say)."""
+    try:
+        found = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
+    except Exception:  # a note only: never a reason to stop the launch
+        return None
+    return found[0]["MemoryInfo"]["SizeInMiB"] if found else None

@@ -370,9 +370,21 @@ class Local(Section):
         "else TCG (said in one line); 'tcg' (works everywhere, slow) and 'kvm' force a choice.",
     )
     cpus: int = Field(2, ge=1, le=64, description="vCPUs of local VMs.")
-    memory_mib: int = Field(4096, ge=1024, le=262144, description="Memory of local VMs.")
-    disk_size_gib: int = Field(40, ge=4, le=2048, description="Root disk of the local image.")
-    data_disk_size_gib: int = Field(20, ge=1, le=16384, description="Data disk per local instance.")
+    memory_mib: int = Field(
+        24576,
+        ge=1024,
+        le=262144,
+        description="Memory of local VMs. The default runs every service with a 7B model loaded (the services' "
+        "documented needs add up to about 23 GiB); `launch` says when it is less than the enabled services need.",
+    )
+    disk_size_gib: int = Field(
+        64,
+        ge=4,
+        le=2048,
+        description="Root disk of the local image (sparse): the pinned images (about 22 GB) and the default models "
+        "(11.4 GB) with headroom; `bake` says when it is too small for the images and models.",
+    )
+    data_disk_size_gib: int = Field(40, ge=1, le=16384, description="Data disk per local instance (sparse).")
     state_dir: str = Field(
         "~/.local/share/ai-platform-builder",
         description="Where local images, data disks and instance state live (outside the repo).",

@@ -1,0 +1,112 @@
+"""Does the configured machine fit the platform? Disk for the images and models, memory for the services.
+
+The figures are public ones, each with its source, rounded up; where only a nearby tag's size was
+published the figure says so. They are estimates for a warning before anything runs (`bake
+--dry-run`, `launch --dry-run`, and the start of a real bake or launch), never a reason to refuse:
+an owner who knows better may go ahead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from builder.config.schema import PlatformConfig
+
+# Uncompressed image sizes (GB), as `docker images` shows them. Pulled images take about this much
+# on disk (Docker 20.10 keeps the layers unpacked).
+IMAGE_GB = {
+    "POSTGRES_IMAGE": (0.3, "postgres:15-alpine 274 MB (docker images output, 2025)"),
+    "REDIS_IMAGE": (0.05, "redis:6-alpine 30.2 MB (docker images output, 2025)"),
+    "WEAVIATE_IMAGE": (0.1, "weaviate 1.19: 52.5 MB (weaviate/weaviate#1215); 1.27.0 not published"),
+    "OLLAMA_IMAGE": (5.0, "ollama/ollama 3.3-4.9 GB, mostly CUDA libraries (ollama/ollama#9982, #7184)"),
+    "LITELLM_IMAGE": (1.6, "litellm main-latest 1.53 GB (docker images output)"),
+    "ANYTHINGLLM_IMAGE": (3.0, "mintplexlabs/anythingllm latest 2.94 GB (docker images output)"),
+    "OPENCLAW_IMAGE": (2.5, "openclaw: node_modules alone about 1.6 GB (openclaw/openclaw#85301), Node base added"),
+    "N8N_IMAGE": (1.7, "n8nio/n8n latest 1.62 GB (docker images output)"),
+    "SIGNAL_API_IMAGE": (1.0, "signal-cli-rest-api: no size published; a Java image, estimated"),
+    "DIFY_API_IMAGE": (3.5, "dify-api latest 3.26 GB; its .venv layer 2.25 GB at 1.13.1"),
+    "DIFY_WEB_IMAGE": (0.9, "dify-web latest 821 MB"),
+    "DIFY_SANDBOX_IMAGE": (0.6, "dify-sandbox 0.2.12: 578 MB"),
+    "DIFY_PLUGIN_DAEMON_IMAGE": (1.5, "dify-plugin-daemon 0.1.2-local 1.38 GB"),
+    "SQUID_IMAGE": (0.25, "ubuntu/squid latest 213 MB"),
+    "NGINX_IMAGE": (0.2, "nginx latest 192 MB (alpine is smaller)"),
+}
+# Ollama's library sizes (`ollama list`).
+MODEL_GB = {"llama3.2:3b": 2.0, "qwen2.5:7b": 4.7, "deepseek-r1:7b": 4.7}
+BASE_SYSTEM_GB = 5.0  # the distribution, Docker, the agent's venv, logs
+HEADROOM = 1.25  # pulls unpack beside their layers; an upgrade holds two images for a while
+
+# Memory each service needs (MiB), from its documentation: what the services together want.
+SERVICE_MIB = {
+    "data": (1024, "Postgres, Redis and Weaviate for a few apps (Weaviate: no planning under 1M objects)"),
+    "ollama": (8192, "Ollama's README: at least 8 GB of RAM for 7B models"),
+    "litellm": (2048, "LiteLLM production guide: 4 GB for a busy proxy; 2 GB here"),
+    "anythingllm": (2048, "AnythingLLM docker guide: at least 2 GB of RAM"),
+    "clawdbot": (2048, "OpenClaw docs: 1 GB minimum, 2 GB recommended"),
+    "dify": (4096, "Dify self-hosting guide: RAM >= 4 GiB"),
+    "n8n": (2048, "n8n docs: 320 MB to 2 GB"),
+    "signal_api": (512, "signal-cli in json-rpc mode: about 235 MiB resident (AsamK/signal-cli#1585)"),
+    "edge": (128, "NGINX"),
+    "gdrive": (256, "an rclone mount with its default VFS cache settings, estimated"),
+}
+BASE_SYSTEM_MIB = 1024
+
+
+@dataclass(frozen=True)
+class Finding:
+    what: str  # "disk" or "memory"
+    needed: float
+    configured: float
+    unit: str
+    setting: str
+    detail: str
+
+    def message(self) -> str:
+        return (
+            f"{self.setting} is {self.configured:g} {self.unit}, but {self.what} for this platform needs about "
+            f"{self.needed:.0f} {self.unit} ({self.detail}); raise it, or expect {self._symptom()}"
+        )
+
+    def _symptom(self) -> str:
+        return "the bake to run out of disk" if self.what == "disk" else "services to be killed for lack of memory"
+
+
+def image_disk_gb(variables: Sequence[str], models: Sequence[str]) -> tuple[float, list[str]]:
+    """Disk the image needs (GB), and the models whose size is not known (not counted)."""
+    images = sum(IMAGE_GB[v][0] for v in variables if v in IMAGE_GB)
+    unknown = [m for m in models if m not in MODEL_GB]
+    weights = sum(MODEL_GB.get(m, 0.0) for m in models)
+    return (BASE_SYSTEM_GB + images + weights) * HEADROOM, unknown
+
+
+def services_memory_mib(services: Sequence[str]) -> int:
+    names = ["data", *services, "edge"]
+    return BASE_SYSTEM_MIB + sum(SERVICE_MIB[name][0] for name in dict.fromkeys(names) if name in SERVICE_MIB)
+
+
+def enabled_services(config: PlatformConfig) -> list[str]:
+    return [name for name in type(config.services).model_fields if getattr(config.services, name).enabled]
+
+
+def check_disk(config: PlatformConfig, target: str, variables: Sequence[str]) -> list[Finding]:
+    needed, unknown = image_disk_gb(variables, config.ollama.models)
+    gib = needed * 1e9 / 2**30
+    configured = config.local.disk_size_gib if target == "local" else config.image.root_volume_size_gib
+    setting = "local.disk_size_gib" if target == "local" else "image.root_volume_size_gib"
+    detail = f"{len(variables)} images, {len(config.ollama.models)} models, {int((HEADROOM - 1) * 100)}% headroom"
+    if unknown:
+        detail += f"; not counted, size unknown: {', '.join(unknown)}"
+    return [Finding("disk", gib, configured, "GiB", setting, detail)] if configured < gib else []
+
+
+def check_memory(config: PlatformConfig, target: str, instance_memory_mib: int | None = None) -> list[Finding]:
+    needed = services_memory_mib(enabled_services(config))
+    if target == "local":
+        configured, setting = config.local.memory_mib, "local.memory_mib"
+    else:
+        if instance_memory_mib is None:
+            return []
+        configured, setting = instance_memory_mib, f"aws.instance_type ({config.aws.instance_type})"
+    detail = "the enabled services' documented needs and the system"
+    return [Finding("memory", needed, configured, "MiB", setting, detail)] if configured < needed else []
