@@ -1,22 +1,17 @@
 """The real local bake (tests/local_bake.py, shared with the chain test): what it records, its bill
-of materials, the image suite on a booted instance, the cache on a second bake, a failing mirror."""
+of materials, the cache on a second bake, a failing mirror. The image suite on a booted instance runs
+in tests/test_chain_local.py, against the instance a user's launch made of it."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import REPO
 from local_bake import MODELS, needs_local_bake
 from moto_server import free_port
-
-from builder.bake.payload import new_ssh_key, sudo_user_data
-from builder.local.qemu import make_overlay, make_seed, qemu_command
 
 pytestmark = needs_local_bake
 
@@ -53,58 +48,6 @@ def test_the_bill_of_materials_has_every_image_and_model_digest(baked):
     assert bom["agent_version"]
     manifest = json.loads((Path(baked["result"]["image"]).parent / "packer-manifest.json").read_text())
     assert manifest["builds"][-1]["custom_data"]["input_hash"] == baked["result"]["input_hash"]
-
-
-def test_the_image_suite_passes_on_a_booted_instance(baked, tmp_path):
-    """The image's own testinfra suite, `--booted`, over SSH (paramiko) against an instance of the baked
-    image booted the way `builder launch --target local` boots one (its qemu command, a data disk),
-    with a seed that only adds a test user: the first boot must turn the sysprepped image into a
-    machine (machine-id, host keys) with Docker and every image intact and no trace of the build."""
-    image = json.loads((baked["root"] / "state/ai-platform/images/current.json").read_text())
-    key = tmp_path / "id_ed25519"
-    user_data = sudo_user_data("tester", new_ssh_key(key, "ai-platform-test"))
-    data = tmp_path / "data.img"
-    data.write_bytes(b"")
-    os.truncate(data, 1 << 30)
-    port = free_port()
-    command = qemu_command(
-        kernel=Path(image["kernel"]),
-        initrd=Path(image["initrd"]),
-        root=make_overlay(Path(image["disk"]), tmp_path / "root.qcow2"),
-        data_disk=data,
-        data_serial="vol0a1b2c3d4e5f60718",
-        seed=make_seed(tmp_path / "seed.iso", "i-booted-suite", "booted-suite", user_data),
-        serial_log=tmp_path / "console.log",
-        host_forwards={port: 22},
-    )
-    vm = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_login(port, key, tmp_path / "console.log")
-        testinfra = [f"--hosts=paramiko://tester@127.0.0.1:{port}", f"--ssh-identity-file={key}", "--sudo"]
-        suite = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--booted", *testinfra, "image/tests"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    finally:
-        vm.kill()
-        vm.wait(30)
-    assert suite.returncode == 0, suite.stdout[-6000:]
-    print(suite.stdout.strip().splitlines()[-1])
-
-
-def wait_for_login(port: int, key: Path, console: Path, timeout: float = 600) -> None:
-    """SSH answers before cloud-init has added the user's key: wait for a login, not for the port."""
-    deadline = time.monotonic() + timeout
-    command = ["ssh", "-q", "-i", str(key), "-p", str(port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
-    command += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "tester@127.0.0.1", "true"]
-    while time.monotonic() < deadline:
-        if subprocess.run(command, capture_output=True, timeout=60).returncode == 0:
-            return
-        time.sleep(3)
-    raise AssertionError(f"no SSH login within {timeout:g} s; console:\n{console.read_text(errors='replace')[-3000:]}")
 
 
 def test_unchanged_inputs_return_the_image_without_building(baked):

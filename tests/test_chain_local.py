@@ -16,6 +16,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 import urllib3
+from conftest import REPO
 from local_bake import needs_local_bake
 
 from builder.bake.payload import new_ssh_key
@@ -119,6 +121,28 @@ def test_the_first_boot_reports_done_with_every_stack_healthy(chain):
     unhealthy = [c["Names"] + ": " + c["Status"] for c in containers if "(healthy)" not in c["Status"]]
     # Workers without a healthcheck only need to be up.
     assert all(line.split(": ")[1].startswith("Up") for line in unhealthy), unhealthy
+
+
+def test_the_image_suite_passes_on_the_launched_instance(chain):
+    """The image's own testinfra suite, `--booted`, over SSH (paramiko) against the instance the
+    user's launch made: first boot turned the sysprepped image into a machine (machine-id, host keys)
+    whose Docker runs containers from every baked image, with no trace of the build."""
+    port = chain.launched["ssh"].split()[2]
+    testinfra = [f"--hosts=paramiko://debian@127.0.0.1:{port}", f"--ssh-identity-file={chain.key}", "--sudo"]
+    suite = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--booted", *testinfra, "image/tests"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert suite.returncode == 0, suite.stdout[-6000:]
+    print(suite.stdout.strip().splitlines()[-1])
+
+
+def test_a_second_launch_of_a_running_instance_is_refused(chain):
+    again = chain.run("launch", NAME, "--target", "local")
+    assert again.returncode == 1 and "already running" in again.stderr
 
 
 def test_builder_status_shows_the_running_instance(chain):
@@ -220,3 +244,27 @@ def test_status_shows_each_stacks_health_now(chain):
     finally:
         chain.ssh(f"docker start {container}")
     wait_for_health(chain, f"{len(STACKS)}/{len(STACKS)} healthy")
+
+
+def test_destroy_deletes_the_data_only_when_the_name_is_typed_back(chain):
+    """Last in this file: it ends the instance and its data."""
+    disk = Path(chain.config.parent / "state/ai-platform/data" / f"{NAME}.img")
+    refused = subprocess.run(
+        [chain.builder, "--config", str(chain.config), "destroy", NAME, "--target", "local", "--delete-data"],
+        input="not-the-name\n",
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert refused.returncode == 1 and disk.exists()
+    deleted = subprocess.run(
+        [chain.builder, "--config", str(chain.config), "destroy", NAME, "--target", "local", "--delete-data"],
+        input=f"{NAME}\n",
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    assert not disk.exists()
+    shown = chain.run("credentials", NAME, "--target", "local")
+    assert shown.returncode == 1  # the owner's logins went with the data
