@@ -46,9 +46,21 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
             print("firstboot: another run is in progress; not starting a second one", file=sys.stderr)
             return 1
         context = Context(state_dir=settings.paths.state_dir, platform=None, values={"settings": settings})
-        status = run_steps(steps, context, settings.paths.status)
+        status = run_steps(steps, context, settings.paths.status, on_step=_tag_progress(context))
     print(status.summary(), flush=True)  # the unit sends stdout to the console too
     return EXIT_CODES[status.state]
+
+
+def _tag_progress(context: Context):
+    """On AWS, each finished step on the instance's status tags (once its id is known)."""
+    from firstboot.report import publish_step_tags
+
+    def tag(status, record) -> None:
+        config = context.values.get("config")
+        if config is not None and config.target == "aws" and context.instance_id and record.state != "skipped":
+            publish_step_tags(context.platform.ec2, context.instance_id, status, record)
+
+    return tag
 
 
 def _health(settings: agent.Settings) -> int:

@@ -76,7 +76,14 @@ def select(steps: list[Step], only: Iterable[str] = (), skip: Iterable[str] = ()
     ]
 
 
-def run_steps(steps: list[Step], context: Context, status_path: Path) -> Status:
+def run_steps(
+    steps: list[Step],
+    context: Context,
+    status_path: Path,
+    on_step: Callable[[Status, StepRecord], None] | None = None,
+) -> Status:
+    """`on_step` hears of each finished step (the AWS target tags the instance with it, so that
+    `builder launch --wait` prints the boot step by step); its failure never fails the boot."""
     status = Status(steps=[StepRecord(step.name) for step in steps])
     context.status = status
     write_status(status, status_path)
@@ -119,6 +126,11 @@ def run_steps(steps: list[Step], context: Context, status_path: Path) -> Status:
         record.warnings = [context.redact(w) for w in context.warnings[warnings_before:]]
         status.instance_id = context.instance_id or status.instance_id
         write_status(status, status_path)
+        if on_step is not None and not step.always:
+            try:
+                on_step(status, record)
+            except Exception as exc:  # progress is a courtesy: the report step still tells the outcome
+                log.warning("progress of step %s not reported: %s", step.name, context.redact(str(exc)))
     status.state = _final_state(status, context)
     status.finished_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_status(status, status_path)

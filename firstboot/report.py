@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from firstboot.status import Status
+from firstboot.status import Status, StepRecord
 
 STATUS_TAG = "ai-platform:status"
 STATUS_DETAIL_TAG = "ai-platform:status-detail"
@@ -24,3 +24,13 @@ def publish_status_tags(ec2: Any, instance_id: str, status: Status) -> str:
         ],
     )
     return f"instance tags: {STATUS_TAG}={status.state}"
+
+
+def publish_step_tags(ec2: Any, instance_id: str, status: Status, record: StepRecord) -> None:
+    """While the boot runs: state "running" and the step that just finished, e.g. "storage: ok in 6.1 s"."""
+    seconds = f" in {record.seconds:.1f} s" if record.seconds is not None else ""
+    detail = f"{record.name}: {record.state}{seconds}" + (f": {record.detail}" if record.detail else "")
+    ec2.create_tags(
+        Resources=[instance_id],
+        Tags=[{"Key": STATUS_TAG, "Value": "running"}, {"Key": STATUS_DETAIL_TAG, "Value": detail[:TAG_VALUE_LIMIT]}],
+    )

@@ -86,6 +86,25 @@ def test_first_boot_on_aws(tmp_path, aws, capsys):
     assert ANTHROPIC_KEY not in everything
 
 
+def test_each_step_reaches_the_status_tags_as_it_finishes(tmp_path, aws):
+    """`builder launch --wait` follows these tags: it prints the boot step by step, as locally."""
+    from firstboot.platform import Platform
+
+    machine = aws_machine(tmp_path, aws)
+    sent = []
+
+    def platform(config):
+        made = Platform(config, systemd=machine.systemd)
+        made.ec2.meta.events.register("provide-client-params.ec2.CreateTags", lambda params, **_: sent.append(params))
+        return made
+
+    main(["run"], machine.settings(make_platform=platform))
+    details = [{t["Key"]: t["Value"] for t in call["Tags"]} for call in sent]
+    running = [d[report.STATUS_DETAIL_TAG].split(":")[0] for d in details if d[report.STATUS_TAG] == "running"]
+    assert running == ["identity", "storage", "tailscale", "secrets", "stacks", "services"]  # from the id on
+    assert details[-1][report.STATUS_TAG] == "degraded"  # then the report's outcome
+
+
 def test_the_report_tags_a_failure_too(tmp_path, aws):
     machine = aws_machine(tmp_path, aws)
     other = aws["ec2"].run_instances(
