@@ -103,10 +103,14 @@ def chain(local_bake, tmp_path_factory):
     config = local_bake["root"] / "chain.yaml"
     config.write_text(local_bake["config"].read_text() + f"ssh:\n  authorized_keys: [{json.dumps(public)}]\n")
     chain = Chain(root, local_bake["command"][0], config, key)
-    chain.launch()
-    print(f"first launch: done after {chain.launched['seconds']:.0f} s\n{chain.launched['progress']}")
-    yield chain
-    chain.destroy()
+    try:
+        chain.launch()
+        print(f"first launch: done after {chain.launched['seconds']:.0f} s")
+        for step in chain.launched.get("agent_steps", []):
+            print(f"  [{step['at_seconds']:6.1f} s] {step['line']}")
+        yield chain
+    finally:
+        chain.destroy()  # never leave a VM running, whatever failed
 
 
 def test_the_first_boot_reports_done_with_every_stack_healthy(chain):
