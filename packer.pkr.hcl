@@ -14,7 +14,7 @@ packer {
   required_plugins {
     amazon = {
       source  = "github.com/hashicorp/amazon"
-      version = ">= 1.2.2" # imds_support on amazon-ebs arrived in 1.2.2
+      version = ">= 1.2.2, < 2.0.0" # imds_support on amazon-ebs arrived in 1.2.2; a new major is tried first
     }
     qemu = {
       source  = "github.com/hashicorp/qemu"
@@ -84,6 +84,10 @@ variable "aws_root_volume_gib" {
 variable "aws_kms_key_id" {
   type    = string
   default = ""
+}
+variable "aws_encrypt_boot" {
+  type    = bool
+  default = true
 }
 variable "aws_copy_regions" {
   type    = list(string)
@@ -204,7 +208,7 @@ source "amazon-ebs" "aws" {
   ssh_keypair_name     = var.aws_ssh_keypair_name
   ssh_private_key_file = var.aws_ssh_private_key_file
   ami_name             = var.aws_ami_name
-  encrypt_boot         = true
+  encrypt_boot         = var.aws_encrypt_boot
   kms_key_id           = var.aws_kms_key_id
   launch_block_device_mappings {
     device_name           = "/dev/sda1"

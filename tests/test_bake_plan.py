@@ -232,3 +232,19 @@ def test_a_wheel_mirror_without_the_wheels_fails_naming_the_setting(tmp_path):
         build_wheelhouse(tmp_path / "wheelhouse", str(empty))
     with pytest.raises(BuilderError, match=r"image\.mirrors\.wheels: /nonexistent is not a directory"):
         build_wheelhouse(tmp_path / "wheelhouse", "/nonexistent")
+
+
+def test_image_encrypted_reaches_the_template(work):
+    """image.encrypted: false must reach Packer (it was fixed to true in the template)."""
+    tool = template.find_packer()
+    plan = baking.BakePlan("aws", "ai-platform", "f" * 64, "ami-0", "20261126-000000", None, tool)
+    plain = PlatformConfig.model_validate({"version": 1, "image": {"encrypted": False}})
+    variables = render_var_file(plain, plan, work, {})
+    assert variables["aws_encrypt_boot"] is False and render_var_file(CONFIG, plan, work, {})["aws_encrypt_boot"]
+    text = (template.REPO_ROOT / "packer.pkr.hcl").read_text()
+    assert "encrypt_boot         = var.aws_encrypt_boot" in text
+
+
+def test_the_amazon_plugin_is_held_below_its_next_major():
+    text = (template.REPO_ROOT / "packer.pkr.hcl").read_text()
+    assert 'version = ">= 1.2.2, < 2.0.0"' in text

@@ -224,3 +224,10 @@ def test_a_new_instance_profile_not_yet_visible_is_waited_out(aws, baked, monkey
     result = launch(clients, cfg, plan_launch(clients, cfg, "alpha"), log=lines.append)
     assert result.instance_id.startswith("i-")
     assert sum("not visible to EC2 yet" in line for line in lines) == 2
+
+
+def test_role_names_stay_within_iams_64_characters_and_apart():
+    platform, first, second = "p" * 32, "a" * 30 + "1", "a" * 30 + "2"
+    long_names = {names.role_name_for(platform, first), names.role_name_for(platform, second)}
+    assert len(long_names) == 2 and all(len(name) <= 64 for name in long_names)
+    assert names.role_name_for("ai-platform", "alpha") == "ai-platform-alpha-firstboot"  # short ones unchanged

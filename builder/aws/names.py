@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from firstboot.health import HEALTH_TAG
 from firstboot.report import STATUS_DETAIL_TAG, STATUS_TAG
 from firstboot.volume import DATA_ROLE, INSTANCE_TAG, PLATFORM_TAG, ROLE_TAG
@@ -24,8 +26,14 @@ def security_group_name(platform: str) -> str:
 
 
 def role_name_for(platform: str, instance: str) -> str:
-    """The role and instance profile of one platform instance (IAM names hold at most 64 characters)."""
-    return f"{platform}-{instance}-firstboot"
+    """The role and instance profile of one platform instance. IAM names hold at most 64 characters
+    (a platform name and an instance name may reach 32 and 31): a longer one is cut and made unique
+    by a digest of both names; shorter ones stay as they always were."""
+    name = f"{platform}-{instance}-firstboot"
+    if len(name) <= 64:
+        return name
+    digest = hashlib.sha256(f"{platform}/{instance}".encode()).hexdigest()[:8]
+    return f"{platform}-{instance}"[:44] + f"-{digest}-firstboot"
 
 
 def launch_template_name(platform: str, instance: str) -> str:
