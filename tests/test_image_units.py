@@ -137,6 +137,13 @@ def test_agent_unit_treats_degraded_as_success_and_runs_the_installed_agent():
     assert "ConditionPathExists=/etc/ai-platform/instance.json" in text
 
 
+def test_agent_unit_orders_after_cloud_inits_network_stage_under_both_of_its_names():
+    """write_files runs in cloud-init's network stage: cloud-init.service here and on Ubuntu 22.04,
+    cloud-init-network.service since upstream renamed it (2024); without it the order is lost."""
+    after = " ".join(line.split("=", 1)[1] for line in AGENT_UNIT.read_text().splitlines() if line.startswith("After="))
+    assert {"cloud-init.service", "cloud-init-network.service"} <= set(after.split())
+
+
 def test_docker_waits_for_the_data_volume_once_the_agent_wrote_its_mount(boot_root):
     """The image's docker.service drop-in: with mnt-data.mount present, Docker requires and follows it."""
     from firstboot import storage
