@@ -231,3 +231,11 @@ def test_role_names_stay_within_iams_64_characters_and_apart():
     long_names = {names.role_name_for(platform, first), names.role_name_for(platform, second)}
     assert len(long_names) == 2 and all(len(name) <= 64 for name in long_names)
     assert names.role_name_for("ai-platform", "alpha") == "ai-platform-alpha-firstboot"  # short ones unchanged
+
+
+def test_a_xen_instance_type_is_refused_before_anything_is_made(aws, baked):
+    cfg = config(aws={"instance_type": "t2.micro"})
+    before = our_resources(aws)
+    with pytest.raises(LaunchError, match=r"t2.micro runs on Xen.*Nitro"):
+        run(cfg)
+    assert our_resources(aws) == before

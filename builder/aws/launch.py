@@ -71,6 +71,7 @@ class LaunchResult:
 def plan_launch(clients: AwsClients, config: PlatformConfig, instance: str, ami_id: str | None = None) -> LaunchPlan:
     """Everything the launch needs to know, by reading only."""
     ec2 = clients.ec2
+    _require_nitro(ec2, config.aws.instance_type)
     image = _find_image(ec2, config.name, ami_id)
     volume = data_volume(ec2, config.name, instance)
     if volume and volume.get("Attachments"):
@@ -232,6 +233,17 @@ def _roll_back(undo: list[tuple[str, Callable[[], None]]], log) -> list[str]:
         except Exception as exc:  # keep going: every other resource still has to go
             log(f"could not roll back {what}: {exc}")
     return removed
+
+
+def _require_nitro(ec2: Any, instance_type: str) -> None:
+    """The agent finds the data volume by its NVMe serial: Xen types (t2, m4, c4…) give it none, and
+    the first boot would wait for a device that never shows up."""
+    found = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
+    if found and found[0].get("Hypervisor") == "xen":
+        raise LaunchError(
+            f"aws.instance_type: {instance_type} runs on Xen, where EBS volumes carry no NVMe serial and the "
+            "agent cannot find the data volume; choose a Nitro type (m6i, m7i, t3, g5, …). Nothing was changed."
+        )
 
 
 def _find_image(ec2: Any, platform: str, ami_id: str | None) -> dict:
