@@ -89,11 +89,11 @@ def test_first_launch_creates_everything_with_the_right_properties(aws, baked):
 
     policy = iam.get_role_policy(RoleName="ai-platform-alpha-firstboot", PolicyName="ai-platform-firstboot")
     statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
-    attach = statements["AttachOnlyThisInstancesVolume"]["Condition"]["StringEquals"]
-    assert attach[f"aws:ResourceTag/{names.INSTANCE_TAG}"] == "alpha"
-    assert (
-        statements["TagOnlyItselfWithItsStatus"]["Condition"]["StringEquals"]["aws:ARN"] == "${ec2:SourceInstanceARN}"
-    )
+    attach = statements["AttachItsVolumeToItself"]["Condition"]
+    assert attach["StringEquals"][f"aws:ResourceTag/{names.INSTANCE_TAG}"] == "alpha"
+    assert attach["StringEqualsIfExists"] == {f"aws:ResourceTag/{names.ROLE_TAG}": names.DATA_ROLE}
+    tagging = statements["TagOnlyItselfWithItsStatus"]["Condition"]
+    assert tagging["StringEquals"][f"aws:ResourceTag/{names.INSTANCE_TAG}"] == "alpha"
     assert statements["ReadOnlyItsParameters"]["Resource"] == [
         "arn:aws:ssm:us-east-1:123456789012:parameter/ai-platform/instances/alpha/owner-credentials",
         "arn:aws:ssm:us-east-1:123456789012:parameter/ai-platform/tailscale/auth-key",

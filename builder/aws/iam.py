@@ -2,7 +2,8 @@
 
 One role and instance profile per platform instance (created once, reused after, its policy kept
 current at every launch): attach only volumes tagged for this instance, to itself only; tag only
-itself, and only with the status tags; read only its own SSM parameters.
+itself, and only with the status tags; read only its own SSM parameters. "Its own" is said by the
+platform and instance tags the launch puts on the instance and its volume.
 """
 
 from __future__ import annotations
@@ -18,33 +19,29 @@ TRUST_POLICY = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
 POLICY_NAME = "ai-platform-firstboot"
-# An instance acting on itself: the resource's ARN equals the ARN of the instance making the call.
-ITSELF = {"StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}"}}
 
 
 def instance_policy(platform: str, instance: str, region: str, account: str, parameters: list[str]) -> dict:
+    # "This platform instance's" is said by its tags, which the launch sets on the instance and its
+    # volume and which the agent cannot change (it may only tag its status keys): documented
+    # condition keys of AttachVolume and CreateTags (aws:ResourceTag/…), linted with parliament.
+    its_own = {
+        "StringEquals": {
+            f"aws:ResourceTag/{names.PLATFORM_TAG}": platform,
+            f"aws:ResourceTag/{names.INSTANCE_TAG}": instance,
+        }
+    }
     statements = [
         # DescribeVolumes supports no resource-level permissions: "*" is the only form AWS accepts.
         {"Sid": "FindTheDataVolume", "Effect": "Allow", "Action": "ec2:DescribeVolumes", "Resource": "*"},
         {
-            "Sid": "AttachOnlyThisInstancesVolume",
+            # Both resources of the call, the volume and the instance, must be this platform instance's.
+            "Sid": "AttachItsVolumeToItself",
             "Effect": "Allow",
             "Action": "ec2:AttachVolume",
-            "Resource": f"arn:aws:ec2:{region}:{account}:volume/*",
-            "Condition": {
-                "StringEquals": {
-                    f"aws:ResourceTag/{names.PLATFORM_TAG}": platform,
-                    f"aws:ResourceTag/{names.INSTANCE_TAG}": instance,
-                    f"aws:ResourceTag/{names.ROLE_TAG}": names.DATA_ROLE,
-                }
-            },
-        },
-        {
-            "Sid": "AttachOnlyToItself",
-            "Effect": "Allow",
-            "Action": "ec2:AttachVolume",
-            "Resource": f"arn:aws:ec2:{region}:{account}:instance/*",
-            "Condition": ITSELF,
+            "Resource": [f"arn:aws:ec2:{region}:{account}:volume/*", f"arn:aws:ec2:{region}:{account}:instance/*"],
+            # …and the volume its data volume (the instance carries no role tag, hence IfExists).
+            "Condition": {**its_own, "StringEqualsIfExists": {f"aws:ResourceTag/{names.ROLE_TAG}": names.DATA_ROLE}},
         },
         {
             "Sid": "TagOnlyItselfWithItsStatus",
@@ -52,7 +49,7 @@ def instance_policy(platform: str, instance: str, region: str, account: str, par
             "Action": "ec2:CreateTags",
             "Resource": f"arn:aws:ec2:{region}:{account}:instance/*",
             "Condition": {
-                **ITSELF,
+                **its_own,
                 "ForAllValues:StringEquals": {
                     "aws:TagKeys": [names.STATUS_TAG, names.STATUS_DETAIL_TAG, names.HEALTH_TAG]
                 },

@@ -1,0 +1,53 @@
+"""Every IAM document builder writes, linted by parliament (offline, against AWS's own list of actions,
+resources and condition keys: moto enforces none of them), and what each statement allows."""
+
+from __future__ import annotations
+
+import json
+
+from parliament import analyze_policy_string
+
+from builder.aws import iam, names
+
+POLICY = iam.instance_policy("ai-platform", "alpha", "us-east-1", "123456789012", ["/ai-platform/tailscale/auth-key"])
+
+
+def findings(document: dict) -> list[str]:
+    return [f"{f.issue}: {f.detail}" for f in analyze_policy_string(json.dumps(document)).findings]
+
+
+def test_the_instance_policy_uses_only_documented_actions_resources_and_condition_keys():
+    assert findings(POLICY) == []
+
+
+def test_the_trust_policy_lets_only_ec2_assume_the_role():
+    """A trust policy has a Principal and no Resource, which parliament's identity-policy checks refuse."""
+    assert iam.TRUST_POLICY["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]
+
+
+def test_the_lint_can_fail():
+    """The key this policy used before: parliament names it."""
+    broken = json.loads(json.dumps(POLICY))
+    broken["Statement"][2]["Condition"] = {"StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}"}}
+    assert any("Unknown condition aws:ARN for action ec2:CreateTags" in f for f in findings(broken))
+
+
+def test_each_statement_allows_only_what_the_agent_needs():
+    allowed = {s["Sid"]: (s["Action"], s["Resource"]) for s in POLICY["Statement"]}
+    assert allowed == {
+        "FindTheDataVolume": ("ec2:DescribeVolumes", "*"),
+        "AttachItsVolumeToItself": (
+            "ec2:AttachVolume",
+            ["arn:aws:ec2:us-east-1:123456789012:volume/*", "arn:aws:ec2:us-east-1:123456789012:instance/*"],
+        ),
+        "TagOnlyItselfWithItsStatus": ("ec2:CreateTags", "arn:aws:ec2:us-east-1:123456789012:instance/*"),
+        "ReadOnlyItsParameters": (
+            "ssm:GetParameter",
+            ["arn:aws:ssm:us-east-1:123456789012:parameter/ai-platform/tailscale/auth-key"],
+        ),
+    }
+    tag_keys = POLICY["Statement"][2]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]
+    assert set(tag_keys) == {names.STATUS_TAG, names.STATUS_DETAIL_TAG, names.HEALTH_TAG}
+    assert all(s["Effect"] == "Allow" and "*" not in s["Action"] for s in POLICY["Statement"])
