@@ -85,6 +85,10 @@ variable "aws_kms_key_id" {
   type    = string
   default = ""
 }
+variable "aws_subnet_id" {
+  type    = string
+  default = ""
+}
 variable "aws_encrypt_boot" {
   type    = bool
   default = true
@@ -192,6 +196,9 @@ locals {
 source "amazon-ebs" "aws" {
   region        = var.aws_region
   instance_type = var.aws_instance_type
+  # aws.subnet_id: accounts without a default VPC need one (public with an internet gateway, or
+  # private with a NAT gateway: the build instance reaches apt, the registries and SSH from here).
+  subnet_id = var.aws_subnet_id
   source_ami_filter {
     filters = {
       name                = var.aws_base_ami_name_filter

@@ -248,3 +248,13 @@ def test_image_encrypted_reaches_the_template(work):
 def test_the_amazon_plugin_is_held_below_its_next_major():
     text = (template.REPO_ROOT / "packer.pkr.hcl").read_text()
     assert 'version = ">= 1.2.2, < 2.0.0"' in text
+
+
+def test_aws_subnet_id_reaches_the_bake(work):
+    """Accounts without a default VPC: the build instance goes where the instances go."""
+    tool = template.find_packer()
+    plan = baking.BakePlan("aws", "ai-platform", "f" * 64, "ami-0", "20261126-000000", None, tool)
+    placed = PlatformConfig.model_validate({"version": 1, "aws": {"subnet_id": "subnet-0123456789abcdef0"}})
+    assert render_var_file(placed, plan, work, {})["aws_subnet_id"] == "subnet-0123456789abcdef0"
+    assert render_var_file(CONFIG, plan, work, {})["aws_subnet_id"] == ""
+    assert "subnet_id = var.aws_subnet_id" in (template.REPO_ROOT / "packer.pkr.hcl").read_text()

@@ -88,6 +88,19 @@ BAD_FILES = [
     ),
     ("ami-name-no-build-id", "version: 1\nimage: {ami_name: 'my-ami'}\n", "image.ami_name", ["{build_id}"]),
     (
+        "share-under-aws-managed-key",
+        "version: 1\nimage: {share_with_accounts: ['123456789012']}\n",
+        "image.share_with_accounts",
+        ["customer-managed KMS key"],
+    ),
+    (
+        "share-a-copy-under-aws-managed-key",
+        "version: 1\nimage: {share_with_accounts: ['123456789012'], kms_key_id: alias/ami,\n"
+        "  copy_to_regions: [us-west-2]}\n",
+        "image.share_with_accounts",
+        ["us-west-2", "region_kms_key_ids"],
+    ),
+    (
         "hostname-bad-placeholder",
         "version: 1\ntailscale: {hostname_pattern: '{host}-{instance}'}\n",
         "tailscale.hostname_pattern",

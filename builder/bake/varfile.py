@@ -42,6 +42,7 @@ def render_var_file(config: PlatformConfig, bake: BakePlan, work: Path, target_v
         "aws_root_volume_gib": image.root_volume_size_gib,
         "aws_kms_key_id": image.kms_key_id or "",
         "aws_encrypt_boot": image.encrypted,
+        "aws_subnet_id": config.aws.subnet_id or "",
         "aws_copy_regions": list(image.copy_to_regions),
         "aws_region_kms_key_ids": dict(image.region_kms_key_ids),
         "aws_share_with_accounts": list(image.share_with_accounts),

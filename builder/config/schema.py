@@ -96,7 +96,8 @@ class AwsSettings(Section):
     )
     subnet_id: str | None = Field(
         None,
-        description="Subnet to launch into; null picks a default-VPC subnet in the data volume's zone.",
+        description="Subnet to launch and bake in; null picks a default-VPC subnet in the data volume's zone (an "
+        "account with no default VPC must set it; a private subnet needs a NAT gateway for the bake).",
         pattern=r"^subnet-[0-9a-f]{8,17}$",
     )
     ssh_ingress_cidrs: list[Cidr] = Field(
@@ -349,6 +350,19 @@ class Image(Section):
             raise ValueError(f"region_kms_key_ids: {', '.join(stray)} not in copy_to_regions")
         if self.kms_key_id is not None and not self.encrypted:
             raise ValueError("kms_key_id: a KMS key needs encrypted: true")
+        if self.share_with_accounts and self.encrypted:
+            # Snapshots under the AWS-managed aws/ebs key cannot be shared with another account.
+            if self.kms_key_id is None or self.kms_key_id.endswith("alias/aws/ebs"):
+                raise ValueError(
+                    "share_with_accounts: an encrypted AMI can be shared only under a customer-managed KMS key "
+                    "(aws/ebs cannot be shared): set kms_key_id to one whose key policy lets those accounts use it"
+                )
+            unkeyed = [region for region in self.copy_to_regions if region not in self.region_kms_key_ids]
+            if unkeyed:
+                raise ValueError(
+                    f"share_with_accounts: the copies in {', '.join(unkeyed)} would be under aws/ebs, which cannot "
+                    "be shared: give each a customer-managed key in region_kms_key_ids"
+                )
         return self
 
 
