@@ -51,3 +51,12 @@ def test_each_statement_allows_only_what_the_agent_needs():
     tag_keys = POLICY["Statement"][2]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]
     assert set(tag_keys) == {names.STATUS_TAG, names.STATUS_DETAIL_TAG, names.HEALTH_TAG}
     assert all(s["Effect"] == "Allow" and "*" not in s["Action"] for s in POLICY["Statement"])
+
+
+def test_a_data_volume_under_a_customer_key_gets_a_grant_for_ec2_only():
+    key = "arn:aws:kms:us-east-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab"
+    policy = iam.instance_policy("ai-platform", "alpha", "us-east-1", "123456789012", [], volume_key_arn=key)
+    assert findings(policy) == []
+    [grant] = [s for s in policy["Statement"] if s["Action"] == "kms:CreateGrant"]
+    assert grant["Resource"] == key and grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert not [s for s in POLICY["Statement"] if s["Action"].startswith("kms:")]  # none without a key

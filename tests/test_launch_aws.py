@@ -239,3 +239,14 @@ def test_a_xen_instance_type_is_refused_before_anything_is_made(aws, baked):
     with pytest.raises(LaunchError, match=r"t2.micro runs on Xen.*Nitro"):
         run(cfg)
     assert our_resources(aws) == before
+
+
+def test_a_customer_key_on_the_data_volume_is_granted_to_the_role(aws, baked):
+    key = aws.client("kms").create_key()["KeyMetadata"]
+    aws.client("kms").create_alias(AliasName="alias/ai-data", TargetKeyId=key["KeyId"])
+    run(config(data_volume={"availability_zone": ZONE, "kms_key_id": "alias/ai-data"}))
+    policy = aws.client("iam").get_role_policy(
+        RoleName="ai-platform-alpha-firstboot", PolicyName="ai-platform-firstboot"
+    )
+    [grant] = [s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "kms:CreateGrant"]
+    assert grant["Resource"] == key["Arn"]  # the key itself: an alias would not match a grant's resource

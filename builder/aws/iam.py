@@ -21,7 +21,10 @@ TRUST_POLICY = {
 POLICY_NAME = "ai-platform-firstboot"
 
 
-def instance_policy(platform: str, instance: str, region: str, account: str, parameters: list[str]) -> dict:
+def instance_policy(
+    platform: str, instance: str, region: str, account: str, parameters: list[str], volume_key_arn: str | None = None
+) -> dict:
+    """`volume_key_arn`: the customer-managed KMS key of the data volume, whose attach needs a grant."""
     # "This platform instance's" is said by its tags, which the launch sets on the instance and its
     # volume and which the agent cannot change (it may only tag its status keys): documented
     # condition keys of AttachVolume and CreateTags (aws:ResourceTag/…), linted with parliament.
@@ -56,6 +59,18 @@ def instance_policy(platform: str, instance: str, region: str, account: str, par
             },
         },
     ]
+    if volume_key_arn:
+        # Attaching a volume under a customer-managed key makes EC2 create a grant for the instance,
+        # with the caller's permission; only for AWS resources, only on that key.
+        statements.append(
+            {
+                "Sid": "LetEc2UseTheDataVolumesKey",
+                "Effect": "Allow",
+                "Action": "kms:CreateGrant",
+                "Resource": volume_key_arn,
+                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            }
+        )
     if parameters:
         statements.append(
             {

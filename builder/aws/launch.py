@@ -118,7 +118,11 @@ def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: C
         parameters += [
             p for p in (config.providers.anthropic_api_key_parameter, config.providers.openai_api_key_parameter) if p
         ]
-        policy = iam.instance_policy(config.name, plan.instance, config.aws.region, clients.account_id, parameters)
+        key = config.data_volume.kms_key_id
+        key_arn = clients.client("kms").describe_key(KeyId=key)["KeyMetadata"]["Arn"] if key else None
+        policy = iam.instance_policy(
+            config.name, plan.instance, config.aws.region, clients.account_id, parameters, volume_key_arn=key_arn
+        )
         if iam.ensure_role(clients.iam, role, policy, names.tags(config.name, plan.instance)):
             log(f"created role and instance profile {role}")
             undo.append((f"role {role}", lambda: iam.delete_role(clients.iam, role)))
