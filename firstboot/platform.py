@@ -7,12 +7,16 @@ instance config's `endpoints.aws`.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
+import time
 from functools import cached_property
 from typing import Any
 
 from firstboot.instance_config import DEFAULT_IMDS, InstanceConfig
+
+log = logging.getLogger("firstboot")
 
 
 class Systemd:
@@ -61,11 +65,13 @@ class Platform:
             os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = self.config.imds_endpoint.rstrip("/") + "/"
         from botocore.config import Config
 
-        return boto3.client(
-            service,
-            region_name=self.config.region,
-            endpoint_url=self.config.aws_endpoint,
-            config=Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=20),
+        return Patient(
+            boto3.client(
+                service,
+                region_name=self.config.region,
+                endpoint_url=self.config.aws_endpoint,
+                config=Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=20),
+            )
         )
 
     @cached_property
@@ -75,3 +81,54 @@ class Platform:
     @cached_property
     def ssm(self) -> Any:
         return self.client("ssm")
+
+
+# What a role that exists but has not reached every AWS endpoint yet looks like (launch creates the
+# role seconds before the instance boots): refused, or no credentials from the metadata service.
+PROPAGATION_ERRORS = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure"}
+
+
+class Patient:
+    """A boto3 client whose calls wait out IAM propagation: a refusal (or no credentials yet) is tried
+    again with growing pauses for `deadline` seconds, each wait logged with its reason; any other
+    error, or the same one past the deadline, is raised as it is."""
+
+    def __init__(self, client: Any, deadline: float = 180, sleep=time.sleep, clock=time.monotonic):
+        self._client, self._deadline, self._sleep, self._clock = client, deadline, sleep, clock
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if (
+            name.startswith("_")
+            or name in {"exceptions", "meta", "get_paginator", "get_waiter"}
+            or not callable(attribute)
+        ):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from botocore.exceptions import ClientError, NoCredentialsError
+
+            started, pause = self._clock(), 2.0
+            while True:
+                try:
+                    return attribute(*args, **kwargs)
+                except ClientError as exc:
+                    reason, error = exc.response.get("Error", {}).get("Code", ""), exc
+                    if reason not in PROPAGATION_ERRORS:
+                        raise
+                except NoCredentialsError as exc:
+                    reason, error = "no credentials from the instance role yet", exc
+                waited = self._clock() - started
+                if waited + pause > self._deadline:
+                    raise error
+                log.warning(
+                    "%s: %s after %.0f s; the instance role may still be propagating, trying again in %.0f s",
+                    name,
+                    reason,
+                    waited,
+                    pause,
+                )
+                self._sleep(pause)
+                pause = min(pause * 2, 30)
+
+        return call

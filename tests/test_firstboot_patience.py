@@ -1,0 +1,75 @@
+"""The agent's AWS calls wait out IAM propagation: the role is made seconds before the instance boots,
+and a one-shot first boot must not fail on a refusal that a minute would cure."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.stub import Stubber
+
+from firstboot.platform import Patient
+
+
+@pytest.fixture
+def ssm():
+    client = boto3.client("ssm", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stubber:
+        yield client, stubber
+
+
+class Clock:
+    def __init__(self):
+        self.now, self.sleeps = 0.0, []
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_a_refusal_while_the_role_propagates_is_tried_again(ssm, caplog):
+    client, stubber = ssm
+    for code in ("AccessDeniedException", "AccessDeniedException"):
+        stubber.add_client_error("get_parameter", service_error_code=code)
+    stubber.add_response("get_parameter", {"Parameter": {"Name": "/p", "Value": "v", "Type": "SecureString"}})
+    clock = Clock()
+    patient = Patient(client, deadline=120, sleep=clock.sleep, clock=lambda: clock.now)
+    assert patient.get_parameter(Name="/p", WithDecryption=True)["Parameter"]["Value"] == "v"
+    assert clock.sleeps == [2.0, 4.0]
+    assert "AccessDeniedException" in caplog.text and "propagating" in caplog.text
+
+
+def test_other_errors_are_raised_at_once(ssm):
+    client, stubber = ssm
+    stubber.add_client_error("get_parameter", service_error_code="ParameterNotFound")
+    clock = Clock()
+    patient = Patient(client, sleep=clock.sleep, clock=lambda: clock.now)
+    with pytest.raises(client.exceptions.ParameterNotFound):
+        patient.get_parameter(Name="/p")
+    assert clock.sleeps == []
+
+
+def test_a_refusal_that_outlasts_the_deadline_is_raised(ssm):
+    client, stubber = ssm
+    for _ in range(10):
+        stubber.add_client_error("get_parameter", service_error_code="AccessDeniedException")
+    clock = Clock()
+    patient = Patient(client, deadline=30, sleep=clock.sleep, clock=lambda: clock.now)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        patient.get_parameter(Name="/p")
+    assert sum(clock.sleeps) <= 30
+
+
+def test_no_credentials_yet_is_waited_out_too():
+    calls = []
+
+    class Client:
+        def describe_volumes(self):
+            calls.append(1)
+            if len(calls) < 3:
+                raise NoCredentialsError()
+            return {"Volumes": []}
+
+    clock = Clock()
+    assert Patient(Client(), sleep=clock.sleep, clock=lambda: clock.now).describe_volumes() == {"Volumes": []}
+    assert len(calls) == 3
