@@ -34,8 +34,10 @@ class Systemd:
         return self._property(unit, "ActiveState") or "unknown"
 
     def condition_failed(self, unit: str) -> bool:
-        """True when the unit did not start because a Condition…= was unmet."""
-        return self._property(unit, "ConditionResult") == "no"
+        """True when the unit did not start because a Condition…= was unmet. A unit whose start is
+        still queued has ConditionResult=no too, but no condition timestamp: it has not been checked."""
+        checked = self._property(unit, "ConditionTimestampMonotonic") not in ("", "0")
+        return checked and self._property(unit, "ConditionResult") == "no"
 
     @staticmethod
     def _property(unit: str, name: str) -> str:

@@ -147,3 +147,19 @@ def test_the_target_is_started_without_blocking(monkeypatch):
     platform.Systemd().start("ai-platform.target", wait=False)
     platform.Systemd().start("mnt-data.mount")
     assert ran == [["systemctl", "start", "--no-block", "ai-platform.target"], ["systemctl", "start", "mnt-data.mount"]]
+
+
+def test_a_unit_whose_start_is_only_queued_is_not_off(monkeypatch):
+    """With --no-block the stacks' starts are queued: systemd shows ConditionResult=no for a unit
+    it has not checked yet, and counting it as off ended the boot before any stack had started."""
+    from firstboot import platform
+
+    properties = {
+        ("ai-platform-stack@data.service", "ConditionTimestampMonotonic"): "0",
+        ("ai-platform-stack@data.service", "ConditionResult"): "no",
+        ("ai-platform-gdrive.service", "ConditionTimestampMonotonic"): "81234567",
+        ("ai-platform-gdrive.service", "ConditionResult"): "no",
+    }
+    monkeypatch.setattr(platform.Systemd, "_property", staticmethod(lambda unit, name: properties[(unit, name)]))
+    assert platform.Systemd().condition_failed("ai-platform-stack@data.service") is False
+    assert platform.Systemd().condition_failed("ai-platform-gdrive.service") is True
