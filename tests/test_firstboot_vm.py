@@ -9,12 +9,14 @@ instance on the same data disk; then the AWS path with its APIs behind loopback 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import vm
 from imds_standin import ImdsStandIn
 from vm_image import SERIAL, VOLUME_ID
 
+from builder import owner_credentials
 from builder.config.schema import PlatformConfig
 from builder.userdata import instance_document, render_user_data
 from firstboot.storage import volume_serial
@@ -23,9 +25,23 @@ from firstboot.storage import volume_serial
 def user_data(instance: str) -> str:
     """The seed's user-data, rendered by builder's own renderer for the local target."""
     config = PlatformConfig(version=1)
-    document = instance_document(config, instance, "local", volume_id=VOLUME_ID, tailnet=False)  # none to reach
+    document = instance_document(
+        config,
+        instance,
+        "local",
+        volume_id=VOLUME_ID,
+        tailnet=False,  # none to reach
+        owner_credentials={"fw_cfg": owner_credentials.FW_CFG_NAME},
+    )
     document["services"] = ["probe"]  # the stand-in stack
     return render_user_data(config, document).mime
+
+
+def owner_file(work: Path) -> dict[str, Path]:
+    """The owner's credentials as a local launch hands them to the VM (qemu's fw_cfg)."""
+    path = work / "owner-credentials.json"
+    path.write_text(json.dumps(owner_credentials.complete({})))
+    return {owner_credentials.FW_CFG_NAME: path}
 
 
 def boot_instance(
@@ -56,6 +72,7 @@ def boot_instance(
         guest_forwards=forwards,
         seed=seed,
         serial_log=log,
+        fw_cfg=owner_file(work),
     )
     return vm.report(console), overlay
 
@@ -110,6 +127,8 @@ def test_the_aws_path_with_metadata_and_apis_reached_only_through_loopback(test_
         AvailabilityZone="us-east-1a", Size=1, TagSpecifications=[{"ResourceType": "volume", "Tags": tags}]
     )["VolumeId"]
     moto.client("ssm").put_parameter(Name="/ai-platform/providers/anthropic", Value=ANTHROPIC_KEY, Type="SecureString")
+    # What `builder launch` makes before the instance boots: the owner's credentials in SSM.
+    owner_credentials.ensure_aws(moto.client("ssm"), PlatformConfig(version=1), "alpha", lambda _line: None)
     imds = ImdsStandIn(instance_id, "us-east-1a", "us-east-1")
     try:
         config = PlatformConfig.model_validate(
