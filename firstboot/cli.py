@@ -74,9 +74,7 @@ def _health(settings: agent.Settings) -> int:
 
         platform = Platform(config)
     stacks = health.instance_stacks(settings.paths.systemd_dir)
-    found = health.check(
-        stacks, platform.systemd, **({"containers": settings.containers} if settings.containers else {})
-    )
+    found = health.check(stacks, platform.systemd, settings.containers or health.docker_states)
     line = health.summary(found)
     if health.record(found, settings.paths.state_dir / "health.json"):
         print(line, flush=True)  # the unit sends stdout to the console: `builder status` reads it there
