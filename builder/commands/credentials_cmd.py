@@ -68,14 +68,12 @@ def credentials(options: GlobalOptions, name: str, target: str) -> None:
 
 
 def _tailnet_bases(config, name: str) -> dict[str, str]:
-    from builder.userdata import hostname_for
+    """Where the instance answers in the tailnet (builder.endpoints), without trailing slashes."""
+    from builder.endpoints import service_urls
 
-    host = hostname_for(config, name)
-    bases = {"main": f"https://{host}:{config.edge.port}"}
-    for app in ("anythingllm", "dify", "n8n"):
-        service = getattr(config.services, app)
-        if service.enabled:
-            bases[app] = f"https://{host}:{service.edge_port}"
+    urls = service_urls(config, name)
+    bases = {"main": urls["index"].rstrip("/")}
+    bases.update({app: urls[app].rstrip("/") for app in ("anythingllm", "dify", "n8n") if app in urls})
     return bases
 
 
