@@ -1,8 +1,8 @@
 """Build the stand-in images (see standin.py) and tag each as the reference the lock pins.
 
-The base is Debian 12 minbase with the real PostgreSQL, Redis, NGINX, curl, wget, Python and
-Node.js from Debian's archive (the tools the stacks' healthchecks call), made with mmdebstrap and
-`docker import`d. Its tarball is cached, keyed by its package list; the per-image layer (the
+The base is Debian 12 minbase with the real PostgreSQL, Redis, NGINX, curl, wget and Python from
+Debian's archive (the tools the stacks' healthchecks call), made with mmdebstrap (no docs, man
+pages or translations: a smaller layer is a faster pull in the TCG bake) and `docker import`d. Its tarball is cached, keyed by its package list; the per-image layer (the
 stand-in program and the entrypoint) is a `docker commit` on top, seconds each.
 """
 
@@ -19,7 +19,7 @@ from builder.images import Pin
 HERE = Path(__file__).parent
 CACHE = Path(os.environ.get("AI_PLATFORM_TEST_CACHE", str(Path.home() / ".cache" / "ai-platform-builder")))
 MIRROR = "http://deb.debian.org/debian"
-PACKAGES = ("python3", "postgresql-15", "redis-server", "nginx-light", "curl", "wget", "nodejs", "ca-certificates")
+PACKAGES = ("python3", "postgresql-15", "redis-server", "nginx-light", "curl", "wget", "ca-certificates")
 ROLES = {  # lock variable -> stand-in role
     "POSTGRES_IMAGE": "postgres",
     "REDIS_IMAGE": "redis",
@@ -37,12 +37,25 @@ ROLES = {  # lock variable -> stand-in role
     "DIFY_PLUGIN_DAEMON_IMAGE": "dify-plugin-daemon",
     "SQUID_IMAGE": "squid",
 }
-# The real ollama image's healthcheck runs its own client: `ollama list`.
-OLLAMA_CLIENT = """#!/usr/bin/python3
-import sys, urllib.request
-urllib.request.urlopen("http://127.0.0.1:11434/api/tags", timeout=5)
-sys.exit(0)
-"""
+EXCLUDED = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
+# The healthchecks' own clients, as small shell programs. Under TCG (the chain test's VM) real
+# Node.js takes over 10 s to start and Python 1-2 s; the healthchecks of three Node apps every
+# 15 s would keep both emulated CPUs busy on their own, so nothing else would start.
+CLIENTS = {
+    # The real ollama image's healthcheck runs its own client: `ollama list` asks the server's API.
+    "ollama": """#!/bin/sh
+[ "$1" = list ] || { echo "ollama stand-in: only 'list'" >&2; exit 2; }
+exec curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:11434/api/tags
+""",
+    # The Node apps' healthchecks: node -e "fetch('URL').then(r => process.exit(r.ok ? 0 : 1), ...)".
+    # Any other script is refused loudly, so a changed healthcheck shows up instead of passing.
+    "node": """#!/bin/sh
+[ "$1" = -e ] || { echo "node stand-in: only -e SCRIPT" >&2; exit 2; }
+url=$(printf '%s' "$2" | sed -n "s/^fetch('\\([^']*\\)').then(r => process.exit(r.ok ? 0 : 1).*/\\1/p")
+[ -n "$url" ] || { echo "node stand-in: not a fetch healthcheck: $2" >&2; exit 2; }
+exec curl -fsSL -o /dev/null --max-time 25 "$url"
+""",
+}
 
 
 def _docker(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -50,7 +63,7 @@ def _docker(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def base_image(log=print) -> str:
-    key = hashlib.sha256(("\n".join(PACKAGES) + MIRROR).encode()).hexdigest()[:12]
+    key = hashlib.sha256(("\n".join(PACKAGES + EXCLUDED) + MIRROR).encode()).hexdigest()[:12]
     tag = f"ai-platform-standin-base:{key}"
     if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
         return tag
@@ -64,6 +77,7 @@ def base_image(log=print) -> str:
                 "mmdebstrap",
                 "--variant=minbase",
                 "--mode=root",
+                *(f"--dpkgopt=path-exclude={pattern}" for pattern in EXCLUDED),
                 f"--include={','.join(PACKAGES)}",
                 "bookworm",
                 str(partial),
@@ -83,16 +97,16 @@ def build_standins(pins: list[Pin], log=print) -> dict[str, str]:
     base = base_image(log)
     built = {}
     with tempfile.TemporaryDirectory() as work:
-        client = Path(work) / "ollama"
-        client.write_text(OLLAMA_CLIENT)
-        client.chmod(0o755)
+        for name, program in CLIENTS.items():
+            (Path(work) / name).write_text(program)
+            (Path(work) / name).chmod(0o755)
         for pin in pins:
             role = ROLES[pin.variable]
             container = _docker("create", base, "/bin/true").stdout.strip()
             try:
                 _docker("cp", str(HERE / "standin.py"), f"{container}:/usr/local/bin/standin")
-                if role == "ollama":
-                    _docker("cp", str(client), f"{container}:/usr/local/bin/ollama")
+                for name in ("node",) + (("ollama",) if role == "ollama" else ()):
+                    _docker("cp", str(Path(work) / name), f"{container}:/usr/local/bin/{name}")
                 _docker(
                     "commit",
                     "--change",
