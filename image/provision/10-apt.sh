@@ -20,7 +20,14 @@ fi
 if [ -f /etc/initramfs-tools/update-initramfs.conf ]; then
     sed -i 's/^update_initramfs=.*/update_initramfs=no/' /etc/initramfs-tools/update-initramfs.conf
 fi
-apt() { apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -q "$@"; }
+# man-db reindexes every manual page after each install: minutes on a slow disk, for pages nobody
+# reads on a server. 90-sysprep.sh turns it back on.
+if command -v debconf-set-selections >/dev/null && dpkg -s man-db >/dev/null 2>&1; then
+    echo "man-db man-db/auto-update boolean false" | debconf-set-selections
+fi
+# --force-unsafe-io: dpkg skips its fsync per file (as Debian's own container images do); a bake that
+# dies halfway is thrown away, and the image is synced when the build machine shuts down.
+apt() { apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-unsafe-io -q "$@"; }
 # --error-on=any: an archive that cannot be fetched is an error, not a warning (apt >= 2.1.16).
 if ! apt update --error-on=any; then
     echo "apt-get update failed: ${APT_MIRROR:-the image archives} cannot be reached (image.mirrors.apt sets a mirror)" >&2

@@ -29,6 +29,9 @@ done
 if [ -f /etc/initramfs-tools/update-initramfs.conf ]; then
     sed -i 's/^update_initramfs=.*/update_initramfs=yes/' /etc/initramfs-tools/update-initramfs.conf
 fi
+if dpkg -s man-db >/dev/null 2>&1; then
+    echo "man-db man-db/auto-update boolean true" | debconf-set-selections
+fi
 rm -f /etc/needrestart/conf.d/90-ai-platform-bake.conf
 apt-get clean
 rm -rf /var/lib/apt/lists/*

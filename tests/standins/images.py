@@ -2,8 +2,9 @@
 
 The base is Debian 12 minbase with the real PostgreSQL, Redis, NGINX, curl, wget and Python from
 Debian's archive (the tools the stacks' healthchecks call), made with mmdebstrap (no docs, man
-pages or translations: a smaller layer is a faster pull in the TCG bake) and `docker import`d. Its tarball is cached, keyed by its package list; the per-image layer (the
-stand-in program and the entrypoint) is a `docker commit` on top, seconds each.
+pages or translations: a smaller layer is a faster pull in the TCG bake) and `docker import`d.
+Its tarball is cached, keyed by its package list; the per-image layer (the stand-in program, the
+healthcheck clients and the entrypoint) is a `docker commit` on top, seconds each.
 """
 
 from __future__ import annotations
