@@ -100,6 +100,18 @@ def test_backup_and_health_timers_are_enabled(host):
     assert host.service("ai-platform-health.timer").is_enabled
 
 
+def test_the_bakes_apt_shortcuts_are_undone(host):
+    """10-apt.sh stops packages from starting services and pauses initramfs and man-db updates;
+    left behind, a user's `apt install` on the instance would silently start nothing."""
+    assert not host.file("/usr/sbin/policy-rc.d").exists
+    initramfs = host.file("/etc/initramfs-tools/update-initramfs.conf")
+    if initramfs.exists:
+        assert "update_initramfs=yes" in initramfs.content_string
+    if host.package("man-db").is_installed:
+        with host.sudo():
+            assert "man-db/auto-update: true" in host.check_output("debconf-show man-db")
+
+
 @pytest.mark.image_only
 def test_machine_id_is_empty(host):
     assert host.file("/etc/machine-id").size == 0
