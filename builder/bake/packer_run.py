@@ -50,7 +50,8 @@ def run_packer(
 ) -> PackerOutcome:
     outcome = PackerOutcome(returncode=-1)
     started = time.monotonic()
-    with log_path.open("w", encoding="utf-8") as log:
+    # Line-buffered: `tail -f` on the log follows a bake as it runs, not 8 KiB behind.
+    with log_path.open("w", encoding="utf-8", buffering=1) as log:
         process = subprocess.Popen(
             command,
             cwd=cwd,
