@@ -6,7 +6,10 @@ provisioning runs on a local VM over SSH.
   filter): a stand-in id, not a real AMI.
 - The build instance moto "runs" has no machine behind it. Packer's SSH goes to a qemu VM booted
   from the Debian 12 base (the local stand-in for Ubuntu 22.04) with the user `ubuntu` and a key
-  pair imported into moto first (`--packer-var aws_ssh_*`).
+  pair imported into moto first (`--packer-var aws_ssh_*`). That base already holds the packages
+  10-apt.sh installs (made on the host by mmdebstrap, cached): the local bake runs the same
+  provisioning from a clean base, and here 10-apt.sh finds them current instead of spending
+  minutes unpacking them again under TCG. Its disk ignores flushes (a thrown-away machine).
 - `builder bake --target aws` runs inside `unshare -n` (tests/netns.py): it reaches moto and the
   VM's SSH port and nothing else, so no call can reach AWS. pip cannot reach PyPI there either:
   the agent's wheels come from a directory filled beforehand (`image.mirrors.wheels`).
@@ -62,6 +65,9 @@ UBUNTU = {
     "creation_date": "2024-04-01T00:00:00.000Z",
 }
 KEY_PAIR = "ai-platform-test-build"
+APT_PACKAGES = tuple(
+    line for line in (REPO / "image/provision/apt-packages.txt").read_text().splitlines() if not line.startswith("#")
+)
 
 
 def wheel_directory(directory: Path) -> Path:
@@ -77,7 +83,7 @@ class BuildInstanceVm:
     """The machine behind moto's build instance: the Debian 12 base under qemu (TCG), SSH forwarded."""
 
     def __init__(self, root: Path, public_key: str):
-        base = build_debian_base(cache_dir(), log=lambda line: None)  # the bake's own cached base
+        base = build_debian_base(cache_dir(), extra_packages=APT_PACKAGES, log=lambda line: None)
         disk = make_overlay(base.disk, root / "build-instance.qcow2")
         subprocess.run(["qemu-img", "resize", "-q", str(disk), "40G"], check=True)
         user_data = sudo_user_data("ubuntu", public_key)
@@ -90,7 +96,7 @@ class BuildInstanceVm:
                 "qemu-system-x86_64", "-nographic", "-nodefaults", "-accel", "tcg", "-m", "2048", "-smp", "2",
                 "-kernel", str(base.kernel), "-initrd", str(base.initrd),
                 "-append", DIRECT_KERNEL_APPEND,
-                "-drive", f"file={disk},if=virtio,format=qcow2",
+                "-drive", f"file={disk},if=virtio,format=qcow2,cache=unsafe",
                 "-drive", f"file={seed},if=virtio,format=raw,readonly=on",
                 "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
                 "-device", "virtio-net-pci,netdev=net0",

@@ -77,6 +77,7 @@ def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, 
     (payload / "provision").mkdir()
     for helper in (REPO_ROOT / "image" / "provision").glob("*.py"):
         shutil.copy(helper, payload / "provision" / helper.name)
+    shutil.copy(REPO_ROOT / "image" / "provision" / "apt-packages.txt", payload / "provision")
     return payload
 
 

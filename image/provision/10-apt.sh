@@ -33,13 +33,12 @@ if ! apt update --error-on=any; then
     echo "apt-get update failed: ${APT_MIRROR:-the image archives} cannot be reached (image.mirrors.apt sets a mirror)" >&2
     exit 1
 fi
-# apparmor: docker.io only recommends it, yet where the kernel has AppArmor on (Debian, Ubuntu) the
-# daemon loads its docker-default profile with apparmor_parser, and without it no container starts.
 # No service starts from a package's install script (policy-rc.d says no, as in Debian's container
 # images): under TCG the first dockerd start alone took minutes, and 20-docker.sh starts it once,
 # configured. Removed again even when the install fails.
 printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 chmod 0755 /usr/sbin/policy-rc.d
 trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-apt install -y --no-install-recommends \
-    docker.io apparmor python3-venv fuse3 rclone ca-certificates curl gnupg iproute2 jq
+packages=$(grep -v '^#' "$PAYLOAD/provision/apt-packages.txt")
+# shellcheck disable=SC2086 # one word per package
+apt install -y --no-install-recommends $packages
