@@ -1,10 +1,13 @@
 """The whole platform started on a real Docker engine, through the wrapper the systemd units run.
 
-The pinned images cannot be pulled here (no registry is reachable), so locally built stand-ins
-carry their references (tests/standins/standin.py says what each one is): real PostgreSQL, Redis
-and NGINX from Debian, small health-endpoint servers for the rest. Everything else is real: the
-compose files, `docker compose up --wait` on their healthchecks, the ai-platform network, the
-edge's nginx config with TLS, the agent's per-instance files, the backup script.
+The pinned images cannot be pulled here (no registry is reachable). LiteLLM and OpenClaw run their
+real software, in local images laid out as upstream's (tests/real_images.py: LiteLLM from PyPI,
+OpenClaw from npm on Node 24); LiteLLM without its database, which needs Prisma engines nobody here
+serves. The rest are locally built stand-ins carrying their references (tests/standins/standin.py;
+real_images.STANDIN_ONLY says why each one): real PostgreSQL, Redis and NGINX from Debian, small
+health-endpoint servers for the rest. Everything else is real: the compose files, `docker compose
+up --wait` on their healthchecks, the ai-platform network, the edge's nginx config with TLS, the
+agent's per-instance files, the backup script.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -21,6 +25,7 @@ import time
 import pytest
 import requests
 import urllib3
+from real_images import LITELLM_WITHOUT_DATABASE, use_real_apps
 from stack_fixtures import BACKUP, make_tree
 from standins.images import build_standins
 
@@ -37,8 +42,13 @@ urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    build_standins(images.load_lock())
+    pins = images.load_lock()
+    build_standins(pins)
+    use_real_apps(pins)
     tree = make_tree(tmp_path_factory.mktemp("platform"))
+    override = tree.etc / "compose/litellm.yaml"
+    assert not override.exists(), "the agent now writes a LiteLLM override: merge the test's into it"
+    override.write_text(LITELLM_WITHOUT_DATABASE)
     started, seconds = [], {}
     try:
         for name in ORDER:
@@ -100,7 +110,7 @@ def test_every_healthcheck_is_healthy(platform):
 
 def test_each_app_has_its_database_and_logs_in_with_its_own_password(platform):
     assert {"litellm", "n8n", "dify", "dify_plugin"} <= set(psql("postgres", "SELECT datname FROM pg_database").split())
-    for database, role in [("litellm", "litellm"), ("n8n", "n8n"), ("dify", "dify-api")]:
+    for database, role in [("n8n", "n8n"), ("dify", "dify-api")]:  # (the real LiteLLM runs without one here)
         assert psql(database, "SELECT role FROM standin_marker") == role
         assert psql(database, "SELECT tableowner FROM pg_tables WHERE tablename = 'standin_marker'") == database
 
@@ -120,8 +130,6 @@ def test_the_index_lists_every_service(platform):
 @pytest.mark.parametrize(
     "url, standin, path",
     [
-        (f"{EDGE}:8443/litellm/v1/models", "litellm", "/litellm/v1/models"),
-        (f"{EDGE}:8443/clawdbot/", "clawdbot", "/clawdbot/"),
         (f"{EDGE}:8444/workspaces", "anythingllm", "/workspaces"),
         (f"{EDGE}:8445/apps", "dify-web", "/apps"),
         (f"{EDGE}:8445/console/api/setup", "dify-api", "/console/api/setup"),
@@ -138,6 +146,47 @@ def test_each_route_reaches_its_upstream_over_tls_with_security_headers(platform
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert response.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+
+
+def assert_edge_security_headers(response: requests.Response) -> None:
+    """Each header once (the app's own or the edge's): requests joins repeated headers with ", "."""
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"].upper() in ("SAMEORIGIN", "DENY")
+    assert "," not in response.headers["Referrer-Policy"]
+
+
+def test_the_real_litellm_answers_through_the_edge_only_with_its_master_key(platform):
+    models = f"{EDGE}:8443/litellm/v1/models"
+    assert get(models).status_code == 401
+    key = platform.env_values()["LITELLM_MASTER_KEY"]
+    listed = get(models, headers={"Authorization": f"Bearer {key}"})
+    assert listed.status_code == 200, listed.text[:500]
+    assert {"local", "smart"} <= {model["id"] for model in listed.json()["data"]}
+    assert_edge_security_headers(listed)
+
+
+def test_the_real_litellm_admin_ui_loads_under_its_sub_path_with_every_script(platform):
+    """SERVER_ROOT_PATH=/litellm and the path passed through: the UI's scripts live under /litellm too."""
+    page = get(f"{EDGE}:8443/litellm/ui/")
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    scripts = set(re.findall(r'src="(/[^"]+\.js)"', page.text))
+    assert scripts and all(script.startswith("/litellm/") for script in scripts), scripts
+    for script in scripts:
+        assert get(f"{EDGE}:8443{script}").status_code == 200, script
+
+
+def test_the_real_openclaw_serves_its_control_ui_under_clawdbot_with_its_assets(platform):
+    """Through the edge (a trusted proxy that rewrites the forwarded headers): the page and every
+    script and style it names, all under gateway.controlUi.basePath."""
+    page = get(f"{EDGE}:8443/clawdbot/")
+    assert page.status_code == 200, page.text[:500]
+    assert "text/html" in page.headers["Content-Type"]
+    assets = set(re.findall(r'(?:src|href)="(/clawdbot/[^"]+\.(?:js|css))"', page.text))
+    assert assets, page.text[:2000]
+    for asset in assets:
+        assert get(f"{EDGE}:8443{asset}").status_code == 200, asset
+    assert_edge_security_headers(page)
 
 
 @pytest.mark.parametrize("path, port", [("/anythingllm", 8444), ("/dify/apps", 8445), ("/n8n", 8446)])
@@ -177,7 +226,9 @@ def test_websocket_upgrades_pass_through_the_edge(platform):
 
 def test_a_client_over_its_rate_answers_429(platform):
     with requests.Session() as session:
-        codes = [session.get(f"{EDGE}:8443/litellm/health", verify=False, timeout=10).status_code for _ in range(80)]
+        # (liveliness: LiteLLM's /health would call every model)
+        url = f"{EDGE}:8443/litellm/health/liveliness"
+        codes = [session.get(url, verify=False, timeout=10).status_code for _ in range(80)]
     assert 429 in codes
     assert codes[0] == 200
 
@@ -189,7 +240,7 @@ def test_a_stopped_service_does_not_stop_the_others(platform):
         # resolver gives up (here, with no DNS reachable at all, that takes a resolver timeout).
         stopped = requests.get(f"{EDGE}:8443/clawdbot/", verify=False, allow_redirects=False, timeout=60)
         assert stopped.status_code in (502, 504)
-        assert get(f"{EDGE}:8443/litellm/v1/models").status_code == 200
+        assert get(f"{EDGE}:8443/litellm/health/liveliness").status_code == 200
     finally:
         assert platform.stack("up", "clawdbot").returncode == 0
     assert get(f"{EDGE}:8443/clawdbot/").status_code == 200
