@@ -39,7 +39,7 @@ pytestmark = [
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 NAME = "chain"
 STACKS = ["data", "ollama", "litellm", "anythingllm", "clawdbot", "dify", "n8n", "signal_api", "edge"]
-WAIT_TIMEOUT = 2400  # TCG: Docker and ~25 containers on 2 emulated vCPUs
+WAIT_TIMEOUT = 1800  # TCG: Docker and ~25 containers on 2 emulated vCPUs
 
 
 class Chain:
