@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from parliament import analyze_policy_string
 
 from builder.aws import iam, names
@@ -60,3 +61,13 @@ def test_a_data_volume_under_a_customer_key_gets_a_grant_for_ec2_only():
     [grant] = [s for s in policy["Statement"] if s["Action"] == "kms:CreateGrant"]
     assert grant["Resource"] == key and grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
     assert not [s for s in POLICY["Statement"] if s["Action"].startswith("kms:")]  # none without a key
+
+
+@pytest.mark.parametrize("region, partition", [("us-gov-west-1", "aws-us-gov"), ("cn-north-1", "aws-cn")])
+def test_arns_name_the_regions_own_partition(region, partition):
+    """GovCloud and China are partitions of their own: an arn:aws:... resource matches nothing there."""
+    policy = iam.instance_policy("ai-platform", "alpha", region, "123456789012", ["/ai-platform/tailscale/auth-key"])
+    resources = [
+        r for s in policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+    ]
+    assert [r for r in resources if r != "*" and not r.startswith(f"arn:{partition}:")] == []

@@ -14,6 +14,14 @@ from typing import Any
 
 from builder.aws import names
 
+
+def partition_of(region: str) -> str:
+    """The ARN partition of a region (aws, aws-us-gov, aws-cn, ...), from botocore's endpoint data."""
+    import botocore.session  # deferred: the CLI's other commands never load botocore's data
+
+    return botocore.session.get_session().get_partition_for_region(region)
+
+
 TRUST_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
@@ -28,6 +36,7 @@ def instance_policy(
     # "This platform instance's" is said by its tags, which the launch sets on the instance and its
     # volume and which the agent cannot change (it may only tag its status keys): documented
     # condition keys of AttachVolume and CreateTags (aws:ResourceTag/…), linted with parliament.
+    arn = f"arn:{partition_of(region)}"
     its_own = {
         "StringEquals": {
             f"aws:ResourceTag/{names.PLATFORM_TAG}": platform,
@@ -42,7 +51,7 @@ def instance_policy(
             "Sid": "AttachItsVolumeToItself",
             "Effect": "Allow",
             "Action": "ec2:AttachVolume",
-            "Resource": [f"arn:aws:ec2:{region}:{account}:volume/*", f"arn:aws:ec2:{region}:{account}:instance/*"],
+            "Resource": [f"{arn}:ec2:{region}:{account}:volume/*", f"{arn}:ec2:{region}:{account}:instance/*"],
             # …and the volume its data volume (the instance carries no role tag, hence IfExists).
             "Condition": {**its_own, "StringEqualsIfExists": {f"aws:ResourceTag/{names.ROLE_TAG}": names.DATA_ROLE}},
         },
@@ -50,7 +59,7 @@ def instance_policy(
             "Sid": "TagOnlyItselfWithItsStatus",
             "Effect": "Allow",
             "Action": "ec2:CreateTags",
-            "Resource": f"arn:aws:ec2:{region}:{account}:instance/*",
+            "Resource": f"{arn}:ec2:{region}:{account}:instance/*",
             "Condition": {
                 **its_own,
                 "ForAllValues:StringEquals": {
@@ -77,7 +86,7 @@ def instance_policy(
                 "Sid": "ReadOnlyItsParameters",
                 "Effect": "Allow",
                 "Action": "ssm:GetParameter",
-                "Resource": [f"arn:aws:ssm:{region}:{account}:parameter{name}" for name in sorted(set(parameters))],
+                "Resource": [f"{arn}:ssm:{region}:{account}:parameter{name}" for name in sorted(set(parameters))],
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}
