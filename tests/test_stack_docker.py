@@ -21,6 +21,7 @@ import socket
 import ssl
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -30,6 +31,7 @@ from stack_fixtures import BACKUP, make_tree
 from standins.images import build_standins
 
 from builder import images
+from firstboot.instance_config import StackSettings
 
 pytestmark = pytest.mark.skipif(
     shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0,
@@ -45,7 +47,9 @@ def platform(tmp_path_factory):
     pins = images.load_lock()
     build_standins(pins)
     use_real_apps(pins)
-    tree = make_tree(tmp_path_factory.mktemp("platform"))
+    # As a local launch renders it: clients come to 127.0.0.1 (OpenClaw allows that origin).
+    settings = StackSettings(edge_bind=("127.0.0.1",), public_host="127.0.0.1")
+    tree = make_tree(tmp_path_factory.mktemp("platform"), settings=settings)
     override = tree.etc / "compose/litellm.yaml"
     assert not override.exists(), "the agent now writes a LiteLLM override: merge the test's into it"
     override.write_text(LITELLM_WITHOUT_DATABASE)
@@ -228,9 +232,146 @@ def test_a_client_over_its_rate_answers_429(platform):
     with requests.Session() as session:
         # (liveliness: LiteLLM's /health would call every model)
         url = f"{EDGE}:8443/litellm/health/liveliness"
-        codes = [session.get(url, verify=False, timeout=10).status_code for _ in range(80)]
+        codes = [session.get(url, verify=False, timeout=10).status_code for _ in range(400)]
     assert 429 in codes
     assert codes[0] == 200
+
+
+CHROMIUM = shutil.which("chromium")
+# Headless, with no calls to Google's services (this machine's network refuses them, many at a time).
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+    "--no-first-run", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+SCREENSHOTS = Path(os.environ.get("AI_PLATFORM_TEST_ARTIFACTS", "/tmp/ai-platform-test-artifacts")) / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright; CI installs both, so there it is never skipped."""
+    if CHROMIUM is None and os.environ.get("CI") != "true":
+        pytest.skip("needs Debian's chromium (scripts/system-packages.txt)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Watched:
+    """A fresh browser profile's page, with what went wrong on it: failed or refused responses (any
+    429 or 5xx, a script the browser would not run) and WebSocket frames received."""
+
+    def __init__(self, browser, name: str, **context):
+        self.name = name
+        self.context = browser.new_context(ignore_https_errors=True, **context)
+        self.page = self.context.new_page()
+        self.broken: list[str] = []
+        self.frames: list[str] = []
+        self.page.on("response", self._response)
+        self.page.on("console", self._console)
+        self.page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: self.frames.append(str(frame))))
+
+    def _response(self, response) -> None:
+        if response.status == 429 or response.status >= 500:
+            self.broken.append(f"{response.status} {response.url}")
+
+    def _console(self, message) -> None:
+        if message.type == "error" and ("Refused to execute" in message.text or "ChunkLoadError" in message.text):
+            self.broken.append(message.text[:300])
+
+    def screenshot(self) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{self.name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        print(f"screenshot: {path}")
+        return path
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def test_in_a_browser_the_owner_pairs_openclaws_control_ui_and_it_connects(platform, browser):
+    """The owner's first visit: the token from `builder credentials`, then OpenClaw's pairing request
+    for this new browser, approved as the owner approves it (`openclaw devices approve`); the page
+    then connects over its WebSocket through the edge and lists LiteLLM's models."""
+    watched = Watched(browser, "openclaw-control-ui")
+    try:
+        page = watched.page
+        page.goto(f"{EDGE}:8443/clawdbot/")
+        # Its first connect, with no token, is refused: the page then asks for it.
+        page.get_by_text("This Gateway expects its token").wait_for(timeout=60_000)
+        page.locator("#login-gate-credential").fill(platform.env_values()["OPENCLAW_GATEWAY_TOKEN"])
+        page.get_by_role("button", name="Connect").click()
+        # The owner sees the request in `openclaw devices list` (the gateway names it in its close reason).
+        request_id = wait_for(pending_pairing_request, 180, "pairing request in `openclaw devices list`")
+        approved = openclaw_cli("devices", "approve", request_id)
+        assert approved.returncode == 0, approved.stderr[-2000:]
+        page.get_by_text("Connected", exact=True).wait_for(timeout=60_000)
+        wait_for(lambda: any('"provider":"litellm"' in f and '"id":"smart"' in f for f in watched.frames), 60, "models")
+        watched.screenshot()
+        assert watched.broken == []
+    except BaseException:
+        logs = subprocess.run(
+            ["docker", "logs", "--tail", "40", container_of("clawdbot", "clawdbot")], capture_output=True, text=True
+        )
+        print("OpenClaw's log:", logs.stdout[-4000:], logs.stderr[-4000:])
+        raise
+    finally:
+        watched.close()
+
+
+def openclaw_cli(*arguments: str) -> subprocess.CompletedProcess:
+    container = container_of("clawdbot", "clawdbot")
+    command = ["docker", "exec", container, "openclaw", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def pending_pairing_request() -> str | None:
+    listed = openclaw_cli("devices", "list", "--json")
+    found = re.findall(r'"requestId"\s*:\s*"([^"]+)"', listed.stdout)
+    return found[0] if listed.returncode == 0 and found else None
+
+
+def wait_for(probe, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} within {timeout:g} s")
+
+
+def test_in_a_browser_litellms_admin_ui_renders_its_login(platform, browser):
+    """Every script of the UI runs (none refused, none rate-limited) and its login form appears."""
+    watched = Watched(browser, "litellm-admin-ui")
+    try:
+        watched.page.goto(f"{EDGE}:8443/litellm/ui/")
+        watched.page.get_by_text("Access your LiteLLM Admin UI").wait_for(timeout=60_000)
+        watched.page.wait_for_load_state("networkidle")
+        watched.screenshot()
+        assert watched.broken == []
+    finally:
+        watched.close()
+
+
+def test_in_a_browser_the_index_links_every_app_to_a_page_that_answers(platform, browser):
+    """As the owner (the Signal link asks for the owner's password)."""
+    owner = {"username": "owner", "password": platform.env_values()["EDGE_OWNER_PASSWORD"]}
+    watched = Watched(browser, "index", http_credentials=owner)
+    try:
+        watched.page.goto(f"{EDGE}:8443/")
+        links = watched.page.eval_on_selector_all("a", "anchors => anchors.map(a => [a.textContent, a.href])")
+        assert {title for title, _ in links} >= {"LiteLLM", "AnythingLLM", "Dify", "n8n", "Clawdbot"}
+        watched.screenshot()
+        for title, href in links:
+            response = watched.page.goto(href)
+            assert response is not None and response.status == 200, (title, href)
+        assert watched.broken == []
+    finally:
+        watched.close()
 
 
 def test_a_stopped_service_does_not_stop_the_others(platform):
