@@ -31,15 +31,17 @@ from builder.bake.payload import new_ssh_key
 
 pytestmark = [
     needs_local_bake,
-    # New in session 4 and never yet green end to end on these machines (its runs found three real
-    # faults, each fixed; the last run ended with the session). Its results show in every run
-    # (xfailed / xpassed); the next session makes it strict once a run passes whole.
-    pytest.mark.xfail(reason="the chain test has not passed whole yet (session 4 note)", strict=False),
+    # Never yet green on these machines: under TCG on two host cores, Docker's own daemons (dockerd,
+    # containerd, a shim per container, ~14 healthchecks) keep both emulated vCPUs busy; a
+    # `docker exec true` took 20-70 s and not every stack got healthy within 37 min (session 5, with
+    # runc and with crun alike). Its results still show in every run (xfailed / xpassed), bounded
+    # by WAIT_TIMEOUT so that CI stays within its budget; strict again once a run passes whole.
+    pytest.mark.xfail(reason="not every stack gets healthy under TCG on 2 cores in time (session 5)", strict=False),
 ]
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 NAME = "chain"
 STACKS = ["data", "ollama", "litellm", "anythingllm", "clawdbot", "dify", "n8n", "signal_api", "edge"]
-WAIT_TIMEOUT = 1800  # TCG: Docker and ~25 containers on 2 emulated vCPUs
+WAIT_TIMEOUT = 1200  # TCG: Docker and ~25 containers on 2 emulated vCPUs
 
 
 class Chain:

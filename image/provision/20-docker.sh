@@ -8,14 +8,10 @@ insecure=""
 case "${REGISTRY_MIRROR:-}" in
     http://*) insecure=", \"insecure-registries\": [\"${REGISTRY_MIRROR#http://}\"]" ;;
 esac
-# crun runs the containers (apt-packages.txt says why); runc stays installed, by name, for anyone who
-# needs it (docker run --runtime runc).
 cat >/etc/docker/daemon.json <<JSON
-{"log-driver": "json-file", "log-opts": {"max-size": "20m", "max-file": "5"},
- "runtimes": {"crun": {"path": "/usr/bin/crun"}}, "default-runtime": "crun"${insecure}}
+{"log-driver": "json-file", "log-opts": {"max-size": "20m", "max-file": "5"}${insecure}}
 JSON
 systemctl enable docker.service
 systemctl restart docker.service
 docker version --format 'docker {{.Server.Version}}'
-docker info --format 'default runtime: {{.DefaultRuntime}}'
 docker compose version

@@ -33,12 +33,6 @@ def test_docker_and_compose_are_installed(host):
     assert host.run("docker compose version").rc == 0
 
 
-def test_docker_runs_containers_with_crun(host):
-    daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
-    assert daemon["default-runtime"] == "crun"
-    assert host.run(daemon["runtimes"]["crun"]["path"] + " --version").rc == 0
-
-
 def docker_name(repository: str) -> str:
     """Docker's short form: docker.io/library/postgres is postgres, docker.io/x/y is x/y."""
     for prefix in ("docker.io/library/", "docker.io/"):
