@@ -21,11 +21,11 @@ import socket
 import ssl
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
 import urllib3
+from browser import Watched, chromium_fixture  # noqa: F401 (the `chromium` fixture)
 from real_images import LITELLM_WITHOUT_DATABASE, use_real_apps
 from stack_fixtures import BACKUP, make_tree
 from standins.images import build_standins
@@ -237,66 +237,11 @@ def test_a_client_over_its_rate_answers_429(platform):
     assert codes[0] == 200
 
 
-CHROMIUM = shutil.which("chromium")
-# Headless, with no calls to Google's services (this machine's network refuses them, many at a time).
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-    "--no-first-run", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-SCREENSHOTS = Path(os.environ.get("AI_PLATFORM_TEST_ARTIFACTS", "/tmp/ai-platform-test-artifacts")) / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's Chromium driven by Playwright; CI installs both, so there it is never skipped."""
-    if CHROMIUM is None and os.environ.get("CI") != "true":
-        pytest.skip("needs Debian's chromium (scripts/system-packages.txt)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-class Watched:
-    """A fresh browser profile's page, with what went wrong on it: failed or refused responses (any
-    429 or 5xx, a script the browser would not run) and WebSocket frames received."""
-
-    def __init__(self, browser, name: str, **context):
-        self.name = name
-        self.context = browser.new_context(ignore_https_errors=True, **context)
-        self.page = self.context.new_page()
-        self.broken: list[str] = []
-        self.frames: list[str] = []
-        self.page.on("response", self._response)
-        self.page.on("console", self._console)
-        self.page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: self.frames.append(str(frame))))
-
-    def _response(self, response) -> None:
-        if response.status == 429 or response.status >= 500:
-            self.broken.append(f"{response.status} {response.url}")
-
-    def _console(self, message) -> None:
-        if message.type == "error" and ("Refused to execute" in message.text or "ChunkLoadError" in message.text):
-            self.broken.append(message.text[:300])
-
-    def screenshot(self) -> Path:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"{self.name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
-        print(f"screenshot: {path}")
-        return path
-
-    def close(self) -> None:
-        self.context.close()
-
-
-def test_in_a_browser_the_owner_pairs_openclaws_control_ui_and_it_connects(platform, browser):
+def test_in_a_browser_the_owner_pairs_openclaws_control_ui_and_it_connects(platform, chromium):
     """The owner's first visit: the token from `builder credentials`, then OpenClaw's pairing request
     for this new browser, approved as the owner approves it (`openclaw devices approve`); the page
     then connects over its WebSocket through the edge and lists LiteLLM's models."""
-    watched = Watched(browser, "openclaw-control-ui")
+    watched = Watched(chromium, "openclaw-control-ui")
     try:
         page = watched.page
         page.goto(f"{EDGE}:8443/clawdbot/")
@@ -344,9 +289,9 @@ def wait_for(probe, timeout: float, what: str):
     raise AssertionError(f"no {what} within {timeout:g} s")
 
 
-def test_in_a_browser_litellms_admin_ui_renders_its_login(platform, browser):
+def test_in_a_browser_litellms_admin_ui_renders_its_login(platform, chromium):
     """Every script of the UI runs (none refused, none rate-limited) and its login form appears."""
-    watched = Watched(browser, "litellm-admin-ui")
+    watched = Watched(chromium, "litellm-admin-ui")
     try:
         watched.page.goto(f"{EDGE}:8443/litellm/ui/")
         watched.page.get_by_text("Access your LiteLLM Admin UI").wait_for(timeout=60_000)
@@ -357,10 +302,10 @@ def test_in_a_browser_litellms_admin_ui_renders_its_login(platform, browser):
         watched.close()
 
 
-def test_in_a_browser_the_index_links_every_app_to_a_page_that_answers(platform, browser):
+def test_in_a_browser_the_index_links_every_app_to_a_page_that_answers(platform, chromium):
     """As the owner (the Signal link asks for the owner's password)."""
     owner = {"username": "owner", "password": platform.env_values()["EDGE_OWNER_PASSWORD"]}
-    watched = Watched(browser, "index", http_credentials=owner)
+    watched = Watched(chromium, "index", http_credentials=owner)
     try:
         watched.page.goto(f"{EDGE}:8443/")
         links = watched.page.eval_on_selector_all("a", "anchors => anchors.map(a => [a.textContent, a.href])")
