@@ -11,6 +11,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 from conftest import AWS_ZONE as ZONE
+from conftest import REPO
 
 from builder.aws import names
 from builder.aws.clients import AwsClients
@@ -250,3 +251,20 @@ def test_a_customer_key_on_the_data_volume_is_granted_to_the_role(aws, baked):
     )
     [grant] = [s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "kms:CreateGrant"]
     assert grant["Resource"] == key["Arn"]  # the key itself: an alias would not match a grant's resource
+
+
+def test_the_boto3_floor_knows_the_volume_initialization_rate():
+    """botocore 1.38.10 is the first release whose EC2 model has VolumeInitializationRate (its wheels,
+    1.38.9 and 1.38.10, compared); boto3 1.38.10 requires it. A lower floor lets pip keep an older
+    boto3 that refuses image.root_volume_initialization_rate_mibps at launch."""
+    import re
+
+    import botocore.session
+    import tomllib
+
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    [floor] = [re.match(r"boto3>=([0-9.]+)", d).group(1) for d in dependencies if d.startswith("boto3")]
+    assert tuple(map(int, floor.split("."))) >= (1, 38, 10)
+    model = botocore.session.get_session().get_service_model("ec2")
+    mapping = model.shape_for("LaunchTemplateEbsBlockDeviceRequest")
+    assert "VolumeInitializationRate" in mapping.members
