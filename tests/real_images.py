@@ -139,14 +139,20 @@ def rootfs_tarball(recipe: Recipe, log=print) -> Path:
     return tarball
 
 
-def build(recipe: Recipe, reference: str, log=print) -> str:
-    """Tag the recipe's image as `reference` (the lock's reference without its digest)."""
-    tag = f"ai-platform-real-{recipe.name}:{recipe.key()}"
+def imported(recipe: Recipe, log=print) -> str:
+    """The recipe's image in the local Docker, imported once from its cached tarball; its tag."""
+    tag = f"ai-platform-test-{recipe.name}:{recipe.key()}"
     if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
         tarball = rootfs_tarball(recipe, log)
         changes = [argument for change in recipe.changes for argument in ("--change", change)]
         with tarball.open("rb") as stream:
             subprocess.run(["docker", "import", *changes, "-", tag], stdin=stream, check=True, capture_output=True)
+    return tag
+
+
+def build(recipe: Recipe, reference: str, log=print) -> str:
+    """Tag the recipe's image as `reference` (the lock's reference without its digest)."""
+    tag = imported(recipe, log)
     _run(["docker", "tag", tag, reference])
     return tag
 

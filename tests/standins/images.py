@@ -2,25 +2,25 @@
 
 The base is Debian 12 minbase with the real PostgreSQL, Redis, NGINX, curl, wget and Python from
 Debian's archive (the tools the stacks' healthchecks call), made with mmdebstrap (no docs, man
-pages or translations: a smaller layer is a faster pull in the TCG bake) and `docker import`d.
-Its tarball is cached, keyed by its package list; the per-image layer (the stand-in program, the
-healthcheck clients and the entrypoint) is a `docker commit` on top, seconds each.
+pages or translations: a smaller layer is a faster pull in the TCG bake) and `docker import`d by
+tests/real_images.py, as the real apps' images are. Its tarball is cached, keyed by its recipe;
+the per-image layer (the stand-in program, the healthcheck clients and the entrypoint) is a
+`docker commit` on top, seconds each.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import subprocess
 import tempfile
 from pathlib import Path
 
+from real_images import Recipe, imported
+
 from builder.images import Pin
 
 HERE = Path(__file__).parent
-CACHE = Path(os.environ.get("AI_PLATFORM_TEST_CACHE", str(Path.home() / ".cache" / "ai-platform-builder")))
-MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "postgresql-15", "redis-server", "nginx-light", "curl", "wget", "ca-certificates")
+BASE = Recipe(name="standin-base", packages=PACKAGES, hooks=(), changes=())
 ROLES = {  # lock variable -> stand-in role
     "POSTGRES_IMAGE": "postgres",
     "REDIS_IMAGE": "redis",
@@ -38,7 +38,6 @@ ROLES = {  # lock variable -> stand-in role
     "DIFY_PLUGIN_DAEMON_IMAGE": "dify-plugin-daemon",
     "SQUID_IMAGE": "squid",
 }
-EXCLUDED = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 # The healthchecks' own clients, as small shell programs. Under TCG (the chain test's VM) real
 # Node.js takes over 10 s to start and Python 1-2 s; the healthchecks of three Node apps every
 # 15 s would keep both emulated CPUs busy on their own, so nothing else would start.
@@ -64,33 +63,7 @@ def _docker(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def base_image(log=print) -> str:
-    key = hashlib.sha256(("\n".join(PACKAGES + EXCLUDED) + MIRROR).encode()).hexdigest()[:12]
-    tag = f"ai-platform-standin-base:{key}"
-    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
-        return tag
-    tarball = CACHE / "images" / f"standin-base-{key}.tar"
-    if not tarball.exists():
-        tarball.parent.mkdir(parents=True, exist_ok=True)
-        log(f"stand-in base: building {tarball} with mmdebstrap")
-        partial = tarball.with_name(tarball.stem + ".partial.tar")  # mmdebstrap picks the format by suffix
-        subprocess.run(
-            [
-                "mmdebstrap",
-                "--variant=minbase",
-                "--mode=root",
-                *(f"--dpkgopt=path-exclude={pattern}" for pattern in EXCLUDED),
-                f"--include={','.join(PACKAGES)}",
-                "bookworm",
-                str(partial),
-                MIRROR,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        partial.rename(tarball)
-    with tarball.open("rb") as stream:
-        subprocess.run(["docker", "import", "-", tag], stdin=stream, check=True, capture_output=True)
-    return tag
+    return imported(BASE, log)
 
 
 def build_standins(pins: list[Pin], log=print) -> dict[str, str]:
