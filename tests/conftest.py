@@ -121,3 +121,21 @@ def local_bake(tmp_path_factory):
     from local_bake import bake
 
     yield from bake(tmp_path_factory.mktemp("bake"))
+
+
+# Seconds per test module (setup, call and teardown of its tests), printed after pytest's last line
+# so that CI's tail shows where its time went.
+_module_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    module = report.nodeid.split("::")[0]
+    _module_seconds[module] = _module_seconds.get(module, 0.0) + report.duration
+
+
+def pytest_unconfigure(config):
+    if not _module_seconds:
+        return
+    ranked = sorted(_module_seconds.items(), key=lambda item: -item[1])
+    shown = [f"{module.removeprefix('tests/')} {seconds:.0f}" for module, seconds in ranked if seconds >= 5]
+    print("\nseconds per test module: " + ", ".join(shown))
