@@ -7,9 +7,9 @@ provisioning runs on a local VM over SSH.
 - The build instance moto "runs" has no machine behind it. Packer's SSH goes to a qemu VM booted
   from the Debian 12 base (the local stand-in for Ubuntu 22.04) with the user `ubuntu` and a key
   pair imported into moto first (`--packer-var aws_ssh_*`). That base already holds the packages
-  10-apt.sh installs (made on the host by mmdebstrap, cached): the local bake runs the same
-  provisioning from a clean base, and here 10-apt.sh finds them current instead of spending
-  minutes unpacking them again under TCG. Its disk ignores flushes (a thrown-away machine).
+  10-apt.sh installs (made on the host by mmdebstrap, cached; the local bake's own base, so both
+  bakes share one): 10-apt.sh finds them current instead of spending minutes unpacking them under
+  TCG. Its disk ignores flushes (a thrown-away machine).
 - `builder bake --target aws` runs inside `unshare -n` (tests/netns.py): it reaches moto and the
   VM's SSH port and nothing else, so no call can reach AWS. pip cannot reach PyPI there either:
   the agent's wheels come from a directory filled beforehand (`image.mirrors.wheels`).
@@ -36,7 +36,7 @@ from moto_server import MotoServer, free_port
 from netns import HostBridge
 
 from builder.bake.local_base import DIRECT_KERNEL_APPEND, cache_dir
-from builder.bake.payload import new_ssh_key, sudo_user_data
+from builder.bake.payload import apt_packages, new_ssh_key, sudo_user_data
 from builder.local.debian_base import build_debian_base
 from builder.local.qemu import make_overlay, make_seed
 
@@ -65,9 +65,6 @@ UBUNTU = {
     "creation_date": "2024-04-01T00:00:00.000Z",
 }
 KEY_PAIR = "ai-platform-test-build"
-APT_PACKAGES = tuple(
-    line for line in (REPO / "image/provision/apt-packages.txt").read_text().splitlines() if not line.startswith("#")
-)
 
 
 def wheel_directory(directory: Path) -> Path:
@@ -83,7 +80,7 @@ class BuildInstanceVm:
     """The machine behind moto's build instance: the Debian 12 base under qemu (TCG), SSH forwarded."""
 
     def __init__(self, root: Path, public_key: str):
-        base = build_debian_base(cache_dir(), extra_packages=APT_PACKAGES, log=lambda line: None)
+        base = build_debian_base(cache_dir(), extra_packages=apt_packages(), log=lambda line: None)
         disk = make_overlay(base.disk, root / "build-instance.qcow2")
         subprocess.run(["qemu-img", "resize", "-q", str(disk), "40G"], check=True)
         user_data = sudo_user_data("ubuntu", public_key)

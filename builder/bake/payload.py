@@ -32,6 +32,15 @@ COMPOSE_PLUGIN_PLACES = (
 )
 
 
+APT_PACKAGES_FILE = REPO_ROOT / "image" / "provision" / "apt-packages.txt"
+
+
+def apt_packages() -> tuple[str, ...]:
+    """What 10-apt.sh installs from the distribution's archive (image/provision/apt-packages.txt)."""
+    lines = APT_PACKAGES_FILE.read_text().splitlines()
+    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
 def wheel_pins() -> list[str]:
     """The agent venv's third-party wheels, at the versions this build host runs and tests."""
     return [f"{name}=={importlib.metadata.version(name)}" for name in ("boto3", "pytest", "pytest-testinfra")]
@@ -77,7 +86,7 @@ def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, 
     (payload / "provision").mkdir()
     for helper in (REPO_ROOT / "image" / "provision").glob("*.py"):
         shutil.copy(helper, payload / "provision" / helper.name)
-    shutil.copy(REPO_ROOT / "image" / "provision" / "apt-packages.txt", payload / "provision")
+    shutil.copy(APT_PACKAGES_FILE, payload / "provision")
     return payload
 
 
