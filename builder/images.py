@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuilderError
+from builder.source_tree import ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = ROOT
 LOCK_PATH = REPO_ROOT / "image" / "images.lock.json"
 LOCK_VERSION = 1
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")

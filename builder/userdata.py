@@ -15,12 +15,12 @@ import re
 from dataclasses import dataclass
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from pathlib import Path
 
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
+from builder.source_tree import ROOT
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "cloudinit"
+TEMPLATES = ROOT / "cloudinit"
 INSTANCE_DOCUMENT_PATH = "/etc/ai-platform/instance.json"
 EC2_USER_DATA_LIMIT = 16384  # bytes, before base64
 TARGETS = ("aws", "local")

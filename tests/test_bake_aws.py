@@ -20,7 +20,6 @@ provisioning runs on a local VM over SSH.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import shutil
 import socket
@@ -36,7 +35,7 @@ from moto_server import MotoServer, free_port
 from netns import HostBridge
 
 from builder.bake.local_base import DIRECT_KERNEL_APPEND, cache_dir
-from builder.bake.payload import apt_packages, new_ssh_key, sudo_user_data
+from builder.bake.payload import apt_packages, new_ssh_key, sudo_user_data, wheel_pins
 from builder.local.debian_base import build_debian_base
 from builder.local.qemu import make_overlay, make_seed
 
@@ -70,7 +69,7 @@ KEY_PAIR = "ai-platform-test-build"
 def wheel_directory(directory: Path) -> Path:
     """What the bake's pip needs without an index: setuptools (the agent's build backend) and the
     pinned boto3, pytest and testinfra with their dependencies, fetched on the host beforehand."""
-    pins = [f"{name}=={importlib.metadata.version(name)}" for name in ("boto3", "pytest", "pytest-testinfra")]
+    pins = wheel_pins()
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(directory), "setuptools>=64", "wheel"]
     subprocess.run([*command, *pins], check=True, capture_output=True, timeout=600)
     return directory

@@ -66,9 +66,10 @@ def local_store(config: PlatformConfig) -> Path:
 def local_base_identity(config: PlatformConfig) -> str:
     if config.local.base_image == "ubuntu-22.04":
         return f"ubuntu-22.04:{config.local.ubuntu_image_sha256}"
+    from builder.bake.payload import apt_packages
     from builder.local.debian_base import cache_key
 
-    return f"debian-12:{cache_key()}"
+    return f"debian-12:{cache_key(extra_packages=apt_packages())}"  # the base prepare_local_base builds
 
 
 def find_local(config: PlatformConfig, input_hash: str) -> Path | None:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from builder.bake.payload import build_host_inputs
 from builder.config.schema import PlatformConfig
+from builder.source_tree import ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HASHED_PATHS = ("packer.pkr.hcl", "image", "firstboot", "pyproject.toml", "builder/bake/payload.py")
+REPO_ROOT = ROOT
+HASHED_PATHS = ("packer.pkr.hcl", "image", "firstboot", "pyproject.toml", "setup.py", "builder/bake/payload.py")
 IGNORED_PARTS = {"__pycache__", ".pytest_cache"}
 
 

@@ -14,17 +14,18 @@ payload/
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from builder import images
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
+from builder.source_tree import ROOT, copy_tree
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = ROOT
 COMPOSE_PLUGIN_PLACES = (
     Path.home() / ".docker/cli-plugins/docker-compose",
     Path("/usr/local/lib/docker/cli-plugins/docker-compose"),
@@ -41,9 +42,14 @@ def apt_packages() -> tuple[str, ...]:
     return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
+AGENT_WHEELS_FILE = REPO_ROOT / "image" / "provision" / "agent-wheels.txt"
+
+
 def wheel_pins() -> list[str]:
-    """The agent venv's third-party wheels, at the versions this build host runs and tests."""
-    return [f"{name}=={importlib.metadata.version(name)}" for name in ("boto3", "pytest", "pytest-testinfra")]
+    """The agent venv's third-party wheels, pinned exactly (image/provision/agent-wheels.txt): an
+    installed builder needs no pytest of its own to bake an image whose suite runs on pytest."""
+    lines = AGENT_WHEELS_FILE.read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 def compose_plugin() -> Path | None:
@@ -101,18 +107,23 @@ def build_wheelhouse(wheelhouse: Path, mirror: str | None = None) -> None:
         source = ["--no-index", "--find-links", mirror]
     elif mirror:
         source = ["--index-url", mirror]
-    for arguments in (["--no-deps", str(REPO_ROOT)], wheel_pins()):
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", *source, "--wheel-dir", str(wheelhouse), *arguments],
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
-            where = mirror or "pip's index (PIP_INDEX_URL, pip.conf)"
-            raise BuilderError(
-                f"building the agent's wheelhouse from {where} failed (pip wheel {' '.join(arguments)}); "
-                f"image.mirrors.wheels sets another source:\n{result.stderr.strip()[-2000:]}"
+    # The agent's wheel is this project's, built from a copy of its tree: an installed builder's
+    # copy sits in site-packages, where a build must not write (nor in a checkout's tree).
+    with tempfile.TemporaryDirectory(prefix="ai-platform-agent-source-") as scratch:
+        project = copy_tree(Path(scratch) / "project")
+        for arguments in (["--no-deps", str(project)], wheel_pins()):
+            result = subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--quiet", *source, "--wheel-dir", str(wheelhouse), *arguments],
+                capture_output=True,
+                text=True,
             )
+            if result.returncode != 0:
+                where = mirror or "pip's index (PIP_INDEX_URL, pip.conf)"
+                shown = " ".join(arguments).replace(str(project), "builder's own tree")
+                raise BuilderError(
+                    f"building the agent's wheelhouse from {where} failed (pip wheel {shown}); "
+                    f"image.mirrors.wheels sets another source:\n{result.stderr.strip()[-2000:]}"
+                )
 
 
 def new_ssh_key(path: Path, comment: str) -> str:

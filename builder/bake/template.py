@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuilderError
+from builder.source_tree import ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = ROOT
 TEMPLATE = REPO_ROOT / "packer.pkr.hcl"
 OMIT = re.compile(r"^[ \t]*# legacy-packer: omit-begin[^\n]*\n.*?^[ \t]*# legacy-packer: omit-end[^\n]*\n", re.M | re.S)
 # Packer with plugins outside its binary (and `packer init`): 1.7 and later.

@@ -66,8 +66,15 @@ def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, 
 
     Every digest is fetched before the file is written: a failure leaves the lock as it was.
     """
+    from builder.errors import BuilderError
     from builder.images import LOCK_PATH, lock_digests, parse_registry_overrides
+    from builder.source_tree import installed
 
+    if lock_path is None and installed():
+        raise BuilderError(
+            f"this builder is installed, and its own lock ({LOCK_PATH}) is part of the installation: copy it, "
+            "then pass the copy with --lock FILE (and to `builder bake --lock FILE`). Nothing was done."
+        )
     path = lock_path or LOCK_PATH
     resolved = lock_digests(path, parse_registry_overrides(registries), refresh=refresh)
     if options.json:
