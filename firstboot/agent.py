@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from firstboot import env, identity, instance_config, services, stack_config, storage, tailscale, volume
+from firstboot.apps import edge
 from firstboot.framework import PER_BOOT, Context, Step, StepFailed
 from firstboot.instance_config import EDGE_APPS
 from firstboot.report import publish_status_tags
@@ -193,7 +194,7 @@ def write_secrets(context: Context) -> str:
         "tailscale_ip": context.values.get("tailscale_ip", ""),
         "ollama_keep_alive": config.stack.keep_alive,
         "ollama_context_length": str(config.stack.context_length),
-        **{f"public_url_{app}": stack_config.public_url(config.stack, app, node_name) for app in EDGE_APPS},
+        **{f"public_url_{app}": edge.public_url(config.stack, app, node_name) for app in EDGE_APPS},
     }
     stack_env = env.build_env(contract, generated, provider_keys, instance_values, owner)
     changed = env.write_env(paths.env_file, stack_env)
@@ -240,21 +241,18 @@ def owner_credentials(context: Context) -> dict[str, str]:
 def render_stack_files(context: Context) -> str:
     settings: Settings = context.values["settings"]
     config = context.values["config"]
-    etc = settings.paths.etc_dir
-    files = stack_config.StackFiles(
-        etc / "litellm" / "config.yaml", etc / "edge", etc / "compose", settings.paths.stacks_dir
+    instance = stack_config.Instance(
+        settings=config.stack,
+        services=config.services,
+        env=context.values.get("stack_env") or env.read_env_file(settings.paths.env_file),
+        providers_with_keys=context.values.get("providers_with_keys", []),
+        tailscale_ip=context.values.get("tailscale_ip", ""),
+        tailnet=config.tailscale is not None,
+        node_names=[name for name in (context.values.get("tailnet_name"), context.values.get("hostname")) if name],
+        stacks_dir=settings.paths.stacks_dir,
     )
     try:
-        changed, warnings = stack_config.write_stack_files(
-            files,
-            config.stack,
-            config.services,
-            context.values.get("stack_env") or env.read_env_file(settings.paths.env_file),
-            context.values.get("providers_with_keys", []),
-            context.values.get("tailscale_ip", ""),
-            tailnet=config.tailscale is not None,
-            node_names=[name for name in (context.values.get("tailnet_name"), context.values.get("hostname")) if name],
-        )
+        changed, warnings = stack_config.write_stack_files(settings.paths.etc_dir, instance)
     except stack_config.StackConfigError as exc:
         raise StepFailed(str(exc)) from None
     for warning in warnings:

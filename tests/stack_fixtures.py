@@ -83,10 +83,8 @@ def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None 
         },
     )
     env.write_env(tree.etc / "stack.env", values)
-    files = stack_config.StackFiles(
-        tree.etc / "litellm/config.yaml", tree.etc / "edge", tree.etc / "compose", tree.root / "stacks"
-    )
-    stack_config.write_stack_files(files, settings, list(services), values, [], "", tailnet=False)
+    instance = stack_config.Instance(settings, list(services), values, tailnet=False, stacks_dir=tree.root / "stacks")
+    stack_config.write_stack_files(tree.etc, instance)
     # The edge's certificate, made as the agent makes it without a tailnet (self-signed).
     tailscale.ensure_self_signed(tree.etc / "tls", ["localhost"])
     return tree

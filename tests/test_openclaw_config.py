@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from stack_fixtures import STACKS_DIR
 
-from firstboot import stack_config
+from firstboot.apps import clawdbot
 from firstboot.instance_config import StackSettings
 
 pytestmark = pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm (Debian's npm package)")
@@ -43,7 +43,7 @@ def validate(openclaw, tmp_path, document: dict) -> subprocess.CompletedProcess:
 
 def rendered(settings: StackSettings, names: list[str]) -> dict:
     template = (STACKS_DIR / "clawdbot/openclaw.json").read_text()
-    return json.loads(stack_config.openclaw_config(template, stack_config.control_ui_origins(settings, names)))
+    return json.loads(clawdbot.openclaw_config(template, clawdbot.control_ui_origins(settings, names)))
 
 
 @pytest.mark.parametrize(

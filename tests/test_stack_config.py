@@ -1,4 +1,4 @@
-"""The stacks' per-instance files the agent renders (firstboot/stack_config.py).
+"""The stacks' per-instance files the agent renders (firstboot/apps/, written by firstboot/stack_config.py).
 
 LiteLLM's config is checked by loading it as LiteLLM does (yaml.safe_load); the edge's files are
 checked by the real nginx and compose in test_stack_files.py and test_stack_docker.py.
@@ -13,6 +13,7 @@ import yaml
 from stack_fixtures import STACKS_DIR
 
 from firstboot import stack_config
+from firstboot.apps import MODULES, clawdbot, edge, litellm
 from firstboot.instance_config import StackSettings
 
 SETTINGS = StackSettings()
@@ -26,7 +27,7 @@ def routes(config: dict) -> dict[str, list[str]]:
 
 
 def test_without_cloud_keys_every_route_stays_local():
-    config = yaml.safe_load(json.dumps(stack_config.litellm_config(SETTINGS, [])))
+    config = yaml.safe_load(json.dumps(litellm.litellm_config(SETTINGS, [])))
     table = routes(config)
     assert table["local"] == ["ollama_chat/llama3.2:3b"]
     assert table["smart"] == ["ollama_chat/deepseek-r1:7b"]
@@ -41,7 +42,7 @@ def test_without_cloud_keys_every_route_stays_local():
 
 
 def test_claude_takes_complex_queries_when_its_key_exists_and_falls_back_to_gpt_then_local():
-    config = stack_config.litellm_config(SETTINGS, ["anthropic", "openai"])
+    config = litellm.litellm_config(SETTINGS, ["anthropic", "openai"])
     table = routes(config)
     assert table["smart"] == ["anthropic/claude-sonnet-4-5"]
     assert table["gpt"] == ["openai/gpt-4o"]
@@ -51,7 +52,7 @@ def test_claude_takes_complex_queries_when_its_key_exists_and_falls_back_to_gpt_
 
 
 def test_edge_publishes_every_address_and_only_enabled_apps_ports():
-    override = stack_config.edge_compose_override(SETTINGS, ["100.64.0.7", "127.0.0.1"], ["litellm", "n8n"])
+    override = edge.edge_compose_override(SETTINGS, ["100.64.0.7", "127.0.0.1"], ["litellm", "n8n"])
     ports = {(p["host_ip"], p["published"], p["target"]) for p in override["services"]["edge"]["ports"]}
     assert ports == {
         ("100.64.0.7", "8443", 8443),
@@ -62,73 +63,89 @@ def test_edge_publishes_every_address_and_only_enabled_apps_ports():
 
 
 def test_tailscale_address_is_skipped_quietly_without_a_tailnet_and_named_with_one():
-    assert stack_config.edge_addresses(SETTINGS, "", tailnet=False) == (["127.0.0.1"], [])
-    addresses, warnings = stack_config.edge_addresses(SETTINGS, "", tailnet=True)
+    assert edge.edge_addresses(SETTINGS, "", tailnet=False) == (["127.0.0.1"], [])
+    addresses, warnings = edge.edge_addresses(SETTINGS, "", tailnet=True)
     assert addresses == ["127.0.0.1"] and "no tailnet address" in warnings[0]
-    assert stack_config.edge_addresses(SETTINGS, "100.64.0.7", tailnet=True)[0] == ["100.64.0.7", "127.0.0.1"]
+    assert edge.edge_addresses(SETTINGS, "100.64.0.7", tailnet=True)[0] == ["100.64.0.7", "127.0.0.1"]
 
 
 def test_instance_conf_maps_the_apps_host_ports_and_the_owner_credential(tmp_path):
-    text = stack_config.edge_instance_conf(
-        StackSettings(app_ports={"anythingllm": 9444, "dify": 8445, "n8n": 8446}), "pw"
-    )
+    text = edge.edge_instance_conf(StackSettings(app_ports={"anythingllm": 9444, "dify": 8445, "n8n": 8446}), "pw")
     assert 'map "" $edge_port_anythingllm { default 9444; }' in text
     assert '"Basic b3duZXI6cHc=" 1;' in text  # base64("owner:pw")
     with pytest.raises(stack_config.StackConfigError, match="EDGE_OWNER_PASSWORD"):
-        stack_config.edge_instance_conf(SETTINGS, "")
+        edge.edge_instance_conf(SETTINGS, "")
+
+
+def instance(settings=SETTINGS, services=("litellm",), **values) -> stack_config.Instance:
+    env = {"EDGE_OWNER_PASSWORD": "pw"}
+    values = {"tailnet": False, "stacks_dir": STACKS_DIR, **values}
+    return stack_config.Instance(settings, list(services), env, **values)
 
 
 def test_files_are_written_once_with_their_modes(tmp_path):
-    files = stack_config.StackFiles(
-        tmp_path / "litellm/config.yaml", tmp_path / "edge", tmp_path / "compose", STACKS_DIR
-    )
-    env = {"EDGE_OWNER_PASSWORD": "pw"}
-    changed, _ = stack_config.write_stack_files(files, SETTINGS, ["litellm"], env, [], "", tailnet=False)
+    changed, _ = stack_config.write_stack_files(tmp_path, instance())
     assert len(changed) == 4
     assert oct((tmp_path / "edge/instance.conf").stat().st_mode & 0o777) == "0o600"
-    assert stack_config.write_stack_files(files, SETTINGS, ["litellm"], env, [], "", tailnet=False)[0] == []
+    assert stack_config.write_stack_files(tmp_path, instance())[0] == []
     with pytest.raises(stack_config.StackConfigError, match="no address"):
-        stack_config.write_stack_files(
-            files, StackSettings(edge_bind=("tailscale",)), ["litellm"], env, [], "", tailnet=False
-        )
+        stack_config.write_stack_files(tmp_path, instance(StackSettings(edge_bind=("tailscale",))))
+
+
+def test_every_app_has_one_module_with_its_service_and_index_entry():
+    """Adding an app means adding its module: every service the config knows has one, the edge's is always on."""
+    from builder.config.schema import Services
+
+    services = {module.SERVICE for module in MODULES}
+    assert services == {*Services.model_fields} - {"gdrive"} | {None}
+    assert MODULES[-1] is edge  # it renders the index of the others
+    for module in MODULES:
+        assert module.INDEX is None or (isinstance(module.INDEX[0], str) and module.INDEX[0])
+
+
+def test_the_index_lists_exactly_the_enabled_apps(tmp_path):
+    stack_config.write_stack_files(tmp_path, instance(services=["litellm", "n8n", "signal_api"]))
+    index = (tmp_path / "edge/index.conf").read_text()
+    assert [title for title in ("LiteLLM", "Clawdbot", "AnythingLLM", "Dify", "n8n") if f">{title}<" in index] == [
+        "LiteLLM",
+        "n8n",
+    ]
+    assert "/signal/v1/qrcodelink" in index
 
 
 LOCAL = StackSettings(edge_bind=("10.0.2.15",), public_host="127.0.0.1", public_ports={8443: 40001, 8446: 40004})
 
 
 def test_public_urls_name_the_port_a_client_uses():
-    assert stack_config.public_url(SETTINGS, "n8n", "ai-platform-demo.tail1234.ts.net") == (
+    assert edge.public_url(SETTINGS, "n8n", "ai-platform-demo.tail1234.ts.net") == (
         "https://ai-platform-demo.tail1234.ts.net:8446"
     )
     # A local VM: loopback and the forwarded port, whatever the node calls itself.
-    assert stack_config.public_url(LOCAL, "n8n", "ai-platform-demo") == "https://127.0.0.1:40004"
+    assert edge.public_url(LOCAL, "n8n", "ai-platform-demo") == "https://127.0.0.1:40004"
 
 
 def test_redirects_and_the_index_use_the_forwarded_ports():
-    assert 'map "" $edge_port_n8n { default 40004; }' in stack_config.edge_instance_conf(LOCAL, "pw")
-    index = stack_config.edge_index_conf(LOCAL, ["n8n", "litellm"])
+    assert 'map "" $edge_port_n8n { default 40004; }' in edge.edge_instance_conf(LOCAL, "pw")
+    index = edge.edge_index_conf(LOCAL, [("n8n", "n8n", None), ("litellm", "LiteLLM", "/litellm/")])
     assert "https://$host:40004/" in index and "https://$host:40001/litellm/" in index
 
 
 def test_openclaw_gets_every_origin_the_owner_opens_it_from():
-    origins = stack_config.control_ui_origins(SETTINGS, ["demo.tail1234.ts.net", "demo", "100.64.0.7"])
+    origins = clawdbot.control_ui_origins(SETTINGS, ["demo.tail1234.ts.net", "demo", "100.64.0.7"])
     assert origins == ["https://demo.tail1234.ts.net:8443", "https://demo:8443", "https://100.64.0.7:8443"]
-    assert stack_config.control_ui_origins(LOCAL, ["demo", ""]) == ["https://127.0.0.1:40001", "https://demo:40001"]
+    assert clawdbot.control_ui_origins(LOCAL, ["demo", ""]) == ["https://127.0.0.1:40001", "https://demo:40001"]
     template = (STACKS_DIR / "clawdbot/openclaw.json").read_text()
-    rendered = json.loads(stack_config.openclaw_config(template, origins))
+    rendered = json.loads(clawdbot.openclaw_config(template, origins))
     assert rendered["gateway"]["controlUi"] == {"basePath": "/clawdbot", "allowedOrigins": origins}
     assert rendered["gateway"]["auth"]["token"] == "${OPENCLAW_GATEWAY_TOKEN}"  # never the secret itself
 
 
 def test_the_openclaw_config_is_rendered_only_for_an_instance_that_runs_it(tmp_path):
-    files = stack_config.StackFiles(
-        tmp_path / "litellm/config.yaml", tmp_path / "edge", tmp_path / "compose", STACKS_DIR
-    )
-    env = {"EDGE_OWNER_PASSWORD": "pw"}
-    stack_config.write_stack_files(files, SETTINGS, ["litellm"], env, [], "", tailnet=False)
-    assert not files.openclaw_config.exists()
+    stack_config.write_stack_files(tmp_path, instance())
+    assert not (tmp_path / clawdbot.CONFIG).exists()
     stack_config.write_stack_files(
-        files, SETTINGS, ["clawdbot"], env, [], "100.64.0.7", node_names=["demo.tail1234.ts.net"]
+        tmp_path,
+        instance(services=["clawdbot"], tailnet=True, tailscale_ip="100.64.0.7", node_names=["demo.tail1234.ts.net"]),
     )
-    origins = json.loads(files.openclaw_config.read_text())["gateway"]["controlUi"]["allowedOrigins"]
+    origins = json.loads((tmp_path / clawdbot.CONFIG).read_text())["gateway"]["controlUi"]["allowedOrigins"]
     assert origins == ["https://demo.tail1234.ts.net:8443", "https://100.64.0.7:8443"]

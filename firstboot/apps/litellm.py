@@ -1,0 +1,71 @@
+"""LiteLLM's config.yaml: the baked local models, and Claude/GPT only when their keys exist."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from firstboot.apps.base import File, Instance, Rendered, StackConfigError
+from firstboot.instance_config import StackSettings
+
+SERVICE = "litellm"
+INDEX = ("LiteLLM", "/litellm/")
+CONFIG = "litellm/config.yaml"
+# Routes every app uses: `local` for simple queries, `smart` for complex ones (seed: simple → local
+# model, complex → Claude/GPT). Each falls back to the other.
+LOCAL_ROUTE = "local"
+SMART_ROUTE = "smart"
+OLLAMA_API_BASE = "http://ollama:11434"
+CLOUD_PROVIDERS = {  # provider -> (LiteLLM prefix, variable holding the key, route name)
+    "anthropic": ("anthropic", "ANTHROPIC_API_KEY", "claude"),
+    "openai": ("openai", "OPENAI_API_KEY", "gpt"),
+}
+
+
+def litellm_config(settings: StackSettings, providers_with_keys: Sequence[str]) -> dict:
+    """LiteLLM's config: local models by name and as `local`, cloud models only when their key exists."""
+    if not settings.ollama_models:
+        raise StackConfigError("ollama.models is empty: LiteLLM needs at least one local model for `local`")
+    models = []
+    for model in settings.ollama_models:
+        params = {"model": f"ollama_chat/{model}", "api_base": OLLAMA_API_BASE}
+        models.append({"model_name": model, "litellm_params": params})
+    # The first model is the everyday one; the last (the biggest, by convention of the list) stands in
+    # for `smart` when no cloud key exists.
+    models.append({"model_name": LOCAL_ROUTE, "litellm_params": models[0]["litellm_params"]})
+    cloud_routes = []
+    for provider in ("anthropic", "openai"):
+        if provider not in providers_with_keys:
+            continue
+        prefix, variable, route = CLOUD_PROVIDERS[provider]
+        params = {"model": f"{prefix}/{settings.cloud_models[provider]}", "api_key": f"os.environ/{variable}"}
+        models.append({"model_name": route, "litellm_params": params})
+        cloud_routes.append((route, params))
+    if cloud_routes:
+        models.append({"model_name": SMART_ROUTE, "litellm_params": cloud_routes[0][1]})
+        smart_fallbacks = [route for route, _ in cloud_routes[1:]] + [LOCAL_ROUTE]
+    else:
+        models.append(
+            {"model_name": SMART_ROUTE, "litellm_params": models[len(settings.ollama_models) - 1]["litellm_params"]}
+        )
+        smart_fallbacks = [LOCAL_ROUTE]
+    return {
+        "model_list": models,
+        "router_settings": {
+            "num_retries": 2,
+            "timeout": 300,
+            "allowed_fails": 3,
+            "cooldown_time": 60,
+            "fallbacks": [{LOCAL_ROUTE: [SMART_ROUTE]}, {SMART_ROUTE: smart_fallbacks}],
+        },
+        "litellm_settings": {"request_timeout": 600, "drop_params": True, "telemetry": False},
+        "general_settings": {
+            "master_key": "os.environ/LITELLM_MASTER_KEY",
+            "database_url": "os.environ/DATABASE_URL",
+        },
+    }
+
+
+def render(instance: Instance) -> Rendered:
+    text = json.dumps(litellm_config(instance.settings, instance.providers_with_keys), indent=2) + "\n"
+    return Rendered([File(CONFIG, text)])
