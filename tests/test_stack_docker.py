@@ -193,6 +193,17 @@ def test_the_real_openclaw_serves_its_control_ui_under_clawdbot_with_its_assets(
     assert_edge_security_headers(page)
 
 
+def test_openclaws_own_paths_at_its_root_reach_it_and_it_checks_their_token(platform):
+    """The canvas and A2UI hosts and the capability URLs OpenClaw hands its clients live under
+    /__openclaw__/ at the gateway's root, outside its base path: the edge passes them on."""
+    url = f"{EDGE}:8443/__openclaw__/a2ui/a2ui.bundle.js"
+    refused = get(url)
+    assert refused.status_code == 401 and refused.json()["error"]["type"] == "unauthorized", refused.text[:300]
+    token = platform.env_values()["OPENCLAW_GATEWAY_TOKEN"]
+    served = get(url, headers={"Authorization": f"Bearer {token}"})
+    assert served.status_code == 200 and "javascript" in served.headers["Content-Type"], served.text[:300]
+
+
 @pytest.mark.parametrize("path, port", [("/anythingllm", 8444), ("/dify/apps", 8445), ("/n8n", 8446)])
 def test_apps_without_a_sub_path_redirect_to_their_own_port(platform, path, port):
     response = get(f"{EDGE}:8443{path}")
