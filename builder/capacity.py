@@ -90,11 +90,11 @@ def enabled_services(config: PlatformConfig) -> list[str]:
 
 
 def check_disk(config: PlatformConfig, target: str, variables: Sequence[str]) -> list[Finding]:
-    needed, unknown = image_disk_gb(variables, config.ollama.models)
+    needed, unknown = image_disk_gb(variables, config.ollama.baked)
     gib = needed * 1e9 / 2**30
     configured = config.local.disk_size_gib if target == "local" else config.image.root_volume_size_gib
     setting = "local.disk_size_gib" if target == "local" else "image.root_volume_size_gib"
-    detail = f"{len(variables)} images, {len(config.ollama.models)} models, {int((HEADROOM - 1) * 100)}% headroom"
+    detail = f"{len(variables)} images, {len(config.ollama.baked)} models, {int((HEADROOM - 1) * 100)}% headroom"
     if unknown:
         detail += f"; not counted, size unknown: {', '.join(unknown)}"
     return [Finding("disk", gib, configured, "GiB", setting, detail)] if configured < gib else []

@@ -94,6 +94,7 @@ def instance_document(
         "services": [name for name in type(config.services).model_fields if getattr(config.services, name).enabled],
         "ollama": {
             "models": list(config.ollama.models),
+            "embedding_model": config.ollama.embedding_model,
             "keep_alive": config.ollama.keep_alive,
             "context_length": config.ollama.context_length,
         },

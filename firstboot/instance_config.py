@@ -16,7 +16,8 @@ Version 1, as JSON (the standard library reads it):
       "tailscale": {"auth_key_parameter": "/…", "hostname": "…", "tags": ["tag:…"]},   # or null: no tailnet
       "providers": {"anthropic": "/…", "openai": null},                              # SSM parameter names
       "services": ["ollama", "litellm", …],
-      "ollama": {"models": ["llama3.2:3b"], "keep_alive": "5m", "context_length": 4096},     # optional
+      "ollama": {"models": ["llama3.2:3b"], "embedding_model": "nomic-embed-text:v1.5",   # optional
+                 "keep_alive": "5m", "context_length": 4096},
       "cloud_models": {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4o"},               # optional
       "edge": {"port": 8443, "bind": ["tailscale", "127.0.0.1"],                            # optional
                "app_ports": {"anythingllm": 8444, "dify": 8445, "n8n": 8446}},
@@ -68,6 +69,7 @@ class StackSettings:
     """What the stacks' per-instance files are rendered from (LiteLLM's config, the edge's ports)."""
 
     ollama_models: tuple[str, ...] = ("llama3.2:3b", "qwen2.5:7b", "deepseek-r1:7b")
+    embedding_model: str = "nomic-embed-text:v1.5"  # LiteLLM's `embed` route (AnythingLLM's embedder)
     keep_alive: str = "5m"
     context_length: int = 4096
     cloud_models: dict[str, str] = field(default_factory=lambda: {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4o"})
@@ -202,7 +204,7 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
 def _stack_settings(reader: _Reader, document: dict) -> StackSettings:
     defaults = StackSettings()
     ollama = reader.mapping(document, "ollama", required=False) or {}
-    reader.no_unknown(ollama, {"models", "keep_alive", "context_length"}, "ollama.")
+    reader.no_unknown(ollama, {"models", "embedding_model", "keep_alive", "context_length"}, "ollama.")
     cloud = reader.mapping(document, "cloud_models", required=False) or {}
     reader.no_unknown(cloud, {"anthropic", "openai"}, "cloud_models.")
     edge = reader.mapping(document, "edge", required=False) or {}
@@ -222,6 +224,8 @@ def _stack_settings(reader: _Reader, document: dict) -> StackSettings:
         ollama_models=tuple(reader.list_of(ollama, "models", _MODEL, "NAME:TAG", prefix="ollama."))
         if "models" in ollama
         else defaults.ollama_models,
+        embedding_model=reader.text(ollama, "embedding_model", _MODEL, "NAME:TAG", required=False, prefix="ollama.")
+        or defaults.embedding_model,
         keep_alive=reader.text(
             ollama, "keep_alive", _KEEP_ALIVE, "30s, 5m, 24h or -1", required=False, prefix="ollama."
         )

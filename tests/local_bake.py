@@ -20,8 +20,12 @@ from pathlib import Path
 import pytest
 from bake_sources import ModelRegistry, Registry, stand_in_lock
 
+from builder.config.schema import PlatformConfig
+
 REPO = Path(__file__).resolve().parent.parent
 MODELS = ["tinyllama:1b"]
+# What the image holds: the chat models and the default embedding model (ollama.embedding_model).
+BAKED_MODELS = [*MODELS, PlatformConfig(version=1).ollama.embedding_model]
 TOOLS = ("packer", "qemu-system-x86_64", "docker-registry", "mmdebstrap", "docker")
 
 needs_local_bake = pytest.mark.skipif(
@@ -47,7 +51,7 @@ def bake(root: Path):
     """Bake once under `root`; yields what the tests read: the config, the lock, the command and
     builder's JSON result. The sources stay up until the session ends."""
     registry = Registry(root)
-    models = ModelRegistry(MODELS)
+    models = ModelRegistry(BAKED_MODELS)
     try:
         lock = stand_in_lock(registry, REPO / "image/images.lock.json", root / "images.lock.json")
         config = root / "platform.yaml"

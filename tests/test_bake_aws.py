@@ -36,6 +36,7 @@ from netns import HostBridge
 
 from builder.bake.local_base import DIRECT_KERNEL_APPEND, cache_dir
 from builder.bake.payload import apt_packages, new_ssh_key, sudo_user_data, wheel_pins
+from builder.config.schema import PlatformConfig
 from builder.local.debian_base import build_debian_base
 from builder.local.qemu import make_overlay, make_seed
 
@@ -44,6 +45,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs packer, qemu, docker-registry and unshare (scripts/system-packages.txt)",
 )
 MODELS = ["tinyllama:1b"]
+BAKED_MODELS = [*MODELS, PlatformConfig(version=1).ollama.embedding_model]  # with the default embedding model
 REGION = "us-east-1"
 COPY_REGION = "us-west-2"
 UBUNTU = {
@@ -126,7 +128,7 @@ def aws_bake(tmp_path_factory):
     amis.write_text(json.dumps([UBUNTU]))
     moto = MotoServer(root, env={"MOTO_AMIS_PATH": str(amis)})
     registry = Registry(root)
-    models = ModelRegistry(MODELS)
+    models = ModelRegistry(BAKED_MODELS)
     vm = None
     try:
         # This bake never starts the stacks (the chain test does, on the local bake): small images.
@@ -239,7 +241,7 @@ def test_the_bom_names_the_source_ami_and_every_digest(aws_bake):
     by_reference = {image["reference"]: image for image in bom["images"]}
     for pin in json.loads(aws_bake["lock"].read_text())["images"]:
         assert by_reference[f"{pin['repository']}:{pin['tag']}"]["locked_digest"] == pin["digest"]
-    assert [model["model"] for model in bom["models"]] == MODELS
+    assert [model["model"] for model in bom["models"]] == BAKED_MODELS
 
 
 def test_the_bake_leaves_nothing_billable_behind(aws_bake):

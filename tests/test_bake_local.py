@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from local_bake import MODELS, needs_local_bake
+from local_bake import BAKED_MODELS, needs_local_bake
 from moto_server import free_port
 
 pytestmark = needs_local_bake
@@ -42,7 +42,7 @@ def test_the_bill_of_materials_has_every_image_and_model_digest(baked):
         image = by_reference[f"{pin['repository']}:{pin['tag']}"]
         assert image["locked_digest"] == pin["digest"]
         assert any(d.endswith("@" + pin["digest"]) for d in image["repo_digests"])
-    assert [m["model"] for m in bom["models"]] == MODELS
+    assert [m["model"] for m in bom["models"]] == BAKED_MODELS
     assert bom["input_hash"] == baked["result"]["input_hash"]
     assert "docker.io" in bom["apt_packages"] and "tailscale" not in bom["apt_packages"]
     assert bom["agent_version"]

@@ -41,6 +41,15 @@ def test_without_cloud_keys_every_route_stays_local():
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
 
 
+def test_the_baked_embedding_model_is_the_embed_route_through_ollama():
+    config = litellm.litellm_config(StackSettings(embedding_model="nomic-embed-text:v1.5"), [])
+    [embed] = [e for e in config["model_list"] if e["model_name"] == "embed"]
+    assert embed["litellm_params"] == {"model": "ollama/nomic-embed-text:v1.5", "api_base": "http://ollama:11434"}
+    assert embed["model_info"] == {"mode": "embedding"}
+    # Never a chat route's model, and no chat route falls back to it.
+    assert "embed" not in json.dumps(config["router_settings"])
+
+
 def test_claude_takes_complex_queries_when_its_key_exists_and_falls_back_to_gpt_then_local():
     config = litellm.litellm_config(SETTINGS, ["anthropic", "openai"])
     table = routes(config)

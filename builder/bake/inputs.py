@@ -40,7 +40,7 @@ def input_hash(config: PlatformConfig, target: str, base: str, root: Path = REPO
     settings = {
         "target": target,
         "base": base,
-        "models": list(config.ollama.models),
+        "models": config.ollama.baked,
         # Mirrors change where bytes come from, not which bytes: they stay out of the hash.
         "image": config.image.model_dump(mode="json", exclude={"mirrors"}),
         "local": {"disk_size_gib": config.local.disk_size_gib} if target == "local" else None,

@@ -79,7 +79,7 @@ def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, 
     pins = images.load_lock(lock)
     (payload / "images.env").write_text(images.render_images_env(pins, allow_unresolved=allow_unresolved))
     shutil.copy(lock, payload / "images.lock.json")
-    (payload / "models.txt").write_text("".join(f"{model}\n" for model in config.ollama.models))
+    (payload / "models.txt").write_text("".join(f"{model}\n" for model in config.ollama.baked))
     build_wheelhouse(payload / "wheelhouse", config.image.mirrors.wheels)
     plugin = compose_plugin()
     if plugin is None:

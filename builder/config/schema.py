@@ -197,6 +197,13 @@ class Ollama(Section):
         default_factory=lambda: ["llama3.2:3b", "qwen2.5:7b", "deepseek-r1:7b"],
         description="Models baked into the image, each NAME:TAG.",
     )
+    # anything-llm v1.16.0 docker/.env.example names nomic-embed-text for Ollama (as :latest, which
+    # moves); v1.5 is the fixed tag public projects pull from Ollama's library and serve.
+    embedding_model: ModelRef = Field(
+        "nomic-embed-text:v1.5",
+        description="Embedding model baked beside `models`; LiteLLM serves it as `embed` (AnythingLLM's "
+        "embedder). Without it, AnythingLLM would download one from the internet at the first upload.",
+    )
     keep_alive: str = Field(
         "5m",
         description="How long a model stays loaded after a request (OLLAMA_KEEP_ALIVE: 30s, 5m, 24h, -1).",
@@ -209,7 +216,14 @@ class Ollama(Section):
         duplicates = sorted({m for m in self.models if self.models.count(m) > 1})
         if duplicates:
             raise ValueError(f"models: listed more than once: {', '.join(duplicates)}")
+        if self.embedding_model in self.models:
+            raise ValueError(f"embedding_model: {self.embedding_model} is also in models; it is baked anyway")
         return self
+
+    @property
+    def baked(self) -> list[str]:
+        """Every model the image holds: the chat models, then the embedding model."""
+        return [*self.models, self.embedding_model]
 
 
 class Tailscale(Section):

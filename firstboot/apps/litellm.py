@@ -15,6 +15,7 @@ CONFIG = "litellm/config.yaml"
 # model, complex → Claude/GPT). Each falls back to the other.
 LOCAL_ROUTE = "local"
 SMART_ROUTE = "smart"
+EMBED_ROUTE = "embed"  # the baked embedding model (AnythingLLM's embedder)
 OLLAMA_API_BASE = "http://ollama:11434"
 CLOUD_PROVIDERS = {  # provider -> (LiteLLM prefix, variable holding the key, route name)
     "anthropic": ("anthropic", "ANTHROPIC_API_KEY", "claude"),
@@ -49,6 +50,10 @@ def litellm_config(settings: StackSettings, providers_with_keys: Sequence[str]) 
             {"model_name": SMART_ROUTE, "litellm_params": models[len(settings.ollama_models) - 1]["litellm_params"]}
         )
         smart_fallbacks = [LOCAL_ROUTE]
+    # LiteLLM's ollama/ provider embeds through Ollama's /api/embed (litellm 1.80.11,
+    # llms/ollama/completion/handler.py); mode tells its health checks this is no chat model.
+    embed = {"model": f"ollama/{settings.embedding_model}", "api_base": OLLAMA_API_BASE}
+    models.append({"model_name": EMBED_ROUTE, "litellm_params": embed, "model_info": {"mode": "embedding"}})
     return {
         "model_list": models,
         "router_settings": {
