@@ -69,13 +69,11 @@ variable "aws_instance_type" {
   type    = string
   default = "m6i.large"
 }
-variable "aws_base_ami_owner" {
+# The base AMI builder resolved (image.base_ami_owner and image.base_ami_name_filter, newest first)
+# and put into the input hash: Packer builds on exactly that one, never on one it picks again.
+variable "aws_source_ami" {
   type    = string
-  default = "099720109477"
-}
-variable "aws_base_ami_name_filter" {
-  type    = string
-  default = "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*"
+  default = ""
 }
 variable "aws_root_volume_gib" {
   type    = number
@@ -198,17 +196,8 @@ source "amazon-ebs" "aws" {
   instance_type = var.aws_instance_type
   # aws.subnet_id: accounts without a default VPC need one (public with an internet gateway, or
   # private with a NAT gateway: the build instance reaches apt, the registries and SSH from here).
-  subnet_id = var.aws_subnet_id
-  source_ami_filter {
-    filters = {
-      name                = var.aws_base_ami_name_filter
-      root-device-type    = "ebs"
-      virtualization-type = "hvm"
-      architecture        = "x86_64"
-    }
-    owners      = [var.aws_base_ami_owner]
-    most_recent = true
-  }
+  subnet_id            = var.aws_subnet_id
+  source_ami           = var.aws_source_ami
   ssh_username         = var.aws_ssh_username
   ssh_host             = var.aws_ssh_host
   ssh_port             = var.aws_ssh_port

@@ -257,4 +257,19 @@ def test_aws_subnet_id_reaches_the_bake(work):
     placed = PlatformConfig.model_validate({"version": 1, "aws": {"subnet_id": "subnet-0123456789abcdef0"}})
     assert render_var_file(placed, plan, work, {})["aws_subnet_id"] == "subnet-0123456789abcdef0"
     assert render_var_file(CONFIG, plan, work, {})["aws_subnet_id"] == ""
-    assert "subnet_id = var.aws_subnet_id" in (template.REPO_ROOT / "packer.pkr.hcl").read_text()
+    assert "subnet_id            = var.aws_subnet_id" in (template.REPO_ROOT / "packer.pkr.hcl").read_text()
+
+
+def test_packer_builds_on_the_base_ami_the_plan_resolved_and_hashed(aws, tmp_path, work):
+    """The plan picks the newest base AMI and hashes it; Packer gets that id, never a filter of its own
+    to pick again with (a newer AMI published in between would be built under the old hash)."""
+    ec2 = aws.client("ec2")
+    base = ec2.describe_images()["Images"][0]
+    config = PlatformConfig.model_validate(
+        {"version": 1, "image": {"base_ami_owner": base["OwnerId"], "base_ami_name_filter": base["Name"]}}
+    )
+    plan = baking.plan(config, "aws", ec2=ec2, force=True)
+    assert plan.base == base["ImageId"]
+    assert render_var_file(config, plan, work, {})["aws_source_ami"] == base["ImageId"]
+    text = (template.REPO_ROOT / "packer.pkr.hcl").read_text()
+    assert "source_ami           = var.aws_source_ami" in text and "source_ami_filter" not in text

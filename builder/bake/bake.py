@@ -116,6 +116,7 @@ def newest_base_ami(ec2, config: PlatformConfig) -> str:
             {"Name": "name", "Values": [config.image.base_ami_name_filter]},
             {"Name": "architecture", "Values": ["x86_64"]},
             {"Name": "root-device-type", "Values": ["ebs"]},
+            {"Name": "virtualization-type", "Values": ["hvm"]},
         ],
     )["Images"]
     if not images:

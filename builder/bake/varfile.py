@@ -37,8 +37,8 @@ def render_var_file(config: PlatformConfig, bake: BakePlan, work: Path, target_v
         "aws_region": config.aws.region,
         "aws_instance_type": config.aws.instance_type,
         "aws_ami_name": image.ami_name.replace("{platform}", config.name).replace("{build_id}", bake.build_id),
-        "aws_base_ami_owner": image.base_ami_owner,
-        "aws_base_ami_name_filter": image.base_ami_name_filter,
+        # Packer 1.6.6 checks every source's settings even under -only=qemu.local: never empty.
+        "aws_source_ami": bake.base if bake.target == "aws" else "unused-by-a-local-bake",
         "aws_root_volume_gib": image.root_volume_size_gib,
         "aws_kms_key_id": image.kms_key_id or "",
         "aws_encrypt_boot": image.encrypted,
