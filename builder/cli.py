@@ -123,11 +123,13 @@ def _register() -> None:
         instances_cmd,
         launch_cmd,
         secrets_cmd,
+        upgrade_cmd,
         userdata_cmd,
     )
 
     cli.add_command(config_cmd.config)
     cli.add_command(launch_cmd.launch)
+    cli.add_command(upgrade_cmd.upgrade)
     cli.add_command(instances_cmd.status)
     cli.add_command(instances_cmd.destroy)
     cli.add_command(secrets_cmd.secrets)

@@ -138,4 +138,5 @@ def pytest_unconfigure(config):
         return
     ranked = sorted(_module_seconds.items(), key=lambda item: -item[1])
     shown = [f"{module.removeprefix('tests/')} {seconds:.0f}" for module, seconds in ranked if seconds >= 5]
-    print("\nseconds per test module: " + ", ".join(shown))
+    if shown:
+        print("\nseconds per test module: " + ", ".join(shown))

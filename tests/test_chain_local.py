@@ -36,6 +36,7 @@ from conftest import REPO
 from local_bake import needs_local_bake
 
 from builder.bake.payload import new_ssh_key
+from builder.local.qemu import make_overlay
 
 pytestmark = needs_local_bake
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -87,6 +88,24 @@ class Chain:
         assert result.returncode == 0, f"{result.stderr[-4000:]}\nconsole: {self.console_tail()}"
         self.launched = {**json.loads(result.stdout), "seconds": seconds, "progress": result.stderr}
         return self.launched
+
+    def upgrade(self, image: Path) -> dict:
+        """`builder upgrade` onto `image`; what launch() records is read again from the instance."""
+        started = time.monotonic()
+        result = self.run(
+            "--json", "upgrade", NAME, "--target", "local", "--image", str(image),
+            "--wait-timeout", str(WAIT_TIMEOUT), timeout=WAIT_TIMEOUT * 2 + 600,
+        )  # fmt: skip
+        seconds = time.monotonic() - started
+        assert result.returncode == 0, f"{result.stderr[-4000:]}\nconsole: {self.console_tail()}"
+        state = json.loads((self.config.parent / "state/ai-platform/instances" / NAME / "state.json").read_text())
+        self.launched = {
+            **self.launched,
+            "instance_id": state["instance_id"],
+            "urls": {guest: f"https://127.0.0.1:{host}/" for guest, host in state["ports"].items()},
+            "ssh": f"ssh -p {state['ssh_port']} {state['ssh_user']}@127.0.0.1",
+        }
+        return {**json.loads(result.stdout), "seconds": seconds, "progress": result.stderr}
 
     def destroy(self) -> subprocess.CompletedProcess:
         return self.run("--json", "destroy", NAME, "--target", "local", timeout=900)
@@ -205,7 +224,20 @@ def test_the_index_lists_the_enabled_apps_only(chain):
     assert set(chain.launched["urls"]) == {"8443", *(str(p) for p, _, _, app in ROUTES if app in APPS)}
 
 
-def test_data_written_through_the_apps_and_the_secrets_survive_destroy_and_relaunch(chain):
+def new_image_like(baked: Path, store: Path) -> Path:
+    """Another image in the store for `builder upgrade` to move to: a qcow2 over the baked disk with
+    its own record (one bake feeds this test; a second bake would be the same bytes, 15 minutes later)."""
+    record = json.loads((baked / "image.json").read_text())
+    target = store / f"{baked.name[:12]}-upgrade-test"
+    target.mkdir()
+    disk = make_overlay(Path(record["disk"]), target / "root.qcow2")
+    (target / "image.json").write_text(json.dumps({**record, "disk": str(disk), "input_hash": target.name}))
+    return target
+
+
+def test_data_and_secrets_survive_destroy_and_an_upgrade_onto_a_new_image(chain, local_bake):
+    """Destroyed, then started again by `builder upgrade` from another image on the same data disk:
+    the workflow, the file on the volume, the secrets and the edge's certificate are all still there."""
     note = f"workflow-{uuid.uuid4()}"
     posted = requests.post(chain.url(8446, "/rest/workflows"), data=note, verify=False, timeout=30)
     assert posted.status_code == 200, posted.text
@@ -220,9 +252,18 @@ def test_data_written_through_the_apps_and_the_secrets_survive_destroy_and_relau
     assert json.loads(destroyed.stdout)["shutdown"] == "clean", destroyed.stderr
     print(f"destroy: {destroyed.stderr.strip()}")
 
-    chain.launch()
-    print(f"second launch: done after {chain.launched['seconds']:.0f} s")
-    assert chain.launched["agent_state"] == "done" and chain.launched["instance_id"] != first_id
+    baked = Path(local_bake["result"]["image"]).parent
+    image = new_image_like(baked, baked.parent)
+    planned = chain.run("--json", "--dry-run", "upgrade", NAME, "--target", "local", "--image", str(image))
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["image"] == {"from": str(baked), "to": str(image)}
+    upgraded = chain.upgrade(image)
+    print(f"upgrade onto {image.name}: {upgraded['state']} after {upgraded['seconds']:.0f} s")
+    assert (upgraded["state"], upgraded["image"]) == ("upgraded", str(image)), upgraded
+    assert chain.launched["instance_id"] != first_id
+    root = chain.config.parent / "state/ai-platform/instances" / NAME / "root.qcow2"
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(root)], capture_output=True).stdout)
+    assert info["backing-filename"] == str(image / "root.qcow2")  # its root disk is the new image's
     assert note in get(chain.url(8446, "/standin/posts")).json()["posts"]
     assert chain.ssh("cat /mnt/data/media/kept.txt").strip() == note
     assert chain.ssh("sha256sum /mnt/data/platform/secrets.env").split()[0] == secrets_before

@@ -147,12 +147,18 @@ class LocalInstance:
         lines = list(SUMMARY.finditer(text))
         return (lines[-1].group(1), lines[-1].group(0)) if lines else ("booting", "")
 
-    def launch(self, log: Callable[[str], None]) -> dict:
+    def image_record(self) -> dict | None:
+        """The image this instance was last started from (kept across destroy, for `upgrade`)."""
+        path = self.directory / "image.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def launch(self, log: Callable[[str], None], image: LocalImage | None = None) -> dict:
+        """Start the instance from `image` (default: the current one) on its data disk."""
         if self.running():
             raise BuilderError(f"{self.name} is already running (pid {self.state()['pid']}); destroy it first")
         from builder.bake.local_base import cache_dir
 
-        image = current_image(self.config)
+        image = image or current_image(self.config)
         settings = self.config.local
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.data_disk.exists():
@@ -223,6 +229,7 @@ class LocalInstance:
             "launched_at": time.time(),
         }
         (self.directory / "state.json").write_text(json.dumps(state, indent=2))
+        (self.directory / "image.json").write_text(json.dumps(image.to_json(), indent=2))
         log(f"started {instance_id} (qemu pid {process.pid}); console: {self.console}")
         return state
 

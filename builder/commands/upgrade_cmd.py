@@ -1,0 +1,71 @@
+"""`builder upgrade NAME`: the instance onto a new image, same data; back by itself if it fails."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from builder.cli import GlobalOptions, global_options
+
+
+@click.command()
+@click.argument("name")
+@click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
+@click.option(
+    "--image",
+    "image",
+    metavar="DIR",
+    type=click.Path(path_type=Path),
+    help="Local: a directory of the image store to move to (default: the current image).",
+)
+@click.option(
+    "--wait-timeout",
+    default=1800,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long the new image gets to report done before the instance goes back.",
+)
+@global_options
+@click.pass_obj
+def upgrade(options: GlobalOptions, name: str, target: str, image: Path | None, wait_timeout: int) -> None:
+    """Move instance NAME onto the newest image (or --image) with the same data volume, secrets and
+    keys; if it does not come up within --wait-timeout it goes back to its previous image by itself."""
+    from builder.commands.config_cmd import load
+    from builder.errors import BuilderError, NotBuiltYet
+    from builder.upgrade import LocalUpgradeTarget, UpgradePlan, local_image
+    from builder.upgrade import upgrade as run_upgrade
+    from builder.userdata import check_instance_name
+
+    check_instance_name(name)
+    if target == "aws":
+        raise NotBuiltYet("builder upgrade --target aws is not built yet; --target local is")
+    from builder.local.instances import LocalInstance, current_image
+
+    config = load(options).config
+    instance = LocalInstance(config, name)
+    if not instance.running() and instance.image_record() is None:
+        raise BuilderError(f"no local instance {name} to upgrade: `builder launch {name} --target local` makes one")
+    new = image if image is not None else current_image(config).disk.parent
+    local_image(new)  # a whole image, before anything stops
+    moving = LocalUpgradeTarget(instance)
+    plan = UpgradePlan(name, moving.image(), str(new.resolve()))
+    if options.dry_run:
+        document = {"dry_run": True, **plan.to_json()}
+        if options.json:
+            click.echo(json.dumps(document, indent=2))
+        else:
+            click.echo(f"upgrade plan for {config.name}/{name} (local; dry run: nothing changed)")
+            click.echo(f"  image      {plan.current or '(not recorded)'} -> {plan.new}")
+            click.echo(f"  restarts   {', '.join(document['restarts']) or 'nothing: it already runs that image'}")
+            click.echo(f"  keeps      {', '.join(document['keeps'])}")
+        return
+    result = run_upgrade(plan, moving, wait_timeout, log=lambda line: click.echo(f"  {line}", err=True))
+    document = {"instance": name, "state": result.state, "image": result.image, "detail": result.detail}
+    if options.json:
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(f"{config.name}/{name}: {result.state}: {result.detail}")
+    if result.state == "rolled back":
+        raise SystemExit(1)

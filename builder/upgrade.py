@@ -1,0 +1,141 @@
+"""`builder upgrade NAME`: the instance moves onto another image with the same data, or goes back.
+
+The story, whatever the target:
+  1. stop the instance cleanly (its stacks stop before power-off; the data volume is kept);
+  2. start it from the new image on the same data volume, and wait for its agent;
+  3. done (or degraded): the instance now runs the new image;
+     failed, or no report within the wait: stop it, start it again from the image it ran before,
+     wait again, and say that it went back and why.
+The data volume is never deleted nor left without an instance that owns it.
+
+A target is anything with the four calls of `UpgradeTarget`; the local one (qemu) is below, the
+tests drive the story with a fake.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from builder.errors import BuilderError
+
+SETTLED = ("done", "degraded")
+
+
+class UpgradeTarget(Protocol):
+    def image(self) -> str | None:
+        """The image the instance runs now (None: not known, as for an instance launched before
+        builder recorded it)."""
+
+    def stop(self, log: Callable[[str], None]) -> str:
+        """Stop it cleanly, keeping its data; returns how ("clean", "forced", "not running")."""
+
+    def start(self, image: str, log: Callable[[str], None]) -> None:
+        """Start it from `image` on its data volume."""
+
+    def wait(self, timeout: float, log: Callable[[str], None]) -> tuple[str, str]:
+        """(the agent's final state, its line); raises BuilderError when it does not report in time."""
+
+
+@dataclass(frozen=True)
+class UpgradePlan:
+    name: str
+    current: str | None
+    new: str
+
+    @property
+    def changes(self) -> bool:
+        return self.current != self.new
+
+    def to_json(self) -> dict:
+        return {
+            "instance": self.name,
+            "image": {"from": self.current, "to": self.new},
+            "changes": self.changes,
+            # A new root disk from the new image: every stack restarts, the data volume stays.
+            "restarts": ["the instance (new root disk)", "every stack"] if self.changes else [],
+            "keeps": ["the data volume", "the secrets and keys on it", "the owner's credentials"],
+        }
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    state: str  # "upgraded", "unchanged" or "rolled back"
+    image: str  # the image the instance runs at the end
+    detail: str
+
+
+def upgrade(plan: UpgradePlan, target: UpgradeTarget, wait_timeout: float, log: Callable[[str], None]) -> UpgradeResult:
+    if not plan.changes:
+        return UpgradeResult("unchanged", plan.new, f"{plan.name} already runs {plan.new}")
+    how = target.stop(log)
+    log(f"stopped {plan.name} ({how}); starting it from {plan.new}")
+    target.start(plan.new, log)
+    reason = _settle(target, wait_timeout, log)
+    if reason is None:
+        return UpgradeResult("upgraded", plan.new, f"{plan.name} runs {plan.new}")
+    if plan.current is None:
+        raise BuilderError(
+            f"{plan.name} did not come up on {plan.new} ({reason}), and the image it ran before is not "
+            "known: it is left on the new image with its data volume; see its console"
+        )
+    log(f"{plan.name} did not come up on {plan.new} ({reason}): going back to {plan.current}")
+    target.stop(log)
+    target.start(plan.current, log)
+    again = _settle(target, wait_timeout, log)
+    if again is not None:
+        raise BuilderError(
+            f"{plan.name} did not come up on {plan.new} ({reason}) nor again on {plan.current} ({again}); "
+            "its data volume is kept and attached to it"
+        )
+    return UpgradeResult("rolled back", plan.current, f"{plan.new} did not come up ({reason}); back on {plan.current}")
+
+
+def _settle(target: UpgradeTarget, timeout: float, log: Callable[[str], None]) -> str | None:
+    """None when the agent reports done or degraded; else why not."""
+    try:
+        state, line = target.wait(timeout, log)
+    except BuilderError as exc:
+        return str(exc)
+    return None if state in SETTLED else f"{state}: {line}"
+
+
+class LocalUpgradeTarget:
+    """A local instance under qemu; an image is a directory of the local image store (or any
+    directory holding a baked image's image.json)."""
+
+    def __init__(self, instance, shutdown_wait: float | None = None):
+        self.instance = instance
+        self.shutdown_wait = shutdown_wait
+
+    def image(self) -> str | None:
+        record = self.instance.image_record()
+        return str(Path(record["disk"]).parent) if record else None
+
+    def stop(self, log: Callable[[str], None]) -> str:
+        if self.shutdown_wait is None:
+            return self.instance.destroy(delete_data=False, log=log)
+        return self.instance.destroy(delete_data=False, log=log, shutdown_wait=self.shutdown_wait)
+
+    def start(self, image: str, log: Callable[[str], None]) -> None:
+        self.instance.launch(log=log, image=local_image(Path(image)))
+
+    def wait(self, timeout: float, log: Callable[[str], None]) -> tuple[str, str]:
+        return self.instance.wait(timeout, lambda state, line: None, on_step=log)
+
+
+def local_image(directory: Path):
+    """The baked image in `directory` (its image.json), checked whole."""
+    from builder.local.instances import LocalImage
+
+    record = directory / "image.json"
+    if not record.is_file():
+        raise BuilderError(f"{directory} holds no baked image (no image.json): name a directory of the image store")
+    image = LocalImage.from_json(json.loads(record.read_text()))
+    for path in (image.disk, image.kernel, image.initrd):
+        if path is not None and not path.exists():
+            raise BuilderError(f"the image in {directory} names {path}, which is gone")
+    return image
