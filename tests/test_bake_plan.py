@@ -273,3 +273,15 @@ def test_packer_builds_on_the_base_ami_the_plan_resolved_and_hashed(aws, tmp_pat
     assert render_var_file(config, plan, work, {})["aws_source_ami"] == base["ImageId"]
     text = (template.REPO_ROOT / "packer.pkr.hcl").read_text()
     assert "source_ami           = var.aws_source_ami" in text and "source_ami_filter" not in text
+
+
+@pytest.mark.parametrize(
+    "region, owner",
+    [("us-east-1", "099720109477"), ("us-gov-west-1", "513442679011"), ("cn-north-1", "837727238323")],
+)
+def test_the_base_ami_owner_is_canonicals_account_in_the_regions_partition(region, owner):
+    config = PlatformConfig.model_validate({"version": 1, "aws": {"region": region}})
+    assert baking.base_ami_owner(config) == owner
+    chosen = {"version": 1, "aws": {"region": region}, "image": {"base_ami_owner": "1" * 12}}
+    mine = PlatformConfig.model_validate(chosen)
+    assert baking.base_ami_owner(mine) == "1" * 12

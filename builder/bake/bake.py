@@ -109,9 +109,26 @@ def plan(
     return BakePlan(target, config.name, digest, base, new_build_id(), cached, tool, notes)
 
 
+def base_ami_owner(config: PlatformConfig) -> str:
+    """image.base_ami_owner, or Canonical's account in the partition of aws.region."""
+    from builder.aws.iam import partition_of
+    from builder.config.schema import CANONICAL_OWNER_IDS
+
+    if config.image.base_ami_owner:
+        return config.image.base_ami_owner
+    partition = partition_of(config.aws.region)
+    if partition not in CANONICAL_OWNER_IDS:
+        raise BuilderError(
+            f"Canonical publishes no Ubuntu AMIs in partition {partition} (aws.region {config.aws.region}) "
+            "that builder knows of: set image.base_ami_owner"
+        )
+    return CANONICAL_OWNER_IDS[partition]
+
+
 def newest_base_ami(ec2, config: PlatformConfig) -> str:
+    owner = base_ami_owner(config)
     images = ec2.describe_images(
-        Owners=[config.image.base_ami_owner],
+        Owners=[owner],
         Filters=[
             {"Name": "name", "Values": [config.image.base_ami_name_filter]},
             {"Name": "architecture", "Values": ["x86_64"]},
@@ -121,7 +138,7 @@ def newest_base_ami(ec2, config: PlatformConfig) -> str:
     )["Images"]
     if not images:
         raise BuilderError(
-            f"no AMI of owner {config.image.base_ami_owner} matches image.base_ami_name_filter "
+            f"no AMI of owner {owner} matches image.base_ami_name_filter "
             f"{config.image.base_ami_name_filter!r} in {config.aws.region}"
         )
     return max(images, key=lambda image: image.get("CreationDate", ""))["ImageId"]

@@ -15,7 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 CONFIG_VERSION = 1
 
 # Canonical's AWS account: the owner of the official Ubuntu AMIs.
-CANONICAL_OWNER_ID = "099720109477"
+# Canonical's account per AWS partition (Canonical's "Find Ubuntu images on AWS", ownership verification).
+CANONICAL_OWNER_IDS = {"aws": "099720109477", "aws-us-gov": "513442679011", "aws-cn": "837727238323"}
 
 
 def _pattern_check(pattern: str, what: str):
@@ -323,7 +324,11 @@ class Mirrors(Section):
 
 class Image(Section):
     mirrors: Mirrors = Field(default_factory=Mirrors, description="Sources for the bake in restricted networks.")
-    base_ami_owner: AccountId = Field(CANONICAL_OWNER_ID, description="Owner of the base AMI (Canonical).")
+    base_ami_owner: AccountId | None = Field(
+        None,
+        description="Owner of the base AMI; null: Canonical's account in the region's partition (099720109477, "
+        "GovCloud 513442679011, China 837727238323).",
+    )
     base_ami_name_filter: str = Field(
         "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*",
         description="Name filter for the base AMI; the newest match is used and recorded.",
