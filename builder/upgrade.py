@@ -139,3 +139,45 @@ def local_image(directory: Path):
         if path is not None and not path.exists():
             raise BuilderError(f"the image in {directory} names {path}, which is gone")
     return image
+
+
+class AwsUpgradeTarget:
+    """An AWS instance: stopping terminates it (its data volume detaches and is kept, as `destroy`
+    does); starting is `launch` from the given AMI, a new launch template version; waiting follows the
+    agent's status tags. `wait_for_agent` is injected where no agent runs (moto)."""
+
+    def __init__(self, clients, config, name: str, wait_for_agent=None):
+        from builder.aws import instances
+
+        self.clients, self.config, self.name = clients, config, name
+        self.wait_for_agent = wait_for_agent or instances.wait_for_agent
+        self.instance_id: str | None = None
+
+    def image(self) -> str | None:
+        from builder.aws.instances import list_instances
+
+        running = list_instances(self.clients.ec2, self.config.name, self.name)
+        if not running:
+            return None
+        reservations = self.clients.ec2.describe_instances(InstanceIds=[running[-1].instance_id])["Reservations"]
+        return reservations[0]["Instances"][0]["ImageId"]
+
+    def stop(self, log: Callable[[str], None]) -> str:
+        from builder.aws.instances import terminate
+
+        ended = terminate(self.clients.ec2, self.config.name, self.name, log)
+        return "terminated " + ", ".join(ended) if ended else "not running"
+
+    def start(self, image: str, log: Callable[[str], None]) -> None:
+        from builder.aws.launch import launch, plan_launch
+
+        plan = plan_launch(self.clients, self.config, self.name, image)
+        result = launch(self.clients, self.config, plan, log)
+        self.instance_id = result.instance_id
+        log(f"{result.instance_id} runs {image} (launch template version {result.template_version})")
+
+    def wait(self, timeout: float, log: Callable[[str], None]) -> tuple[str, str]:
+        assert self.instance_id, "start() first"
+        return self.wait_for_agent(
+            self.clients.ec2, self.instance_id, timeout=timeout, on_change=lambda state, detail: None
+        )

@@ -112,3 +112,47 @@ def test_no_instance_and_a_missing_image_are_clear_errors_that_change_nothing(bu
     wrong = builder("--config", str(config), "upgrade", "alpha", "--target", "local", "--image", str(tmp_path))
     assert wrong.code == 1 and "holds no baked image" in wrong.err
     assert sorted(p.name for p in instance.iterdir()) == ["image.json"]
+
+
+def test_on_aws_a_new_ami_gets_a_new_template_version_and_a_failing_one_goes_back(aws, baked):
+    """moto runs no agent: the injected wait plays it, reporting done on the good AMI and failed on
+    the broken one, by the instance's ImageId. The data volume is the same throughout."""
+    from moto_server import make_tagged_ami
+
+    from builder.aws.clients import AwsClients
+    from builder.aws.instances import data_volume
+    from builder.aws.launch import launch, plan_launch
+    from builder.config.schema import PlatformConfig
+    from builder.upgrade import AwsUpgradeTarget
+
+    ec2 = aws.client("ec2")
+    config = PlatformConfig.model_validate({"version": 1, "data_volume": {"availability_zone": "us-east-1a"}})
+    clients = AwsClients(config)
+    launch(clients, config, plan_launch(clients, config, "alpha", baked), log=lambda line: None)
+    source = ec2.describe_images(ImageIds=[baked])["Images"][0]["ImageId"]
+    newer = make_tagged_ami(ec2, source, "ai-platform-build-2", {"ai-platform:platform": "ai-platform"})
+    broken = make_tagged_ami(ec2, source, "ai-platform-build-3", {"ai-platform:platform": "ai-platform"})
+    volume = data_volume(ec2, "ai-platform", "alpha")["VolumeId"]
+
+    def agent(ec2_client, instance_id, *, timeout, on_change):
+        image = ec2_client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["ImageId"]
+        state = "failed" if image == broken else "done"
+        return state, f"firstboot: {state}"
+
+    target = AwsUpgradeTarget(clients, config, "alpha", wait_for_agent=agent)
+    assert target.image() == baked
+    moved = upgrade(UpgradePlan("alpha", baked, newer), target, 60, lambda line: None)
+    assert (moved.state, target.image()) == ("upgraded", newer)
+    back = upgrade(UpgradePlan("alpha", newer, broken), target, 60, lambda line: None)
+    assert (back.state, back.image, target.image()) == ("rolled back", newer, newer)
+    versions = ec2.describe_launch_template_versions(LaunchTemplateName="ai-platform-alpha")["LaunchTemplateVersions"]
+    amis = [v["LaunchTemplateData"]["ImageId"] for v in sorted(versions, key=lambda v: v["VersionNumber"])]
+    assert amis == [baked, newer, broken, newer]
+    assert data_volume(ec2, "ai-platform", "alpha")["VolumeId"] == volume  # one volume, never another
+    running = ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:ai-platform:instance", "Values": ["alpha"]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+        ]
+    )["Reservations"]
+    assert len([i for r in running for i in r["Instances"]]) == 1

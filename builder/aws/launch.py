@@ -72,7 +72,7 @@ def plan_launch(clients: AwsClients, config: PlatformConfig, instance: str, ami_
     """Everything the launch needs to know, by reading only."""
     ec2 = clients.ec2
     _require_nitro(ec2, config.aws.instance_type)
-    image = _find_image(ec2, config.name, ami_id)
+    image = find_image(ec2, config.name, ami_id)
     volume = data_volume(ec2, config.name, instance)
     if volume and volume.get("Attachments"):
         holder = volume["Attachments"][0]["InstanceId"]
@@ -250,7 +250,7 @@ def _require_nitro(ec2: Any, instance_type: str) -> None:
         )
 
 
-def _find_image(ec2: Any, platform: str, ami_id: str | None) -> dict:
+def find_image(ec2: Any, platform: str, ami_id: str | None) -> dict:
     if ami_id:
         images = ec2.describe_images(Filters=[{"Name": "image-id", "Values": [ami_id]}])["Images"]
         if not images or images[0].get("State") != "available":

@@ -20,6 +20,7 @@ from builder.cli import GlobalOptions, global_options
     type=click.Path(path_type=Path),
     help="Local: a directory of the image store to move to (default: the current image).",
 )
+@click.option("--ami", metavar="AMI_ID", help="AWS: the image to move to (default: the newest baked one).")
 @click.option(
     "--wait-timeout",
     default=1800,
@@ -29,34 +30,27 @@ from builder.cli import GlobalOptions, global_options
 )
 @global_options
 @click.pass_obj
-def upgrade(options: GlobalOptions, name: str, target: str, image: Path | None, wait_timeout: int) -> None:
+def upgrade(
+    options: GlobalOptions, name: str, target: str, image: Path | None, ami: str | None, wait_timeout: int
+) -> None:
     """Move instance NAME onto the newest image (or --image) with the same data volume, secrets and
     keys; if it does not come up within --wait-timeout it goes back to its previous image by itself."""
     from builder.commands.config_cmd import load
-    from builder.errors import BuilderError, NotBuiltYet
-    from builder.upgrade import LocalUpgradeTarget, UpgradePlan, local_image
     from builder.upgrade import upgrade as run_upgrade
     from builder.userdata import check_instance_name
 
     check_instance_name(name)
-    if target == "aws":
-        raise NotBuiltYet("builder upgrade --target aws is not built yet; --target local is")
-    from builder.local.instances import LocalInstance, current_image
-
     config = load(options).config
-    instance = LocalInstance(config, name)
-    if not instance.running() and instance.image_record() is None:
-        raise BuilderError(f"no local instance {name} to upgrade: `builder launch {name} --target local` makes one")
-    new = image if image is not None else current_image(config).disk.parent
-    local_image(new)  # a whole image, before anything stops
-    moving = LocalUpgradeTarget(instance)
-    plan = UpgradePlan(name, moving.image(), str(new.resolve()))
+    if target == "aws":
+        moving, plan = _aws(config, name, ami)
+    else:
+        moving, plan = _local(config, name, image)
     if options.dry_run:
         document = {"dry_run": True, **plan.to_json()}
         if options.json:
             click.echo(json.dumps(document, indent=2))
         else:
-            click.echo(f"upgrade plan for {config.name}/{name} (local; dry run: nothing changed)")
+            click.echo(f"upgrade plan for {config.name}/{name} ({target}; dry run: nothing changed)")
             click.echo(f"  image      {plan.current or '(not recorded)'} -> {plan.new}")
             click.echo(f"  restarts   {', '.join(document['restarts']) or 'nothing: it already runs that image'}")
             click.echo(f"  keeps      {', '.join(document['keeps'])}")
@@ -69,3 +63,32 @@ def upgrade(options: GlobalOptions, name: str, target: str, image: Path | None, 
         click.echo(f"{config.name}/{name}: {result.state}: {result.detail}")
     if result.state == "rolled back":
         raise SystemExit(1)
+
+
+def _local(config, name: str, image: Path | None):
+    from builder.errors import BuilderError
+    from builder.local.instances import LocalInstance, current_image
+    from builder.upgrade import LocalUpgradeTarget, UpgradePlan, local_image
+
+    instance = LocalInstance(config, name)
+    if not instance.running() and instance.image_record() is None:
+        raise BuilderError(f"no local instance {name} to upgrade: `builder launch {name} --target local` makes one")
+    new = image if image is not None else current_image(config).disk.parent
+    local_image(new)  # a whole image, before anything stops
+    moving = LocalUpgradeTarget(instance)
+    return moving, UpgradePlan(name, moving.image(), str(new.resolve()))
+
+
+def _aws(config, name: str, ami: str | None):
+    from builder.aws.clients import AwsClients
+    from builder.aws.launch import find_image
+    from builder.errors import BuilderError
+    from builder.upgrade import AwsUpgradeTarget, UpgradePlan
+
+    clients = AwsClients(config)
+    moving = AwsUpgradeTarget(clients, config, name)
+    current = moving.image()
+    if current is None:
+        raise BuilderError(f"no running instance {name} to upgrade: `builder launch {name}` makes one")
+    new = find_image(clients.ec2, config.name, ami)["ImageId"]  # it exists, before anything stops
+    return moving, UpgradePlan(name, current, new)
