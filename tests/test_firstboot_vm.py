@@ -3,9 +3,9 @@
 The image and its stand-ins are described in tests/vm_image.py. The seed is a NoCloud ISO whose
 user-data comes from builder's own renderer (builder/userdata.py), as a launch sends it.
 
-Two boots of one instance: a first boot on a blank data disk and a reboot (a second instance on
-the same disk is the chain test's relaunch of the baked image); then the AWS path with its APIs
-behind loopback forwards.
+The AWS path with its APIs behind loopback forwards: a first boot on a blank data disk, then a
+reboot of the same instance (its volume already attached, its filesystem kept). The local path,
+and a second instance on the same disk, run on the baked image in tests/test_chain_local.py.
 """
 
 from __future__ import annotations
@@ -15,27 +15,12 @@ from pathlib import Path
 
 import vm
 from imds_standin import ImdsStandIn
-from vm_image import SERIAL, VOLUME_ID
+from vm_image import SERIAL
 
 from builder import owner_credentials
 from builder.config.schema import PlatformConfig
 from builder.userdata import instance_document, render_user_data
 from firstboot.storage import volume_serial
-
-
-def user_data(instance: str) -> str:
-    """The seed's user-data, rendered by builder's own renderer for the local target."""
-    config = PlatformConfig(version=1)
-    document = instance_document(
-        config,
-        instance,
-        "local",
-        volume_id=VOLUME_ID,
-        tailnet=False,  # none to reach
-        owner_credentials={"fw_cfg": owner_credentials.FW_CFG_NAME},
-    )
-    document["services"] = ["probe"]  # the stand-in stack
-    return render_user_data(config, document).mime
 
 
 def owner_file(work: Path) -> dict[str, Path]:
@@ -52,7 +37,7 @@ def boot_instance(
     data_disk: Path,
     overlay: Path | None = None,
     *,
-    seed_user_data: str | None = None,
+    seed_user_data: str,
     serial: str = SERIAL,
     forwards: dict[str, int] | None = None,
 ):
@@ -60,9 +45,7 @@ def boot_instance(
     if overlay is None:
         overlay = work / f"{instance_id}.qcow2"
         vm.make_overlay(raw, overlay, backing_format="raw")
-    seed = vm.make_seed(
-        work / f"{instance_id}-seed.iso", instance_id, instance_id, seed_user_data or user_data("alpha")
-    )
+    seed = vm.make_seed(work / f"{instance_id}-seed.iso", instance_id, instance_id, seed_user_data)
     log = work / f"{instance_id}-boot{len(list(work.glob(f'{instance_id}-boot*.log'))) + 1}.log"
     console = vm.boot(
         kernel=base.kernel,
@@ -78,35 +61,10 @@ def boot_instance(
     return vm.report(console), overlay
 
 
-def test_first_boot_and_a_reboot_on_the_same_volume(test_image, tmp_path):
-    data_disk = tmp_path / "data.img"
-    with open(data_disk, "wb") as handle:
-        handle.truncate(1024**3)
-
-    first, overlay = boot_instance(test_image, tmp_path, "local-a", data_disk)
-    assert first["status"]["state"] == "done", first
-    assert first["status"]["instance_id"] == "local-a"
-    assert first["firstboot_unit"] == "active"
-    assert first["probe_stack"] == "active"
-    source, fstype = first["mount"].split()
-    assert source.startswith("/dev/vd") and fstype == "ext4", first["mount"]
-    assert first["env_mode"] == "0o600"
-    storage = next(s for s in first["status"]["steps"] if s["name"] == "storage")
-    assert "new filesystem made" in storage["detail"]
-
-    again, _ = boot_instance(test_image, tmp_path, "local-a", data_disk, overlay=overlay)
-    assert again["status"]["state"] == "done", again
-    assert "existing filesystem kept" in next(s for s in again["status"]["steps"] if s["name"] == "storage")["detail"]
-    assert again["data_uuid"] == first["data_uuid"]
-    assert again["secrets_sha256"] == first["secrets_sha256"]
-
-    # A second instance on the same volume: tests/test_chain_local.py relaunches the baked image on it.
-
-
 ANTHROPIC_KEY = "sk-ant-api03-vm-test-example-0123456789"
 
 
-def test_the_aws_path_with_metadata_and_apis_reached_only_through_loopback(test_image, tmp_path, moto):
+def test_the_aws_path_first_boot_and_reboot_with_apis_reached_only_through_loopback(test_image, tmp_path, moto):
     """IMDSv2 (stand-in) and EC2/SSM (moto) on the host's loopback, forwarded into a guest that reaches nothing else."""
     ec2 = moto.client("ec2")
     instance_id = ec2.run_instances(
@@ -138,20 +96,24 @@ def test_the_aws_path_with_metadata_and_apis_reached_only_through_loopback(test_
         data_disk = tmp_path / "data.img"
         with open(data_disk, "wb") as handle:
             handle.truncate(1024**3)
-        result, _ = boot_instance(
-            test_image,
-            tmp_path,
-            "i-guest",
-            data_disk,
-            seed_user_data=render_user_data(config, document).mime,
-            serial=volume_serial(volume_id),
-            forwards={"10.0.2.100:80": imds.port, "10.0.2.101:80": moto.port},
-        )
+        boot = {
+            "seed_user_data": render_user_data(config, document).mime,
+            "serial": volume_serial(volume_id),
+            "forwards": {"10.0.2.100:80": imds.port, "10.0.2.101:80": moto.port},
+        }
+        result, overlay = boot_instance(test_image, tmp_path, "i-guest", data_disk, **boot)
+        # A reboot of the same instance: its volume is attached to it already, its filesystem kept.
+        again, _ = boot_instance(test_image, tmp_path, "i-guest", data_disk, overlay, **boot)
     finally:
         imds.stop()
 
     assert result["status"]["state"] == "done", result
     assert result["status"]["instance_id"] == instance_id
+    assert result["firstboot_unit"] == "active" and result["probe_stack"] == "active"
+    source, fstype = result["mount"].split()
+    assert source.startswith("/dev/vd") and fstype == "ext4", result["mount"]
+    assert result["env_mode"] == "0o600"
+    assert "new filesystem made" in next(s for s in result["status"]["steps"] if s["name"] == "storage")["detail"]
     assert "ANTHROPIC_API_KEY" in result["env_names"]
     attachments = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"]
     assert [a["InstanceId"] for a in attachments] == [instance_id]
@@ -162,3 +124,7 @@ def test_the_aws_path_with_metadata_and_apis_reached_only_through_loopback(test_
     assert instance_tags["ai-platform:status"] == "done"
     console = "".join(p.read_text(errors="replace") for p in tmp_path.glob("i-guest-boot*.log"))
     assert ANTHROPIC_KEY not in console
+
+    assert again["status"]["state"] == "done", again
+    assert "existing filesystem kept" in next(s for s in again["status"]["steps"] if s["name"] == "storage")["detail"]
+    assert again["secrets_sha256"] == result["secrets_sha256"] and result["secrets_sha256"]
