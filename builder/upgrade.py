@@ -113,7 +113,7 @@ class LocalUpgradeTarget:
 
     def image(self) -> str | None:
         record = self.instance.image_record()
-        return str(Path(record["disk"]).parent) if record else None
+        return str(Path(record["disk"]).parent.resolve()) if record else None
 
     def stop(self, log: Callable[[str], None]) -> str:
         if self.shutdown_wait is None:
