@@ -24,7 +24,17 @@ server.bind(sys.argv[1])
 server.listen(1)
 print("ready", flush=True)
 connection, _ = server.accept()
+# Like qemu's monitor, as a destroy saw it: what arrives before its greeting and prompt is lost.
+time.sleep(0.5)
+connection.setblocking(False)
+try:
+    connection.recv(100)
+except BlockingIOError:
+    pass
+connection.setblocking(True)
+connection.sendall(b"QEMU 7.2 monitor - type 'help' for more information\\r\\n(qemu) ")
 request = connection.recv(100)
+connection.sendall(request.strip() + b"\\r\\n(qemu) ")  # the monitor always runs it; the guest decides
 if sys.argv[2] == "obeys" and b"system_powerdown" in request:
     time.sleep(1)  # the guest's shutdown: stacks stop, the disk is unmounted
     open(sys.argv[1] + ".ended", "w").close()

@@ -295,8 +295,14 @@ class LocalInstance:
         started = time.monotonic()
         try:
             with socket.socket(socket.AF_UNIX) as connection:
+                connection.settimeout(30)
                 connection.connect(str(self.monitor))
+                # The command only counts once the monitor has greeted us and has run it: a command
+                # sent before its prompt, on a connection closed at once, was lost (the guest ran on
+                # and was killed 600 s later).
+                _read_until(connection, b"(qemu) ")
                 connection.sendall(b"system_powerdown\n")
+                _read_until(connection, b"(qemu) ")
             log(f"asked {self.name} to shut down (stacks stop first; waiting up to {wait:g} s)")
         except OSError as exc:  # nobody can ask this guest to shut down: waiting would change nothing
             wait = 0
@@ -334,3 +340,14 @@ def _free_port(address: str) -> int:
     with socket.socket() as probe:
         probe.bind((address, 0))
         return probe.getsockname()[1]
+
+
+def _read_until(connection: socket.socket, marker: bytes) -> bytes:
+    """Read from the monitor until `marker` (its prompt); OSError (a timeout too) when it never comes."""
+    seen = b""
+    while marker not in seen:
+        chunk = connection.recv(4096)
+        if not chunk:
+            raise OSError("the monitor closed the connection")
+        seen += chunk
+    return seen
