@@ -92,10 +92,14 @@ def check(
 
 
 def summary(health: dict[str, str]) -> str:
-    healthy = [s for s, h in health.items() if h in ("healthy", "off")]
-    others = [f"{s} {h}" for s, h in health.items() if h not in ("healthy", "off")]
-    line = f"{CONSOLE_PREFIX} {len(healthy)}/{len(health)} healthy"
-    return line + (f"; {'; '.join(others)}" if others else "")
+    """N/M healthy over the stacks that run; one that is off (gdrive without its rclone config) is
+    named apart, neither healthy nor a problem."""
+    running = {s: h for s, h in health.items() if h != "off"}
+    healthy = [s for s, h in running.items() if h == "healthy"]
+    others = [f"{s} {h}" for s, h in running.items() if h != "healthy"]
+    off = [s for s, h in health.items() if h == "off"]
+    line = f"{CONSOLE_PREFIX} {len(healthy)}/{len(running)} healthy"
+    return line + "".join(f"; {other}" for other in others) + (f"; off: {', '.join(off)}" if off else "")
 
 
 def record(health: dict[str, str], path: Path = HEALTH_PATH) -> bool:

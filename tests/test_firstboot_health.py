@@ -56,3 +56,9 @@ def test_builder_status_shows_the_last_health_line_of_a_local_instance(tmp_path)
         "ai-platform health: 8/9 healthy; n8n unhealthy: n8n exited\r\n"
     )
     assert instance.health() == "ai-platform health: 8/9 healthy; n8n unhealthy: n8n exited"
+
+
+def test_a_stack_that_is_off_is_named_apart_and_not_counted():
+    line = health.summary({"data": "healthy", "gdrive": "off", "n8n": "unhealthy: n8n exited"})
+    assert line == "ai-platform health: 1/2 healthy; n8n unhealthy: n8n exited; off: gdrive"
+    assert health.summary({"data": "healthy", "gdrive": "off"}) == "ai-platform health: 1/1 healthy; off: gdrive"
