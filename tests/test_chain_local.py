@@ -173,6 +173,9 @@ def test_the_first_boot_reports_done_with_every_stack_healthy(chain):
     assert all(line.split(": ")[1].startswith("Up") for line in unhealthy), unhealthy
 
 
+PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+
+
 def test_the_image_suite_passes_on_the_launched_instance(chain):
     """The image's own testinfra suite, `--booted`, over SSH (paramiko) against the instance the
     user's launch made: first boot turned the sysprepped image into a machine (machine-id, host keys)
@@ -182,8 +185,7 @@ def test_the_image_suite_passes_on_the_launched_instance(chain):
     port = chain.launched["ssh"].split()[2]
     testinfra = [f"--hosts=paramiko://debian@127.0.0.1:{port}", f"--ssh-identity-file={chain.key}", "--sudo"]
     suite = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--booted", "-m", "booted_only", *testinfra]
-        + ["image/tests"],
+        [*PYTEST, "--booted", "-m", "booted_only", *testinfra, "image/tests"],
         cwd=REPO,
         capture_output=True,
         text=True,
