@@ -267,7 +267,8 @@ def test_data_and_secrets_survive_destroy_and_an_upgrade_onto_a_new_image(chain,
     assert (upgraded["state"], upgraded["image"]) == ("upgraded", str(image)), upgraded
     assert chain.launched["instance_id"] != first_id
     root = chain.config.parent / "state/ai-platform/instances" / NAME / "root.qcow2"
-    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(root)], capture_output=True).stdout)
+    shown = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(root)], capture_output=True, text=True)
+    info = json.loads(shown.stdout)
     assert info["backing-filename"] == str(image / "root.qcow2")  # its root disk is the new image's
     assert note in get(chain.url(8446, "/standin/posts")).json()["posts"]
     assert chain.ssh("cat /mnt/data/media/kept.txt").strip() == note
