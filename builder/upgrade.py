@@ -135,9 +135,8 @@ def local_image(directory: Path):
     if not record.is_file():
         raise BuilderError(f"{directory} holds no baked image (no image.json): name a directory of the image store")
     image = LocalImage.from_json(json.loads(record.read_text()))
-    for path in (image.disk, image.kernel, image.initrd):
-        if path is not None and not path.exists():
-            raise BuilderError(f"the image in {directory} names {path}, which is gone")
+    if image.missing():
+        raise BuilderError(f"the image in {directory} names {image.missing()}, which is gone")
     return image
 
 

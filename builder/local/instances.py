@@ -66,6 +66,10 @@ class LocalImage:
         fields = {"disk": str(self.disk), "kernel": text(self.kernel), "initrd": text(self.initrd)}
         return {**fields, "disk_format": self.disk_format}
 
+    def missing(self) -> Path | None:
+        """The first file of this image that is gone, or None when it is whole."""
+        return next((path for path in (self.disk, self.kernel, self.initrd) if path and not path.exists()), None)
+
     @classmethod
     def from_json(cls, fields: dict) -> LocalImage:
         def path(key: str) -> Path | None:
@@ -91,9 +95,8 @@ def current_image(config: PlatformConfig) -> LocalImage:
     if not record.exists():
         raise BuilderError(f"no local image of {config.name} yet ({record}): run `builder bake --target local`")
     image = LocalImage.from_json(json.loads(record.read_text()))
-    for path in (image.disk, image.kernel, image.initrd):
-        if path is not None and not path.exists():
-            raise BuilderError(f"the local image names {path}, which is gone: bake it again")
+    if image.missing():
+        raise BuilderError(f"the local image names {image.missing()}, which is gone: bake it again")
     return image
 
 
