@@ -45,13 +45,14 @@ class UpgradePlan:
     name: str
     current: str | None
     new: str
+    template: str | None = None  # AWS: what the launch template becomes
 
     @property
     def changes(self) -> bool:
         return self.current != self.new
 
     def to_json(self) -> dict:
-        return {
+        document = {
             "instance": self.name,
             "image": {"from": self.current, "to": self.new},
             "changes": self.changes,
@@ -59,6 +60,9 @@ class UpgradePlan:
             "restarts": ["the instance (new root disk)", "every stack"] if self.changes else [],
             "keeps": ["the data volume", "the secrets and keys on it", "the owner's credentials"],
         }
+        if self.template and self.changes:
+            document["launch_template"] = self.template
+        return document
 
 
 @dataclass(frozen=True)
@@ -141,30 +145,56 @@ def local_image(directory: Path):
 
 
 class AwsUpgradeTarget:
-    """An AWS instance: stopping terminates it (its data volume detaches and is kept, as `destroy`
-    does); starting is `launch` from the given AMI, a new launch template version; waiting follows the
-    agent's status tags. `wait_for_agent` is injected where no agent runs (moto)."""
+    """An AWS instance in its Auto Scaling group of one. Stopping sets the group to 0 and waits
+    until its instance is terminated (the data volume detaches and is kept); starting is `launch`
+    from the given AMI: a new launch template version, made the default, and the group back at one,
+    which launches its instance from it. Waiting follows the agent's status tags; `wait_for_agent`
+    is injected where no agent runs (moto).
+
+    Not an instance refresh: a refresh judges the new instance by EC2's health checks only and
+    would call an image whose agent failed healthy; this story follows the agent and goes back."""
 
     def __init__(self, clients, config, name: str, wait_for_agent=None):
-        from builder.aws import instances
+        from builder.aws import instances, names
 
         self.clients, self.config, self.name = clients, config, name
+        self.group = names.group_name(config.name, name)
         self.wait_for_agent = wait_for_agent or instances.wait_for_agent
         self.instance_id: str | None = None
 
     def image(self) -> str | None:
+        from builder.aws import group
         from builder.aws.instances import list_instances
 
-        running = list_instances(self.clients.ec2, self.config.name, self.name)
-        if not running:
+        instance = group.live_instance(group.find(self.clients.autoscaling, self.group))
+        if instance is None:  # an instance launched before groups, or none
+            running = list_instances(self.clients.ec2, self.config.name, self.name)
+            instance = running[-1].instance_id if running else None
+        if instance is None:
             return None
-        reservations = self.clients.ec2.describe_instances(InstanceIds=[running[-1].instance_id])["Reservations"]
+        reservations = self.clients.ec2.describe_instances(InstanceIds=[instance])["Reservations"]
         return reservations[0]["Instances"][0]["ImageId"]
 
+    def next_template_version(self) -> str:
+        """What the launch template becomes: its next version, made the default."""
+        from builder.aws import names
+
+        name = names.launch_template_name(self.config.name, self.name)
+        found = self.clients.ec2.describe_launch_templates(
+            Filters=[{"Name": "launch-template-name", "Values": [name]}]
+        )["LaunchTemplates"]
+        if not found:
+            return f"launch template {name}: created (version 1)"
+        return f"launch template {name}: version {found[0]['LatestVersionNumber'] + 1} (the new default)"
+
     def stop(self, log: Callable[[str], None]) -> str:
+        from builder.aws import group
         from builder.aws.instances import terminate
 
-        ended = terminate(self.clients.ec2, self.config.name, self.name, log)
+        ended = []
+        if group.find(self.clients.autoscaling, self.group):
+            ended = group.scale(self.clients.autoscaling, self.clients.ec2, self.group, 0, log)
+        ended += terminate(self.clients.ec2, self.config.name, self.name, log)  # any outside the group
         return "terminated " + ", ".join(ended) if ended else "not running"
 
     def start(self, image: str, log: Callable[[str], None]) -> None:

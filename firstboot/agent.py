@@ -23,6 +23,7 @@ from typing import Any
 from firstboot import env, identity, instance_config, services, stack_config, storage, tailscale, volume
 from firstboot.apps import edge
 from firstboot.framework import PER_BOOT, Context, Step, StepFailed
+from firstboot.framework import log as framework_log
 from firstboot.instance_config import EDGE_APPS
 from firstboot.report import publish_status_tags
 
@@ -55,7 +56,9 @@ class Settings:
     paths: Paths = field(default_factory=Paths)
     imds_deadline: float = 60
     device_timeout: float = 300
-    attach_timeout: float = 300
+    # A replaced instance's predecessor may take minutes to shut down and let go of the volume
+    # (its stacks stop first): the terminate-and-launch of an Auto Scaling group of one.
+    attach_timeout: float = 900
     services_timeout: float = 1800  # first start pulls nothing (images are baked) but runs migrations
     poll_interval: float = 2
     tailscale: tailscale.TailscaleCli = field(default_factory=tailscale.TailscaleCli)
@@ -109,6 +112,7 @@ def prepare_storage(context: Context) -> str:
             instance_name=config.instance,
             availability_zone=me.availability_zone,
             timeout=settings.attach_timeout,
+            log=framework_log.info,  # the console shows the wait
         )
         volume_id = attached.volume_id
     else:

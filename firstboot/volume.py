@@ -1,8 +1,10 @@
 """The data volume on the EC2 side: find it by its tags in this instance's zone, attach it if needed.
 
-A volume attached to another instance is reported, never force-detached: that instance may be
-writing to it. The instance role allows exactly DescribeVolumes and AttachVolume on volumes
-tagged for this platform instance.
+A volume attached to another instance is never force-detached: that instance may be writing to
+it. It is waited for until the deadline, because an instance of an Auto Scaling group of one is
+replaced while the one before still shuts down and lets go of the volume; after that it is
+reported. The instance role allows exactly DescribeVolumes and AttachVolume on volumes tagged for
+this platform instance.
 
 `ec2` is a boto3 EC2 client (or anything with the same three methods), injected by the caller.
 """
@@ -65,10 +67,12 @@ def ensure_attached(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     poll_interval: float = 2.0,
+    log: Callable[[str], None] = lambda line: None,
 ) -> AttachedVolume:
     """Attach this instance's data volume to it, unless it already is; wait until it is in use."""
     deadline = clock() + timeout
     attached_now = False
+    waited_for: set[str] = set()
     while True:
         volume = find_data_volume(
             ec2, platform=platform, instance_name=instance_name, availability_zone=availability_zone
@@ -76,11 +80,17 @@ def ensure_attached(
         volume_id, state = volume["VolumeId"], volume["State"]
         holders = {a["InstanceId"] for a in volume.get("Attachments", []) if a.get("State") != "detached"}
         others = holders - {instance_id}
-        if others:
+        if others and clock() >= deadline:
             raise VolumeError(
-                f"{volume_id} is attached to {', '.join(sorted(others))}; it is never force-detached. "
-                "Stop or destroy that instance first (builder destroy keeps the volume)."
+                f"{volume_id} is still attached to {', '.join(sorted(others))} after {timeout:g} s; it is never "
+                "force-detached. Stop or destroy that instance first (builder destroy keeps the volume)."
             )
+        if others:
+            if others - waited_for:
+                log(f"{volume_id} is attached to {', '.join(sorted(others))}: waiting for it to let go")
+                waited_for |= others
+            sleep(poll_interval)
+            continue
         if instance_id in holders and _attachment_state(volume, instance_id) == "attached":
             return AttachedVolume(volume_id, attached_now)
         if state == "available" and not holders:

@@ -26,10 +26,10 @@ class MotoServer:
         """`env` adds to the server's environment (MOTO_AMIS_PATH: the AMIs it starts with)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        moto = Path(sys.executable).with_name("moto_server")
+        patched = Path(__file__).with_name("moto_patched.py")  # moto_server with one fix (see there)
         self._log = open(log_dir / "moto.log", "wb")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, str(patched), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

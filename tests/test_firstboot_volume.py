@@ -48,14 +48,21 @@ def test_attaches_the_tagged_volume_then_finds_it_attached(moto):
     assert [(a["InstanceId"], a["Device"]) for a in attachments] == [(instance_id, "/dev/sdf")]
 
 
-def test_a_volume_attached_elsewhere_is_reported_never_detached(moto):
+def test_a_volume_attached_elsewhere_is_waited_for_then_reported_never_detached(moto):
     ec2 = moto.client("ec2")
     other, me = launch(ec2), launch(ec2)
     volume_id = data_volume(ec2)
     ec2.attach_volume(VolumeId=volume_id, InstanceId=other, Device="/dev/sdf")
+    now, lines = [0.0], []
 
-    with pytest.raises(volume.VolumeError, match=f"{volume_id} is attached to {other}; it is never force-detached"):
-        attach(ec2, me)
+    def sleep(seconds):
+        now[0] += max(seconds, 1)
+
+    with pytest.raises(
+        volume.VolumeError, match=f"{volume_id} is still attached to {other} after 60 s; it is never force-detached"
+    ):
+        attach(ec2, me, timeout=60, clock=lambda: now[0], sleep=sleep, log=lines.append)
+    assert now[0] >= 60 and lines == [f"{volume_id} is attached to {other}: waiting for it to let go"]
     attachments = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"]
     assert [a["InstanceId"] for a in attachments] == [other]
 
@@ -106,3 +113,23 @@ def test_an_attachment_that_never_completes_fails_at_the_deadline(moto):
 
     with pytest.raises(volume.VolumeError, match=r"not attached to .* within 60 s"):
         attach(StuckEc2(ec2), instance_id, timeout=60, clock=lambda: now[0], sleep=sleep)
+
+
+def test_a_replaced_instances_volume_is_taken_over_once_the_old_instance_lets_go(moto):
+    """An Auto Scaling group of one replaces its instance while the old one still shuts down: the
+    new instance's agent waits, then attaches the volume as soon as termination has detached it."""
+    ec2 = moto.client("ec2")
+    old, new = launch(ec2), launch(ec2)
+    volume_id = data_volume(ec2)
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=old, Device="/dev/sdf")
+    looks = []
+
+    def sleep(_seconds):
+        looks.append(1)
+        if len(looks) == 3:  # the old instance is terminated: EC2 detaches its volumes
+            ec2.terminate_instances(InstanceIds=[old])
+
+    attached = attach(ec2, new, sleep=sleep)
+    assert (attached.volume_id, attached.attached_now) == (volume_id, True)
+    attachments = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"]
+    assert [a["InstanceId"] for a in attachments] == [new]

@@ -44,6 +44,15 @@ def test_status_shows_the_agents_report(aws, launched, builder):
     agent_reports(aws, launched["instance_id"], "done", "ai-platform firstboot: done (7 ok)")
     text = builder("status", "alpha").out
     assert "agent: done" in text and "ai-platform firstboot: done (7 ok)" in text
+    assert "group: ai-platform-alpha: keeps 1, has 1" in text
+
+
+def test_status_names_a_group_left_at_zero(aws, launched, builder):
+    from builder.aws import group
+
+    group.scale(aws.client("autoscaling"), aws.client("ec2"), "ai-platform-alpha", 0, log=lambda _line: None)
+    text = builder("status").out
+    assert "alpha" in text and "keeps 0, has 0" in text and "`builder launch NAME` brings it back" in text
 
 
 def test_wait_follows_the_tags_until_a_final_state(aws, launched):

@@ -1,7 +1,10 @@
 """`builder launch --target aws` against the EC2/IAM/STS API as moto models it (the real API is out of reach).
 
 Where moto does not model a property (launch-template metadata options reaching the instance, volume
-throughput), the test asserts on what the launch template holds or on the request the builder sent.
+throughput, a group's instance maintenance policy), the test asserts on what the launch template
+holds or on the request the builder sent. moto replaces a group's terminated instance, as EC2 Auto
+Scaling does; it runs no status checks and no failed launches, so those are asserted as settings
+(health check type, grace period) and with a scripted Auto Scaling client.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from botocore.exceptions import ClientError
 from conftest import AWS_ZONE as ZONE
 from conftest import REPO
 
+from builder.aws import group as groups
 from builder.aws import names
 from builder.aws.clients import AwsClients
 from builder.aws.launch import LaunchError, launch, plan_launch
 from builder.config.schema import PlatformConfig
+from firstboot.volume import ensure_attached
 
 
 def config(**sections) -> PlatformConfig:
@@ -40,15 +45,23 @@ def our_resources(aws) -> dict:
             ]
         ],
         "templates": [t["LaunchTemplateName"] for t in ec2.describe_launch_templates()["LaunchTemplates"]],
+        "scaling groups": [
+            g["AutoScalingGroupName"]
+            for g in aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+        ],
     }
+
+
+NOTHING = {"groups": [], "roles": [], "profiles": [], "volumes": [], "templates": [], "scaling groups": []}
 
 
 def run(cfg, instance="alpha", **kwargs):
     clients = AwsClients(cfg)
     sent = []
-    clients.ec2.meta.events.register(
-        "provide-client-params.ec2.*", lambda params, model, **_: sent.append((model.name, dict(params)))
-    )
+    for client, service in ((clients.ec2, "ec2"), (clients.autoscaling, "auto-scaling")):
+        client.meta.events.register(
+            f"provide-client-params.{service}.*", lambda params, model, **_: sent.append((model.name, dict(params)))
+        )
     plan = plan_launch(clients, cfg, instance, kwargs.get("ami"))
     return launch(clients, cfg, plan, log=lambda _line: None), sent
 
@@ -105,25 +118,84 @@ def test_first_launch_creates_everything_with_the_right_properties(aws, baked):
             f"security group {group['GroupId']}",
             "role ai-platform-alpha-firstboot",
             "launch template ai-platform-alpha",
+            "auto scaling group ai-platform-alpha",
         ]
     )
 
+    [scaling] = aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert (scaling["MinSize"], scaling["MaxSize"], scaling["DesiredCapacity"]) == (1, 1, 1)
+    zone_subnets = ec2.describe_subnets(Filters=[{"Name": "availability-zone", "Values": [ZONE]}])["Subnets"]
+    assert scaling["VPCZoneIdentifier"] in {subnet["SubnetId"] for subnet in zone_subnets}
+    assert scaling["LaunchTemplate"]["Version"] == "$Default"
+    assert (scaling["HealthCheckType"], scaling["HealthCheckGracePeriod"]) == ("EC2", 300)
+    assert [i["InstanceId"] for i in scaling["Instances"]] == [result.instance_id]
+    created = next(params for name, params in sent if name == "CreateAutoScalingGroup")
+    # Never two instances at once: the data volume attaches to one only.
+    assert created["InstanceMaintenancePolicy"] == {"MinHealthyPercentage": 0, "MaxHealthyPercentage": 100}
+    assert "SubnetId" not in data["NetworkInterfaces"][0]  # the group's subnet applies
 
-def test_a_second_launch_reuses_the_volume_and_the_role(aws, baked):
+
+def test_a_terminated_instance_is_replaced_by_the_group_with_the_same_user_data(aws, baked):
     first, _ = run(config())
-    aws.client("ec2").terminate_instances(InstanceIds=[first.instance_id])
+    ec2 = aws.client("ec2")
+
+    def agent_attaches(instance_id):  # the agent's own storage code; moto runs no agent
+        return ensure_attached(
+            ec2,
+            instance_id=instance_id,
+            platform="ai-platform",
+            instance_name="alpha",
+            availability_zone=ZONE,
+            timeout=5,
+            poll_interval=0,
+        )
+
+    agent_attaches(first.instance_id)
+    ec2.terminate_instances(InstanceIds=[first.instance_id])  # as a user, or a failed status check, ends it
+    replacement = groups.wait_for_instance(
+        aws.client("autoscaling"), "ai-platform-alpha", not_one_of=(first.instance_id,)
+    )
+    assert agent_attaches(replacement).volume_id == first.volume_id
+    instance = ec2.describe_instances(InstanceIds=[replacement])["Reservations"][0]["Instances"][0]
+    assert instance["Placement"]["AvailabilityZone"] == ZONE  # where its data volume is
+    tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+    assert (tags[names.PLATFORM_TAG], tags[names.INSTANCE_TAG]) == ("ai-platform", "alpha")
+    user_data = ec2.describe_instance_attribute(InstanceId=replacement, Attribute="userData")["UserData"]["Value"]
+    first_data = ec2.describe_launch_template_versions(LaunchTemplateName="ai-platform-alpha")[
+        "LaunchTemplateVersions"
+    ][0]["LaunchTemplateData"]["UserData"]
+    # The same document: its agent finds the same data volume by its tags in this zone.
+    assert user_data == first_data
+
+
+def test_a_second_launch_after_destroy_reuses_the_volume_the_role_and_the_template(aws, baked, builder, tmp_path):
+    first, _ = run(config())
+    (tmp_path / "platform.yaml").write_text(f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\n")
+    assert builder("destroy", "alpha").code == 0
+    assert aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] == []
     second, _ = run(config())
     assert second.volume_id == first.volume_id
-    assert second.created == []
+    assert second.created == ["auto scaling group ai-platform-alpha"]
     assert second.template_version == 2
+
+
+def test_a_running_instance_stops_a_second_launch_naming_it(aws, baked):
+    first, _ = run(config())
+    before = our_resources(aws)
+    with pytest.raises(LaunchError, match=f"already runs as {first.instance_id}.*builder upgrade alpha"):
+        run(config())
+    assert our_resources(aws) == before
 
 
 def test_a_volume_in_use_stops_the_launch_naming_the_instance(aws, baked):
     first, _ = run(config())
     ec2 = aws.client("ec2")
-    ec2.attach_volume(VolumeId=first.volume_id, InstanceId=first.instance_id, Device="/dev/sdf")
+    groups.delete(aws.client("autoscaling"), ec2, "ai-platform-alpha", log=lambda _line: None)
+    stray = ec2.run_instances(ImageId=baked, MinCount=1, MaxCount=1, Placement={"AvailabilityZone": ZONE})
+    stray_id = stray["Instances"][0]["InstanceId"]
+    ec2.attach_volume(VolumeId=first.volume_id, InstanceId=stray_id, Device="/dev/sdf")
     before = our_resources(aws)
-    with pytest.raises(LaunchError, match=f"attached to {first.instance_id} \\(running\\)"):
+    with pytest.raises(LaunchError, match=f"attached to {stray_id} \\(running\\)"):
         run(config())
     assert our_resources(aws) == before
     versions = ec2.describe_launch_template_versions(LaunchTemplateName="ai-platform-alpha")["LaunchTemplateVersions"]
@@ -133,7 +205,7 @@ def test_a_volume_in_use_stops_the_launch_naming_the_instance(aws, baked):
 def test_no_baked_image_is_a_clear_error_and_creates_nothing(aws):
     with pytest.raises(LaunchError, match="no baked image of platform ai-platform in this region"):
         run(config())
-    assert our_resources(aws) == {"groups": [], "roles": [], "profiles": [], "volumes": [], "templates": []}
+    assert our_resources(aws) == NOTHING
     with pytest.raises(LaunchError, match="image ami-12345678 does not exist or is deregistered"):
         run(config(), ami="ami-12345678")
 
@@ -157,7 +229,7 @@ def test_over_limit_user_data_stops_before_any_write(aws, baked):
     ]
     with pytest.raises(Exception, match="over EC2's limit of 16384 bytes"):
         run(config(ssh={"authorized_keys": keys}))
-    assert our_resources(aws) == {"groups": [], "roles": [], "profiles": [], "volumes": [], "templates": []}
+    assert our_resources(aws) == NOTHING
 
 
 def test_a_failure_part_way_rolls_back_what_this_launch_created(aws, baked):
@@ -165,22 +237,22 @@ def test_a_failure_part_way_rolls_back_what_this_launch_created(aws, baked):
     clients = AwsClients(cfg)
 
     def refuse(**_):
-        raise ClientError({"Error": {"Code": "InsufficientInstanceCapacity", "Message": "no capacity"}}, "RunInstances")
+        raise ClientError({"Error": {"Code": "LimitExceeded", "Message": "no more groups"}}, "CreateAutoScalingGroup")
 
-    clients.ec2.meta.events.register("before-call.ec2.RunInstances", refuse)
+    clients.autoscaling.meta.events.register("before-call.auto-scaling.CreateAutoScalingGroup", refuse)
     plan = plan_launch(clients, cfg, "alpha")
     with pytest.raises(LaunchError) as error:
         launch(clients, cfg, plan, log=lambda _line: None)
-    assert "no capacity" in str(error.value) and "kept: nothing" in str(error.value)
-    assert our_resources(aws) == {"groups": [], "roles": [], "profiles": [], "volumes": [], "templates": []}
+    assert "no more groups" in str(error.value) and "kept: nothing" in str(error.value)
+    assert our_resources(aws) == NOTHING
 
 
 def test_ssh_rule_follows_the_config(aws, baked):
-    first, _ = run(config(aws={"ssh_ingress_cidrs": ["203.0.113.7/32"]}))
+    run(config(aws={"ssh_ingress_cidrs": ["203.0.113.7/32"]}))
     ec2 = aws.client("ec2")
     group = ec2.describe_security_groups(GroupNames=["ai-platform-instances"])["SecurityGroups"][0]
     assert any(p["IpProtocol"] == "tcp" and p["FromPort"] == 22 for p in group["IpPermissions"])
-    ec2.terminate_instances(InstanceIds=[first.instance_id])
+    groups.delete(aws.client("autoscaling"), ec2, "ai-platform-alpha", log=lambda _line: None)
     run(config())
     group = ec2.describe_security_groups(GroupNames=["ai-platform-instances"])["SecurityGroups"][0]
     assert not any(p["IpProtocol"] == "tcp" for p in group["IpPermissions"])
@@ -190,8 +262,8 @@ def test_the_command_dry_run_changes_nothing(aws, baked, builder, tmp_path):
     (tmp_path / "platform.yaml").write_text(f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\n")
     result = builder("launch", "alpha", "--dry-run")
     assert result.code == 0, result.err
-    assert "create data volume" in result.out and "run one instance" in result.out
-    assert our_resources(aws) == {"groups": [], "roles": [], "profiles": [], "volumes": [], "templates": []}
+    assert "create data volume" in result.out and "create auto scaling group ai-platform-alpha" in result.out
+    assert our_resources(aws) == NOTHING
     launched = builder("--json", "launch", "alpha")
     assert launched.code == 0, launched.err
     assert json.loads(launched.out)["instance_id"].startswith("i-")
@@ -205,26 +277,37 @@ def test_root_volume_initialization_rate_is_requested_when_configured(aws, baked
     assert data["LaunchTemplateData"]["BlockDeviceMappings"][0]["Ebs"]["VolumeInitializationRate"] == 200
 
 
-def test_a_new_instance_profile_not_yet_visible_is_waited_out(aws, baked, monkeypatch):
-    """IAM is eventually consistent: EC2 refuses a fresh instance profile for a few seconds (simulated here)."""
-    import builder.aws.launch as launch_module
+class ScriptedAutoScaling:
+    """EC2 Auto Scaling as seen while it launches: no instance for `empty` looks, then one; moto
+    cannot refuse a launch, so its failed activity is scripted here."""
 
-    cfg = config()
-    clients = AwsClients(cfg)
-    refusals = []
-    message = "Value (ai-platform-alpha-firstboot) for parameter iamInstanceProfile.name is invalid."
+    def __init__(self, empty: int, failure: str = ""):
+        self.looks, self.empty, self.failure = 0, empty, failure
 
-    def not_yet(**_):
-        if len(refusals) < 2:
-            refusals.append(1)
-            raise ClientError({"Error": {"Code": "InvalidParameterValue", "Message": message}}, "RunInstances")
+    def describe_auto_scaling_groups(self, AutoScalingGroupNames):
+        self.looks += 1
+        instances = [] if self.looks <= self.empty else [{"InstanceId": "i-new", "LifecycleState": "Pending"}]
+        return {"AutoScalingGroups": [{"AutoScalingGroupName": AutoScalingGroupNames[0], "Instances": instances}]}
 
-    clients.ec2.meta.events.register("before-call.ec2.RunInstances", not_yet)
-    monkeypatch.setattr(launch_module.time, "sleep", lambda _seconds: None)
-    lines = []
-    result = launch(clients, cfg, plan_launch(clients, cfg, "alpha"), log=lines.append)
-    assert result.instance_id.startswith("i-")
-    assert sum("not visible to EC2 yet" in line for line in lines) == 2
+    def describe_scaling_activities(self, AutoScalingGroupName, MaxRecords):
+        return {"Activities": [{"StatusCode": "Failed", "StatusMessage": self.failure}] if self.failure else []}
+
+
+def test_the_groups_instance_is_waited_for_while_it_retries_a_refused_launch():
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    refused = "Value (ai-platform-alpha-firstboot) for parameter iamInstanceProfile.name is invalid."
+    assert groups.wait_for_instance(ScriptedAutoScaling(3, refused), "g", clock=lambda: now[0], sleep=sleep) == "i-new"
+    with pytest.raises(groups.GroupError, match=r"started no instance within 60 s; its last failed launch: Value"):
+        groups.wait_for_instance(ScriptedAutoScaling(99, refused), "g", timeout=60, clock=lambda: now[0], sleep=sleep)
+    replaced = groups.wait_for_instance(ScriptedAutoScaling(0), "g", clock=lambda: now[0], sleep=sleep)
+    with pytest.raises(groups.GroupError):  # the instance being replaced does not count
+        groups.wait_for_instance(
+            ScriptedAutoScaling(0), "g", not_one_of=(replaced,), timeout=1, clock=lambda: now[0], sleep=sleep
+        )
 
 
 def test_role_names_stay_within_iams_64_characters_and_apart():

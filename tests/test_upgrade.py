@@ -124,6 +124,7 @@ def test_on_aws_a_new_ami_gets_a_new_template_version_and_a_failing_one_goes_bac
     from builder.aws.launch import launch, plan_launch
     from builder.config.schema import PlatformConfig
     from builder.upgrade import AwsUpgradeTarget
+    from firstboot.volume import ensure_attached
 
     ec2 = aws.client("ec2")
     config = PlatformConfig.model_validate({"version": 1, "data_volume": {"availability_zone": "us-east-1a"}})
@@ -135,8 +136,19 @@ def test_on_aws_a_new_ami_gets_a_new_template_version_and_a_failing_one_goes_bac
     volume = data_volume(ec2, "ai-platform", "alpha")["VolumeId"]
 
     def agent(ec2_client, instance_id, *, timeout, on_change):
-        image = ec2_client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["ImageId"]
-        state = "failed" if image == broken else "done"
+        """The agent's storage step (its own code) on the group's new instance, then its report."""
+        instance = ec2_client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+        zone = instance["Placement"]["AvailabilityZone"]
+        ensure_attached(
+            ec2_client,
+            instance_id=instance_id,
+            platform="ai-platform",
+            instance_name="alpha",
+            availability_zone=zone,
+            timeout=5,
+            poll_interval=0,
+        )
+        state = "failed" if instance["ImageId"] == broken else "done"
         return state, f"firstboot: {state}"
 
     target = AwsUpgradeTarget(clients, config, "alpha", wait_for_agent=agent)
@@ -155,4 +167,25 @@ def test_on_aws_a_new_ami_gets_a_new_template_version_and_a_failing_one_goes_bac
             {"Name": "instance-state-name", "Values": ["running"]},
         ]
     )["Reservations"]
-    assert len([i for r in running for i in r["Instances"]]) == 1
+    [final] = [i for r in running for i in r["Instances"]]
+    [group] = aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert [i["InstanceId"] for i in group["Instances"]] == [final["InstanceId"]]  # the group's own
+    assert (group["MinSize"], group["DesiredCapacity"], group["LaunchTemplate"]["Version"]) == (1, 1, "$Default")
+    [attached] = ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"]
+    assert attached["InstanceId"] == final["InstanceId"]  # the volume went along, every time
+
+
+def test_on_aws_the_dry_run_names_the_next_template_version(aws, baked, builder, tmp_path):
+    from moto_server import make_tagged_ami
+
+    (tmp_path / "platform.yaml").write_text("version: 1\ndata_volume: {availability_zone: us-east-1a}\n")
+    assert builder("launch", "alpha").code == 0
+    ec2 = aws.client("ec2")
+    newer = make_tagged_ami(ec2, baked, "ai-platform-build-2", {"ai-platform:platform": "ai-platform"})
+    result = builder("--json", "upgrade", "alpha", "--ami", newer, "--dry-run")
+    assert result.code == 0, result.err
+    document = json.loads(result.out)
+    assert document["image"] == {"from": baked, "to": newer}
+    assert document["launch_template"] == "launch template ai-platform-alpha: version 2 (the new default)"
+    versions = ec2.describe_launch_template_versions(LaunchTemplateName="ai-platform-alpha")["LaunchTemplateVersions"]
+    assert len(versions) == 1  # nothing changed

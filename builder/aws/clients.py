@@ -32,6 +32,10 @@ class AwsClients:
         return self.client("ec2")
 
     @cached_property
+    def autoscaling(self) -> Any:
+        return self.client("autoscaling")
+
+    @cached_property
     def iam(self) -> Any:
         return self.client("iam")
 

@@ -23,6 +23,7 @@ class InstanceView:
     agent_state: str  # the firstboot agent's report, from the instance's tags ("-" before its first report)
     agent_detail: str
     health: str = "-"  # the instance's last health line (firstboot health, every minute), "-" before any
+    group: str = "-"  # AWS: its Auto Scaling group of one, what it keeps and has
 
     def to_json(self) -> dict:
         return self.__dict__.copy()

@@ -2,23 +2,23 @@
 
 First a plan that only reads (what exists, what would be created, the user-data size); it stops a
 launch that cannot work before anything is created: no AMI, a volume held by another instance, no
-subnet in the volume's zone, user-data over EC2's limit. Then the launch: every resource it
-creates is recorded, and a failure part way removes them again in reverse order (a new data
-volume too: it never held data), saying what it kept.
+subnet in the volume's zone, user-data over EC2's limit, an instance still running. Then the
+launch: every resource it creates is recorded, and a failure part way removes them again in reverse
+order (a new data volume too: it never held data), saying what it kept.
+
+The instance itself is started by an Auto Scaling group of one (builder/aws/group.py), which
+replaces it when it is terminated or fails its status checks.
 """
 
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from builder import owner_credentials
-from builder.aws import iam, names, network
+from builder.aws import group, iam, names, network
 from builder.aws.clients import AwsClients
 from builder.aws.instances import data_volume
 from builder.config.schema import PlatformConfig
@@ -32,6 +32,7 @@ class LaunchError(BuilderError):
 
 @dataclass
 class LaunchPlan:
+    platform: str
     instance: str
     ami_id: str
     root_device: str
@@ -42,6 +43,7 @@ class LaunchPlan:
     security_group_id: str | None  # None: to be created
     role_exists: bool
     template_id: str | None  # None: to be created
+    group_exists: bool
     user_data: UserData
 
     def actions(self) -> list[str]:
@@ -56,8 +58,13 @@ class LaunchPlan:
             ("reuse" if self.role_exists else "create") + " role and instance profile (policy kept current)",
             ("new version of launch template " + self.template_id) if self.template_id else "create launch template",
             f"user-data {len(self.user_data.payload)} bytes{' (gzip)' if self.user_data.compressed else ''}",
-            "run one instance",
+            ("bring auto scaling group back to one instance" if self.group_exists else "create auto scaling group")
+            + f" {self.group_name} (one instance in {self.zone}, replaced when it fails)",
         ]
+
+    @property
+    def group_name(self) -> str:
+        return names.group_name(self.platform, self.instance)
 
 
 @dataclass
@@ -73,6 +80,14 @@ def plan_launch(clients: AwsClients, config: PlatformConfig, instance: str, ami_
     ec2 = clients.ec2
     _require_nitro(ec2, config.aws.instance_type)
     image = find_image(ec2, config.name, ami_id)
+    existing_group = group.find(clients.autoscaling, names.group_name(config.name, instance))
+    running = group.live_instance(existing_group)
+    if running:
+        raise LaunchError(
+            f"{config.name}/{instance} already runs as {running} (auto scaling group "
+            f"{existing_group['AutoScalingGroupName']}): `builder upgrade {instance}` moves it to a new image, "
+            f"`builder destroy {instance}` ends it and keeps the data volume"
+        )
     volume = data_volume(ec2, config.name, instance)
     if volume and volume.get("Attachments"):
         holder = volume["Attachments"][0]["InstanceId"]
@@ -87,6 +102,7 @@ def plan_launch(clients: AwsClients, config: PlatformConfig, instance: str, ami_
     user_data = render_user_data(config, document)  # raises before any write if it is too large
     template = _find_template(ec2, names.launch_template_name(config.name, instance))
     return LaunchPlan(
+        platform=config.name,
         instance=instance,
         ami_id=image["ImageId"],
         root_device=image.get("RootDeviceName", "/dev/sda1"),
@@ -97,6 +113,7 @@ def plan_launch(clients: AwsClients, config: PlatformConfig, instance: str, ami_
         security_group_id=network.find_security_group(ec2, config.name, subnet["VpcId"]),
         role_exists=iam.role_exists(clients.iam, names.role_name_for(config.name, instance)),
         template_id=template["LaunchTemplateId"] if template else None,
+        group_exists=existing_group is not None,
         user_data=user_data,
     )
 
@@ -127,7 +144,7 @@ def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: C
             log(f"created role and instance profile {role}")
             undo.append((f"role {role}", lambda: iam.delete_role(clients.iam, role)))
         template_id, version = _put_template(ec2, config, plan, group_id, role, undo, log)
-        instance_id = _run_instance(ec2, template_id, version, log)
+        instance_id = start_in_group(clients, config, plan, template_id, undo, log)
         log(f"launched {instance_id} from {plan.ami_id} (launch template version {version})")
     except Exception as exc:
         removed = _roll_back(undo, log)
@@ -180,7 +197,9 @@ def _put_template(ec2: Any, config: PlatformConfig, plan: LaunchPlan, group_id: 
         "ImageId": plan.ami_id,
         "InstanceType": config.aws.instance_type,
         "IamInstanceProfile": {"Name": role},
-        "NetworkInterfaces": [{"DeviceIndex": 0, "SubnetId": plan.subnet_id, "Groups": [group_id]}],
+        # The subnet is the group's (VPCZoneIdentifier): with a network interface, the security
+        # groups must be on it.
+        "NetworkInterfaces": [{"DeviceIndex": 0, "Groups": [group_id]}],
         # IMDSv2 only, and one hop: containers on the instance cannot reach the metadata service.
         "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"},
         # The root volume comes from the AMI's snapshot, encrypted by the bake (image.encrypted); EBS takes
@@ -211,20 +230,16 @@ def _put_template(ec2: Any, config: PlatformConfig, plan: LaunchPlan, group_id: 
     return plan.template_id, version
 
 
-def _run_instance(ec2: Any, template_id: str, version: int, log, attempts: int = 8, sleep=time.sleep) -> str:
-    """RunInstances, waiting out IAM's eventual consistency: a new instance profile is refused for seconds."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return ec2.run_instances(
-                LaunchTemplate={"LaunchTemplateId": template_id, "Version": str(version)}, MinCount=1, MaxCount=1
-            )["Instances"][0]["InstanceId"]
-        except ClientError as exc:
-            message = exc.response["Error"].get("Message", "")
-            if attempt == attempts or ("iamInstanceProfile" not in message and "Instance Profile" not in message):
-                raise
-            log(f"the new instance profile is not visible to EC2 yet; retrying ({attempt}/{attempts - 1})")
-            sleep(min(2 * attempt, 10))
-    raise AssertionError("unreachable")
+def start_in_group(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, template_id: str, undo, log) -> str:
+    """Create the group of one (or bring it back to one instance) and wait for its instance. EC2
+    Auto Scaling retries a refused launch by itself, such as a new instance profile that IAM has not
+    yet made visible to EC2."""
+    name = plan.group_name
+    tags = names.tags(config.name, plan.instance)
+    if group.ensure(clients.autoscaling, name, template_id, plan.subnet_id, tags):
+        log(f"created auto scaling group {name} (one instance, replaced when it fails)")
+        undo.append((f"auto scaling group {name}", lambda: group.delete(clients.autoscaling, clients.ec2, name, log)))
+    return group.wait_for_instance(clients.autoscaling, name)
 
 
 def _roll_back(undo: list[tuple[str, Callable[[], None]]], log) -> list[str]:

@@ -40,6 +40,11 @@ def launch_template_name(platform: str, instance: str) -> str:
     return f"{platform}-{instance}"
 
 
+def group_name(platform: str, instance: str) -> str:
+    """The instance's Auto Scaling group of one (names reach 255 characters: no cut needed)."""
+    return f"{platform}-{instance}"
+
+
 def tags(platform: str, instance: str | None = None, **extra: str) -> list[dict[str, str]]:
     values = {PLATFORM_TAG: platform, **({INSTANCE_TAG: instance} if instance else {}), **extra}
     if instance:

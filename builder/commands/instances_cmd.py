@@ -18,6 +18,7 @@ TARGET = click.option("--target", type=click.Choice(["aws", "local"]), default="
 @click.pass_obj
 def status(options: GlobalOptions, name: str | None, target: str) -> None:
     """Show each instance of the platform, its state and the firstboot agent's report."""
+    from builder.aws.instances import InstanceView
     from builder.commands.config_cmd import load
     from builder.userdata import check_instance_name
 
@@ -27,10 +28,20 @@ def status(options: GlobalOptions, name: str | None, target: str) -> None:
     if target == "local":
         views = _local_views(config, name)
     else:
+        from builder.aws import group
         from builder.aws.clients import AwsClients
         from builder.aws.instances import list_instances
 
-        views = list_instances(AwsClients(config).ec2, config.name, name)
+        clients = AwsClients(config)
+        views = list_instances(clients.ec2, config.name, name)
+        groups = group.of_platform(clients.autoscaling, config.name)
+        for view in views:
+            if view.name in groups and any(i["InstanceId"] == view.instance_id for i in groups[view.name]["Instances"]):
+                view.group = group.summary(groups[view.name])
+        # A group that holds no instance still says so (an upgrade cut short, a launch it retries).
+        for instance_name, found in sorted(groups.items()):
+            if (name is None or instance_name == name) and not any(v.name == instance_name for v in views):
+                views.append(InstanceView(instance_name, "-", "none", "-", "", "-", "", group=group.summary(found)))
     if options.json:
         click.echo(json.dumps([view.to_json() for view in views], indent=2))
         return
@@ -43,6 +54,8 @@ def status(options: GlobalOptions, name: str | None, target: str) -> None:
             click.echo(f"{'':<16} {view.agent_detail}")
         if view.health != "-":
             click.echo(f"{'':<16} now: {view.health.removeprefix('ai-platform health: ')}")
+        if view.group != "-":
+            click.echo(f"{'':<16} group: {view.group}")
 
 
 @click.command()
@@ -62,16 +75,26 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -
     config = load(options).config
     if target == "local":
         return _destroy_local(options, config, name, delete_data)
-    ec2 = AwsClients(config).ec2
+    from builder.aws import group, names
+
+    clients = AwsClients(config)
+    ec2 = clients.ec2
+    group_name = names.group_name(config.name, name)
     volume = data_volume(ec2, config.name, name)
     if options.dry_run:
         running = [view.instance_id for view in list_instances(ec2, config.name, name)]
+        if group.find(clients.autoscaling, group_name):
+            click.echo(f"would delete auto scaling group {group_name}")
         click.echo(f"would terminate: {', '.join(running) or 'nothing'}")
         click.echo(f"would {'DELETE' if delete_data else 'keep'} data volume {volume['VolumeId'] if volume else '-'}")
         return
     if delete_data and volume:
         _confirm_data_deletion(name, f"data volume {volume['VolumeId']}")
-    ended = terminate(ec2, config.name, name, log=lambda line: click.echo(f"  {line}", err=True))
+    log = lambda line: click.echo(f"  {line}", err=True)  # noqa: E731
+    # The group first, or it would replace the instance it loses; then any instance outside it
+    # (launched by a builder before groups).
+    ended = group.delete(clients.autoscaling, ec2, group_name, log)
+    ended += terminate(ec2, config.name, name, log=log)
     if delete_data and volume:
         delete_data_volume(ec2, volume)
     if delete_data:  # the owner's logins go with the data they open

@@ -52,6 +52,8 @@ def upgrade(
         else:
             click.echo(f"upgrade plan for {config.name}/{name} ({target}; dry run: nothing changed)")
             click.echo(f"  image      {plan.current or '(not recorded)'} -> {plan.new}")
+            if "launch_template" in document:
+                click.echo(f"  template   {document['launch_template']}")
             click.echo(f"  restarts   {', '.join(document['restarts']) or 'nothing: it already runs that image'}")
             click.echo(f"  keeps      {', '.join(document['keeps'])}")
         return
@@ -91,4 +93,4 @@ def _aws(config, name: str, ami: str | None):
     if current is None:
         raise BuilderError(f"no running instance {name} to upgrade: `builder launch {name}` makes one")
     new = find_image(clients.ec2, config.name, ami)["ImageId"]  # it exists, before anything stops
-    return moving, UpgradePlan(name, current, new)
+    return moving, UpgradePlan(name, current, new, template=moving.next_template_version())
