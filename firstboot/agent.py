@@ -3,7 +3,8 @@
 config    read the per-instance document cloud-init delivered
 identity  who this instance is (IMDSv2 on AWS, cloud-init's instance data locally)
 storage   attach the data volume, find it by serial, reuse rules, mount it at /mnt/data
-tailscale join the tailnet (auth key from SSM) and install the edge's TLS certificate
+tailscale tailscaled's node identity onto the data volume (the same node on a new instance), join
+          the tailnet (auth key from SSM, only when not still joined), the edge's TLS certificate
 secrets   generated secrets kept on the volume, provider keys from SSM, the stacks' .env
 stacks    the stacks' per-instance files: LiteLLM's models, the edge's addresses, ports and index
 services  start ai-platform.target with this instance's stacks; wait until each is healthy
@@ -20,7 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firstboot import env, identity, instance_config, services, stack_config, storage, tailscale, volume
+from firstboot import (
+    env,
+    identity,
+    instance_config,
+    services,
+    stack_config,
+    storage,
+    tailscale,
+    tailscale_state,
+    volume,
+)
 from firstboot.apps import edge
 from firstboot.framework import PER_BOOT, Context, Step, StepFailed
 from firstboot.framework import log as framework_log
@@ -43,6 +54,8 @@ class Paths:
     stacks_dir: Path = Path("/opt/ai-platform/stacks")
     env_file: Path = Path("/etc/ai-platform/stack.env")
     tls_dir: Path = Path("/etc/ai-platform/tls")
+    tailscale_state: Path = Path("/var/lib/tailscale")
+    mountinfo: Path = Path("/proc/self/mountinfo")
     fw_cfg_dir: Path = Path("/sys/firmware/qemu_fw_cfg/by_name")
     etc_dir: Path = Path("/etc/ai-platform")
 
@@ -156,6 +169,18 @@ def join_tailnet(context: Context) -> str:
         return key
 
     try:
+        kept = tailscale_state.keep_on_volume(
+            context.platform.systemd,
+            volume_dir=paths.data_mount / "platform" / "tailscale",
+            state_dir=paths.tailscale_state,
+            data_mount=paths.data_mount,
+            systemd_dir=paths.systemd_dir,
+            mountinfo=paths.mountinfo,
+        )
+    except RuntimeError as exc:  # systemctl: tailscaled missing from the image, or the mount refused
+        raise StepFailed(f"tailscaled's state could not be put on the data volume: {exc}") from None
+    try:
+        tailscale.wait_settled(settings.tailscale)
         joined = tailscale.join(settings.tailscale, auth_key, wanted.hostname, wanted.tags)
         node = settings.tailscale.status()
         made = tailscale.install_certificate(
@@ -166,7 +191,7 @@ def join_tailnet(context: Context) -> str:
     # The edge binds to the tailnet address: the .env contract can ask for it as instance:tailscale_ip.
     context.values["tailscale_ip"] = tailscale.first_ipv4(node)
     context.values["tailnet_name"] = tailscale.dns_name(node)
-    return f"{'joined as' if joined else 'already joined as'} {wanted.hostname}; {made}"
+    return f"{'joined as' if joined else 'already joined as'} {wanted.hostname} ({kept}); {made}"
 
 
 def write_secrets(context: Context) -> str:

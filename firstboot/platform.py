@@ -29,6 +29,9 @@ class Systemd:
         """`wait=False` queues the start and returns (--no-block): the caller follows the units itself."""
         self._systemctl("start", unit) if wait else self._systemctl("start", "--no-block", unit)
 
+    def stop(self, unit: str) -> None:
+        self._systemctl("stop", unit)
+
     def active_state(self, unit: str) -> str:
         """systemd's ActiveState: active, activating, failed, inactive, …"""
         return self._property(unit, "ActiveState") or "unknown"

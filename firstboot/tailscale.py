@@ -1,8 +1,9 @@
 """Joining the tailnet, and the edge's TLS certificate.
 
-Already joined (tailscaled keeps its state in /var/lib/tailscale on the root disk) -> nothing to
-do. Otherwise `tailscale up` with the auth key read from SSM through the instance role, the
-configured hostname and tags, retried with backoff. The certificate for NGINX is the node's own
+Already joined (tailscaled keeps its state in /var/lib/tailscale, a bind mount of the data
+volume's copy: see tailscale_state.py) -> nothing to do. Otherwise `tailscale up` with the auth
+key read from SSM through the instance role, the configured hostname and tags, retried with
+backoff. The certificate for NGINX is the node's own
 from `tailscale cert` when the tailnet offers HTTPS names; otherwise a self-signed one, made once
 and kept on the data volume so that clients see the same certificate on every instance.
 """
@@ -79,6 +80,22 @@ def dns_name(status: dict | None) -> str:
 
 def is_running(status: dict | None) -> bool:
     return bool(status) and status.get("BackendState") == "Running"
+
+
+SETTLED_STATES = ("Running", "NeedsLogin", "NeedsMachineAuth", "Stopped")
+
+
+def wait_settled(
+    cli: TailscaleCli, timeout: float = 30, sleep: Callable[[float], None] = time.sleep, poll: float = 1
+) -> None:
+    """After tailscaled (re)starts on kept state it is Starting for a moment: wait (bounded) until
+    it says whether the node is still logged in, so that `join` does not log in again needlessly."""
+    waited = 0.0
+    while waited < timeout:
+        if ((cli.status() or {}).get("BackendState")) in SETTLED_STATES:
+            return
+        sleep(poll)
+        waited += poll
 
 
 def join(

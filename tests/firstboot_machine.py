@@ -47,6 +47,9 @@ class SystemdStandIn:
         self.calls.append(("start", unit))
         self.waited_for[unit] = wait
 
+    def stop(self, unit: str) -> None:
+        self.calls.append(("stop", unit))
+
     def condition_failed(self, unit: str) -> bool:
         return unit in self.condition_unmet
 
@@ -79,6 +82,7 @@ class Machine:
             env_contract=root / "opt/ai-platform/env-contract.json",
             env_file=root / "etc/ai-platform/stack.env",
             tls_dir=root / "etc/ai-platform/tls",
+            tailscale_state=root / "var/lib/tailscale",
             etc_dir=root / "etc/ai-platform",
             stacks_dir=Path(__file__).parents[1] / "image/rootfs/opt/ai-platform/stacks",
             fw_cfg_dir=root / "sys/firmware/qemu_fw_cfg/by_name",

@@ -15,6 +15,7 @@ from imds_standin import ImdsStandIn
 
 from firstboot import report, volume
 from firstboot.cli import main
+from firstboot.storage import mount_unit_name
 
 ZONE = "us-east-1a"
 ANTHROPIC_KEY = "sk-ant-api03-example-only-0123456789"
@@ -118,7 +119,7 @@ def test_the_report_tags_a_failure_too(tmp_path, aws):
     assert main(["run"], machine.settings()) == 1
     status = machine.status()
     assert status["first_error"]["step"] == "storage"
-    assert f"is attached to {other}" in status["first_error"]["message"]
+    assert f"is still attached to {other} after 10 s" in status["first_error"]["message"]
     assert tags_of(aws["ec2"], aws["instance_id"])[report.STATUS_TAG] == "failed"
 
 
@@ -140,13 +141,20 @@ def test_joins_the_tailnet_with_the_key_from_ssm_and_never_shows_it(tmp_path, aw
     settings = machine.settings(tailscale=fake_tailscale)
     assert main(["run"], settings) == 0
     step = next(s for s in machine.status()["steps"] if s["name"] == "tailscale")
-    assert step["detail"].startswith("joined as ai-platform-alpha; self-signed certificate for ai-platform-alpha")
+    assert step["detail"].startswith(
+        "joined as ai-platform-alpha (node identity now kept on the data volume); "
+        "self-signed certificate for ai-platform-alpha"
+    )
+    assert (machine.paths.data_mount / "platform/tailscale").is_dir()
+    assert machine.systemd.calls.index(("stop", "tailscaled.service")) < machine.systemd.calls.index(
+        ("start", mount_unit_name(str(machine.paths.tailscale_state)))
+    )
     # The edge publishes on the node's tailnet address (and loopback).
     published = json.loads((machine.paths.etc_dir / "compose/edge.yaml").read_text())
     assert {p["host_ip"] for p in published["services"]["edge"]["ports"]} == {"100.101.102.103", "127.0.0.1"}
     assert main(["run"], settings) == 0
     step = next(s for s in machine.status()["steps"] if s["name"] == "tailscale")
-    assert step["detail"].startswith("already joined as ai-platform-alpha")
+    assert step["detail"].startswith("already joined as ai-platform-alpha (node identity reused from the data volume)")
     out = capsys.readouterr()
     assert TAILSCALE_KEY not in out.out + out.err + machine.paths.status.read_text()
     assert TAILSCALE_KEY not in str(tags_of(aws["ec2"], aws["instance_id"]))
