@@ -122,6 +122,7 @@ def _register() -> None:
         images_cmd,
         instances_cmd,
         launch_cmd,
+        preflight_cmd,
         secrets_cmd,
         upgrade_cmd,
         userdata_cmd,
@@ -139,6 +140,7 @@ def _register() -> None:
     cli.add_command(bake_cmd.janitor)
     cli.add_command(userdata_cmd.userdata)
     cli.add_command(credentials_cmd.credentials)
+    cli.add_command(preflight_cmd.preflight)
 
 
 _register()

@@ -104,6 +104,8 @@ def baked(aws):
 
     ec2 = aws.client("ec2")
     source = ec2.describe_images()["Images"][0]["ImageId"]
+    # What a user stores before a launch (`builder secrets set tailscale-auth-key`); preflight asks for it.
+    aws.client("ssm").put_parameter(Name="/ai-platform/tailscale/auth-key", Value="tskey-test", Type="SecureString")
     return make_tagged_ami(ec2, source, "ai-platform-build-1", {names.PLATFORM_TAG: "ai-platform"})
 
 

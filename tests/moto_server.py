@@ -38,6 +38,7 @@ class MotoServer:
         while time.monotonic() < deadline:
             try:
                 requests.get(f"{self.url}/moto-api/", timeout=1)
+                self.route_default_vpc_out()
                 return
             except requests.ConnectionError:
                 time.sleep(0.1)
@@ -46,6 +47,19 @@ class MotoServer:
 
     def reset(self) -> None:
         requests.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
+        self.route_default_vpc_out()
+
+    def route_default_vpc_out(self, region: str = "us-east-1") -> None:
+        """A real default VPC has an internet gateway and a 0.0.0.0/0 route to it in its main route
+        table, and its subnets give public IPs; moto's has no gateway, which `preflight` would refuse."""
+        ec2 = self.client("ec2", region)
+        [vpc] = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+        gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc["VpcId"])
+        [main] = ec2.describe_route_tables(
+            Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}, {"Name": "association.main", "Values": ["true"]}]
+        )["RouteTables"]
+        ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
 
     def client(self, service: str, region: str = "us-east-1"):
         import boto3

@@ -71,3 +71,12 @@ def test_arns_name_the_regions_own_partition(region, partition):
         r for s in policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
     ]
     assert [r for r in resources if r != "*" and not r.startswith(f"arn:{partition}:")] == []
+
+
+def test_parameters_under_a_customer_key_get_decrypt_through_ssm_only():
+    key = "arn:aws:kms:us-east-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab"
+    policy = iam.instance_policy("ai-platform", "alpha", "us-east-1", "123456789012", ["/p"], parameter_key_arns=[key])
+    assert findings(policy) == []
+    [decrypt] = [s for s in policy["Statement"] if s["Action"] == "kms:Decrypt"]
+    assert decrypt["Resource"] == [key]
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "ssm.us-east-1.amazonaws.com"}}

@@ -24,6 +24,7 @@ PLATFORM_YAML = (
 @pytest.fixture
 def launched(aws, baked, builder, tmp_path):
     (tmp_path / "platform.yaml").write_text(PLATFORM_YAML)
+    aws.client("ssm").put_parameter(Name="/ai-platform/providers/anthropic", Value="sk-test", Type="SecureString")
     result = builder("--json", "launch", "alpha")
     assert result.code == 0, result.err
     return json.loads(result.out)
@@ -144,6 +145,7 @@ def test_urls_after_a_successful_wait(aws, baked, builder, tmp_path, monkeypatch
 
     monkeypatch.setattr(instances, "wait_for_agent", agent_done_at_once)
     (tmp_path / "platform.yaml").write_text(PLATFORM_YAML)
+    aws.client("ssm").put_parameter(Name="/ai-platform/providers/anthropic", Value="sk-test", Type="SecureString")
     result = builder("launch", "alpha", "--wait")
     assert result.code == 0, result.err
     assert "https://ai-platform-alpha:8443/" in result.out

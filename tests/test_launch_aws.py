@@ -351,3 +351,19 @@ def test_the_boto3_floor_knows_the_volume_initialization_rate():
     model = botocore.session.get_session().get_service_model("ec2")
     mapping = model.shape_for("LaunchTemplateEbsBlockDeviceRequest")
     assert "VolumeInitializationRate" in mapping.members
+
+
+def test_a_parameter_under_a_customer_key_lets_the_role_decrypt_it_through_ssm(aws, baked):
+    """SSM decrypts a SecureString with the caller's own kms:Decrypt: without it the agent cannot read
+    the Tailscale key. aws/ssm needs nothing (the default parameters of the other tests)."""
+    kms, ssm = aws.client("kms"), aws.client("ssm")
+    key = kms.create_key()["KeyMetadata"]
+    ssm.put_parameter(
+        Name="/ai-platform/tailscale/auth-key", Value="k", Type="SecureString", KeyId=key["KeyId"], Overwrite=True
+    )
+    run(config())
+    policy = aws.client("iam").get_role_policy(
+        RoleName="ai-platform-alpha-firstboot", PolicyName="ai-platform-firstboot"
+    )
+    [decrypt] = [s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "kms:Decrypt"]
+    assert decrypt["Resource"] == [key["Arn"]]

@@ -30,9 +30,16 @@ POLICY_NAME = "ai-platform-firstboot"
 
 
 def instance_policy(
-    platform: str, instance: str, region: str, account: str, parameters: list[str], volume_key_arn: str | None = None
+    platform: str,
+    instance: str,
+    region: str,
+    account: str,
+    parameters: list[str],
+    volume_key_arn: str | None = None,
+    parameter_key_arns: list[str] | None = None,
 ) -> dict:
-    """`volume_key_arn`: the customer-managed KMS key of the data volume, whose attach needs a grant."""
+    """`volume_key_arn`: the customer-managed KMS key of the data volume, whose attach needs a grant.
+    `parameter_key_arns`: customer-managed keys of its SecureString parameters, which it must decrypt."""
     # "This platform instance's" is said by its tags, which the launch sets on the instance and its
     # volume and which the agent cannot change (it may only tag its status keys): documented
     # condition keys of AttachVolume and CreateTags (aws:ResourceTag/…), linted with parliament.
@@ -89,7 +96,36 @@ def instance_policy(
                 "Resource": [f"{arn}:ssm:{region}:{account}:parameter{name}" for name in sorted(set(parameters))],
             }
         )
+    if parameter_key_arns:
+        # GetParameter with decryption under a customer key is the caller's kms:Decrypt; only
+        # through SSM in this region.
+        statements.append(
+            {
+                "Sid": "DecryptItsParametersThroughSsm",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": sorted(set(parameter_key_arns)),
+                "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}},
+            }
+        )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def parameter_key_arns(ssm: Any, kms: Any, parameters: list[str]) -> list[str]:
+    """The customer-managed keys (ARNs) of those SecureString parameters that exist; aws/ssm needs no
+    statement (its key policy lets the account's principals use it through SSM)."""
+    if not parameters:
+        return []
+    found = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": parameters}])
+    arns = set()
+    for parameter in found["Parameters"]:
+        key = parameter.get("KeyId")
+        if parameter.get("Type") != "SecureString" or not key or key == "alias/aws/ssm":
+            continue
+        metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
+        if metadata.get("KeyManager") == "CUSTOMER":
+            arns.add(metadata["Arn"])
+    return sorted(arns)
 
 
 def role_exists(iam: Any, name: str) -> bool:

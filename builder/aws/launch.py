@@ -138,7 +138,13 @@ def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: C
         key = config.data_volume.kms_key_id
         key_arn = clients.client("kms").describe_key(KeyId=key)["KeyMetadata"]["Arn"] if key else None
         policy = iam.instance_policy(
-            config.name, plan.instance, config.aws.region, clients.account_id, parameters, volume_key_arn=key_arn
+            config.name,
+            plan.instance,
+            config.aws.region,
+            clients.account_id,
+            parameters,
+            volume_key_arn=key_arn,
+            parameter_key_arns=iam.parameter_key_arns(clients.client("ssm"), clients.client("kms"), parameters),
         )
         if iam.ensure_role(clients.iam, role, policy, names.tags(config.name, plan.instance)):
             log(f"created role and instance profile {role}")

@@ -60,6 +60,8 @@ def bake(
     if connection and target != "aws":
         raise BuilderError("--packer-var sets how Packer reaches the AWS build instance: it needs --target aws")
     config = load(options).config
+    if target == "aws":
+        _preflight(config)
     ec2 = _ec2(config) if target == "aws" else None
     plan = baking.plan(config, target, ec2=ec2, packer_binary=packer_binary, force=force, lock=lock_path)
     missing = unresolved(load_lock(lock_path or LOCK_PATH))
@@ -110,6 +112,16 @@ def bake(
 
 def _short(text: str) -> str:
     return re.sub(r"^==> ", "", text.replace("\n", " ")).strip()
+
+
+def _preflight(config) -> None:
+    """What the account lacks for a bake stops it here, with every failed check and its fix."""
+    from builder.aws import preflight
+    from builder.aws.clients import AwsClients
+
+    for check in preflight.require(AwsClients(config), config, preflight.FOR_BAKE, "bake"):
+        if check.status == "warn":
+            click.echo(f"note: {check.line()}", err=True)
 
 
 def _show_plan(options: GlobalOptions, plan, missing) -> None:

@@ -25,12 +25,17 @@ def launch(options: GlobalOptions, name: str, target: str, ami: str | None, wait
     check_instance_name(name)
     if target == "local":
         return _launch_local(options, name, wait, wait_timeout)
+    from builder.aws import preflight
     from builder.aws.clients import AwsClients
     from builder.aws.launch import launch as run_launch
     from builder.aws.launch import plan_launch
 
     config = load(options).config
     clients = AwsClients(config)
+    # What the account lacks stops the launch here, before anything is made.
+    for check in preflight.require(clients, config, preflight.FOR_LAUNCH, "launch"):
+        if check.status == "warn":
+            click.echo(f"note: {check.line()}", err=True)
     plan = plan_launch(clients, config, name, ami)
     from builder import capacity
 

@@ -1,0 +1,329 @@
+"""`builder preflight --target aws`: what an account lacks, found by reading only, before a bake or launch.
+
+Each check is one function of (clients, config) that returns a `Check`: ok, fail (the bake or launch
+would fail; the line says how to fix it) or warn (could not be read, e.g. a permission the caller
+lacks; it never stops anything). `bake --target aws` and `launch` run their own subset first and
+stop on a failure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from builder.aws import network
+from builder.aws.clients import AwsClients
+from builder.config.schema import PlatformConfig
+
+AUTOSCALING_ROLE = "AWSServiceRoleForAutoScaling"
+# Tailscale reaches its control server and relays over the internet; the agent calls EC2, SSM and
+# STS. Both need a way out of the subnet.
+NEEDS_A_WAY_OUT = "the agent's AWS calls and Tailscale need a way out"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # "ok", "fail" or "warn"
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = {"ok": "ok  ", "fail": "FAIL", "warn": "warn"}[self.status]
+        return f"{mark} {self.name}: {self.detail}" + (f" -> {self.fix}" if self.fix else "")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _error(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        code, message = exc.response["Error"].get("Code"), exc.response["Error"].get("Message", "")
+        if "<html" in message:  # an endpoint that answered with an error page, not the API
+            message = "no API answer"
+        return f"{code}: {message}".strip()
+    return str(exc)
+
+
+def credentials(clients: AwsClients, config: PlatformConfig) -> Check:
+    from builder.aws.iam import partition_of
+
+    try:
+        me = clients.sts.get_caller_identity()
+    except (ClientError, BotoCoreError) as exc:
+        return Check(
+            "credentials", "fail", f"no usable AWS credentials ({_error(exc)})", "set AWS_PROFILE or aws.profile"
+        )
+    return Check(
+        "credentials",
+        "ok",
+        f"account {me['Account']} as {me['Arn']}; region {config.aws.region} "
+        f"(partition {partition_of(config.aws.region)})",
+    )
+
+
+def subnet(clients: AwsClients, config: PlatformConfig) -> Check:
+    """The subnet the instance (and the bake's build instance) lands in, and its way out."""
+    ec2 = clients.ec2
+    try:
+        found = network.subnet_for(ec2, config.aws.subnet_id, config.data_volume.availability_zone)
+    except network.NetworkError as exc:
+        return Check("subnet", "fail", str(exc), "set aws.subnet_id to a subnet in the data volume's zone")
+    name = f"{found['SubnetId']} ({found['AvailabilityZone']}, {found['VpcId']})"
+    table = _route_table(ec2, found)
+    default = next(
+        (route for route in (table or {}).get("Routes", []) if route.get("DestinationCidrBlock") == "0.0.0.0/0"),
+        None,
+    )
+    if default is None or default.get("State") == "blackhole":
+        return Check(
+            "subnet",
+            "fail",
+            f"{name} has no default route: {NEEDS_A_WAY_OUT}",
+            "route 0.0.0.0/0 to a NAT gateway, or to an internet gateway with public IPs on launch",
+        )
+    if default.get("GatewayId", "").startswith("igw-"):
+        if not found.get("MapPublicIpOnLaunch"):
+            return Check(
+                "subnet",
+                "fail",
+                f"{name} routes to {default['GatewayId']} but gives instances no public IP: {NEEDS_A_WAY_OUT}",
+                f"aws ec2 modify-subnet-attribute --subnet-id {found['SubnetId']} --map-public-ip-on-launch, "
+                "or use a subnet behind a NAT gateway",
+            )
+        return Check("subnet", "ok", f"{name}, out through {default['GatewayId']} with public IPs")
+    way = default.get("NatGatewayId") or default.get("TransitGatewayId") or default.get("NetworkInterfaceId") or "?"
+    return Check("subnet", "ok", f"{name}, out through {way}")
+
+
+def _route_table(ec2: Any, found: dict) -> dict | None:
+    explicit = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [found["SubnetId"]]}])
+    if explicit["RouteTables"]:
+        return explicit["RouteTables"][0]
+    main = ec2.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [found["VpcId"]]}, {"Name": "association.main", "Values": ["true"]}]
+    )
+    return main["RouteTables"][0] if main["RouteTables"] else None
+
+
+def _zone(ec2: Any, config: PlatformConfig) -> str | None:
+    """The data volume's zone, or (none configured) the zone of the subnet a launch would pick."""
+    if config.data_volume.availability_zone:
+        return config.data_volume.availability_zone
+    try:
+        return network.subnet_for(ec2, config.aws.subnet_id, None)["AvailabilityZone"]
+    except network.NetworkError:
+        return None
+
+
+def instance_type(clients: AwsClients, config: PlatformConfig) -> Check:
+    ec2 = clients.ec2
+    wanted, zone = config.aws.instance_type, _zone(ec2, config)
+    if zone is None:
+        return Check("instance type", "warn", f"no zone to look in (see the subnet check); {wanted} not checked")
+    offered = ec2.describe_instance_type_offerings(
+        LocationType="availability-zone",
+        Filters=[{"Name": "instance-type", "Values": [wanted]}, {"Name": "location", "Values": [zone]}],
+    )["InstanceTypeOfferings"]
+    if not offered:
+        return Check(
+            "instance type",
+            "fail",
+            f"{wanted} is not offered in {zone}, where the data volume is",
+            "choose another aws.instance_type (`aws ec2 describe-instance-type-offerings --location-type "
+            f"availability-zone --filters Name=location,Values={zone}`)",
+        )
+    described = ec2.describe_instance_types(InstanceTypes=[wanted])["InstanceTypes"][0]
+    if described.get("Hypervisor") == "xen":
+        return Check(
+            "instance type",
+            "fail",
+            f"{wanted} runs on Xen: EBS volumes get no NVMe serial and the agent cannot find the data volume",
+            "choose a Nitro type (m6i, m7i, t3, g5, ...)",
+        )
+    vcpus = described["VCpuInfo"]["DefaultVCpus"]
+    memory = described["MemoryInfo"]["SizeInMiB"] // 1024
+    return Check("instance type", "ok", f"{wanted} in {zone}: Nitro, {vcpus} vCPUs, {memory} GiB")
+
+
+def _family_letters(instance_type: str) -> str:
+    """The family's letters, as the On-Demand quotas name them: m6i.large -> M, vt1.3xlarge -> VT."""
+    return re.match(r"[a-z]+", instance_type.split(".")[0].split("-")[0]).group(0).upper()
+
+
+def _quota_for(quotas: list[dict], letters: str) -> dict | None:
+    """The 'Running On-Demand ... instances' quota whose name lists these family letters."""
+    for quota in quotas:
+        name = quota.get("QuotaName", "")
+        listed = re.findall(r"[A-Za-z]+", name.removeprefix("Running On-Demand"))
+        if name.startswith("Running On-Demand") and name.endswith("instances") and letters in listed:
+            return quota
+    return None
+
+
+def vcpu_quota(clients: AwsClients, config: PlatformConfig) -> Check:
+    """Headroom in the On-Demand vCPU quota of the instance type's family, by Service Quotas' own
+    names (no quota code is assumed) and the vCPUs of the instances running in that family now."""
+    ec2 = clients.ec2
+    wanted = config.aws.instance_type
+    try:
+        quotas = []
+        paginator = clients.client("service-quotas").get_paginator("list_service_quotas")
+        for page in paginator.paginate(ServiceCode="ec2"):
+            quotas += page["Quotas"]
+    except (ClientError, BotoCoreError) as exc:
+        return Check("vCPU quota", "warn", f"could not read EC2's quotas ({_error(exc)}); not checked")
+    letters = _family_letters(wanted)
+    quota = _quota_for(quotas, letters)
+    if quota is None:
+        return Check("vCPU quota", "warn", f"no On-Demand quota names family {letters}; not checked")
+    types = {wanted}
+    running = []
+    filters = [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                if _quota_for([quota], _family_letters(instance["InstanceType"])):
+                    running.append(instance["InstanceType"])
+                    types.add(instance["InstanceType"])
+    vcpus = {
+        t["InstanceType"]: t["VCpuInfo"]["DefaultVCpus"]
+        for t in ec2.describe_instance_types(InstanceTypes=sorted(types))["InstanceTypes"]
+    }
+    used, limit, needed = sum(vcpus[t] for t in running), int(quota["Value"]), vcpus[wanted]
+    detail = f"{quota['QuotaName']}: {used} of {limit} vCPUs in use, {wanted} needs {needed}"
+    if used + needed > limit:
+        return Check(
+            "vCPU quota",
+            "fail",
+            detail,
+            f"ask for more in Service Quotas (ec2 {quota['QuotaCode']}), or stop other instances of that family",
+        )
+    return Check("vCPU quota", "ok", detail)
+
+
+def ssm_parameters(clients: AwsClients, config: PlatformConfig) -> Check:
+    """The parameters the instance reads: the Tailscale key (required), provider keys (when set)."""
+    named = [config.tailscale.auth_key_parameter]
+    named += [p for p in (config.providers.anthropic_api_key_parameter, config.providers.openai_api_key_parameter) if p]
+    try:
+        found = {
+            p["Name"]: p
+            for p in clients.client("ssm").describe_parameters(
+                ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": named}]
+            )["Parameters"]
+        }
+    except (ClientError, BotoCoreError) as exc:
+        return Check("SSM parameters", "warn", f"could not list them ({_error(exc)}); not checked")
+    missing = [name for name in named if name not in found]
+    if missing:
+        return Check(
+            "SSM parameters",
+            "fail",
+            f"{', '.join(missing)} not found in {config.aws.region}",
+            "store each with `builder secrets set` (SecureString)",
+        )
+    keys = sorted({p.get("KeyId", "alias/aws/ssm") for p in found.values() if p.get("Type") == "SecureString"})
+    return Check("SSM parameters", "ok", f"{', '.join(named)} present (keys: {', '.join(keys) or 'none'})")
+
+
+def kms_keys(clients: AwsClients, config: PlatformConfig) -> Check:
+    """Every customer key the config names: enabled; the AMI's key usable by Auto Scaling."""
+    wanted = {}
+    if config.data_volume.kms_key_id:
+        wanted[config.data_volume.kms_key_id] = "data_volume.kms_key_id"
+    if config.image.kms_key_id:
+        wanted[config.image.kms_key_id] = "image.kms_key_id"
+    if not wanted:
+        return Check("KMS keys", "ok", "none configured (aws/ebs)")
+    kms = clients.client("kms")
+    problems, fixes, seen = [], [], []
+    for key, setting in wanted.items():
+        try:
+            metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
+        except (ClientError, BotoCoreError) as exc:
+            problems.append(f"{setting} {key}: {_error(exc)}")
+            fixes.append(f"check {setting}")
+            continue
+        if metadata.get("KeyState") != "Enabled":
+            problems.append(f"{setting} {key} is {metadata.get('KeyState')}")
+            fixes.append(f"enable {key}")
+            continue
+        seen.append(f"{setting} {metadata['KeyId']} enabled")
+        # The group launches from the AMI as its service-linked role, which a customer key must name.
+        customer_ami_key = setting == "image.kms_key_id" and metadata.get("KeyManager") == "CUSTOMER"
+        if customer_ami_key and not _autoscaling_may_use(kms, metadata):
+            problems.append(f"{setting} {key}: its key policy and grants do not name {AUTOSCALING_ROLE}")
+            fixes.append(
+                f"let {AUTOSCALING_ROLE} use {key} (AWS: Required AWS KMS key policy for use with "
+                "encrypted volumes), or the group cannot launch from the AMI"
+            )
+    if problems:
+        return Check("KMS keys", "fail", "; ".join(problems), "; ".join(fixes))
+    return Check("KMS keys", "ok", "; ".join(seen))
+
+
+def _autoscaling_may_use(kms: Any, metadata: dict) -> bool:
+    try:
+        policy = kms.get_key_policy(KeyId=metadata["KeyId"], PolicyName="default")["Policy"]
+    except (ClientError, BotoCoreError):
+        policy = ""
+    if AUTOSCALING_ROLE in policy:
+        return True
+    try:
+        grants = kms.list_grants(KeyId=metadata["KeyId"])["Grants"]
+    except (ClientError, BotoCoreError):
+        return False
+    return any(AUTOSCALING_ROLE in grant.get("GranteePrincipal", "") for grant in grants)
+
+
+def base_ami(clients: AwsClients, config: PlatformConfig) -> Check:
+    from builder.bake.bake import base_ami_owner, newest_base_ami
+    from builder.errors import BuilderError
+
+    try:
+        found = newest_base_ami(clients.ec2, config)
+    except BuilderError as exc:
+        return Check("base AMI", "fail", str(exc), "set image.base_ami_owner / image.base_ami_name_filter")
+    return Check("base AMI", "ok", f"{found} (owner {base_ami_owner(config)})")
+
+
+ALL: dict[str, Callable[[AwsClients, PlatformConfig], Check]] = {
+    "credentials": credentials,
+    "subnet": subnet,
+    "instance type": instance_type,
+    "vCPU quota": vcpu_quota,
+    "SSM parameters": ssm_parameters,
+    "KMS keys": kms_keys,
+    "base AMI": base_ami,
+}
+FOR_LAUNCH = ("credentials", "subnet", "instance type", "vCPU quota", "SSM parameters", "KMS keys")
+FOR_BAKE = ("credentials", "subnet", "instance type", "KMS keys", "base AMI")
+
+
+def run(clients: AwsClients, config: PlatformConfig, names: tuple[str, ...] = tuple(ALL)) -> list[Check]:
+    checks = []
+    for name in names:
+        if name != "credentials" and checks and checks[0].status == "fail":
+            break  # without credentials every other check only repeats that
+        checks.append(ALL[name](clients, config))
+    return checks
+
+
+def require(clients: AwsClients, config: PlatformConfig, names: tuple[str, ...], what: str) -> list[Check]:
+    """Run `names` before `what`; raise with every failed line (nothing has been changed)."""
+    from builder.errors import BuilderError
+
+    checks = run(clients, config, names)
+    failed = [check for check in checks if check.status == "fail"]
+    if failed:
+        lines = "\n".join(f"  {check.line()}" for check in failed)
+        raise BuilderError(
+            f"{what} stopped before changing anything; the account lacks:\n{lines}\n"
+            "(`builder preflight` runs every check)"
+        )
+    return checks

@@ -1,0 +1,234 @@
+"""`builder preflight --target aws` against the AWS API as moto models it (the real API is out of reach).
+
+moto's default VPC is given the internet gateway route a real one has (tests/moto_server.py). Where
+moto falls short, a check is fed a scripted client: Service Quotas (moto 5.2.5 answers only for
+VPC quotas) and an instance type offered in no zone (moto offers every type it knows everywhere).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import AWS_ZONE as ZONE
+
+from builder.aws import preflight
+from builder.aws.clients import AwsClients
+from builder.config.schema import PlatformConfig
+
+OWN_ACCOUNT = "123456789012"  # moto's
+# moto's stock images include two of Canonical's (owner 099720109477, the default): the oldest
+# Ubuntu it has stands in for the base.
+BASE_FILTER = "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-*"
+
+
+def config(**sections) -> PlatformConfig:
+    image = {"base_ami_name_filter": BASE_FILTER, **sections.pop("image", {})}
+    return PlatformConfig.model_validate(
+        {"version": 1, "data_volume": {"availability_zone": ZONE}, "image": image, **sections}
+    )
+
+
+@pytest.fixture
+def account(aws, baked):
+    """A ready account: the Tailscale key stored (by `baked`), Canonical's AMIs (moto's stock)."""
+    return aws
+
+
+def check(name: str, cfg: PlatformConfig | None = None, clients: AwsClients | None = None) -> preflight.Check:
+    cfg = cfg or config()
+    return preflight.ALL[name](clients or AwsClients(cfg), cfg)
+
+
+def main_route_table(ec2) -> dict:
+    [vpc] = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+    return ec2.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}, {"Name": "association.main", "Values": ["true"]}]
+    )["RouteTables"][0]
+
+
+def test_a_ready_account_passes_every_check_with_one_line_each(account, builder, tmp_path):
+    (tmp_path / "platform.yaml").write_text(
+        f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\nimage: {{base_ami_name_filter: '{BASE_FILTER}'}}\n"
+    )
+    result = builder("preflight")
+    assert result.code == 0, result.out + result.err
+    lines = result.out.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == [
+        "ok   credentials",
+        "ok   subnet",
+        "ok   instance type",
+        "warn vCPU quota",  # moto has no EC2 quotas: a warning, never a stop
+        "ok   SSM parameters",
+        "ok   KMS keys",
+        "ok   base AMI",
+    ]
+    assert lines[-1] == "preflight: ok (7 checks)"
+    document = json.loads(builder("--json", "preflight").out)
+    assert document["ok"] is True and len(document["checks"]) == 7
+
+
+def test_no_credentials_is_one_failure_and_nothing_else_is_tried(aws, monkeypatch, tmp_path):
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    cfg = config()
+    [only] = preflight.run(AwsClients(cfg), cfg)
+    assert (only.name, only.status) == ("credentials", "fail")
+    assert "Unable to locate credentials" in only.detail and "AWS_PROFILE" in only.fix
+
+
+def test_a_subnet_without_a_way_out_fails_with_the_fix(account):
+    ec2 = account.client("ec2")
+    table = main_route_table(ec2)
+    ec2.delete_route(RouteTableId=table["RouteTableId"], DestinationCidrBlock="0.0.0.0/0")
+    found = check("subnet")
+    assert found.status == "fail" and "has no default route" in found.detail
+    assert "NAT gateway" in found.fix
+
+
+def test_an_internet_gateway_without_public_ips_fails_and_a_nat_gateway_passes(account):
+    ec2 = account.client("ec2")
+    [subnet] = ec2.describe_subnets(
+        Filters=[{"Name": "availability-zone", "Values": [ZONE]}, {"Name": "default-for-az", "Values": ["true"]}]
+    )["Subnets"]
+    ec2.modify_subnet_attribute(SubnetId=subnet["SubnetId"], MapPublicIpOnLaunch={"Value": False})
+    found = check("subnet")
+    assert found.status == "fail" and "gives instances no public IP" in found.detail
+    assert f"--subnet-id {subnet['SubnetId']} --map-public-ip-on-launch" in found.fix
+
+    allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=subnet["SubnetId"], AllocationId=allocation)["NatGateway"]["NatGatewayId"]
+    table = main_route_table(ec2)
+    ec2.replace_route(RouteTableId=table["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    found = check("subnet")
+    assert found.status == "ok" and f"out through {nat}" in found.detail
+
+
+def test_a_configured_subnet_that_does_not_exist_fails(account):
+    found = check("subnet", config(aws={"subnet_id": "subnet-0123456789abcdef0"}))
+    assert found.status == "fail" and "does not exist" in found.detail
+
+
+def test_a_xen_type_fails_and_a_type_not_offered_in_the_zone_fails(account):
+    found = check("instance type", config(aws={"instance_type": "t2.micro"}))
+    assert found.status == "fail" and "runs on Xen" in found.detail
+
+    class NotOffered:
+        """moto offers every type in every zone: a zone without it is scripted."""
+
+        def __init__(self, ec2):
+            self.ec2 = ec2
+
+        def describe_instance_type_offerings(self, **_):
+            return {"InstanceTypeOfferings": []}
+
+    cfg = config()
+    clients = AwsClients(cfg)
+    clients.__dict__["ec2"] = NotOffered(clients.ec2)
+    found = check("instance type", cfg, clients)
+    assert found.status == "fail" and f"m6i.2xlarge is not offered in {ZONE}" in found.detail
+
+
+class ScriptedQuotas:
+    """Service Quotas as EC2's quotas read: moto answers only for VPC quotas."""
+
+    def __init__(self, standard: float):
+        self.quotas = [
+            {
+                "QuotaCode": "L-1216C47A",
+                "QuotaName": "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",
+                "Value": standard,
+            },
+            {"QuotaCode": "L-DB2E81BA", "QuotaName": "Running On-Demand G and VT instances", "Value": 0.0},
+        ]
+
+    def get_paginator(self, _name):
+        quotas = self.quotas
+
+        class Pages:
+            def paginate(self, ServiceCode):
+                assert ServiceCode == "ec2"
+                return [{"Quotas": quotas}]
+
+        return Pages()
+
+
+def with_quotas(cfg, quotas) -> AwsClients:
+    clients = AwsClients(cfg)
+    real = clients.client
+    clients.client = lambda service: quotas if service == "service-quotas" else real(service)
+    return clients
+
+
+def test_vcpu_quota_counts_the_family_already_running(account):
+    ec2 = account.client("ec2")
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="m5.4xlarge")  # 16 vCPUs, standard
+    ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge")  # another quota
+    cfg = config()  # m6i.2xlarge: 8 vCPUs
+
+    enough = check("vCPU quota", cfg, with_quotas(cfg, ScriptedQuotas(standard=32)))
+    assert enough.status == "ok" and "16 of 32 vCPUs in use, m6i.2xlarge needs 8" in enough.detail
+
+    short = check("vCPU quota", cfg, with_quotas(cfg, ScriptedQuotas(standard=20)))
+    assert short.status == "fail" and "16 of 20 vCPUs in use" in short.detail and "L-1216C47A" in short.fix
+
+    gpu = config(aws={"instance_type": "g5.xlarge"})
+    assert (
+        "Running On-Demand G and VT instances" in check("vCPU quota", gpu, with_quotas(gpu, ScriptedQuotas(32))).detail
+    )
+
+
+def test_missing_ssm_parameters_are_named(account):
+    found = check("SSM parameters", config(providers={"anthropic_api_key_parameter": "/ai-platform/providers/claude"}))
+    assert found.status == "fail" and "/ai-platform/providers/claude not found" in found.detail
+    assert "/ai-platform/tailscale/auth-key" not in found.detail  # stored by the fixture
+
+
+def test_kms_a_disabled_key_and_an_ami_key_that_auto_scaling_may_not_use_fail(account):
+    kms = account.client("kms")
+    data_key = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.disable_key(KeyId=data_key)
+    image_key = kms.create_key()["KeyMetadata"]["KeyId"]
+    cfg = config(
+        data_volume={"availability_zone": ZONE, "kms_key_id": data_key},
+        image={"kms_key_id": image_key},
+    )
+    found = check("KMS keys", cfg)
+    assert found.status == "fail"
+    assert f"data_volume.kms_key_id {data_key} is Disabled" in found.detail
+    assert f"image.kms_key_id {image_key}: its key policy and grants do not name AWSServiceRoleForAutoScaling" in (
+        found.detail
+    )
+
+    kms.enable_key(KeyId=data_key)
+    role = f"arn:aws:iam::{OWN_ACCOUNT}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+    kms.create_grant(KeyId=image_key, GranteePrincipal=role, Operations=["Decrypt", "CreateGrant"])
+    assert check("KMS keys", cfg).status == "ok"
+
+
+def test_no_base_ami_fails_with_the_settings_to_change(account):
+    found = check("base AMI", config(image={"base_ami_name_filter": "no-such-image-*"}))
+    assert found.status == "fail" and "no AMI of owner" in found.detail and "image.base_ami_name_filter" in found.fix
+
+
+def test_launch_and_bake_run_their_checks_first_and_change_nothing(aws, baked, builder, tmp_path):
+    ec2 = aws.client("ec2")
+    table = main_route_table(ec2)
+    ec2.delete_route(RouteTableId=table["RouteTableId"], DestinationCidrBlock="0.0.0.0/0")
+    (tmp_path / "platform.yaml").write_text(f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\n")
+
+    launched = builder("launch", "alpha")
+    assert launched.code == 1
+    assert "launch stopped before changing anything; the account lacks:" in launched.err
+    assert "FAIL subnet:" in launched.err and "has no default route" in launched.err
+    assert ec2.describe_volumes()["Volumes"] == [] or all(
+        tag["Key"] != "ai-platform:instance" for v in ec2.describe_volumes()["Volumes"] for tag in v.get("Tags", [])
+    )
+    assert aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] == []
+
+    baked_now = builder("bake", "--target", "aws", "--dry-run")
+    assert baked_now.code == 1 and "bake stopped before changing anything" in baked_now.err
