@@ -38,12 +38,10 @@ def test_an_aws_launch_makes_them_once_and_lets_only_its_role_read_them(aws, bak
     readable = next(s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "ssm:GetParameter")["Resource"]
     assert any(arn.endswith(f":parameter{parameter}") for arn in readable)
 
-    # A second launch (a new instance on the same volume) keeps them.
-    aws.client("ec2").terminate_instances(
-        InstanceIds=[
-            i["InstanceId"] for r in aws.client("ec2").describe_instances()["Reservations"] for i in r["Instances"]
-        ]
-    )
+    # A second launch (a new instance on the same volume, after destroy) keeps them.
+    from builder.aws import group
+
+    group.delete(aws.client("autoscaling"), aws.client("ec2"), "ai-platform-alpha", log=lambda _line: None)
     run(cfg)
     assert json.loads(ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]) == first
 
