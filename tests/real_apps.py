@@ -2,11 +2,15 @@
 
 Each install goes into its own folder under the test cache, keyed by what it installs, and is made
 complete or not at all (a folder is renamed into place only after its install succeeded). npm's own
-cache makes a second machine's install quicker; nothing is fetched when the folder is there.
+cache makes a second machine's install quicker; nothing is fetched when the folder is there. Two
+processes that need the same entry (CI's prewarm, tests/prewarm.py, and a test) take turns on a
+lock: the second finds it made.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -18,8 +22,23 @@ NODE_VERSION = "24.21.0"  # OpenClaw needs Node >= 24.16; npm's `node` package c
 OPENCLAW_VERSION = "2026.9.6"  # the newest npm release not newer than the image's pin (2026.9.8)
 
 
+@contextlib.contextmanager
+def cache_lock(name: str):
+    """Held while one cache entry is made: another process waits, then finds it there."""
+    path = CACHE / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def npm_install(name: str, spec: str, path: list[Path] | None = None, timeout: float = 900) -> Path:
     """`npm install SPEC` into CACHE/npm/NAME (made once); returns that folder."""
+    with cache_lock(f"npm-{name}"):
+        return _npm_install(name, spec, path, timeout)
+
+
+def _npm_install(name: str, spec: str, path: list[Path] | None, timeout: float) -> Path:
     target = CACHE / "npm" / name
     if (target / "node_modules").is_dir():
         return target

@@ -120,6 +120,13 @@ def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 def rootfs_tarball(recipe: Recipe, log=print) -> Path:
     """The recipe's root file system as a tarball, made once (renamed into place when complete)."""
+    from real_apps import cache_lock
+
+    with cache_lock(f"image-{recipe.name}-{recipe.key()}"):
+        return _rootfs_tarball(recipe, log)
+
+
+def _rootfs_tarball(recipe: Recipe, log) -> Path:
     tarball = CACHE / "images" / f"{recipe.name}-{recipe.key()}.tar"
     if tarball.exists():
         return tarball
