@@ -14,15 +14,23 @@ The contract (JSON, shipped in the image):
        {"name": "N8N_ENCRYPTION_KEY", "source": "generated", "bytes": 32, "immutable": true},
        {"name": "LITELLM_MASTER_KEY", "source": "generated", "bytes": 24, "prefix": "sk-"},
        {"name": "ANTHROPIC_API_KEY", "source": "provider:anthropic"},
-       {"name": "PLATFORM_HOSTNAME", "source": "instance:hostname"}]}
+       {"name": "PLATFORM_HOSTNAME", "source": "instance:hostname"},
+       {"name": "N8N_OWNER_PASSWORD_HASH", "source": "bcrypt:N8N_OWNER_PASSWORD"}]}
+
+"bcrypt:NAME" is the bcrypt hash of an earlier variable, for apps that take a login as a hash
+(n8n's N8N_INSTANCE_OWNER_PASSWORD_HASH). A value holding "$" is written in single quotes, which
+Compose's env-file parser takes literally (unquoted, it would expand "$2b" as a variable).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
 import secrets as random_source
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +40,10 @@ from firstboot.status import Redactor, write_atomic, write_if_changed
 CONTRACT_VERSION = 1
 SECRETS_RELATIVE_PATH = Path("platform") / "secrets.env"  # on the data volume
 _NAME = re.compile(r"[A-Z][A-Z0-9_]*")
-_SOURCES = re.compile(r"generated|owner|provider:[a-z]+|instance:[a-z0-9_]+")
+_SOURCES = re.compile(r"generated|owner|provider:[a-z]+|instance:[a-z0-9_]+|bcrypt:[A-Z][A-Z0-9_]*")
+BCRYPT_COST = 10  # n8n's own (bcryptjs SALT_ROUNDS in its password utility)
+_STANDARD_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_BCRYPT_B64 = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 class SecretsError(Exception):
@@ -63,7 +74,11 @@ def load_contract(path: Path) -> list[Variable]:
         if entry["name"] in seen:
             raise SecretsError(f"{where}: {entry['name']} is listed twice")
         if not _SOURCES.fullmatch(str(entry.get("source", ""))):
-            raise SecretsError(f"{where}: source must be generated, owner, provider:NAME or instance:KEY")
+            raise SecretsError(
+                f"{where}: source must be generated, owner, provider:NAME, instance:KEY or bcrypt:VARIABLE"
+            )
+        if entry["source"].startswith("bcrypt:") and entry["source"].partition(":")[2] not in seen:
+            raise SecretsError(f"{where}: {entry['source']} must name a variable listed before it")
         unknown = set(entry) - {"name", "source", "bytes", "prefix", "immutable", "stacks", "description"}
         if unknown:
             raise SecretsError(f"{where}: unknown field {sorted(unknown)[0]!r}")
@@ -80,6 +95,24 @@ def load_contract(path: Path) -> list[Variable]:
     return variables
 
 
+def bcrypt_hash(password: str) -> str:
+    """The bcrypt ($2b$) hash of `password`, the same at every boot: its salt is derived from the
+    password itself. A salt only defends a guessable password against precomputed tables; these are
+    the owner's generated credentials (128 random bits), so a fixed salt costs nothing, and the .env
+    stays unchanged from boot to boot. The C library's bcrypt, through the standard `crypt` module
+    (in Python up to 3.12: Ubuntu 22.04's 3.10 and 24.04's 3.12)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # deprecated in 3.11, removed in 3.13
+        import crypt
+    salt_bytes = hashlib.sha256(f"ai-platform bcrypt salt:{password}".encode()).digest()[:16]
+    # bcrypt's salt is 22 characters of its own base64 alphabet (standard base64, another order).
+    salt = base64.b64encode(salt_bytes).decode()[:22].translate(str.maketrans(_STANDARD_B64, _BCRYPT_B64))
+    hashed = crypt.crypt(password, f"$2b${BCRYPT_COST:02d}${salt}")
+    if not hashed or not hashed.startswith("$2b$"):
+        raise SecretsError("this system's C library cannot make bcrypt hashes (libxcrypt has them)")
+    return hashed
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines as this module writes them (values never contain newlines)."""
     values = {}
@@ -89,15 +122,23 @@ def read_env_file(path: Path) -> dict[str, str]:
         name, sep, value = line.partition("=")
         if not sep or not _NAME.fullmatch(name):
             raise SecretsError(f"{path}:{number}: not a KEY=VALUE line")
+        if len(value) >= 2 and value[0] == value[-1] == "'":
+            value = value[1:-1]
         values[name] = value
     return values
 
 
 def render_env_file(values: Mapping[str, str], header: str) -> str:
+    lines = []
     for name, value in values.items():
         if "\n" in value or "\r" in value:
             raise SecretsError(f"{name}: a value with a line break cannot go into a .env file")
-    return f"# {header}\n" + "".join(f"{name}={value}\n" for name, value in values.items())
+        if "$" in value:
+            if "'" in value:
+                raise SecretsError(f"{name}: a value with both $ and ' cannot go into a .env file")
+            value = f"'{value}'"
+        lines.append(f"{name}={value}\n")
+    return f"# {header}\n" + "".join(lines)
 
 
 def ensure_generated_secrets(
@@ -158,6 +199,8 @@ def build_env(
             env[variable.name] = (owner_values or {}).get(variable.name) or generated[variable.name]
         elif kind == "provider" and key in provider_keys:
             env[variable.name] = provider_keys[key]
+        elif kind == "bcrypt" and key in env:
+            env[variable.name] = bcrypt_hash(env[key])
         elif kind == "instance":
             if key not in instance_values:
                 raise SecretsError(f"{variable.name}: the contract asks for instance:{key}, which the agent lacks")

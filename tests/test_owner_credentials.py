@@ -16,7 +16,13 @@ from builder.local.qemu import qemu_command
 from builder.userdata import instance_document, render_user_data
 from firstboot.cli import main as firstboot_main
 
-NAMES = {"EDGE_OWNER_PASSWORD", "OPENCLAW_GATEWAY_TOKEN", "ANYTHINGLLM_AUTH_TOKEN", "DIFY_INIT_PASSWORD"}
+NAMES = {
+    "EDGE_OWNER_PASSWORD",
+    "OPENCLAW_GATEWAY_TOKEN",
+    "ANYTHINGLLM_AUTH_TOKEN",
+    "DIFY_INIT_PASSWORD",
+    "N8N_OWNER_PASSWORD",
+}
 
 
 def test_the_contract_names_the_owners_logins():

@@ -15,6 +15,7 @@ import yaml
 from stack_fixtures import CONTRACT_PATH, STACKS, STACKS_DIR, compose_variables, make_tree
 
 from builder import images
+from firstboot import env
 
 SEED_ADDRESSES = {  # ../shared/seed/architecture.md, "Service IP Assignments"
     ("edge", "edge"): "172.20.0.2",
@@ -103,8 +104,32 @@ def test_every_variable_the_stacks_read_is_in_the_env_contract_or_the_lock():
             # The contract says which stacks read each variable: keep it true.
             assert name in contract[variable]["stacks"], f"{variable} is read by {name}; add it to its stacks"
     all_used = set().union(*(compose_variables((STACKS_DIR / n / "compose.yaml").read_text()) for n in STACKS))
-    # EDGE_OWNER_PASSWORD is read by the agent (the edge's owner map), not by compose.
-    assert set(contract) - all_used == {"EDGE_OWNER_PASSWORD"}
+    # Read by the agent, not by compose: EDGE_OWNER_PASSWORD (the edge's owner map), and
+    # N8N_OWNER_PASSWORD (n8n gets its bcrypt hash, N8N_OWNER_PASSWORD_HASH).
+    assert set(contract) - all_used == {"EDGE_OWNER_PASSWORD", "N8N_OWNER_PASSWORD"}
+
+
+def test_n8ns_owner_hash_reaches_it_whole_through_compose(tree):
+    """A bcrypt hash is full of "$": unquoted in the .env, Compose would expand "$2b" as a variable.
+    n8n stops on anything that is not ^\\$2[aby]\\$\\d{2}\\$[./A-Za-z0-9]{53}$ (its owner loader)."""
+    import re
+
+    values = tree.env_values()
+    files = ["-f", str(tree.root / "stacks/n8n/compose.yaml")]
+    env_files = ["--env-file", str(tree.root / "stacks/images.env"), "--env-file", str(tree.etc / "stack.env")]
+    shown = subprocess.run(
+        ["docker", "compose", *files, *env_files, "config", "--format", "json"],
+        env=tree.environ(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    given = document["services"]["n8n"]["environment"]["N8N_INSTANCE_OWNER_PASSWORD_HASH"].replace("$$", "$")
+    assert given == values["N8N_OWNER_PASSWORD_HASH"] == env.bcrypt_hash(values["N8N_OWNER_PASSWORD"])
+    assert re.fullmatch(r"\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}", given)
+    assert document["services"]["n8n"]["environment"]["N8N_INSTANCE_OWNER_MANAGED_BY_ENV"] == "true"
 
 
 def test_immutable_secrets_are_the_ones_that_protect_stored_data():
@@ -117,12 +142,12 @@ def test_immutable_secrets_are_the_ones_that_protect_stored_data():
 def test_a_missing_variable_stops_the_stack_naming_it(tree, tmp_path):
     values = tree.env_values()
     del values["N8N_ENCRYPTION_KEY"]
-    (tree.etc / "stack.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    (tree.etc / "stack.env").write_text(env.render_env_file(values, "test"))
     try:
         result = tree.stack("config", "n8n")
     finally:
         values["N8N_ENCRYPTION_KEY"] = "restored"
-        (tree.etc / "stack.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        (tree.etc / "stack.env").write_text(env.render_env_file(values, "test"))
     assert result.returncode != 0
     assert "N8N_ENCRYPTION_KEY" in result.stderr and "missing in .env" in result.stderr
 

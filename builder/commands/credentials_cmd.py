@@ -18,6 +18,7 @@ LOGINS = {
     "OPENCLAW_GATEWAY_TOKEN": ("Clawdbot (OpenClaw) gateway token", ("main", "/clawdbot/")),
     "ANYTHINGLLM_AUTH_TOKEN": ("AnythingLLM password", ("anythingllm", "/")),
     "DIFY_INIT_PASSWORD": ("Dify init password (asked before the first admin is made)", ("dify", "/install")),
+    "N8N_OWNER_PASSWORD": ("n8n owner password (sign in as owner@ai-platform.invalid)", ("n8n", "/signin")),
 }
 
 
