@@ -85,3 +85,20 @@ def make_tagged_ami(ec2, source_image: str, name: str, tags: dict[str, str]) -> 
     ec2.create_tags(Resources=[image], Tags=[{"Key": key, "Value": value} for key, value in sorted(tags.items())])
     ec2.terminate_instances(InstanceIds=[instance])
     return image
+
+
+def agent_attaches(ec2, instance_id: str, platform: str = "ai-platform", instance: str = "alpha"):
+    """The agent's storage step, its own code (firstboot.volume), for an instance moto runs: moto
+    runs no agent. The zone is the instance's, as the agent reads it from its metadata."""
+    from firstboot.volume import ensure_attached
+
+    described = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return ensure_attached(
+        ec2,
+        instance_id=instance_id,
+        platform=platform,
+        instance_name=instance,
+        availability_zone=described["Placement"]["AvailabilityZone"],
+        timeout=5,
+        poll_interval=0,
+    )

@@ -15,13 +15,13 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import AWS_ZONE as ZONE
 from conftest import REPO
+from moto_server import agent_attaches
 
 from builder.aws import group as groups
 from builder.aws import names
 from builder.aws.clients import AwsClients
 from builder.aws.launch import LaunchError, launch, plan_launch
 from builder.config.schema import PlatformConfig
-from firstboot.volume import ensure_attached
 
 
 def config(**sections) -> PlatformConfig:
@@ -139,23 +139,12 @@ def test_a_terminated_instance_is_replaced_by_the_group_with_the_same_user_data(
     first, _ = run(config())
     ec2 = aws.client("ec2")
 
-    def agent_attaches(instance_id):  # the agent's own storage code; moto runs no agent
-        return ensure_attached(
-            ec2,
-            instance_id=instance_id,
-            platform="ai-platform",
-            instance_name="alpha",
-            availability_zone=ZONE,
-            timeout=5,
-            poll_interval=0,
-        )
-
-    agent_attaches(first.instance_id)
+    agent_attaches(ec2, first.instance_id)
     ec2.terminate_instances(InstanceIds=[first.instance_id])  # as a user, or a failed status check, ends it
     replacement = groups.wait_for_instance(
         aws.client("autoscaling"), "ai-platform-alpha", not_one_of=(first.instance_id,)
     )
-    assert agent_attaches(replacement).volume_id == first.volume_id
+    assert agent_attaches(ec2, replacement).volume_id == first.volume_id
     instance = ec2.describe_instances(InstanceIds=[replacement])["Reservations"][0]["Instances"][0]
     assert instance["Placement"]["AvailabilityZone"] == ZONE  # where its data volume is
     tags = {t["Key"]: t["Value"] for t in instance["Tags"]}

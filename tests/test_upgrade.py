@@ -117,14 +117,13 @@ def test_no_instance_and_a_missing_image_are_clear_errors_that_change_nothing(bu
 def test_on_aws_a_new_ami_gets_a_new_template_version_and_a_failing_one_goes_back(aws, baked):
     """moto runs no agent: the injected wait plays it, reporting done on the good AMI and failed on
     the broken one, by the instance's ImageId. The data volume is the same throughout."""
-    from moto_server import make_tagged_ami
+    from moto_server import agent_attaches, make_tagged_ami
 
     from builder.aws.clients import AwsClients
     from builder.aws.instances import data_volume
     from builder.aws.launch import launch, plan_launch
     from builder.config.schema import PlatformConfig
     from builder.upgrade import AwsUpgradeTarget
-    from firstboot.volume import ensure_attached
 
     ec2 = aws.client("ec2")
     config = PlatformConfig.model_validate({"version": 1, "data_volume": {"availability_zone": "us-east-1a"}})
@@ -137,18 +136,9 @@ def test_on_aws_a_new_ami_gets_a_new_template_version_and_a_failing_one_goes_bac
 
     def agent(ec2_client, instance_id, *, timeout, on_change):
         """The agent's storage step (its own code) on the group's new instance, then its report."""
-        instance = ec2_client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
-        zone = instance["Placement"]["AvailabilityZone"]
-        ensure_attached(
-            ec2_client,
-            instance_id=instance_id,
-            platform="ai-platform",
-            instance_name="alpha",
-            availability_zone=zone,
-            timeout=5,
-            poll_interval=0,
-        )
-        state = "failed" if instance["ImageId"] == broken else "done"
+        agent_attaches(ec2_client, instance_id)
+        image = ec2_client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["ImageId"]
+        state = "failed" if image == broken else "done"
         return state, f"firstboot: {state}"
 
     target = AwsUpgradeTarget(clients, config, "alpha", wait_for_agent=agent)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from builder.aws.names import INSTANCE_TAG, PLATFORM_TAG
 from builder.errors import BuilderError
 
 GRACE_SECONDS = 300  # what the console sets: status checks only count once the OS has booted
@@ -41,12 +42,12 @@ def find(autoscaling: Any, name: str) -> dict | None:
 def of_platform(autoscaling: Any, platform: str) -> dict[str, dict]:
     """The platform's groups by instance name (their tags name it)."""
     found = {}
-    filters = [{"Name": "tag:ai-platform:platform", "Values": [platform]}]
+    filters = [{"Name": f"tag:{PLATFORM_TAG}", "Values": [platform]}]
     for page in autoscaling.get_paginator("describe_auto_scaling_groups").paginate(Filters=filters):
         for group in page["AutoScalingGroups"]:
             tags = {tag["Key"]: tag["Value"] for tag in group.get("Tags", [])}
-            if "ai-platform:instance" in tags:
-                found[tags["ai-platform:instance"]] = group
+            if INSTANCE_TAG in tags:
+                found[tags[INSTANCE_TAG]] = group
     return found
 
 
@@ -67,15 +68,15 @@ def live_instance(group: dict | None) -> str | None:
     return None
 
 
-def ensure(autoscaling: Any, name: str, template_id: str, subnet_id: str, tags: list[dict], size: int = 1) -> bool:
+def ensure(autoscaling: Any, name: str, template_id: str, subnet_id: str, tags: list[dict]) -> bool:
     """Create the group, or bring an existing one back to this template, subnet and size; True
     when created now. The group's tags are not propagated: the launch template tags its instances."""
     settings = {
         "AutoScalingGroupName": name,
         "LaunchTemplate": {"LaunchTemplateId": template_id, "Version": "$Default"},
-        "MinSize": size,
+        "MinSize": 1,
         "MaxSize": 1,
-        "DesiredCapacity": size,
+        "DesiredCapacity": 1,
         "VPCZoneIdentifier": subnet_id,
         "HealthCheckType": "EC2",
         "HealthCheckGracePeriod": GRACE_SECONDS,

@@ -260,15 +260,22 @@ def _roll_back(undo: list[tuple[str, Callable[[], None]]], log) -> list[str]:
     return removed
 
 
+def xen_refusal(described: dict) -> str | None:
+    """Why an instance type (as DescribeInstanceTypes gives it) cannot run the platform, or None. The
+    agent finds the data volume by its NVMe serial: Xen types (t2, m4, c4…) give it none, and the
+    first boot would wait for a device that never shows up."""
+    if described.get("Hypervisor") != "xen":
+        return None
+    return (
+        f"aws.instance_type: {described['InstanceType']} runs on Xen, where EBS volumes carry no NVMe serial "
+        "and the agent cannot find the data volume; choose a Nitro type (m6i, m7i, t3, g5, …)"
+    )
+
+
 def _require_nitro(ec2: Any, instance_type: str) -> None:
-    """The agent finds the data volume by its NVMe serial: Xen types (t2, m4, c4…) give it none, and
-    the first boot would wait for a device that never shows up."""
     found = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
-    if found and found[0].get("Hypervisor") == "xen":
-        raise LaunchError(
-            f"aws.instance_type: {instance_type} runs on Xen, where EBS volumes carry no NVMe serial and the "
-            "agent cannot find the data volume; choose a Nitro type (m6i, m7i, t3, g5, …). Nothing was changed."
-        )
+    if found and (refusal := xen_refusal(found[0])):
+        raise LaunchError(f"{refusal}. Nothing was changed.")
 
 
 def find_image(ec2: Any, platform: str, ami_id: str | None) -> dict:

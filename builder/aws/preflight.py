@@ -17,6 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from builder.aws import network
 from builder.aws.clients import AwsClients
+from builder.aws.launch import xen_refusal
+from builder.aws.secrets import secret_parameters
 from builder.config.schema import PlatformConfig
 
 AUTOSCALING_ROLE = "AWSServiceRoleForAutoScaling"
@@ -138,13 +140,8 @@ def instance_type(clients: AwsClients, config: PlatformConfig) -> Check:
             f"availability-zone --filters Name=location,Values={zone}`)",
         )
     described = ec2.describe_instance_types(InstanceTypes=[wanted])["InstanceTypes"][0]
-    if described.get("Hypervisor") == "xen":
-        return Check(
-            "instance type",
-            "fail",
-            f"{wanted} runs on Xen: EBS volumes get no NVMe serial and the agent cannot find the data volume",
-            "choose a Nitro type (m6i, m7i, t3, g5, ...)",
-        )
+    if refusal := xen_refusal(described):
+        return Check("instance type", "fail", refusal)
     vcpus = described["VCpuInfo"]["DefaultVCpus"]
     memory = described["MemoryInfo"]["SizeInMiB"] // 1024
     return Check("instance type", "ok", f"{wanted} in {zone}: Nitro, {vcpus} vCPUs, {memory} GiB")
@@ -208,8 +205,7 @@ def vcpu_quota(clients: AwsClients, config: PlatformConfig) -> Check:
 
 def ssm_parameters(clients: AwsClients, config: PlatformConfig) -> Check:
     """The parameters the instance reads: the Tailscale key (required), provider keys (when set)."""
-    named = [config.tailscale.auth_key_parameter]
-    named += [p for p in (config.providers.anthropic_api_key_parameter, config.providers.openai_api_key_parameter) if p]
+    named = [parameter for parameter in secret_parameters(config).values() if parameter]
     try:
         found = {
             p["Name"]: p
