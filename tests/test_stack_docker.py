@@ -20,6 +20,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import pytest
@@ -373,7 +374,40 @@ def test_a_backup_restores_a_dropped_database_table(platform):
 def test_backups_keep_only_the_newest_ones(platform):
     environ = {**platform.environ(), "AI_PLATFORM_BACKUP_KEEP": "2"}
     for _ in range(3):
-        assert subprocess.run([str(BACKUP), "create"], env=environ, capture_output=True).returncode == 0
+        made = subprocess.run([str(BACKUP), "create"], env=environ, capture_output=True, text=True)
+        assert made.returncode == 0, made.stderr
         time.sleep(1.1)  # backup names are timestamps to the second
     names = subprocess.run([str(BACKUP), "list"], env=environ, capture_output=True, text=True).stdout.split()
     assert len(names) == 2 and names == sorted(names, reverse=True)
+
+
+def test_a_backup_taken_while_an_app_writes_its_files_is_whole(platform):
+    """The apps run during a backup (CI once failed on OpenClaw writing under clawdbot/ mid-copy)."""
+    time.sleep(1.1)  # backup names are timestamps to the second: not the previous test's
+    live = platform.data / "clawdbot" / "backup-test-writes"
+    live.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+
+    def write_all_the_time():
+        count = 0
+        while not stop.is_set():
+            count += 1
+            with open(live / "growing.log", "a") as log:
+                log.write("x" * 4096)
+            (live / f"note-{count % 20}").write_text(str(count))
+            (live / f"note-{(count + 10) % 20}").unlink(missing_ok=True)
+
+    writer = threading.Thread(target=write_all_the_time)
+    writer.start()
+    try:
+        made = subprocess.run([str(BACKUP), "create"], env=platform.environ(), capture_output=True, text=True)
+    finally:
+        stop.set()
+        writer.join()
+        shutil.rmtree(live)
+    assert made.returncode == 0, made.stderr
+    name = subprocess.run([str(BACKUP), "list"], env=platform.environ(), capture_output=True, text=True).stdout.split()[0]
+    archive = platform.data / "backups" / name / "files.tar.gz"
+    listing = subprocess.run(["tar", "-tzf", str(archive)], capture_output=True, text=True)
+    assert listing.returncode == 0, f"the archive is not whole: {listing.stderr}"
+    assert "clawdbot/backup-test-writes/growing.log" in listing.stdout.split()
