@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def chromium_fixture():
 
 class Watched:
     """A fresh browser profile's page, with what went wrong on it: failed or refused responses (any
-    429 or 5xx, a script the browser would not run) and WebSocket frames received."""
+    429 or 5xx, a script the browser would not run), the WebSockets it opened and their frames."""
 
     def __init__(self, browser, name: str, **context):
         self.name = name
@@ -41,17 +42,37 @@ class Watched:
         self.page = self.context.new_page()
         self.broken: list[str] = []
         self.frames: list[str] = []
+        self.sockets: list = []  # Playwright WebSockets: .url, .is_closed()
+        self.errors: list[str] = []  # the console's errors and uncaught exceptions, for a failure's report
+        self.page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"[:500]))
         self.page.on("response", self._response)
         self.page.on("console", self._console)
-        self.page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: self.frames.append(str(frame))))
+        self.page.on("websocket", self._websocket)
+
+    def _websocket(self, socket) -> None:
+        self.sockets.append(socket)
+        socket.on("framereceived", lambda frame: self.frames.append(str(frame)))
 
     def _response(self, response) -> None:
         if response.status == 429 or response.status >= 500:
             self.broken.append(f"{response.status} {response.url}")
 
     def _console(self, message) -> None:
+        if message.type == "error":
+            self.errors.append(message.text[:500])
         if message.type == "error" and ("Refused to execute" in message.text or "ChunkLoadError" in message.text):
             self.broken.append(message.text[:300])
+
+    def wait_for(self, probe, timeout: float, what: str):
+        """Poll `probe` until it returns something true. The page's events reach Python only while
+        Playwright runs, so this waits in the page (time.sleep would hold them back)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = probe()
+            if found:
+                return found
+            self.page.wait_for_timeout(500)
+        raise AssertionError(f"no {what} within {timeout:g} s")
 
     def screenshot(self) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Make the real apps' cached images (tests/real_images.py) ahead of the tests that run them.
+"""Make the real apps' images (tests/real_images.py) ahead of the tests that run them: cached tarballs, imported into the local Docker.
 
 CI starts this in the background before the test run (.ci/run): the recipes' work is mostly
 downloads and unpacking (PyPI, npm, Debian), which overlaps the bakes' emulated guests instead of
@@ -17,16 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from real_images import LITELLM, openclaw_recipe, rootfs_tarball
+from real_images import LITELLM, imported, n8n_recipe, openclaw_recipe
 
 
 def main() -> int:
     failed = 0
-    for name, recipe in (("openclaw", openclaw_recipe), ("litellm", lambda: LITELLM)):
+    for name, recipe in (("openclaw", openclaw_recipe), ("litellm", lambda: LITELLM), ("n8n", n8n_recipe)):
         began = time.monotonic()
         try:
-            tarball = rootfs_tarball(recipe(), log=lambda line: print(line, flush=True))
-            print(f"prewarm {name}: {tarball} in {time.monotonic() - began:.0f} s", flush=True)
+            image = imported(recipe(), log=lambda line: print(line, flush=True))
+            print(f"prewarm {name}: {image} in {time.monotonic() - began:.0f} s", flush=True)
         except Exception as exc:  # the stack tests build it again and report what fails
             print(f"prewarm {name}: failed after {time.monotonic() - began:.0f} s: {exc}", flush=True)
             failed += 1

@@ -20,6 +20,7 @@ from pathlib import Path
 CACHE = Path(os.environ.get("AI_PLATFORM_TEST_CACHE", str(Path.home() / ".cache" / "ai-platform-builder")))
 NODE_VERSION = "24.21.0"  # OpenClaw needs Node >= 24.16; npm's `node` package carries the real binary
 OPENCLAW_VERSION = "2026.9.6"  # the newest npm release not newer than the image's pin (2026.9.8)
+N8N_VERSION = "2.37.10"  # the image's pin, published to npm as it is
 
 
 @contextlib.contextmanager
@@ -32,13 +33,16 @@ def cache_lock(name: str):
         yield
 
 
-def npm_install(name: str, spec: str, path: list[Path] | None = None, timeout: float = 900) -> Path:
-    """`npm install SPEC` into CACHE/npm/NAME (made once); returns that folder."""
+def npm_install(
+    name: str, spec: str, path: list[Path] | None = None, timeout: float = 900, ignore_scripts: bool = False
+) -> Path:
+    """`npm install SPEC` into CACHE/npm/NAME (made once); returns that folder. `ignore_scripts`: no
+    package's install script runs (name the entry for it: the folder differs)."""
     with cache_lock(f"npm-{name}"):
-        return _npm_install(name, spec, path, timeout)
+        return _npm_install(name, spec, path, timeout, ignore_scripts)
 
 
-def _npm_install(name: str, spec: str, path: list[Path] | None, timeout: float) -> Path:
+def _npm_install(name: str, spec: str, path: list[Path] | None, timeout: float, ignore_scripts: bool) -> Path:
     target = CACHE / "npm" / name
     if (target / "node_modules").is_dir():
         return target
@@ -49,16 +53,14 @@ def _npm_install(name: str, spec: str, path: list[Path] | None, timeout: float) 
     environ = dict(os.environ)
     if path:
         environ["PATH"] = os.pathsep.join([*map(str, path), environ.get("PATH", "")])
+    command = ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"]
+    command += ["--ignore-scripts"] if ignore_scripts else []
     try:
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", spec],
-            cwd=work,
-            env=environ,
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+        installed = subprocess.run(
+            [*command, spec], cwd=work, env=environ, capture_output=True, text=True, timeout=timeout
         )
+        if installed.returncode != 0:
+            raise RuntimeError(f"npm install {spec} failed (exit {installed.returncode}):\n{installed.stderr[-3000:]}")
         work.rename(target)
     finally:
         shutil.rmtree(work, ignore_errors=True)

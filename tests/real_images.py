@@ -114,6 +114,52 @@ def openclaw_recipe() -> Recipe:
     )
 
 
+def n8n_recipe() -> Recipe:
+    """n8n on Node 24, laid out as its image (n8n-io/n8n docker/images/n8n/Dockerfile and
+    n8n-base/Dockerfile): n8n in /usr/local/lib/node_modules/n8n with a /usr/local/bin/n8n link, user
+    node (uid 1000), WORKDIR and HOME /home/node with /home/node/.n8n, NODE_ENV=production,
+    SHELL=/bin/sh, tini as PID 1 running n8n (upstream's /docker-entrypoint.sh execs `n8n` with the
+    container's arguments; its custom-certificate step has nothing to do here). Node 24: n8n 2.37.10's
+    package.json asks for `node >= 24.0.0`.
+
+    npm runs no install scripts here: @confluentinc/kafka-javascript's builds librdkafka from a
+    download that is out of reach, and stops the whole install. The native modules n8n loads at start
+    (isolated-vm for expressions, msgpackr, @parcel/watcher) ship prebuilt binaries for Node 24 on
+    glibc, which need no script. So the Kafka nodes cannot run in this image, and neither can SQLite
+    (upstream rebuilds sqlite3; the platform runs n8n on Postgres). Debian's graphicsmagick (the Edit
+    Image node's) is left out."""
+    from real_apps import N8N_VERSION, NODE_VERSION, node24_bin, npm_install
+
+    node = (node24_bin() / "node").resolve()
+    package = npm_install(f"n8n-{N8N_VERSION}", f"n8n@{N8N_VERSION}", path=[node24_bin()], timeout=1800, ignore_scripts=True)
+    modules = package / "node_modules"
+    home = "/usr/local/lib/node_modules/n8n"
+    return Recipe(
+        name=f"n8n-{N8N_VERSION}",
+        # n8n-base's runtime packages, as Debian names them.
+        packages=("ca-certificates", "git", "openssh-client", "openssl", "tini", "tzdata"),
+        hooks=(
+            f'install -m 0755 {node} "$1/usr/local/bin/node"',
+            f"{IN_ROOT} groupadd --gid 1000 node",
+            f"{IN_ROOT} useradd --uid 1000 --gid node --create-home --shell /bin/bash node",
+            # The package, with the dependencies npm hoisted beside it as its own node_modules.
+            f'mkdir -p "$1{home}/node_modules" && cp -a {modules}/n8n/. "$1{home}/"',
+            f'cd {modules} && for m in * .bin; do [ "$m" = n8n ] || cp -a "$m" "$1{home}/node_modules/"; done',
+            f'ln -s {home}/bin/n8n "$1/usr/local/bin/n8n"',
+            'install -d "$1/home/node/.n8n"',
+            f"{IN_ROOT} chown -R node:node /home/node",
+        ),
+        changes=(
+            "USER node",
+            "WORKDIR /home/node",
+            "ENV HOME=/home/node NODE_ENV=production SHELL=/bin/sh",
+            'ENTRYPOINT ["tini", "--", "n8n"]',
+            "EXPOSE 5678/tcp",
+        ),
+        inputs={"node": NODE_VERSION, "n8n": N8N_VERSION, "npm": "--ignore-scripts"},
+    )
+
+
 def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(command, check=True, capture_output=True, text=True, **kwargs)
 
@@ -165,7 +211,7 @@ def build(recipe: Recipe, reference: str, log=print) -> str:
 
 
 # The lock variables whose stand-ins give way to the real software, and why the others stay.
-REAL = {"LITELLM_IMAGE": lambda: LITELLM, "OPENCLAW_IMAGE": openclaw_recipe}
+REAL = {"LITELLM_IMAGE": lambda: LITELLM, "OPENCLAW_IMAGE": openclaw_recipe, "N8N_IMAGE": n8n_recipe}
 STANDIN_ONLY = {
     "OLLAMA_IMAGE": "a Go server with GPU runtimes; not on PyPI, npm or Debian",
     "WEAVIATE_IMAGE": "a Go server; not on PyPI, npm or Debian",
@@ -175,8 +221,6 @@ STANDIN_ONLY = {
     "DIFY_SANDBOX_IMAGE": "a Go binary with a seccomp sandbox; not published",
     "DIFY_PLUGIN_DAEMON_IMAGE": "a Go binary; not published",
     "SIGNAL_API_IMAGE": "signal-cli (Java) and its REST API (Go) are not on Debian, PyPI or npm",
-    "N8N_IMAGE": "npm's n8n@2.37.10 is 2,482 packages and 3.3 GB, over 7 min to install here, and its "
-    "Kafka node's native build fetches from GitHub: more than the CI budget allows for now",
     "SQUID_IMAGE": "Dify's SSRF proxy; Debian's squid would do, not yet built",
 }
 # What the real LiteLLM cannot do here: use its database. Its Prisma client needs query and schema

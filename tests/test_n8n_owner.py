@@ -3,7 +3,7 @@
 n8n 2.37.10 (its owner instance-settings loader and password utility, read in the npm package)
 takes N8N_INSTANCE_OWNER_PASSWORD_HASH only if it matches ^\\$2[aby]\\$\\d{2}\\$[./A-Za-z0-9]{53}$,
 and compares logins with bcryptjs 2.4.3. Here that very bcryptjs (from npm, on Node 24) checks the
-agent's hashes. n8n itself is not run: its npm install is over 3 GB (see real_images.STANDIN_ONLY).
+agent's hashes, in seconds; the stack tests sign in to the real n8n with the owner's password.
 """
 
 from __future__ import annotations

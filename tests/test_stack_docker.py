@@ -1,9 +1,9 @@
 """The whole platform started on a real Docker engine, through the wrapper the systemd units run.
 
-The pinned images cannot be pulled here (no registry is reachable). LiteLLM and OpenClaw run their
-real software, in local images laid out as upstream's (tests/real_images.py: LiteLLM from PyPI,
-OpenClaw from npm on Node 24); LiteLLM without its database, which needs Prisma engines nobody here
-serves. The rest are locally built stand-ins carrying their references (tests/standins/standin.py;
+The pinned images cannot be pulled here (no registry is reachable). LiteLLM, OpenClaw and n8n run
+their real software, in local images laid out as upstream's (tests/real_images.py: LiteLLM from PyPI,
+OpenClaw and n8n from npm on Node 24); LiteLLM without its database, which needs Prisma engines
+nobody here serves. The rest are locally built stand-ins carrying their references (tests/standins/standin.py;
 real_images.STANDIN_ONLY says why each one): real PostgreSQL, Redis and NGINX from Debian, small
 health-endpoint servers for the rest. Everything else is real: the compose files, `docker compose
 up --wait` on their healthchecks, the ai-platform network, the edge's nginx config with TLS, the
@@ -115,9 +115,11 @@ def test_every_healthcheck_is_healthy(platform):
 
 def test_each_app_has_its_database_and_logs_in_with_its_own_password(platform):
     assert {"litellm", "n8n", "dify", "dify_plugin"} <= set(psql("postgres", "SELECT datname FROM pg_database").split())
-    for database, role in [("n8n", "n8n"), ("dify", "dify-api")]:  # (the real LiteLLM runs without one here)
-        assert psql(database, "SELECT role FROM standin_marker") == role
-        assert psql(database, "SELECT tableowner FROM pg_tables WHERE tablename = 'standin_marker'") == database
+    # The stand-in marks its database; the real n8n has migrated its own, as its own role.
+    # (The real LiteLLM runs without one here.)
+    assert psql("dify", "SELECT role FROM standin_marker") == "dify-api"
+    assert psql("dify", "SELECT tableowner FROM pg_tables WHERE tablename = 'standin_marker'") == "dify"
+    assert psql("n8n", "SELECT tableowner FROM pg_tables WHERE tablename = 'workflow_entity'") == "n8n"
 
 
 def test_the_index_lists_every_service(platform):
@@ -138,7 +140,6 @@ def test_the_index_lists_every_service(platform):
         (f"{EDGE}:8444/workspaces", "anythingllm", "/workspaces"),
         (f"{EDGE}:8445/apps", "dify-web", "/apps"),
         (f"{EDGE}:8445/console/api/setup", "dify-api", "/console/api/setup"),
-        (f"{EDGE}:8446/rest/login", "n8n", "/rest/login"),
     ],
 )
 def test_each_route_reaches_its_upstream_over_tls_with_security_headers(platform, url, standin, path):
@@ -180,6 +181,45 @@ def test_the_real_litellm_admin_ui_loads_under_its_sub_path_with_every_script(pl
     assert scripts and all(script.startswith("/litellm/") for script in scripts), scripts
     for script in scripts:
         assert get(f"{EDGE}:8443{script}").status_code == 200, script
+
+
+N8N = f"{EDGE}:8446"
+N8N_OWNER = "owner@ai-platform.invalid"
+
+
+def n8n_session(password: str) -> requests.Session:
+    """Signed in to the real n8n as its owner (n8n binds its cookie to a browser id: send one)."""
+    session = requests.Session()
+    session.verify = False
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE outranks verify=False
+    session.headers["browser-id"] = "stack-test"
+    signed_in = session.post(f"{N8N}/rest/login", json={"emailOrLdapLoginId": N8N_OWNER, "password": password})
+    assert signed_in.status_code == 200, signed_in.text[:500]
+    return session
+
+
+def test_the_real_n8n_has_its_owner_from_the_environment_and_nobody_else_claims_it(platform):
+    password = platform.env_values()["N8N_OWNER_PASSWORD"]
+    claim = {"email": "someone@example.com", "firstName": "A", "lastName": "B", "password": "Claim1234567"}
+    refused = requests.post(f"{N8N}/rest/owner/setup", json=claim, verify=False, timeout=30)
+    assert refused.status_code == 400 and "already setup" in refused.text, refused.text[:500]
+    wrong = {"emailOrLdapLoginId": N8N_OWNER, "password": password + "x"}
+    assert requests.post(f"{N8N}/rest/login", json=wrong, verify=False, timeout=30).status_code == 401
+    with n8n_session(password) as session:
+        me = session.get(f"{N8N}/rest/login", timeout=30)
+        assert me.status_code == 200 and me.json()["data"]["email"] == N8N_OWNER, me.text[:500]
+        assert me.json()["data"]["role"] == "global:owner"
+
+
+def test_the_real_n8n_builds_its_links_on_the_edge_port_the_client_uses(platform):
+    """N8N_EDITOR_BASE_URL and N8N_WEBHOOK_URL: without them n8n names https://HOST:5678/."""
+    with n8n_session(platform.env_values()["N8N_OWNER_PASSWORD"]) as session:
+        settings = session.get(f"{N8N}/rest/settings", timeout=30)
+    assert settings.status_code == 200, settings.text[:500]
+    data = settings.json()["data"]
+    # (n8n trims the editor's trailing slash itself)
+    assert (data["urlBaseEditor"].rstrip("/"), data["urlBaseWebhook"]) == (N8N, f"{N8N}/")
+    assert_edge_security_headers(settings)
 
 
 def test_the_real_openclaw_serves_its_control_ui_under_clawdbot_with_its_assets(platform):
@@ -267,7 +307,7 @@ def test_in_a_browser_the_owner_pairs_openclaws_control_ui_and_it_connects(platf
         approved = openclaw_cli("devices", "approve", request_id)
         assert approved.returncode == 0, approved.stderr[-2000:]
         page.get_by_text("Connected", exact=True).wait_for(timeout=60_000)
-        wait_for(lambda: any('"provider":"litellm"' in f and '"id":"smart"' in f for f in watched.frames), 60, "models")
+        watched.wait_for(lambda: any('"provider":"litellm"' in f and '"id":"smart"' in f for f in watched.frames), 60, "models")
         watched.screenshot()
         assert watched.broken == []
     except BaseException:
@@ -315,6 +355,38 @@ def test_in_a_browser_litellms_admin_ui_renders_its_login(platform, chromium):
         watched.close()
 
 
+def test_in_a_browser_the_owner_signs_in_to_n8n_and_its_push_connection_stays_open(platform, chromium):
+    """The real n8n's editor on its edge port: the sign-in page (no setup page: the owner is set), the
+    owner's password from `builder credentials`, then the editor with its push WebSocket open (n8n
+    closes one whose Origin does not match the host the edge passes on)."""
+    watched = Watched(chromium, "n8n-editor")
+    try:
+        page = watched.page
+        page.goto(f"{N8N}/")
+        page.wait_for_url("**/signin**", timeout=120_000)
+        page.locator('input[name="emailOrLdapLoginId"]').fill(N8N_OWNER)
+        page.locator('input[name="password"]').fill(platform.env_values()["N8N_OWNER_PASSWORD"])
+        page.get_by_role("button", name="Sign in").click()
+        # Signed in: n8n opens its editor, or first its AI assistant's introduction.
+        page.wait_for_url(lambda url: "/signin" not in url, timeout=120_000)
+        page.goto(f"{N8N}/workflow/new")  # the editor canvas: its layout opens the push connection
+        push = watched.wait_for(lambda: [s for s in watched.sockets if "/rest/push" in s.url], 60, "push WebSocket")
+        page.wait_for_timeout(5_000)  # a refused push is closed at once, with "Invalid origin!"
+        assert not push[0].is_closed(), watched.frames
+        assert not any("Invalid origin" in frame for frame in watched.frames)
+        watched.screenshot()
+        assert watched.broken == []
+    except BaseException:
+        print(f"n8n's page at {watched.page.url}:", watched.page.inner_text("body")[:2000])
+        print("its errors:", watched.errors, watched.broken)
+        watched.screenshot()
+        logs = subprocess.run(["docker", "logs", "--tail", "40", container_of("n8n", "n8n")], capture_output=True, text=True)
+        print("n8n's log:", logs.stdout[-4000:], logs.stderr[-4000:])
+        raise
+    finally:
+        watched.close()
+
+
 def test_in_a_browser_the_index_links_every_app_to_a_page_that_answers(platform, chromium):
     """As the owner (the Signal link asks for the owner's password)."""
     owner = {"username": "owner", "password": platform.env_values()["EDGE_OWNER_PASSWORD"]}
@@ -347,13 +419,24 @@ def test_a_stopped_service_does_not_stop_the_others(platform):
 
 
 def test_a_restart_keeps_the_data(platform):
-    psql("n8n", "INSERT INTO standin_marker (role) VALUES ('kept-across-restart')")
+    """A workflow saved in the real n8n, and a row in a stand-in's database, after n8n and the
+    database restart."""
+    password = platform.env_values()["N8N_OWNER_PASSWORD"]
+    workflow = {"name": "kept-across-restart", "nodes": [], "connections": {}, "settings": {}}
+    with n8n_session(password) as session:
+        saved = session.post(f"{N8N}/rest/workflows", json=workflow, timeout=60)
+    assert saved.status_code == 200, saved.text[:500]
+    psql("dify", "INSERT INTO standin_marker (role) VALUES ('kept-across-restart')")
     for name in ["n8n", "data"]:
         assert platform.stack("down", name).returncode == 0
     for name in ["data", "n8n"]:
         result = platform.stack("up", name)
         assert result.returncode == 0, result.stderr
-    assert "kept-across-restart" in psql("n8n", "SELECT role FROM standin_marker").split()
+    assert "kept-across-restart" in psql("dify", "SELECT role FROM standin_marker").split()
+    with n8n_session(password) as session:
+        listed = session.get(f"{N8N}/rest/workflows", timeout=60)
+    assert listed.status_code == 200, listed.text[:500]
+    assert "kept-across-restart" in {flow["name"] for flow in listed.json()["data"]}
 
 
 def test_a_backup_restores_a_dropped_database_table(platform):
@@ -365,10 +448,18 @@ def test_a_backup_restores_a_dropped_database_table(platform):
     assert {"litellm", "n8n", "dify", "dify_plugin"} <= set((backup / "databases").read_text().split())
     listing = subprocess.run(["tar", "-tzf", str(backup / "files.tar.gz")], capture_output=True, text=True).stdout
     assert "n8n/" in listing and "anythingllm/server.env" in listing
-    psql("n8n", "DROP TABLE standin_marker")
-    restored = subprocess.run([str(BACKUP), "restore", name, "n8n"], env=environ, capture_output=True, text=True)
+    # The real n8n's database is in it, its tables with it.
+    with (backup / "n8n.dump").open("rb") as dump:
+        contents = subprocess.run(
+            ["docker", "exec", "-i", container_of("data", "postgres"), "pg_restore", "--list"],
+            stdin=dump, capture_output=True, text=True,
+        )  # fmt: skip
+    assert "TABLE public workflow_entity" in contents.stdout, contents.stderr
+    # Restored into a stand-in's database (the real n8n would hold its tables while they are replaced).
+    psql("dify", "DROP TABLE standin_marker")
+    restored = subprocess.run([str(BACKUP), "restore", name, "dify"], env=environ, capture_output=True, text=True)
     assert restored.returncode == 0, restored.stderr
-    assert "n8n" in psql("n8n", "SELECT role FROM standin_marker").split()
+    assert "dify-api" in psql("dify", "SELECT role FROM standin_marker").split()
 
 
 def test_backups_keep_only_the_newest_ones(platform):
