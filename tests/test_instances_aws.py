@@ -71,6 +71,32 @@ def test_wait_follows_the_tags_until_a_final_state(aws, launched):
     assert [c[0] for c in changes] == ["booting", "running", "done"]
 
 
+def test_wait_follows_the_instance_the_group_put_in_place_of_a_failed_one(aws, launched):
+    """EC2 ends an instance that fails its status checks and the group starts another: `--wait`
+    follows that one, where before it waited on the dead one until its deadline."""
+    from builder.aws import group
+
+    ec2, autoscaling = aws.client("ec2"), aws.client("autoscaling")
+    first = launched["instance_id"]
+    ec2.terminate_instances(InstanceIds=[first])
+    replacement = group.wait_for_instance(autoscaling, "ai-platform-alpha", not_one_of=(first,), poll=0.2)
+    changes = []
+
+    def agent_progress(_seconds):
+        agent_reports(aws, replacement, "done", "ai-platform firstboot: done (7 ok)")
+
+    state, detail = wait_for_agent(
+        ec2,
+        first,
+        timeout=60,
+        on_change=lambda *change: changes.append(change),
+        current=lambda: group.live_instance(group.find(autoscaling, "ai-platform-alpha")),
+        sleep=agent_progress,
+    )
+    assert (state, detail) == ("done", "ai-platform firstboot: done (7 ok)")
+    assert ("replaced", f"the group replaced {first} with {replacement}; following {replacement}") in changes
+
+
 def test_wait_gives_up_at_the_deadline(aws, launched):
     now = [0.0]
 

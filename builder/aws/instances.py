@@ -96,13 +96,20 @@ def wait_for_agent(
     timeout: float,
     on_change: Callable[[str, str], None],
     poll: float = 10,
+    current: Callable[[], str | None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[str, str]:
-    """Follow the agent's status tags until a final state; (state, detail)."""
+    """Follow the agent's status tags until a final state; (state, detail). `current` names the
+    instance that now stands for this one (its Auto Scaling group's): when the group has replaced
+    the followed instance, the new one is followed, with a line saying so."""
     deadline = clock() + timeout
     seen = None
     while True:
+        now = current() if current else None
+        if now and now != instance_id:
+            on_change("replaced", f"the group replaced {instance_id} with {now}; following {now}")
+            instance_id, seen = now, None
         tags = {
             tag["Key"]: tag["Value"]
             for tag in ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [instance_id]}])["Tags"]

@@ -33,9 +33,7 @@ def launch(options: GlobalOptions, name: str, target: str, ami: str | None, wait
     config = load(options).config
     clients = AwsClients(config)
     # What the account lacks stops the launch here, before anything is made.
-    for check in preflight.require(clients, config, preflight.FOR_LAUNCH, "launch"):
-        if check.status == "warn":
-            click.echo(f"note: {check.line()}", err=True)
+    preflight.require(clients, config, preflight.FOR_LAUNCH, "launch", note=lambda line: click.echo(line, err=True))
     plan = plan_launch(clients, config, name, ami)
     from builder import capacity
 
@@ -71,6 +69,7 @@ def _follow(clients, config, name: str, instance_id: str, timeout: int, quiet: b
     """Follow the agent's status tags with a line per change; the URLs once the platform is up."""
     import time
 
+    from builder.aws import group, names
     from builder.aws.instances import wait_for_agent
     from builder.endpoints import service_urls
     from builder.errors import BuilderError
@@ -81,9 +80,21 @@ def _follow(clients, config, name: str, instance_id: str, timeout: int, quiet: b
         if not quiet:
             click.echo(f"  [{time.monotonic() - started:5.0f} s] {state}{': ' + detail if detail else ''}", err=True)
 
-    state, detail = wait_for_agent(clients.ec2, instance_id, timeout=timeout, on_change=progress)
+    group_name = names.group_name(config.name, name)
+    followed = [instance_id]
+
+    def group_instance() -> str | None:
+        # (an instance the group ended for failing its status checks is replaced: follow that one)
+        now = group.live_instance(group.find(clients.autoscaling, group_name))
+        if now:
+            followed.append(now)
+        return now
+
+    state, detail = wait_for_agent(
+        clients.ec2, instance_id, timeout=timeout, on_change=progress, current=group_instance
+    )
     if state == "failed":
-        raise BuilderError(f"{name} ({instance_id}) failed its first boot: {detail}")
+        raise BuilderError(f"{name} ({followed[-1]}) failed its first boot: {detail}")
     return {"agent_state": state, "agent_detail": detail, "urls": service_urls(config, name)}
 
 
