@@ -1,4 +1,5 @@
-"""Make the real apps' images (tests/real_images.py) ahead of the tests that run them: cached tarballs, imported into the local Docker.
+"""Make the real apps' images (tests/real_images.py) ahead of the tests that run them: the cached
+tarballs, imported into the local Docker.
 
 CI starts this in the background before the test run (.ci/run): the recipes' work is mostly
 downloads and unpacking (PyPI, npm, Debian), which overlaps the bakes' emulated guests instead of

@@ -131,7 +131,9 @@ def n8n_recipe() -> Recipe:
     from real_apps import N8N_VERSION, NODE_VERSION, node24_bin, npm_install
 
     node = (node24_bin() / "node").resolve()
-    package = npm_install(f"n8n-{N8N_VERSION}", f"n8n@{N8N_VERSION}", path=[node24_bin()], timeout=1800, ignore_scripts=True)
+    package = npm_install(
+        f"n8n-{N8N_VERSION}", f"n8n@{N8N_VERSION}", path=[node24_bin()], timeout=1800, ignore_scripts=True
+    )
     modules = package / "node_modules"
     home = "/usr/local/lib/node_modules/n8n"
     return Recipe(

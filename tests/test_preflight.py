@@ -232,3 +232,32 @@ def test_launch_and_bake_run_their_checks_first_and_change_nothing(aws, baked, b
 
     baked_now = builder("bake", "--target", "aws", "--dry-run")
     assert baked_now.code == 1 and "bake stopped before changing anything" in baked_now.err
+
+
+def test_upgrade_runs_its_checks_before_the_instance_stops(aws, baked, builder, tmp_path):
+    """An upgrade ends the instance before it starts the next: a start the account cannot make
+    would leave the platform down, so it is refused while the instance still runs."""
+    from moto_server import make_tagged_ami
+
+    (tmp_path / "platform.yaml").write_text(f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\n")
+    assert builder("launch", "alpha").code == 0
+    ec2 = aws.client("ec2")
+    running = [
+        i["InstanceId"]
+        for r in ec2.describe_instances()["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] == "running"
+    ]
+    newer = make_tagged_ami(ec2, baked, "ai-platform-build-2", {"ai-platform:platform": "ai-platform"})
+    ec2.delete_route(RouteTableId=main_route_table(ec2)["RouteTableId"], DestinationCidrBlock="0.0.0.0/0")
+
+    upgraded = builder("upgrade", "alpha", "--ami", newer, "--wait-timeout", "5")
+    assert upgraded.code == 1
+    assert "upgrade stopped before changing anything; the account lacks:" in upgraded.err
+    assert "FAIL subnet:" in upgraded.err
+    states = {
+        i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+    }
+    assert [states[instance] for instance in running] == ["running"]
+    versions = ec2.describe_launch_template_versions(LaunchTemplateName="ai-platform-alpha")["LaunchTemplateVersions"]
+    assert len(versions) == 1

@@ -307,7 +307,9 @@ def test_in_a_browser_the_owner_pairs_openclaws_control_ui_and_it_connects(platf
         approved = openclaw_cli("devices", "approve", request_id)
         assert approved.returncode == 0, approved.stderr[-2000:]
         page.get_by_text("Connected", exact=True).wait_for(timeout=60_000)
-        watched.wait_for(lambda: any('"provider":"litellm"' in f and '"id":"smart"' in f for f in watched.frames), 60, "models")
+        watched.wait_for(
+            lambda: any('"provider":"litellm"' in f and '"id":"smart"' in f for f in watched.frames), 60, "models"
+        )
         watched.screenshot()
         assert watched.broken == []
     except BaseException:
@@ -380,7 +382,9 @@ def test_in_a_browser_the_owner_signs_in_to_n8n_and_its_push_connection_stays_op
         print(f"n8n's page at {watched.page.url}:", watched.page.inner_text("body")[:2000])
         print("its errors:", watched.errors, watched.broken)
         watched.screenshot()
-        logs = subprocess.run(["docker", "logs", "--tail", "40", container_of("n8n", "n8n")], capture_output=True, text=True)
+        logs = subprocess.run(
+            ["docker", "logs", "--tail", "40", container_of("n8n", "n8n")], capture_output=True, text=True
+        )
         print("n8n's log:", logs.stdout[-4000:], logs.stderr[-4000:])
         raise
     finally:
@@ -497,7 +501,9 @@ def test_a_backup_taken_while_an_app_writes_its_files_is_whole(platform):
         writer.join()
         shutil.rmtree(live)
     assert made.returncode == 0, made.stderr
-    name = subprocess.run([str(BACKUP), "list"], env=platform.environ(), capture_output=True, text=True).stdout.split()[0]
+    name = subprocess.run([str(BACKUP), "list"], env=platform.environ(), capture_output=True, text=True).stdout.split()[
+        0
+    ]
     archive = platform.data / "backups" / name / "files.tar.gz"
     listing = subprocess.run(["tar", "-tzf", str(archive)], capture_output=True, text=True)
     assert listing.returncode == 0, f"the archive is not whole: {listing.stderr}"

@@ -299,6 +299,8 @@ ALL: dict[str, Callable[[AwsClients, PlatformConfig], Check]] = {
 }
 FOR_LAUNCH = ("credentials", "subnet", "instance type", "vCPU quota", "SSM parameters", "KMS keys")
 FOR_BAKE = ("credentials", "subnet", "instance type", "KMS keys", "base AMI")
+# No vCPU quota: an upgrade ends the instance before it starts the next, of the same type.
+FOR_UPGRADE = ("credentials", "subnet", "instance type", "SSM parameters", "KMS keys")
 
 
 def run(clients: AwsClients, config: PlatformConfig, names: tuple[str, ...] = tuple(ALL)) -> list[Check]:
@@ -310,11 +312,21 @@ def run(clients: AwsClients, config: PlatformConfig, names: tuple[str, ...] = tu
     return checks
 
 
-def require(clients: AwsClients, config: PlatformConfig, names: tuple[str, ...], what: str) -> list[Check]:
-    """Run `names` before `what`; raise with every failed line (nothing has been changed)."""
+def require(
+    clients: AwsClients,
+    config: PlatformConfig,
+    names: tuple[str, ...],
+    what: str,
+    note: Callable[[str], None] = lambda _line: None,
+) -> list[Check]:
+    """Run `names` before `what`; raise with every failed line (nothing has been changed). Each
+    warning goes to `note`."""
     from builder.errors import BuilderError
 
     checks = run(clients, config, names)
+    for check in checks:
+        if check.status == "warn":
+            note(f"note: {check.line()}")
     failed = [check for check in checks if check.status == "fail"]
     if failed:
         lines = "\n".join(f"  {check.line()}" for check in failed)

@@ -119,9 +119,9 @@ def _preflight(config) -> None:
     from builder.aws import preflight
     from builder.aws.clients import AwsClients
 
-    for check in preflight.require(AwsClients(config), config, preflight.FOR_BAKE, "bake"):
-        if check.status == "warn":
-            click.echo(f"note: {check.line()}", err=True)
+    preflight.require(
+        AwsClients(config), config, preflight.FOR_BAKE, "bake", note=lambda line: click.echo(line, err=True)
+    )
 
 
 def _show_plan(options: GlobalOptions, plan, missing) -> None:

@@ -82,12 +82,15 @@ def _local(config, name: str, image: Path | None):
 
 
 def _aws(config, name: str, ami: str | None):
+    from builder.aws import preflight
     from builder.aws.clients import AwsClients
     from builder.aws.launch import find_image
     from builder.errors import BuilderError
     from builder.upgrade import AwsUpgradeTarget, UpgradePlan
 
     clients = AwsClients(config)
+    # What the account lacks stops the upgrade before the instance stops (its next start needs it all).
+    preflight.require(clients, config, preflight.FOR_UPGRADE, "upgrade", note=lambda line: click.echo(line, err=True))
     moving = AwsUpgradeTarget(clients, config, name)
     current = moving.image()
     if current is None:
