@@ -37,7 +37,8 @@ def test_without_cloud_keys_every_route_stays_local():
         for e in config["model_list"]
         if e["litellm_params"]["model"].startswith("ollama_chat/")
     )
-    assert config["router_settings"]["fallbacks"] == [{"local": ["smart"]}, {"smart": ["local"]}]
+    # Both routes are the same Ollama: a fallback from one to the other would wait on it twice.
+    assert config["router_settings"]["fallbacks"] == []
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
 
 
@@ -55,7 +56,12 @@ def test_claude_takes_complex_queries_when_its_key_exists_and_falls_back_to_gpt_
     table = routes(config)
     assert table["smart"] == ["anthropic/claude-sonnet-4-5"]
     assert table["gpt"] == ["openai/gpt-4o"]
-    assert config["router_settings"]["fallbacks"][1] == {"smart": ["gpt", "local"]}
+    assert config["router_settings"]["fallbacks"] == [{"local": ["smart"]}, {"smart": ["gpt", "local"]}]
+    # A cloud endpoint that never answers gives way in seconds: its own timeouts, no SDK retries.
+    cloud = [e["litellm_params"] for e in config["model_list"] if e["model_name"] in ("smart", "gpt", "claude")]
+    assert all((p["timeout"], p["stream_timeout"], p["max_retries"]) == (45, 20, 0) for p in cloud)
+    assert config["router_settings"]["retry_policy"]["TimeoutErrorRetries"] == 0
+    assert config["router_settings"]["max_fallbacks"] == 2
     keys = [e["litellm_params"].get("api_key") for e in config["model_list"] if "api_key" in e["litellm_params"]]
     assert set(keys) == {"os.environ/ANTHROPIC_API_KEY", "os.environ/OPENAI_API_KEY"}  # never the key itself
 

@@ -12,7 +12,8 @@ SERVICE = "litellm"
 INDEX = ("LiteLLM", "/litellm/")
 CONFIG = "litellm/config.yaml"
 # Routes every app uses: `local` for simple queries, `smart` for complex ones (seed: simple → local
-# model, complex → Claude/GPT). Each falls back to the other.
+# model, complex → Claude/GPT). With a cloud key each falls back to the other; without one both
+# are the same Ollama, and a fallback would only wait on it twice.
 LOCAL_ROUTE = "local"
 SMART_ROUTE = "smart"
 EMBED_ROUTE = "embed"  # the baked embedding model (AnythingLLM's embedder)
@@ -20,6 +21,22 @@ OLLAMA_API_BASE = "http://ollama:11434"
 CLOUD_PROVIDERS = {  # provider -> (LiteLLM prefix, variable holding the key, route name)
     "anthropic": ("anthropic", "ANTHROPIC_API_KEY", "claude"),
     "openai": ("openai", "OPENAI_API_KEY", "gpt"),
+}
+# A cloud endpoint that accepts and never answers must not hold a request for minutes (with
+# timeout 300 and two retries it held `smart` for 904 s): its first token within 20 s, all of it
+# within 45 s, no retry inside its SDK (the router's own retries count), then the fallback. Keys
+# of litellm_params and router_settings in LiteLLM 1.80.11 (router.py, _get_timeout).
+CLOUD_TIMEOUTS = {"timeout": 45, "stream_timeout": 20, "max_retries": 0}
+# Ollama on a CPU loads a model for a minute or more before its first token.
+LOCAL_TIMEOUTS = {"timeout": 300, "stream_timeout": 180}
+# Retry what may pass a second later; never a refused key or a request that timed out already.
+RETRY_POLICY = {
+    "AuthenticationErrorRetries": 0,
+    "BadRequestErrorRetries": 0,
+    "ContentPolicyViolationErrorRetries": 0,
+    "TimeoutErrorRetries": 0,
+    "RateLimitErrorRetries": 1,
+    "InternalServerErrorRetries": 1,
 }
 
 
@@ -29,7 +46,7 @@ def litellm_config(settings: StackSettings, providers_with_keys: Sequence[str]) 
         raise StackConfigError("ollama.models is empty: LiteLLM needs at least one local model for `local`")
     models = []
     for model in settings.ollama_models:
-        params = {"model": f"ollama_chat/{model}", "api_base": OLLAMA_API_BASE}
+        params = {"model": f"ollama_chat/{model}", "api_base": OLLAMA_API_BASE, **LOCAL_TIMEOUTS}
         models.append({"model_name": model, "litellm_params": params})
     # The first model is the everyday one; the last (the biggest, by convention of the list) stands in
     # for `smart` when no cloud key exists.
@@ -39,17 +56,24 @@ def litellm_config(settings: StackSettings, providers_with_keys: Sequence[str]) 
         if provider not in providers_with_keys:
             continue
         prefix, variable, route = CLOUD_PROVIDERS[provider]
-        params = {"model": f"{prefix}/{settings.cloud_models[provider]}", "api_key": f"os.environ/{variable}"}
+        params = {
+            "model": f"{prefix}/{settings.cloud_models[provider]}",
+            "api_key": f"os.environ/{variable}",
+            **CLOUD_TIMEOUTS,
+        }
         models.append({"model_name": route, "litellm_params": params})
         cloud_routes.append((route, params))
     if cloud_routes:
         models.append({"model_name": SMART_ROUTE, "litellm_params": cloud_routes[0][1]})
-        smart_fallbacks = [route for route, _ in cloud_routes[1:]] + [LOCAL_ROUTE]
+        fallbacks = [
+            {LOCAL_ROUTE: [SMART_ROUTE]},
+            {SMART_ROUTE: [route for route, _ in cloud_routes[1:]] + [LOCAL_ROUTE]},
+        ]
     else:
         models.append(
             {"model_name": SMART_ROUTE, "litellm_params": models[len(settings.ollama_models) - 1]["litellm_params"]}
         )
-        smart_fallbacks = [LOCAL_ROUTE]
+        fallbacks = []
     # LiteLLM's ollama/ provider embeds through Ollama's /api/embed (litellm 1.80.11,
     # llms/ollama/completion/handler.py); mode tells its health checks this is no chat model.
     embed = {"model": f"ollama/{settings.embedding_model}", "api_base": OLLAMA_API_BASE}
@@ -57,11 +81,13 @@ def litellm_config(settings: StackSettings, providers_with_keys: Sequence[str]) 
     return {
         "model_list": models,
         "router_settings": {
-            "num_retries": 2,
-            "timeout": 300,
+            "num_retries": 1,
+            "retry_policy": RETRY_POLICY,
+            "timeout": LOCAL_TIMEOUTS["timeout"],
             "allowed_fails": 3,
             "cooldown_time": 60,
-            "fallbacks": [{LOCAL_ROUTE: [SMART_ROUTE]}, {SMART_ROUTE: smart_fallbacks}],
+            "fallbacks": fallbacks,
+            "max_fallbacks": 2,
         },
         "litellm_settings": {"request_timeout": 600, "drop_params": True, "telemetry": False},
         "general_settings": {

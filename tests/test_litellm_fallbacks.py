@@ -1,0 +1,74 @@
+"""The real LiteLLM 1.80.11 with the platform's rendered routes: when the cloud model refuses,
+fails or never answers, the local model answers instead (tests/llm_providers.py plays the
+providers). Which deployment answered is asserted; how long it took is printed here and measured
+by bench/litellm_fallbacks.py, never asserted."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from llm_providers import CASES, CLOUD_ANSWER, LOCAL_ANSWER, fallback_config, start_providers, start_proxy
+from real_images import LITELLM, imported
+
+from firstboot.apps import litellm
+from firstboot.instance_config import StackSettings
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0,
+    reason="needs a running dockerd (scripts/setup starts one)",
+)
+SETTINGS = StackSettings(ollama_models=("llama3.2:3b", "deepseek-r1:7b"))
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    providers = start_providers()
+    rendered = litellm.litellm_config(SETTINGS, ["openai"])
+    running = start_proxy(imported(LITELLM), fallback_config(rendered, providers), tmp_path_factory.mktemp("litellm"))
+    try:
+        yield running
+    finally:
+        running.stop()
+        providers.close()
+
+
+def answer(response) -> str:
+    assert response.status_code == 200, response.text[:1000]
+    return response.json()["choices"][0]["message"]["content"]
+
+
+def test_the_cloud_route_answers_when_its_provider_does(proxy):
+    response, _seconds = proxy.ask("smart")
+    assert answer(response) == CLOUD_ANSWER
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_failing_cloud_provider_gives_way_to_the_local_model(proxy, case):
+    response, seconds = proxy.ask(f"smart-{case}")
+    try:
+        assert answer(response) == LOCAL_ANSWER
+    except AssertionError:
+        print(proxy.logs()[-3000:])
+        raise
+    print(f"smart, provider {case}: answered by the local model after {seconds:.1f} s")
+
+
+def test_without_a_cloud_key_local_and_smart_do_not_fall_back_into_each_other(tmp_path):
+    """Both are the same Ollama: a hung Ollama gets one wait, not one per route."""
+    rendered = litellm.litellm_config(SETTINGS, [])
+    assert rendered["router_settings"]["fallbacks"] == []
+    providers = start_providers()
+    config = {**rendered, "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"}}
+    for entry in config["model_list"]:
+        entry["litellm_params"]["api_base"] = providers.base("/500").removesuffix("/v1")
+    running = start_proxy(imported(LITELLM), config, tmp_path)
+    try:
+        response, _seconds = running.ask("smart")
+        assert response.status_code >= 400
+        # `smart` once and its one retry; a fallback to `local` would ask the same Ollama again.
+        assert 1 <= providers.hits.count("500") <= 2, providers.hits
+    finally:
+        running.stop()
+        providers.close()
