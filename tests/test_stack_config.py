@@ -7,6 +7,7 @@ checked by the real nginx and compose in test_stack_files.py and test_stack_dock
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -164,3 +165,11 @@ def test_the_openclaw_config_is_rendered_only_for_an_instance_that_runs_it(tmp_p
     )
     origins = json.loads((tmp_path / clawdbot.CONFIG).read_text())["gateway"]["controlUi"]["allowedOrigins"]
     assert origins == ["https://demo.tail1234.ts.net:8443", "https://100.64.0.7:8443"]
+
+
+def test_the_readme_states_the_cloud_timeouts_the_config_renders():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    timeouts = litellm.CLOUD_TIMEOUTS
+    assert f"gets {timeouts['stream_timeout']} s to its first token and {timeouts['timeout']} s in all" in " ".join(
+        readme.split()
+    )
