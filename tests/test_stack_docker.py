@@ -98,6 +98,14 @@ def container_of(project: str, service: str) -> str:
     ).stdout.strip()
 
 
+def print_log(project: str, service: str) -> None:
+    """The end of a container's log, for a failed test's report."""
+    logs = subprocess.run(
+        ["docker", "logs", "--tail", "40", container_of(project, service)], capture_output=True, text=True
+    )
+    print(f"{service}'s log:", logs.stdout[-4000:], logs.stderr[-4000:])
+
+
 def get(url: str, **kwargs) -> requests.Response:
     return requests.get(url, verify=False, allow_redirects=False, timeout=10, **kwargs)
 
@@ -313,10 +321,7 @@ def test_in_a_browser_the_owner_pairs_openclaws_control_ui_and_it_connects(platf
         watched.screenshot()
         assert watched.broken == []
     except BaseException:
-        logs = subprocess.run(
-            ["docker", "logs", "--tail", "40", container_of("clawdbot", "clawdbot")], capture_output=True, text=True
-        )
-        print("OpenClaw's log:", logs.stdout[-4000:], logs.stderr[-4000:])
+        print_log("clawdbot", "clawdbot")
         raise
     finally:
         watched.close()
@@ -382,10 +387,7 @@ def test_in_a_browser_the_owner_signs_in_to_n8n_and_its_push_connection_stays_op
         print(f"n8n's page at {watched.page.url}:", watched.page.inner_text("body")[:2000])
         print("its errors:", watched.errors, watched.broken)
         watched.screenshot()
-        logs = subprocess.run(
-            ["docker", "logs", "--tail", "40", container_of("n8n", "n8n")], capture_output=True, text=True
-        )
-        print("n8n's log:", logs.stdout[-4000:], logs.stderr[-4000:])
+        print_log("n8n", "n8n")
         raise
     finally:
         watched.close()
