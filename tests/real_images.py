@@ -67,6 +67,19 @@ LITELLM = Recipe(
 )
 
 
+def node_app_hooks(node: Path, modules: Path, package: str, home: str) -> tuple[str, ...]:
+    """What both Node apps' images share: the node binary, user node (uid 1000, as node's images
+    make it), and the npm install's `package` as `home`, with the dependencies npm hoisted beside it
+    as its own node_modules."""
+    return (
+        f'install -m 0755 {node} "$1/usr/local/bin/node"',
+        f"{IN_ROOT} groupadd --gid 1000 node",
+        f"{IN_ROOT} useradd --uid 1000 --gid node --create-home --shell /bin/bash node",
+        f'mkdir -p "$1{home}/node_modules" && cp -a {modules}/{package}/. "$1{home}/"',
+        f'cd {modules} && for m in * .bin; do [ "$m" = {package} ] || cp -a "$m" "$1{home}/node_modules/"; done',
+    )
+
+
 def openclaw_recipe() -> Recipe:
     """OpenClaw's gateway on Node 24, laid out as its image (the root Dockerfile, as the package's own
     docs/install/docker*.md describe it: node:24-bookworm-slim, tini as PID 1, user node (uid 1000)
@@ -93,12 +106,7 @@ def openclaw_recipe() -> Recipe:
             "tini",
         ),
         hooks=(
-            f'install -m 0755 {node} "$1/usr/local/bin/node"',
-            f"{IN_ROOT} groupadd --gid 1000 node",
-            f"{IN_ROOT} useradd --uid 1000 --gid node --create-home --shell /bin/bash node",
-            # The package is /app; its dependencies (npm hoisted them beside it) are /app/node_modules.
-            f'mkdir -p "$1/app/node_modules" && cp -a {modules}/openclaw/. "$1/app/"',
-            f'cd {modules} && for m in * .bin; do [ "$m" = openclaw ] || cp -a "$m" "$1/app/node_modules/"; done',
+            *node_app_hooks(node, modules, "openclaw", "/app"),
             'ln -s /app/openclaw.mjs "$1/usr/local/bin/openclaw"',
             'install -d -m 0700 "$1/home/node/.openclaw" && install -d "$1/home/node/.openclaw/workspace"',
             f"{IN_ROOT} chown -R node:node /app /home/node",
@@ -141,12 +149,7 @@ def n8n_recipe() -> Recipe:
         # n8n-base's runtime packages, as Debian names them.
         packages=("ca-certificates", "git", "openssh-client", "openssl", "tini", "tzdata"),
         hooks=(
-            f'install -m 0755 {node} "$1/usr/local/bin/node"',
-            f"{IN_ROOT} groupadd --gid 1000 node",
-            f"{IN_ROOT} useradd --uid 1000 --gid node --create-home --shell /bin/bash node",
-            # The package, with the dependencies npm hoisted beside it as its own node_modules.
-            f'mkdir -p "$1{home}/node_modules" && cp -a {modules}/n8n/. "$1{home}/"',
-            f'cd {modules} && for m in * .bin; do [ "$m" = n8n ] || cp -a "$m" "$1{home}/node_modules/"; done',
+            *node_app_hooks(node, modules, "n8n", home),
             f'ln -s {home}/bin/n8n "$1/usr/local/bin/n8n"',
             'install -d "$1/home/node/.n8n"',
             f"{IN_ROOT} chown -R node:node /home/node",

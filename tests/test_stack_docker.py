@@ -311,7 +311,7 @@ def test_in_a_browser_the_owner_pairs_openclaws_control_ui_and_it_connects(platf
         page.locator("#login-gate-credential").fill(platform.env_values()["OPENCLAW_GATEWAY_TOKEN"])
         page.get_by_role("button", name="Connect").click()
         # The owner sees the request in `openclaw devices list` (the gateway names it in its close reason).
-        request_id = wait_for(pending_pairing_request, 180, "pairing request in `openclaw devices list`")
+        request_id = watched.wait_for(pending_pairing_request, 180, "pairing request in `openclaw devices list`")
         approved = openclaw_cli("devices", "approve", request_id)
         assert approved.returncode == 0, approved.stderr[-2000:]
         page.get_by_text("Connected", exact=True).wait_for(timeout=60_000)
@@ -337,16 +337,6 @@ def pending_pairing_request() -> str | None:
     listed = openclaw_cli("devices", "list", "--json")
     found = re.findall(r'"requestId"\s*:\s*"([^"]+)"', listed.stdout)
     return found[0] if listed.returncode == 0 and found else None
-
-
-def wait_for(probe, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"no {what} within {timeout:g} s")
 
 
 def test_in_a_browser_litellms_admin_ui_renders_its_login(platform, chromium):
@@ -445,11 +435,16 @@ def test_a_restart_keeps_the_data(platform):
     assert "kept-across-restart" in {flow["name"] for flow in listed.json()["data"]}
 
 
+def backups(environ: dict) -> list[str]:
+    """The backups' names, newest first (`ai-platform-backup list`)."""
+    return subprocess.run([str(BACKUP), "list"], env=environ, capture_output=True, text=True).stdout.split()
+
+
 def test_a_backup_restores_a_dropped_database_table(platform):
     environ = platform.environ()
     made = subprocess.run([str(BACKUP), "create"], env=environ, capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
-    name = subprocess.run([str(BACKUP), "list"], env=environ, capture_output=True, text=True).stdout.split()[0]
+    name = backups(environ)[0]
     backup = platform.data / "backups" / name
     assert {"litellm", "n8n", "dify", "dify_plugin"} <= set((backup / "databases").read_text().split())
     listing = subprocess.run(["tar", "-tzf", str(backup / "files.tar.gz")], capture_output=True, text=True).stdout
@@ -474,7 +469,7 @@ def test_backups_keep_only_the_newest_ones(platform):
         made = subprocess.run([str(BACKUP), "create"], env=environ, capture_output=True, text=True)
         assert made.returncode == 0, made.stderr
         time.sleep(1.1)  # backup names are timestamps to the second
-    names = subprocess.run([str(BACKUP), "list"], env=environ, capture_output=True, text=True).stdout.split()
+    names = backups(environ)
     assert len(names) == 2 and names == sorted(names, reverse=True)
 
 
@@ -503,9 +498,7 @@ def test_a_backup_taken_while_an_app_writes_its_files_is_whole(platform):
         writer.join()
         shutil.rmtree(live)
     assert made.returncode == 0, made.stderr
-    name = subprocess.run([str(BACKUP), "list"], env=platform.environ(), capture_output=True, text=True).stdout.split()[
-        0
-    ]
+    name = backups(platform.environ())[0]
     archive = platform.data / "backups" / name / "files.tar.gz"
     listing = subprocess.run(["tar", "-tzf", str(archive)], capture_output=True, text=True)
     assert listing.returncode == 0, f"the archive is not whole: {listing.stderr}"

@@ -81,20 +81,16 @@ def _follow(clients, config, name: str, instance_id: str, timeout: int, quiet: b
             click.echo(f"  [{time.monotonic() - started:5.0f} s] {state}{': ' + detail if detail else ''}", err=True)
 
     group_name = names.group_name(config.name, name)
-    followed = [instance_id]
 
     def group_instance() -> str | None:
         # (an instance the group ended for failing its status checks is replaced: follow that one)
-        now = group.live_instance(group.find(clients.autoscaling, group_name))
-        if now:
-            followed.append(now)
-        return now
+        return group.live_instance(group.find(clients.autoscaling, group_name))
 
     state, detail = wait_for_agent(
         clients.ec2, instance_id, timeout=timeout, on_change=progress, current=group_instance
     )
     if state == "failed":
-        raise BuilderError(f"{name} ({followed[-1]}) failed its first boot: {detail}")
+        raise BuilderError(f"{name} ({group_instance() or instance_id}) failed its first boot: {detail}")
     return {"agent_state": state, "agent_detail": detail, "urls": service_urls(config, name)}
 
 
