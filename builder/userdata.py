@@ -99,6 +99,7 @@ def instance_document(
             "context_length": config.ollama.context_length,
         },
         "cloud_models": {"anthropic": config.providers.anthropic_model, "openai": config.providers.openai_model},
+        "routing": {"tiers": config.routing.tiers.model_dump()},
         "edge": {
             "port": config.edge.port,
             "bind": list(edge_bind if edge_bind is not None else config.edge.bind),

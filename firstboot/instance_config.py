@@ -19,6 +19,7 @@ Version 1, as JSON (the standard library reads it):
       "ollama": {"models": ["llama3.2:3b"], "embedding_model": "nomic-embed-text:v1.5",   # optional
                  "keep_alive": "5m", "context_length": 4096},
       "cloud_models": {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4o"},               # optional
+      "routing": {"tiers": {"simple": "local", "complex": "smart"}},                        # optional
       "edge": {"port": 8443, "bind": ["tailscale", "127.0.0.1"],                            # optional
                "app_ports": {"anythingllm": 8444, "dify": 8445, "n8n": 8446}},
       "endpoints": {"imds": "http://169.254.169.254", "aws": null}   # stand-ins for the local target and tests
@@ -48,6 +49,7 @@ _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
 _URL = re.compile(r"https?://[^\s/]+(/\S*)?")
 _MODEL = re.compile(r"[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+")
 _CLOUD_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_ROUTE = re.compile(rf"local|smart|{_MODEL.pattern}")
 _KEEP_ALIVE = re.compile(r"-1|\d+(s|m|h)")
 _ADDRESS = re.compile(r"tailscale|[0-9.]{7,15}|[0-9a-fA-F:]{2,39}")
 EDGE_APPS = ("anythingllm", "dify", "n8n")  # the apps with a TLS port of their own
@@ -73,6 +75,10 @@ class StackSettings:
     keep_alive: str = "5m"
     context_length: int = 4096
     cloud_models: dict[str, str] = field(default_factory=lambda: {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4o"})
+    # LiteLLM's `auto`: the route each complexity tier goes to (`local`, `smart` or a local model).
+    auto_tiers: dict[str, str] = field(
+        default_factory=lambda: {"simple": "local", "medium": "local", "complex": "smart", "reasoning": "smart"}
+    )
     edge_port: int = 8443
     edge_bind: tuple[str, ...] = ("tailscale", "127.0.0.1")
     app_ports: dict[str, int] = field(default_factory=lambda: {"anythingllm": 8444, "dify": 8445, "n8n": 8446})
@@ -145,6 +151,7 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         "endpoints",
         "ollama",
         "cloud_models",
+        "routing",
         "edge",
         "owner_credentials",
     }
@@ -207,6 +214,10 @@ def _stack_settings(reader: _Reader, document: dict) -> StackSettings:
     reader.no_unknown(ollama, {"models", "embedding_model", "keep_alive", "context_length"}, "ollama.")
     cloud = reader.mapping(document, "cloud_models", required=False) or {}
     reader.no_unknown(cloud, {"anthropic", "openai"}, "cloud_models.")
+    routing = reader.mapping(document, "routing", required=False) or {}
+    reader.no_unknown(routing, {"tiers"}, "routing.")
+    tiers = reader.mapping(routing, "tiers", required=False) or {}
+    reader.no_unknown(tiers, set(defaults.auto_tiers), "routing.tiers.")
     edge = reader.mapping(document, "edge", required=False) or {}
     reader.no_unknown(edge, {"port", "bind", "app_ports", "public"}, "edge.")
     app_ports = edge.get("app_ports", defaults.app_ports)
@@ -220,10 +231,19 @@ def _stack_settings(reader: _Reader, document: dict) -> StackSettings:
         str(k).isdigit() and isinstance(v, int) and 0 < v < 65536 for k, v in public_ports.items()
     ):
         raise reader.fail("edge.public.ports", "must map edge ports to client ports (1-65535)")
-    return StackSettings(
-        ollama_models=tuple(reader.list_of(ollama, "models", _MODEL, "NAME:TAG", prefix="ollama."))
+    models = (
+        tuple(reader.list_of(ollama, "models", _MODEL, "NAME:TAG", prefix="ollama."))
         if "models" in ollama
-        else defaults.ollama_models,
+        else defaults.ollama_models
+    )
+    auto_tiers = {}
+    for tier, default in defaults.auto_tiers.items():
+        route = reader.text(tiers, tier, _ROUTE, "local, smart or NAME:TAG", required=False, prefix="routing.tiers.")
+        if route is not None and route not in ("local", "smart") and route not in models:
+            raise reader.fail(f"routing.tiers.{tier}", f"{route} is not among ollama.models ({', '.join(models)})")
+        auto_tiers[tier] = route or default
+    return StackSettings(
+        ollama_models=models,
         embedding_model=reader.text(ollama, "embedding_model", _MODEL, "NAME:TAG", required=False, prefix="ollama.")
         or defaults.embedding_model,
         keep_alive=reader.text(
@@ -236,6 +256,7 @@ def _stack_settings(reader: _Reader, document: dict) -> StackSettings:
             or defaults.cloud_models[provider]
             for provider in ("anthropic", "openai")
         },
+        auto_tiers=auto_tiers,
         edge_port=reader.number(edge, "port", 1, 65535, defaults.edge_port, "edge."),
         edge_bind=tuple(reader.list_of(edge, "bind", _ADDRESS, "'tailscale' or IP addresses", prefix="edge."))
         if "bind" in edge

@@ -126,11 +126,21 @@ def fallback_config(rendered: dict, providers: Providers, ollama_path: str = "/o
             params["api_base"] = f"http://127.0.0.1:{providers.port}{ollama_path}"
     [smart] = [entry for entry in config["model_list"] if entry["model_name"] == "smart"]
     smart["litellm_params"]["api_base"] = providers.base("/ok")
-    [smart_fallbacks] = [rule["smart"] for rule in config["router_settings"]["fallbacks"] if "smart" in rule]
+    rules = {name: targets for rule in config["router_settings"]["fallbacks"] for name, targets in rule.items()}
+    [auto] = [entry for entry in config["model_list"] if entry["model_name"] == "auto"]
     for case, path in CASES.items():
         params = {**smart["litellm_params"], "api_base": providers.base(path)}
         config["model_list"].append({"model_name": f"smart-{case}", "litellm_params": params})
-        config["router_settings"]["fallbacks"].append({f"smart-{case}": smart_fallbacks})
+        config["router_settings"]["fallbacks"].append({f"smart-{case}": rules["smart"]})
+        # `auto` as rendered, its cloud tiers on this case's endpoint.
+        routed = json.loads(json.dumps(auto))
+        router = routed["litellm_params"]["complexity_router_config"]
+        router["tiers"] = {
+            tier: f"smart-{case}" if route == "smart" else route for tier, route in router["tiers"].items()
+        }
+        routed["model_name"] = f"auto-{case}"
+        config["model_list"].append(routed)
+        config["router_settings"]["fallbacks"].append({f"auto-{case}": rules["auto"]})
     return config
 
 
@@ -139,12 +149,12 @@ class Proxy:
     url: str
     container: str
 
-    def ask(self, model: str, timeout: float = 600) -> tuple[requests.Response, float]:
+    def ask(self, model: str, prompt: str = "hi", timeout: float = 600) -> tuple[requests.Response, float]:
         began = time.monotonic()
         response = requests.post(
             f"{self.url}/v1/chat/completions",
             headers={"Authorization": f"Bearer {MASTER_KEY}"},
-            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+            json={"model": model, "messages": [{"role": "user", "content": prompt}]},
             timeout=timeout,
         )
         return response, time.monotonic() - began

@@ -42,7 +42,7 @@ class Recipe:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-LITELLM_VERSION = "1.80.11"  # the PyPI release behind the pinned image v1.80.11-stable.1
+LITELLM_VERSION = "1.83.10"  # the PyPI release behind the pinned image v1.83.10-stable
 
 # Upstream's image (BerriAI/litellm Dockerfile): runs as root in /app, ENTRYPOINT
 # docker/prod_entrypoint.sh, which execs `litellm "$@"`; CMD ["--port", "4000"]; python3 on the PATH

@@ -38,6 +38,18 @@ BAD_FILES = [
         ["unknown instance type", "m6i.2xlarge"],
     ),
     ("model-without-tag", "version: 1\nollama:\n  models: [llama3.2]\n", "ollama.models.0", ["NAME:TAG"]),
+    (
+        "auto-tier-to-a-model-not-baked",
+        "version: 1\nrouting:\n  tiers:\n    complex: mistral:7b\n",
+        "routing.tiers.complex",
+        ["mistral:7b is not local, smart or one of ollama.models", "llama3.2:3b"],
+    ),
+    (
+        "auto-tier-unknown",
+        "version: 1\nrouting:\n  tiers:\n    hard: smart\n",
+        "routing.tiers.hard",
+        ["simple, medium, complex, reasoning"],
+    ),
     ("model-latest", "version: 1\nollama:\n  models: ['qwen2.5:latest']\n", "ollama.models.0", ["fixed tag"]),
     (
         "model-twice",

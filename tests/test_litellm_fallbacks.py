@@ -1,5 +1,6 @@
-"""The real LiteLLM 1.80.11 with the platform's rendered routes: when the cloud model refuses,
-fails or never answers, the local model answers instead (tests/llm_providers.py plays the
+"""The real LiteLLM (1.83.10) with the platform's rendered routes: `auto` keeps simple questions on
+the local model and sends complex ones to the cloud; when the cloud model refuses, fails or never
+answers, the local model answers instead (tests/llm_providers.py plays the
 providers). Which deployment answered is asserted; how long it took is printed here and measured
 by bench/litellm_fallbacks.py, never asserted."""
 
@@ -37,6 +38,40 @@ def proxy(tmp_path_factory):
 def answer(response) -> str:
     assert response.status_code == 200, response.text[:1000]
     return response.json()["choices"][0]["message"]["content"]
+
+
+# Scored by LiteLLM's complexity router (router_strategy/complexity_router, default weights):
+# greetings and short factual questions are SIMPLE; code, technical terms and explicit
+# step-by-step reasoning are COMPLEX and REASONING.
+SIMPLE_PROMPTS = ["hi", "What is the capital of France?"]
+COMPLEX_PROMPTS = {
+    "complex": "Write an async Python class that reads rows from a Postgres database through a REST api, "
+    "caches them, and tune its performance and latency under load.",
+    "reasoning": "Think step by step and explain your reasoning: which of two loans costs less over ten years?",
+}
+
+
+@pytest.mark.parametrize("prompt", SIMPLE_PROMPTS)
+def test_auto_keeps_a_simple_question_on_the_local_model(proxy, prompt):
+    response, _seconds = proxy.ask("auto", prompt)
+    assert answer(response) == LOCAL_ANSWER
+
+
+@pytest.mark.parametrize("tier", list(COMPLEX_PROMPTS))
+def test_auto_sends_a_complex_request_to_the_cloud_model(proxy, tier):
+    response, _seconds = proxy.ask("auto", COMPLEX_PROMPTS[tier])
+    assert answer(response) == CLOUD_ANSWER
+
+
+@pytest.mark.parametrize("case", ["refused", "401", "hang"])
+def test_when_the_cloud_tier_fails_auto_is_answered_by_the_local_model(proxy, case):
+    response, seconds = proxy.ask(f"auto-{case}", COMPLEX_PROMPTS["complex"])
+    try:
+        assert answer(response) == LOCAL_ANSWER
+    except AssertionError:
+        print(proxy.logs()[-3000:])
+        raise
+    print(f"auto, complex request, provider {case}: answered by the local model after {seconds:.1f} s")
 
 
 def test_the_cloud_route_answers_when_its_provider_does(proxy):

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from stack_fixtures import STACKS_DIR
 
-from firstboot import stack_config
+from firstboot import instance_config, stack_config
 from firstboot.apps import MODULES, clawdbot, edge, litellm
 from firstboot.instance_config import StackSettings
 
@@ -57,7 +57,11 @@ def test_claude_takes_complex_queries_when_its_key_exists_and_falls_back_to_gpt_
     table = routes(config)
     assert table["smart"] == ["anthropic/claude-sonnet-4-5"]
     assert table["gpt"] == ["openai/gpt-4o"]
-    assert config["router_settings"]["fallbacks"] == [{"local": ["smart"]}, {"smart": ["gpt", "local"]}]
+    assert config["router_settings"]["fallbacks"] == [
+        {"local": ["smart"]},
+        {"smart": ["gpt", "local"]},
+        {"auto": ["local"]},  # keyed by the name asked for: a failing cloud tier gives way to local
+    ]
     # A cloud endpoint that never answers gives way in seconds: its own timeouts, no SDK retries.
     cloud = [e["litellm_params"] for e in config["model_list"] if e["model_name"] in ("smart", "gpt", "claude")]
     assert all((p["timeout"], p["stream_timeout"], p["max_retries"]) == (45, 20, 0) for p in cloud)
@@ -173,3 +177,41 @@ def test_the_readme_states_the_cloud_timeouts_the_config_renders():
     assert f"gets {timeouts['stream_timeout']} s to its first token and {timeouts['timeout']} s in all" in " ".join(
         readme.split()
     )
+
+
+def test_auto_sends_simple_tiers_to_local_and_complex_ones_to_smart_by_default():
+    for keys in ([], ["anthropic"]):
+        config = litellm.litellm_config(SETTINGS, keys)
+        [auto] = [e["litellm_params"] for e in config["model_list"] if e["model_name"] == "auto"]
+        assert auto["model"] == "auto_router/complexity_router"
+        tiers = auto["complexity_router_config"]["tiers"]
+        assert tiers == {"SIMPLE": "local", "MEDIUM": "local", "COMPLEX": "smart", "REASONING": "smart"}
+        assert auto["complexity_router_default_model"] == "local"
+        # Every tier's route is a model of this config (LiteLLM would fail at its first request).
+        assert set(tiers.values()) <= set(routes(config))
+
+
+def test_auto_tiers_come_from_the_instance_config():
+    document = {
+        "version": 1,
+        "platform": "ai-platform",
+        "instance": "alpha",
+        "target": "local",
+        "region": "us-east-1",
+        "data_volume": {"id": "vol-0123456789abcdef0"},
+        "ollama": {"models": ["llama3.2:3b", "qwen2.5:7b"]},
+        "routing": {"tiers": {"medium": "qwen2.5:7b", "reasoning": "local"}},
+    }
+    settings = instance_config.parse_instance_config(document, "instance.json").stack
+    assert settings.auto_tiers == {"simple": "local", "medium": "qwen2.5:7b", "complex": "smart", "reasoning": "local"}
+    [auto] = [e for e in litellm.litellm_config(settings, [])["model_list"] if e["model_name"] == "auto"]
+    assert auto["litellm_params"]["complexity_router_default_model"] == "qwen2.5:7b"
+    document["routing"]["tiers"]["medium"] = "mistral:7b"  # not baked
+    with pytest.raises(instance_config.InstanceConfigError, match=r"routing.tiers.medium.*mistral:7b"):
+        instance_config.parse_instance_config(document, "instance.json")
+
+
+def test_the_readme_routing_table_is_the_one_the_default_config_renders():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    unindented = "\n".join(line.strip() for line in readme.splitlines())  # it sits in a list item
+    assert litellm.routing_table(StackSettings()) in unindented

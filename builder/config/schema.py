@@ -269,6 +269,23 @@ class Providers(Section):
     )
 
 
+RouteName = Annotated[str, Field(pattern=r"^(local|smart|[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+)$")]
+
+
+class RoutingTiers(Section):
+    """Where LiteLLM's `auto` sends each complexity tier: `local` (the first local model), `smart`
+    (Claude/GPT when a key exists, else the last local model) or one of `ollama.models`."""
+
+    simple: RouteName = Field("local", description="Greetings, short factual questions.")
+    medium: RouteName = Field("local", description="Everyday requests; also a request with no user text.")
+    complex: RouteName = Field("smart", description="Code, technical and multi-part requests.")
+    reasoning: RouteName = Field("smart", description="Requests that ask for step-by-step reasoning.")
+
+
+class Routing(Section):
+    tiers: RoutingTiers = Field(default_factory=RoutingTiers, description="LiteLLM's `auto`: route per tier.")
+
+
 class Edge(Section):
     port: Port = Field(8443, description="TLS port of the edge NGINX: the index and the sub-path routes.")
     bind: list[str] = Field(
@@ -468,6 +485,7 @@ class PlatformConfig(Section):
     ollama: Ollama = Field(default_factory=Ollama, description="Local models.")
     tailscale: Tailscale = Field(default_factory=Tailscale, description="Joining the tailnet.")
     providers: Providers = Field(default_factory=Providers, description="Cloud model providers.")
+    routing: Routing = Field(default_factory=Routing, description="LiteLLM's `auto` route: local or cloud per request.")
     edge: Edge = Field(default_factory=Edge, description="The edge NGINX.")
     image: Image = Field(default_factory=Image, description="The baked machine image.")
     local: Local = Field(default_factory=Local, description="The local qemu target.")
@@ -483,6 +501,13 @@ class PlatformConfig(Section):
                 if service.edge_port in owners:
                     raise ValueError(f"{key}: port {service.edge_port} is already taken by {owners[service.edge_port]}")
                 owners[service.edge_port] = key
+        for tier in RoutingTiers.model_fields:
+            route = getattr(self.routing.tiers, tier)
+            if route not in ("local", "smart") and route not in self.ollama.models:
+                raise ValueError(
+                    f"routing.tiers.{tier}: {route} is not local, smart or one of ollama.models "
+                    f"({', '.join(self.ollama.models)})"
+                )
         zone = self.data_volume.availability_zone
         if zone is not None and not zone.startswith(self.aws.region):
             raise ValueError(f"data_volume.availability_zone: {zone} is not a zone of aws.region {self.aws.region}")

@@ -11,11 +11,16 @@ from firstboot.instance_config import StackSettings
 SERVICE = "litellm"
 INDEX = ("LiteLLM", "/litellm/")
 CONFIG = "litellm/config.yaml"
-# Routes every app uses: `local` for simple queries, `smart` for complex ones (seed: simple → local
-# model, complex → Claude/GPT). With a cloud key each falls back to the other; without one both
-# are the same Ollama, and a fallback would only wait on it twice.
+# `auto` is the route every app uses: LiteLLM's complexity router (rule-based, no network, no
+# licence; LiteLLM >= 1.81.14, router_strategy/complexity_router) scores the last user message and
+# hands SIMPLE/MEDIUM to `local`, COMPLEX/REASONING to `smart` (seed: simple → local model,
+# complex → Claude/GPT). `local` and `smart` stay for apps that choose: with a cloud key each falls
+# back to the other; without one both are the same Ollama, and a fallback would only wait on it twice.
+AUTO_ROUTE = "auto"
 LOCAL_ROUTE = "local"
 SMART_ROUTE = "smart"
+TIERS = ("simple", "medium", "complex", "reasoning")
+DEFAULT_TIERS = {"simple": LOCAL_ROUTE, "medium": LOCAL_ROUTE, "complex": SMART_ROUTE, "reasoning": SMART_ROUTE}
 EMBED_ROUTE = "embed"  # the baked embedding model (AnythingLLM's embedder)
 OLLAMA_API_BASE = "http://ollama:11434"
 CLOUD_PROVIDERS = {  # provider -> (LiteLLM prefix, variable holding the key, route name)
@@ -25,7 +30,7 @@ CLOUD_PROVIDERS = {  # provider -> (LiteLLM prefix, variable holding the key, ro
 # A cloud endpoint that accepts and never answers must not hold a request for minutes (with
 # timeout 300 and two retries it held `smart` for 904 s): its first token within 20 s, all of it
 # within 45 s, no retry inside its SDK (the router's own retries count), then the fallback. Keys
-# of litellm_params and router_settings in LiteLLM 1.80.11 (router.py, _get_timeout).
+# of litellm_params and router_settings in LiteLLM 1.80.11 and 1.83.10 (router.py, _get_timeout).
 CLOUD_TIMEOUTS = {"timeout": 45, "stream_timeout": 20, "max_retries": 0}
 # Ollama on a CPU loads a model for a minute or more before its first token.
 LOCAL_TIMEOUTS = {"timeout": 300, "stream_timeout": 180}
@@ -65,15 +70,20 @@ def litellm_config(settings: StackSettings, providers_with_keys: Sequence[str]) 
         cloud_routes.append((route, params))
     if cloud_routes:
         models.append({"model_name": SMART_ROUTE, "litellm_params": cloud_routes[0][1]})
+        # LiteLLM looks fallbacks up by the name asked for (`auto`), not by the tier's route it chose
+        # (router.py async_function_with_fallbacks): a failing cloud tier gives way to `local`, and a
+        # failing local tier reaches the cloud through `local`'s own fallback.
         fallbacks = [
             {LOCAL_ROUTE: [SMART_ROUTE]},
             {SMART_ROUTE: [route for route, _ in cloud_routes[1:]] + [LOCAL_ROUTE]},
+            {AUTO_ROUTE: [LOCAL_ROUTE]},
         ]
     else:
         models.append(
             {"model_name": SMART_ROUTE, "litellm_params": models[len(settings.ollama_models) - 1]["litellm_params"]}
         )
         fallbacks = []
+    models.append(auto_route(settings.auto_tiers))
     # LiteLLM's ollama/ provider embeds through Ollama's /api/embed (litellm 1.80.11,
     # llms/ollama/completion/handler.py); mode tells its health checks this is no chat model.
     embed = {"model": f"ollama/{settings.embedding_model}", "api_base": OLLAMA_API_BASE}
@@ -95,6 +105,40 @@ def litellm_config(settings: StackSettings, providers_with_keys: Sequence[str]) 
             "database_url": "os.environ/DATABASE_URL",
         },
     }
+
+
+def auto_route(tiers: dict[str, str]) -> dict:
+    """The `auto` model: LiteLLM's complexity router over routes of this config (keys of
+    complexity_router_config in LiteLLM 1.83.10, router_strategy/complexity_router/config.py). The
+    scoring keeps LiteLLM's defaults; a request with no user text goes to the medium tier."""
+    params = {
+        "model": "auto_router/complexity_router",
+        "complexity_router_config": {"tiers": {tier.upper(): tiers[tier] for tier in TIERS}},
+        "complexity_router_default_model": tiers["medium"],
+    }
+    return {"model_name": AUTO_ROUTE, "litellm_params": params}
+
+
+def routing_table(settings: StackSettings) -> str:
+    """The README's table of routes, from the same settings the config is rendered from."""
+    cloud = {"anthropic": "claude", "openai": "gpt"}
+    smart_with_key = ", else ".join(
+        f"`{route}` ({settings.cloud_models[provider]})" for provider, route in cloud.items()
+    )
+    biggest = settings.ollama_models[-1]
+
+    def target(route: str, with_key: bool) -> str:
+        if route == LOCAL_ROUTE:
+            return f"`local` ({settings.ollama_models[0]})"
+        if route == SMART_ROUTE:
+            return f"`smart`: {smart_with_key}" if with_key else f"`smart` ({biggest})"
+        return f"`{route}`"
+
+    rows = ["| `auto` sends | with a cloud key | without one |", "| --- | --- | --- |"]
+    for tier in TIERS:
+        route = settings.auto_tiers[tier]
+        rows.append(f"| {tier.upper()} | {target(route, True)} | {target(route, False)} |")
+    return "\n".join(rows) + "\n"
 
 
 def render(instance: Instance) -> Rendered:
