@@ -1,5 +1,6 @@
-"""The owner's credentials: the logins only the owner may hold (the edge's owner password, the OpenClaw
-gateway token, AnythingLLM's password, Dify's init password).
+"""The owner's credentials: what only the owner may hold (the edge's owner password, the OpenClaw
+gateway token, AnythingLLM's, Dify's and n8n's passwords, LiteLLM's master key and the LiteLLM key
+the owner enters in Dify).
 
 builder makes them at an instance's first launch and keeps them where it can show them again
 (`builder credentials NAME`) and the instance's agent can read them at every boot, never in the

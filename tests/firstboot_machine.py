@@ -18,7 +18,7 @@ from firstboot.platform import Platform
 # The .env contract the image ships (issue #3's stacks read every variable of it).
 OWNER_FW_CFG = "opt/ai-platform/owner-credentials"
 OWNER = {
-    v["name"]: f"owner-{v['name'].lower()}"
+    v["name"]: v.get("prefix", "") + f"owner-{v['name'].lower()}"
     for v in json.loads((Path(__file__).parents[1] / "image/rootfs/opt/ai-platform/env-contract.json").read_text())[
         "variables"
     ]

@@ -34,7 +34,7 @@ def validate(openclaw, tmp_path, document: dict) -> subprocess.CompletedProcess:
         "OPENCLAW_CONFIG_PATH": str(config),
         "OPENCLAW_STATE_DIR": str(tmp_path / "state"),
         "OPENCLAW_GATEWAY_TOKEN": "test-token",
-        "LITELLM_MASTER_KEY": "sk-test",
+        "LITELLM_API_KEY": "sk-test",
     }
     return subprocess.run(
         [str(binary), "config", "validate", "--json"], env=environ, capture_output=True, text=True, timeout=300

@@ -22,6 +22,9 @@ NAMES = {
     "ANYTHINGLLM_AUTH_TOKEN",
     "DIFY_INIT_PASSWORD",
     "N8N_OWNER_PASSWORD",
+    # Not logins, but what the owner types: LiteLLM's admin key (its UI), Dify's LiteLLM key.
+    "LITELLM_MASTER_KEY",
+    "LITELLM_KEY_DIFY",
 }
 
 
@@ -56,6 +59,8 @@ def test_an_aws_launch_makes_them_once_and_lets_only_its_role_read_them(aws, bak
     rows = {row["credential"]: row for row in json.loads(shown.out)["credentials"]}
     assert {name: row["value"] for name, row in rows.items()} == first
     assert rows["OPENCLAW_GATEWAY_TOKEN"]["url"].endswith(f"/clawdbot/#token={first['OPENCLAW_GATEWAY_TOKEN']}")
+    assert rows["LITELLM_MASTER_KEY"]["url"].endswith("/litellm/ui/")
+    assert "http://litellm:4000/v1" in rows["LITELLM_KEY_DIFY"]["what"]
 
     # Never in what the instance is launched with.
     user_data = render_user_data(cfg, instance_document(cfg, "alpha", "aws")).mime

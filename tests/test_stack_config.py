@@ -14,7 +14,7 @@ import yaml
 from stack_fixtures import STACKS_DIR
 
 from firstboot import instance_config, stack_config
-from firstboot.apps import MODULES, clawdbot, edge, litellm
+from firstboot.apps import MODULES, clawdbot, edge, litellm, n8n
 from firstboot.instance_config import StackSettings
 
 SETTINGS = StackSettings()
@@ -98,7 +98,7 @@ def test_instance_conf_maps_the_apps_host_ports_and_the_owner_credential(tmp_pat
 
 
 def instance(settings=SETTINGS, services=("litellm",), **values) -> stack_config.Instance:
-    env = {"EDGE_OWNER_PASSWORD": "pw"}
+    env = values.pop("env", {"EDGE_OWNER_PASSWORD": "pw", "LITELLM_KEY_N8N": "sk-n8n-test"})
     values = {"tailnet": False, "stacks_dir": STACKS_DIR, **values}
     return stack_config.Instance(settings, list(services), env, **values)
 
@@ -110,6 +110,19 @@ def test_files_are_written_once_with_their_modes(tmp_path):
     assert stack_config.write_stack_files(tmp_path, instance())[0] == []
     with pytest.raises(stack_config.StackConfigError, match="no address"):
         stack_config.write_stack_files(tmp_path, instance(StackSettings(edge_bind=("tailscale",))))
+
+
+def test_n8n_gets_a_ready_credential_for_the_gateway_with_its_own_key(tmp_path):
+    stack_config.write_stack_files(tmp_path, instance(services=["litellm", "n8n"]))
+    path = tmp_path / n8n.CREDENTIALS
+    assert oct(path.stat().st_mode & 0o777) == "0o600"  # it holds a key
+    [credential] = json.loads(path.read_text())
+    assert credential["type"] == "openAiApi"  # n8n's OpenAI credential: apiKey and url (n8n-nodes-base 2.37.10)
+    assert credential["data"] == {"apiKey": "sk-n8n-test", "url": "http://litellm:4000/v1"}
+    # An upsert on a fixed id: imported at every start, never a second copy.
+    assert credential["id"] == n8n.CREDENTIAL_ID
+    with pytest.raises(stack_config.StackConfigError, match="LITELLM_KEY_N8N"):
+        stack_config.write_stack_files(tmp_path, instance(services=["n8n"], env={"EDGE_OWNER_PASSWORD": "pw"}))
 
 
 def test_every_app_has_one_module_with_its_service_and_index_entry():

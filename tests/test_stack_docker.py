@@ -177,7 +177,7 @@ def test_the_real_litellm_answers_through_the_edge_only_with_its_master_key(plat
     listed = get(models, headers={"Authorization": f"Bearer {key}"})
     assert listed.status_code == 200, listed.text[:500]
     # `embed`: the baked embedding model, AnythingLLM's embedder (the real LiteLLM loads the route).
-    assert {"local", "smart", "embed"} <= {model["id"] for model in listed.json()["data"]}
+    assert {"auto", "local", "smart", "embed"} <= {model["id"] for model in listed.json()["data"]}
     assert_edge_security_headers(listed)
 
 
@@ -228,6 +228,46 @@ def test_the_real_n8n_builds_its_links_on_the_edge_port_the_client_uses(platform
     # (n8n trims the editor's trailing slash itself)
     assert (data["urlBaseEditor"].rstrip("/"), data["urlBaseWebhook"]) == (N8N, f"{N8N}/")
     assert_edge_security_headers(settings)
+
+
+def test_the_real_n8n_has_a_ready_credential_for_the_gateway_with_its_own_key(platform):
+    """Imported by the stack's post-start (`n8n import:credentials`): the owner finds it among their
+    credentials, n8n keeps it encrypted with its own key, and a second import changes nothing."""
+    env = platform.env_values()
+    with n8n_session(env["N8N_OWNER_PASSWORD"]) as session:
+        listed = session.get(f"{N8N}/rest/credentials", timeout=30)
+    assert listed.status_code == 200, listed.text[:500]
+    [credential] = [c for c in listed.json()["data"] if c["id"] == "aiPlatformLiteLLM"]
+    assert (credential["name"], credential["type"]) == ("LiteLLM (ai-platform)", "openAiApi")
+    assert env["LITELLM_KEY_N8N"] not in psql("n8n", "SELECT data FROM credentials_entity")
+    container = container_of("n8n", "n8n")
+    exported = subprocess.run(
+        [
+            "docker",
+            "exec",
+            container,
+            "sh",
+            "-c",
+            "n8n export:credentials --id=aiPlatformLiteLLM --decrypted"
+            " --output=/tmp/exported.json >/dev/null && cat /tmp/exported.json && rm /tmp/exported.json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    [data] = [c["data"] for c in json.loads(exported.stdout)]
+    assert data == {"apiKey": env["LITELLM_KEY_N8N"], "url": "http://litellm:4000/v1"}
+
+    again = subprocess.run(
+        [str(platform.root / "stacks/n8n/post-start")],
+        env={**platform.environ(), "COMPOSE_PROJECT": "ai-platform-n8n"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert psql("n8n", "SELECT count(*) FROM credentials_entity WHERE name = 'LiteLLM (ai-platform)'") == "1"
 
 
 def test_the_real_openclaw_serves_its_control_ui_under_clawdbot_with_its_assets(platform):
@@ -316,7 +356,7 @@ def test_in_a_browser_the_owner_pairs_openclaws_control_ui_and_it_connects(platf
         assert approved.returncode == 0, approved.stderr[-2000:]
         page.get_by_text("Connected", exact=True).wait_for(timeout=60_000)
         watched.wait_for(
-            lambda: any('"provider":"litellm"' in f and '"id":"smart"' in f for f in watched.frames), 60, "models"
+            lambda: any('"provider":"litellm"' in f and '"id":"auto"' in f for f in watched.frames), 60, "models"
         )
         watched.screenshot()
         assert watched.broken == []

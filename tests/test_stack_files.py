@@ -236,3 +236,37 @@ def test_scripts_pass_shellcheck(script):
     ]
     result = subprocess.run(["shellcheck", *map(str, paths)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_only_litellm_holds_the_master_key_and_each_app_calls_it_with_its_own(tree):
+    env_values = tree.env_values()
+    master = env_values["LITELLM_MASTER_KEY"]
+    holders = [name for name in STACKS if master in json.dumps(rendered(tree, name))]
+    assert holders == ["litellm"]
+
+    def environment(stack: str, service: str) -> dict:
+        return rendered(tree, stack)["services"][service]["environment"]
+
+    app_keys = {app: env_values[f"LITELLM_KEY_{app.upper()}"] for app in ("anythingllm", "clawdbot", "n8n", "dify")}
+    assert len(set(app_keys.values())) == 4 and all(key.startswith("sk-") for key in app_keys.values())
+    assert environment("anythingllm", "anythingllm")["LITE_LLM_API_KEY"] == app_keys["anythingllm"]
+    assert environment("clawdbot", "clawdbot")["LITELLM_API_KEY"] == app_keys["clawdbot"]
+    # LiteLLM gets them all, for ensure-keys.py to register after every start.
+    litellm = environment("litellm", "litellm")
+    assert {app: litellm[f"AI_PLATFORM_APP_KEY_{app.upper()}"] for app in app_keys} == app_keys
+
+
+def test_litellm_is_told_to_migrate_offline(tree):
+    # litellm-proxy-extras 0.4.67 reads PRISMA_OFFLINE_MODE with str_to_bool: "true" turns it on.
+    litellm = rendered(tree, "litellm")["services"]["litellm"]["environment"]
+    assert litellm["PRISMA_OFFLINE_MODE"].lower() in ("true", "1", "t", "y", "yes")
+    assert litellm["DATABASE_URL"].startswith("postgresql://litellm:")
+
+
+def test_the_apps_ask_for_auto_by_default(tree):
+    anythingllm = rendered(tree, "anythingllm")["services"]["anythingllm"]["environment"]
+    assert anythingllm["LITE_LLM_MODEL_PREF"] == "auto"
+    openclaw = json.loads((STACKS_DIR / "clawdbot/openclaw.json").read_text())
+    assert openclaw["agents"]["defaults"]["model"]["primary"] == "litellm/auto"
+    assert openclaw["models"]["providers"]["litellm"]["apiKey"] == "${LITELLM_API_KEY}"
+    assert "auto" in [model["id"] for model in openclaw["models"]["providers"]["litellm"]["models"]]

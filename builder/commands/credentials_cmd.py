@@ -19,6 +19,11 @@ LOGINS = {
     "ANYTHINGLLM_AUTH_TOKEN": ("AnythingLLM password", ("anythingllm", "/")),
     "DIFY_INIT_PASSWORD": ("Dify init password (asked before the first admin is made)", ("dify", "/install")),
     "N8N_OWNER_PASSWORD": ("n8n owner password (sign in as owner@ai-platform.invalid)", ("n8n", "/signin")),
+    "LITELLM_MASTER_KEY": ("LiteLLM master key (admin UI: user admin; spend per app)", ("main", "/litellm/ui/")),
+    "LITELLM_KEY_DIFY": (
+        "Dify's LiteLLM key (enter once in Dify's model provider: base URL http://litellm:4000/v1, model auto)",
+        ("dify", "/plugins"),
+    ),
 }
 
 
@@ -64,8 +69,6 @@ def credentials(options: GlobalOptions, name: str, target: str) -> None:
     click.echo(f"{config.name}/{name}: the owner's credentials (kept in {where}); keep them to yourself")
     for row in rows:
         click.echo(f"  {row['what']}\n    {row['value']}" + (f"\n    at {row['url']}" if row["url"] else ""))
-    if config.services.n8n.enabled and "n8n" in bases:
-        click.echo(f"  n8n: its first visitor sets up the owner account; open {bases['n8n']}/ before anyone else")
 
 
 def _tailnet_bases(config, name: str) -> dict[str, str]:

@@ -55,6 +55,12 @@ url=$(printf '%s' "$2" | sed -n "s/^fetch('\\([^']*\\)').then(r => process.exit(
 [ -n "$url" ] || { echo "node stand-in: not a fetch healthcheck: $2" >&2; exit 2; }
 exec curl -fsSL -o /dev/null --max-time 25 "$url"
 """,
+    # n8n's CLI, as far as the stack's post-start uses it.
+    "n8n": """#!/bin/sh
+[ "$1" = import:credentials ] && [ "${2#--input=}" != "$2" ] ||
+    { echo "n8n stand-in: only import:credentials --input=FILE" >&2; exit 2; }
+exec /usr/bin/python3 /usr/local/bin/standin n8n-import "${2#--input=}"
+""",
 }
 
 
@@ -79,7 +85,7 @@ def build_standins(pins: list[Pin], log=print) -> dict[str, str]:
             container = _docker("create", base, "/bin/true").stdout.strip()
             try:
                 _docker("cp", str(HERE / "standin.py"), f"{container}:/usr/local/bin/standin")
-                for name in ("node",) + (("ollama",) if role == "ollama" else ()):
+                for name in ("node",) + ((role,) if role in ("ollama", "n8n") else ()):
                     _docker("cp", str(Path(work) / name), f"{container}:/usr/local/bin/{name}")
                 _docker(
                     "commit",

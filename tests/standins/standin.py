@@ -13,7 +13,12 @@ image is Debian with this program as its entrypoint, tagged as the pinned refere
   and, for apps with a database, logs in with the credentials compose gives it and creates a
   marker table (so a test can see the app's database, its password, and that data survives);
   such an app also keeps every POST body in its database (`standin_posts`) and lists them at
-  GET /standin/posts: data written through the app, as a user writes a workflow.
+  GET /standin/posts: data written through the app, as a user writes a workflow;
+- litellm also keeps virtual keys as the real one does (only their sha256, in its database, behind
+  the master key): GET /key/info (404 for an unknown key) and POST /key/generate (a custom key,
+  its alias unique), for the stack's ensure-keys.py;
+- n8n also has an `n8n import:credentials --input=FILE` command (an upsert on the id, into its
+  database), for the stack's post-start.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 PORTS = {
     "ollama": 11434,
@@ -43,6 +49,7 @@ PORTS = {
     "dify-plugin-daemon": 5002,
     "squid": 3128,
 }
+ROLE = "?"  # this container's role, for its database
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
 
 
@@ -76,11 +83,75 @@ def create_marker(role: str) -> None:
     raise SystemExit(f"standin {role}: could not log in to its database")
 
 
+def psql(sql: str, **variables: str) -> subprocess.CompletedProcess:
+    arguments = [f"{name}={value}" for name, value in variables.items()]
+    return subprocess.run(
+        ["psql", database_url(ROLE), "-Atq", "-v", "ON_ERROR_STOP=1", *(a for v in arguments for a in ("-v", v))],
+        input=sql,
+        capture_output=True,
+        text=True,
+    )
+
+
+KEYS_TABLE = "CREATE TABLE IF NOT EXISTS standin_keys (token text PRIMARY KEY, key_alias text UNIQUE, metadata text);"
+
+
+def key_api(handler: Handler, body: str) -> None:
+    """LiteLLM's /key/info and /key/generate, as far as ensure-keys.py uses them."""
+    if handler.headers.get("Authorization") != f"Bearer {os.environ['LITELLM_MASTER_KEY']}":
+        handler.reply(401, {"error": {"message": "Authentication Error, invalid master key"}})
+        return
+    if handler.path.startswith("/key/info"):
+        key = parse_qs(urlsplit(handler.path).query).get("key", [""])[0]
+        token = hashlib.sha256(key.encode()).hexdigest()
+        found = psql(KEYS_TABLE + "SELECT key_alias FROM standin_keys WHERE token = :'token';", token=token)
+        if found.stdout.strip():
+            handler.reply(200, {"key": token, "info": {"key_alias": found.stdout.strip()}})
+        else:
+            handler.reply(404, {"error": {"message": "Key not found in database", "code": "404"}})
+        return
+    request = json.loads(body or "{}")
+    token = hashlib.sha256(request["key"].encode()).hexdigest()
+    made = psql(
+        KEYS_TABLE + "INSERT INTO standin_keys VALUES (:'token', :'alias', :'metadata');",
+        token=token,
+        alias=request.get("key_alias", ""),
+        metadata=json.dumps(request.get("metadata", {})),
+    )
+    if made.returncode != 0:
+        handler.reply(400, {"error": {"message": f"Unique key aliases across all keys are required: {made.stderr}"}})
+    else:
+        handler.reply(200, {"key": request["key"], "key_alias": request.get("key_alias")})
+
+
+def import_credentials(path: str) -> None:
+    """`n8n import:credentials --input=FILE`: each credential kept in n8n's database, by id."""
+    with open(path, encoding="utf-8") as handle:
+        credentials = json.load(handle)
+    if not isinstance(credentials, list):
+        raise SystemExit("File does not seem to contain credentials: an array is expected.")
+    for credential in credentials:
+        kept = psql(
+            "CREATE TABLE IF NOT EXISTS standin_credentials (id text PRIMARY KEY, type text, data text);"
+            "INSERT INTO standin_credentials VALUES (:'id', :'type', :'data')"
+            " ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, data = EXCLUDED.data;",
+            id=credential["id"],
+            type=credential["type"],
+            data=json.dumps(credential["data"]),
+        )
+        if kept.returncode != 0:
+            raise SystemExit(kept.stderr)
+    print(f"Successfully imported {len(credentials)} credentials.")
+
+
 class Handler(BaseHTTPRequestHandler):
     role = "?"
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        if self.role == "litellm" and self.path.startswith("/key/"):
+            key_api(self, "")
+            return
         if self.headers.get("Upgrade", "").lower() == "websocket":
             accept = base64.b64encode(
                 hashlib.sha1((self.headers["Sec-WebSocket-Key"] + WEBSOCKET_GUID).encode()).digest()
@@ -111,6 +182,9 @@ class Handler(BaseHTTPRequestHandler):
         url = database_url(self.role)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        if self.role == "litellm" and self.path.startswith("/key/"):
+            key_api(self, body)
+            return
         if url and body:
             sql = (
                 "CREATE TABLE IF NOT EXISTS standin_posts (path text, body text, at timestamptz DEFAULT now());\n"
@@ -140,6 +214,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve(role: str) -> None:
+    global ROLE
+    ROLE = role
     create_marker(role)
     Handler.role = role
     port = PORTS.get(role)
@@ -191,11 +267,15 @@ def postgres() -> None:
 
 
 def main() -> None:
+    global ROLE
     # As PID 1 nothing ends us on SIGTERM unless we say so (the real images stop promptly too).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     role, arguments = sys.argv[1], sys.argv[2:]
     if role == "postgres":
         postgres()
+    elif role == "n8n-import":  # the stand-in's `n8n` command: import:credentials --input=FILE
+        ROLE = "n8n"
+        import_credentials(arguments[0])
     elif role in ("redis", "nginx"):
         os.execvp(arguments[0], arguments)  # the compose file's command, run by the real program
     else:
