@@ -86,7 +86,7 @@ def services_memory_mib(services: Sequence[str]) -> int:
 
 
 def enabled_services(config: PlatformConfig) -> list[str]:
-    return [name for name in type(config.services).model_fields if getattr(config.services, name).enabled]
+    return config.services.enabled_names()
 
 
 def check_disk(config: PlatformConfig, target: str, variables: Sequence[str]) -> list[Finding]:
@@ -102,6 +102,8 @@ def check_disk(config: PlatformConfig, target: str, variables: Sequence[str]) ->
 
 def check_memory(config: PlatformConfig, target: str, instance_memory_mib: int | None = None) -> list[Finding]:
     needed = services_memory_mib(enabled_services(config))
+    # The owner's own services say what they need (services.custom.NAME.memory_mib).
+    needed += sum(service.memory_mib for service in config.services.custom.values() if service.enabled)
     if target == "local":
         configured, setting = config.local.memory_mib, "local.memory_mib"
     else:

@@ -124,6 +124,7 @@ def _register() -> None:
         launch_cmd,
         preflight_cmd,
         secrets_cmd,
+        service_cmd,
         upgrade_cmd,
         userdata_cmd,
     )
@@ -141,6 +142,7 @@ def _register() -> None:
     cli.add_command(userdata_cmd.userdata)
     cli.add_command(credentials_cmd.credentials)
     cli.add_command(preflight_cmd.preflight)
+    cli.add_command(service_cmd.service)
 
 
 _register()

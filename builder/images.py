@@ -65,6 +65,11 @@ def load_lock(path: Path = LOCK_PATH) -> list[Pin]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise LockError(f"{path}: cannot be read as JSON ({exc})") from None
+    return pins_of(document, path)
+
+
+def pins_of(document, path: Path) -> list[Pin]:
+    """The pins of a lock document, checked; errors name `path` and the entry."""
     if not isinstance(document, dict) or document.get("version") != LOCK_VERSION:
         raise LockError(f"{path}: version must be {LOCK_VERSION}")
     pins, seen_variables, seen_references = [], set(), set()
@@ -166,15 +171,56 @@ def _anonymous_token(session, challenge, timeout: float) -> str:
     return body.get("token") or body["access_token"]
 
 
+CUSTOM_PREFIX = "CUSTOM_"  # the variables of the owner's own services (builder/custom_services.py)
+
+
+def with_custom_pins(document: dict, custom: list[Pin]) -> dict:
+    """The lock document with the owner's services' pins as given: each replaces the entry of its
+    variable (kept as it is when the reference is unchanged, digest and all), and the entries of
+    services no longer in the config go."""
+    wanted = {pin.variable: pin for pin in custom}
+    entries = []
+    for entry in document.get("images") or []:
+        variable = entry.get("variable", "")
+        if not variable.startswith(CUSTOM_PREFIX):
+            entries.append(entry)
+        elif variable in wanted:
+            pin = wanted.pop(variable)
+            same = (entry.get("repository"), entry.get("tag")) == (pin.repository, pin.tag)
+            entries.append(entry if same and not pin.digest else _entry(pin))
+    entries += [_entry(pin) for pin in wanted.values()]
+    return {**document, "images": entries}
+
+
+def _entry(pin: Pin) -> dict:
+    return {
+        "variable": pin.variable,
+        "repository": pin.repository,
+        "tag": pin.tag,
+        "digest": pin.digest,
+        "source": pin.source,
+    }
+
+
+def write_lock_document(path: Path, document: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
 def lock_digests(
-    path: Path, registries: dict[str, str], *, refresh: bool = False, session=None
+    path: Path, registries: dict[str, str], *, refresh: bool = False, session=None, custom: list[Pin] | None = None
 ) -> list[tuple[Pin, str]]:
     """Resolve every unresolved digest (every digest with `refresh`) and rewrite the lock file.
 
+    `custom` are the pins of the owner's own services (services.custom): they join the lock first.
     All pins are resolved before the file is written: a failure changes nothing.
     """
-    pins = load_lock(path)
     document = json.loads(path.read_text(encoding="utf-8"))
+    original = json.dumps(document)
+    if custom is not None:
+        document = with_custom_pins(document, custom)
+    pins = pins_of(document, path)
     resolved = []
     for entry, pin in zip(document["images"], pins, strict=False):
         if pin.digest and not refresh:
@@ -187,10 +233,8 @@ def lock_digests(
             )
         entry["digest"] = digest
         resolved.append((pin, digest))
-    if resolved:
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        temporary.replace(path)
+    if resolved or json.dumps(document) != original:
+        write_lock_document(path, document)
     return resolved
 
 

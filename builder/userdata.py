@@ -91,7 +91,7 @@ def instance_document(
             "anthropic": config.providers.anthropic_api_key_parameter,
             "openai": config.providers.openai_api_key_parameter,
         },
-        "services": [name for name in type(config.services).model_fields if getattr(config.services, name).enabled],
+        "services": config.services.enabled_names(),
         "ollama": {
             "models": list(config.ollama.models),
             "embedding_model": config.ollama.embedding_model,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from firstboot import (
+    custom_services,
     env,
     identity,
     instance_config,
@@ -32,7 +33,7 @@ from firstboot import (
     tailscale_state,
     volume,
 )
-from firstboot.apps import edge
+from firstboot.apps import MODULES, edge
 from firstboot.framework import PER_BOOT, Context, Step, StepFailed
 from firstboot.framework import log as framework_log
 from firstboot.instance_config import EDGE_APPS
@@ -279,6 +280,7 @@ def render_stack_files(context: Context) -> str:
         tailnet=config.tailscale is not None,
         node_names=[name for name in (context.values.get("tailnet_name"), context.values.get("hostname")) if name],
         stacks_dir=settings.paths.stacks_dir,
+        custom=baked_custom_services(context, settings.paths.stacks_dir, config.services),
     )
     try:
         changed, warnings = stack_config.write_stack_files(settings.paths.etc_dir, instance)
@@ -287,6 +289,23 @@ def render_stack_files(context: Context) -> str:
     for warning in warnings:
         context.warn(warning)
     return f"{len(changed)} files written" if changed else "unchanged"
+
+
+def baked_custom_services(context: Context, stacks_dir, running) -> dict:
+    """The owner's services this instance runs that the image holds; a warning for any it lacks."""
+    try:
+        manifest = custom_services.load_manifest(stacks_dir)
+    except ValueError as exc:
+        raise StepFailed(str(exc)) from None
+    seed = {module.SERVICE for module in MODULES if module.SERVICE} | set(services.HOST_UNITS)
+    seed |= {*services.FIRST_STACKS, *services.LAST_STACKS}
+    missing = [name for name in running if name not in seed and name not in manifest]
+    if missing:
+        context.warn(
+            f"the config runs {', '.join(missing)}, which this image does not hold (added after its bake?): "
+            "bake again and `builder upgrade`"
+        )
+    return {name: manifest[name] for name in running if name in manifest}
 
 
 def start_services(context: Context) -> str:

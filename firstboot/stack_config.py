@@ -22,6 +22,7 @@ def write_stack_files(etc_dir: Path, instance: Instance) -> tuple[list[str], lis
     """Render every enabled module's files and write them; returns (paths changed, warnings)."""
     modules = enabled_modules(instance.services)
     index = [(module.SERVICE, *module.INDEX) for module in modules if module.INDEX]
+    index += [(name, service.title, service.path) for name, service in instance.custom.items()]
     instance = replace(instance, index=index)
     changed: list[str] = []
     warnings: list[str] = []

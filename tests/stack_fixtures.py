@@ -18,7 +18,7 @@ from pathlib import Path
 from conftest import REPO
 
 from builder import images
-from firstboot import env, stack_config, tailscale
+from firstboot import custom_services, env, stack_config, tailscale
 from firstboot.instance_config import StackSettings
 
 ROOTFS = REPO / "image" / "rootfs"
@@ -59,15 +59,25 @@ class StackTree:
         return env.read_env_file(self.etc / "stack.env")
 
 
-def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None = None) -> StackTree:
+def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None = None, config=None) -> StackTree:
+    """The tree; with a platform `config`, its own services (services.custom) laid in as the bake does
+    (and run: they join `services`)."""
     tree = StackTree(base / "opt", base / "etc", base / "data", base / "models")
-    shutil.copytree(ROOTFS / "opt/ai-platform", tree.root, symlinks=True)
+    rootfs = ROOTFS
+    pins = images.load_lock()
+    if config is not None:
+        from builder import custom_services as laid_in
+
+        rootfs = base / "rootfs"
+        shutil.copytree(ROOTFS, rootfs, symlinks=True)
+        services = [*services, *laid_in.write_into(rootfs, config)]
+        pins += laid_in.pins(config, pins)
+    shutil.copytree(rootfs / "opt/ai-platform", tree.root, symlinks=True)
     tree.data.mkdir(parents=True)
     tree.models.mkdir(parents=True)
     # Stand-ins are local images: they cannot carry the real images' digests, so tags only.
-    pins = images.load_lock()
     (tree.root / "stacks/images.env").write_text(images.render_images_env(pins, with_digests=False))
-    contract = env.load_contract(CONTRACT_PATH)
+    contract = env.load_contract(rootfs / "opt/ai-platform/env-contract.json")
     generated = {v.name: v.prefix + secrets.token_hex(v.bytes) for v in contract if v.source in ("generated", "owner")}
     settings = settings or StackSettings(edge_bind=("127.0.0.1",))
     values = env.build_env(
@@ -83,7 +93,15 @@ def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None 
         },
     )
     env.write_env(tree.etc / "stack.env", values)
-    instance = stack_config.Instance(settings, list(services), values, tailnet=False, stacks_dir=tree.root / "stacks")
+    manifest = custom_services.load_manifest(tree.root / "stacks")
+    instance = stack_config.Instance(
+        settings,
+        list(services),
+        values,
+        tailnet=False,
+        stacks_dir=tree.root / "stacks",
+        custom={name: manifest[name] for name in services if name in manifest},
+    )
     stack_config.write_stack_files(tree.etc, instance)
     # The edge's certificate, made as the agent makes it without a tailnet (self-signed).
     tailscale.ensure_self_signed(tree.etc / "tls", ["localhost"])

@@ -6,6 +6,21 @@ import hashlib
 
 import pytest
 
+
+def _custom(**fields) -> str:
+    """A valid services.custom entry, indented under its name, with FIELDS changed (None: left out);
+    `more` is text for the services section after it."""
+    entry = {
+        "image": "docker.io/example/tools:1.2.3",
+        "port": "8080",
+        "edge_port": "9443",
+        "healthcheck": "[CMD, curl, -fsS, 'http://127.0.0.1:8080/']",
+    }
+    more = fields.pop("more", "")
+    entry.update(fields)
+    return "".join(f"      {key}: {value}\n" for key, value in entry.items() if value is not None) + more
+
+
 # (case id, file text, key path the message must name, words the message must contain)
 BAD_FILES = [
     (
@@ -141,6 +156,56 @@ BAD_FILES = [
         "version: 1\nimage: {copy_to_regions: [eu-west-1], region_kms_key_ids: {europe: alias/x}}\n",
         "image.region_kms_key_ids.europe",
         ["key must be an AWS region"],
+    ),
+    # A service of the owner's own (services.custom.NAME): one clear error per bad declaration.
+    *[
+        (f"custom-{case}", "version: 1\nservices:\n  custom:\n    tools:\n" + _custom(**fields), path, words)
+        for case, fields, path, words in [
+            ("seed-port", {"edge_port": "8080"}, "services.custom.tools.edge_port", ["one of the seed's", "8443"]),
+            ("app-port", {"edge_port": "8446"}, "services.custom.tools.edge_port", ["taken by services.n8n"]),
+            (
+                "routed-path",
+                {"edge_port": None, "path": "/litellm/"},
+                "services.custom.tools.path",
+                ["overlaps /litellm/"],
+            ),
+            (
+                "outside-data",
+                {"volumes": "{/etc/tools: /app}"},
+                "services.custom.tools.volumes",
+                ["outside /mnt/data/tools"],
+            ),
+            ("others-data", {"volumes": "{/mnt/data/postgres: /app}"}, "services.custom.tools.volumes", ["outside"]),
+            (
+                "escaping-data",
+                {"volumes": "{/mnt/data/tools/../n8n: /app}"},
+                "services.custom.tools.volumes",
+                ["outside"],
+            ),
+            ("no-tag", {"image": "docker.io/example/tools"}, "services.custom.tools.image", ["must name a tag"]),
+            ("latest", {"image": "example/tools:latest"}, "services.custom.tools.image", ["fixed tag"]),
+            ("both-ways-in", {"path": "/tools/"}, "services.custom.tools", ["one of edge_port", "or path"]),
+            ("no-health", {"healthcheck": None}, "services.custom.tools.healthcheck", ["required"]),
+            (
+                "needs-off",
+                {"needs": "[ollama]", "more": "  ollama: {enabled: false}\n"},
+                "services.custom.tools.needs",
+                ["ollama is not enabled"],
+            ),
+            ("dollar", {"environment": "{A: 'x$HOME'}"}, "services.custom.tools", ["${generated:NAME}"]),
+        ]
+    ],
+    (
+        "custom-port-twice",
+        "version: 1\nservices:\n  custom:\n    tools:\n" + _custom() + "    more:\n" + _custom(),
+        "services.custom.tools.edge_port",
+        ["already taken by services.custom.more.edge_port"],
+    ),
+    (
+        "custom-seed-name",
+        "version: 1\nservices:\n  custom:\n    litellm:\n" + _custom(),
+        "services.custom.litellm",
+        ["is the seed's own"],
     ),
     ("key-named-like-a-marker", "version: 1\n'[key]': 1\n", "[key]", ["unknown key '[key]'"]),
     ("not-a-mapping", "- version: 1\n", "", ["mapping of keys"]),

@@ -39,9 +39,9 @@ def rendered(tree, name: str) -> dict:
     result = tree.stack("config", name)
     assert result.returncode == 0, result.stderr
     files = ["-f", str(tree.root / f"stacks/{name}/compose.yaml")]
-    override = tree.etc / f"compose/{name}.yaml"
-    if override.exists():
-        files += ["-f", str(override)]
+    for override in (tree.root / f"stacks/{name}/compose.custom.yaml", tree.etc / f"compose/{name}.yaml"):
+        if override.exists():
+            files += ["-f", str(override)]
     out = subprocess.run(
         [
             "docker",
@@ -199,8 +199,9 @@ def edge_conf_dir(tree, tmp_path):
     conf.mkdir()
     shutil.copy("/etc/nginx/mime.types", conf / "mime.types")
     for name in ("nginx.conf", "routes.conf"):
-        shutil.copy(STACKS_DIR / "edge" / name, conf / name)
+        shutil.copy(tree.root / "stacks/edge" / name, conf / name)
     shutil.copytree(tree.etc / "edge", conf / "ai-platform")
+    shutil.copytree(tree.root / "stacks/edge/custom", conf / "custom")
     shutil.copytree(tree.etc / "tls", conf / "tls")  # the certificate make_tree installed
     return conf
 

@@ -41,6 +41,8 @@ def input_hash(config: PlatformConfig, target: str, base: str, root: Path = REPO
         "target": target,
         "base": base,
         "models": config.ollama.baked,
+        # The owner's own services are laid into the image (builder/custom_services.py).
+        "custom_services": config.services.model_dump(mode="json")["custom"],
         # Mirrors change where bytes come from, not which bytes: they stay out of the hash.
         "image": config.image.model_dump(mode="json", exclude={"mirrors"}),
         "local": {"disk_size_gib": config.local.disk_size_gib} if target == "local" else None,

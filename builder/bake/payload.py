@@ -1,7 +1,8 @@
 """What the provisioning installs, laid out on the build host so the image needs no index of its own.
 
 payload/
-  rootfs/            image/rootfs, copied as it lands on disk
+  rootfs/            image/rootfs, copied as it lands on disk, with the owner's own services
+                     (services.custom) laid in by builder/custom_services.py
   images.env         the stacks' image references, from the lock (by digest)
   images.lock.json   the lock itself (the BOM and the image tests read it)
   models.txt         the Ollama models to bake, one NAME:TAG per line
@@ -14,13 +15,14 @@ payload/
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from builder import images
+from builder import custom_services, images
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
 from builder.source_tree import ROOT, copy_tree
@@ -75,10 +77,15 @@ def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, 
     payload = work / "payload"
     payload.mkdir()
     shutil.copytree(REPO_ROOT / "image" / "rootfs", payload / "rootfs", symlinks=True)
+    custom_services.write_into(payload / "rootfs", config)
     lock = lock or images.LOCK_PATH
-    pins = images.load_lock(lock)
+    # The owner's own services' images join the lock's (their digests as `builder images lock` left them).
+    document = images.with_custom_pins(
+        json.loads(lock.read_text(encoding="utf-8")), custom_services.pins(config, images.load_lock(lock))
+    )
+    pins = images.pins_of(document, lock)
     (payload / "images.env").write_text(images.render_images_env(pins, allow_unresolved=allow_unresolved))
-    shutil.copy(lock, payload / "images.lock.json")
+    images.write_lock_document(payload / "images.lock.json", document)
     (payload / "models.txt").write_text("".join(f"{model}\n" for model in config.ollama.baked))
     build_wheelhouse(payload / "wheelhouse", config.image.mirrors.wheels)
     plugin = compose_plugin()

@@ -64,10 +64,13 @@ def env(options: GlobalOptions, lock_path: Path | None, allow_unresolved: bool) 
 def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, ...], refresh: bool) -> None:
     """Resolve the lock's missing digests from the registries (or mirrors) and write them in.
 
+    The platform config's own services (services.custom) join the lock first, by the tag it names.
     Every digest is fetched before the file is written: a failure leaves the lock as it was.
     """
+    from builder import custom_services
+    from builder.commands.config_cmd import load
     from builder.errors import BuilderError
-    from builder.images import LOCK_PATH, lock_digests, parse_registry_overrides
+    from builder.images import LOCK_PATH, load_lock, lock_digests, parse_registry_overrides
     from builder.source_tree import installed
 
     if lock_path is None and installed():
@@ -76,7 +79,8 @@ def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, 
             "then pass the copy with --lock FILE (and to `builder bake --lock FILE`). Nothing was done."
         )
     path = lock_path or LOCK_PATH
-    resolved = lock_digests(path, parse_registry_overrides(registries), refresh=refresh)
+    custom = custom_services.pins(load(options).config, load_lock(path))
+    resolved = lock_digests(path, parse_registry_overrides(registries), refresh=refresh, custom=custom)
     if options.json:
         click.echo(json.dumps([{"reference": p.reference(False), "digest": d} for p, d in resolved], indent=2))
         return

@@ -19,7 +19,12 @@ def markdown_reference() -> str:
     defaults = PlatformConfig(version=CONFIG_VERSION).model_dump(mode="json")
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for path, field in _leaf_fields(PlatformConfig, ()):
-        default = "required" if field.is_required() else f"`{inline_yaml(_get(defaults, path))}`"
+        if field.is_required():
+            default = "required"
+        elif "NAME" in path:  # a field of a map's entries (services.custom.NAME.port): its own default
+            default = f"`{inline_yaml(field.get_default(call_default_factory=True))}`"
+        else:
+            default = f"`{inline_yaml(_get(defaults, path))}`"
         description = (field.description or "").replace("|", "\\|")
         rows.append(f"| `{'.'.join(path)}` | {_type_name(field.annotation)} | {default} | {description} |")
     return "\n".join(rows) + "\n"
@@ -29,8 +34,11 @@ def _leaf_fields(model: type[BaseModel], prefix: tuple):
     for name, field in model.model_fields.items():
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             yield from _leaf_fields(field.annotation, (*prefix, name))
-        else:
-            yield (*prefix, name), field
+            continue
+        yield (*prefix, name), field
+        entry = typing.get_args(field.annotation)[1] if typing.get_origin(field.annotation) is dict else None
+        if isinstance(entry, type) and issubclass(entry, BaseModel):  # a map of named sections: their fields
+            yield from _leaf_fields(entry, (*prefix, name, "NAME"))
 
 
 def _type_name(annotation: Any) -> str:
@@ -47,6 +55,8 @@ def _type_name(annotation: Any) -> str:
         return f"list of {_type_name(args[0])}"
     if origin is dict:
         return f"map of {_type_name(args[0])} to {_type_name(args[1])}"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section"
     return {str: "string", int: "integer", bool: "boolean", float: "number"}.get(annotation, str(annotation))
 
 

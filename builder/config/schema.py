@@ -7,6 +7,7 @@ reference` are generated from it). Validation messages say what would be valid.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Annotated, Literal
 
@@ -177,6 +178,119 @@ class N8nService(EdgeService):
     edge_port: Port = Field(8446, description=_EDGE_PORT_HELP)
 
 
+# Names the seed already uses for a stack, a container or a folder under /mnt/data: a service of the
+# owner's own gets none of them (its name is its stack, unit instance, container host name and folder).
+RESERVED_SERVICE_NAMES = frozenset(
+    {"data", "edge", "postgres", "redis", "weaviate", "ollama", "litellm", "anythingllm", "clawdbot", "dify", "n8n"}
+    | {"signal-api", "signal_api", "gdrive", "platform", "backups", "custom", "tls", "compose"}
+)
+# Ports of the seed (architecture.md: SSH, Dify 80, Clawdbot 3000, AnythingLLM 3001, LiteLLM 4000,
+# n8n 5678, Signal 8080/8081, the edge 8443, Ollama 11434, Tailscale 41641) and the edge's health port.
+SEED_PORTS = frozenset({22, 80, 3000, 3001, 4000, 5678, 8080, 8081, 8443, 11434, 41641})
+SEED_NEEDS = ("data", "ollama", "litellm")  # what a service of the owner's may start after and require
+# Paths the edge's main port routes for the seed (nginx.conf): a sub-path of the owner's takes none.
+SEED_PATHS = ("/", "/litellm/", "/clawdbot/", "/__openclaw__/", "/signal/", "/anythingllm/", "/dify/", "/n8n/")
+_SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_GENERATED = re.compile(r"\$\{generated:([A-Z][A-Z0-9_]{0,40})\}")
+LITELLM_KEY_REFERENCE = "${litellm:key}"
+
+
+def _image_ref(value: str) -> str:
+    """REGISTRY/PATH:TAG or PATH:TAG (Docker Hub), optionally @sha256:DIGEST; never without a fixed tag."""
+    reference, _, digest = value.partition("@")
+    if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise ValueError("digest: must be @sha256:<64 hex digits>")
+    name, sep, tag = reference.rpartition(":")
+    if not sep or "/" in tag or not name:
+        raise ValueError("must name a tag, as REPOSITORY:TAG (for example ghcr.io/open-webui/open-webui:v0.6.5)")
+    if tag == "latest":
+        raise ValueError("':latest' moves under you; name a fixed tag")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag) or not re.fullmatch(
+        r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*", name
+    ):
+        raise ValueError("must be REPOSITORY:TAG in lowercase (for example docker.io/searxng/searxng:2025.5.1-aaaa)")
+    return value
+
+
+ImageRef = Annotated[str, AfterValidator(_image_ref)]
+
+
+class CustomService(Section):
+    """A service of the owner's own (`builder service add` writes one from a template): baked into the
+    image as a compose project of its own, routed by the edge, started by its own unit."""
+
+    enabled: bool = Field(True, description="Run this service.")
+    title: str | None = Field(
+        None, description="Its entry on the index page; null: its name.", pattern=r"^[^<>\"&\\]{1,60}$"
+    )
+    image: ImageRef = Field(
+        description="Container image by fixed tag (REPOSITORY:TAG, optionally @sha256:DIGEST); "
+        "`builder images lock` adds it to the lock and resolves its digest."
+    )
+    command: list[str] | None = Field(None, description="Its command (the image's own when null).")
+    port: Port = Field(description="The port the container listens on (inside the platform's network).")
+    edge_port: Port | None = Field(None, description="A TLS port of the edge of its own (set this or path).")
+    path: str | None = Field(
+        None,
+        description="A sub-path of the edge's main port, /NAME/ (set this or edge_port); the path passes as it "
+        "is, so the app must serve under it.",
+        pattern=r"^/[a-z0-9][a-z0-9._-]*/$",
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        description="Its environment; `${generated:NAME}` in a value is a secret made at the first boot and "
+        "kept on the data volume; `${litellm:key}` is its own LiteLLM virtual key (spend booked to it; needs "
+        "litellm).",
+    )
+    volumes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Data directories, host path (under /mnt/data/NAME) to container path; made at start.",
+    )
+    user: str = Field(
+        "0:0", description="UID:GID that owns its data directories (the container's user).", pattern=r"^\d+:\d+$"
+    )
+    healthcheck: list[str] = Field(
+        description="Compose healthcheck test, e.g. [CMD, curl, -fsS, http://127.0.0.1:8080/health]: its unit is "
+        "active, and the boot ready, only once it passes.",
+        min_length=2,
+    )
+    needs: list[Literal["data", "ollama", "litellm"]] = Field(
+        default_factory=list, description="Seed stacks it starts after and requires."
+    )
+    memory_mib: int = Field(512, ge=16, le=262144, description="Memory it needs (for `launch`'s capacity check).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CustomService:
+        if (self.edge_port is None) == (self.path is None):
+            raise ValueError("set one of edge_port (a TLS port of its own) or path (/NAME/ under the main port)")
+        if self.healthcheck[0] not in ("CMD", "CMD-SHELL"):
+            raise ValueError("healthcheck: must start with CMD or CMD-SHELL, as a compose healthcheck test")
+        for name, value in self.environment.items():
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"environment: {name!r} is not a variable name (letters, digits, '_')")
+            rest = _GENERATED.sub("", value).replace(LITELLM_KEY_REFERENCE, "")
+            if "${" in rest or "$" in rest.replace("$$", ""):
+                raise ValueError(
+                    f"environment.{name}: '$' only as ${{generated:NAME}} (NAME in UPPER_SNAKE_CASE), "
+                    f"{LITELLM_KEY_REFERENCE} or '$$' for a literal '$'"
+                )
+        if self.uses_litellm_key() and "litellm" not in self.needs:
+            raise ValueError(f"needs: {LITELLM_KEY_REFERENCE} in its environment needs litellm")
+        for host, container in self.volumes.items():
+            if not container.startswith("/"):
+                raise ValueError(f"volumes.{host}: the container path {container!r} must be absolute")
+        return self
+
+    def uses_litellm_key(self) -> bool:
+        return any(LITELLM_KEY_REFERENCE in value for value in self.environment.values())
+
+    def generated_secrets(self) -> list[str]:
+        """The names of its ${generated:NAME} secrets, in order of appearance."""
+        names = [match for value in self.environment.values() for match in _GENERATED.findall(value)]
+        return list(dict.fromkeys(names))
+
+
 class Services(Section):
     """The services of the seed architecture. Postgres, Redis and Weaviate follow the apps that need them."""
 
@@ -191,6 +305,18 @@ class Services(Section):
         default_factory=Service,
         description="Google Drive rclone mount at /mnt/data/gdrive; stays off until its rclone secret exists.",
     )
+    custom: dict[str, CustomService] = Field(
+        default_factory=dict, description="Services of the owner's own, by name (`builder service add`)."
+    )
+
+    def seed(self) -> dict[str, Service]:
+        """The seed's services by name, in the schema's order (without the owner's own)."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name != "custom"}
+
+    def enabled_names(self) -> list[str]:
+        """Every enabled service: the seed's in order, then the owner's own by name."""
+        seed = [name for name, service in self.seed().items() if service.enabled]
+        return seed + [name for name, service in sorted(self.custom.items()) if service.enabled]
 
 
 class Ollama(Section):
@@ -494,13 +620,13 @@ class PlatformConfig(Section):
     @model_validator(mode="after")
     def _cross_section(self) -> PlatformConfig:
         owners: dict[int, str] = {self.edge.port: "edge.port"}
-        for service_name in Services.model_fields:
-            service = getattr(self.services, service_name)
+        for service_name, service in self.services.seed().items():
             if isinstance(service, EdgeService) and service.enabled:
                 key = f"services.{service_name}.edge_port"
                 if service.edge_port in owners:
                     raise ValueError(f"{key}: port {service.edge_port} is already taken by {owners[service.edge_port]}")
                 owners[service.edge_port] = key
+        self._check_custom_services(owners)
         for tier in RoutingTiers.model_fields:
             route = getattr(self.routing.tiers, tier)
             if route not in ("local", "smart") and route not in self.ollama.models:
@@ -514,3 +640,46 @@ class PlatformConfig(Section):
         if self.aws.region in self.image.copy_to_regions:
             raise ValueError(f"image.copy_to_regions: {self.aws.region} is aws.region itself; the AMI is built there")
         return self
+
+    def _check_custom_services(self, port_owners: dict[int, str]) -> None:
+        """The owner's services take no name, port, path or folder the seed or another service has."""
+        paths = {path: "the seed" for path in SEED_PATHS}
+        enabled = set(self.services.enabled_names())
+        for name, service in sorted(self.services.custom.items()):
+            key = f"services.custom.{name}"
+            if not _SERVICE_NAME.fullmatch(name):
+                raise ValueError(f"{key}: a name is a lowercase letter, then letters, digits or '-' (at most 31)")
+            if name in RESERVED_SERVICE_NAMES:
+                raise ValueError(
+                    f"{key}: {name!r} is the seed's own; reserved: {', '.join(sorted(RESERVED_SERVICE_NAMES))}"
+                )
+            if not service.enabled:
+                continue
+            if service.edge_port is not None:
+                if service.edge_port in port_owners:
+                    taken = port_owners[service.edge_port]
+                    raise ValueError(f"{key}.edge_port: port {service.edge_port} is already taken by {taken}")
+                if service.edge_port in SEED_PORTS:
+                    raise ValueError(
+                        f"{key}.edge_port: port {service.edge_port} is one of the seed's "
+                        f"({', '.join(map(str, sorted(SEED_PORTS)))})"
+                    )
+                port_owners[service.edge_port] = f"{key}.edge_port"
+            if service.path is not None:
+                # /tools/ and /tools/x/ overlap: NGINX would send one's requests to the other.
+                clash = next(
+                    (p for p in paths if p != "/" and (service.path.startswith(p) or p.startswith(service.path))), None
+                )
+                if clash:
+                    raise ValueError(f"{key}.path: {service.path} overlaps {clash}, already routed by {paths[clash]}")
+                paths[service.path] = key
+            own = f"/mnt/data/{name}"
+            for host in service.volumes:
+                normal = os.path.normpath(host)
+                if normal != host.rstrip("/") or not (normal == own or normal.startswith(own + "/")):
+                    raise ValueError(
+                        f"{key}.volumes: {host!r} is outside {own}; a service keeps its data under /mnt/data/{name}"
+                    )
+            missing = [stack for stack in service.needs if stack != "data" and stack not in enabled]
+            if missing:
+                raise ValueError(f"{key}.needs: {', '.join(missing)} is not enabled (services.{missing[0]}.enabled)")

@@ -106,10 +106,10 @@ def volume_id_for(config: PlatformConfig, name: str) -> str:
 
 def edge_ports(config: PlatformConfig) -> list[int]:
     ports = [config.edge.port]
-    for service_name in type(config.services).model_fields:
-        service = getattr(config.services, service_name)
+    for service in config.services.seed().values():
         if isinstance(service, EdgeService) and service.enabled:
             ports.append(service.edge_port)
+    ports += [s.edge_port for _, s in sorted(config.services.custom.items()) if s.enabled and s.edge_port]
     return ports
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firstboot.custom_services import CustomService
 from firstboot.instance_config import StackSettings
 
 
@@ -29,6 +30,8 @@ class Instance:
     # The index page's entries, (title, path under the main port, or None: the app's own port), of
     # the enabled apps in index order: each app module's INDEX.
     index: Sequence[tuple[str, str, str | None]] = ()
+    # The owner's own services this instance runs (services.custom), as the image's manifest has them.
+    custom: Mapping[str, CustomService] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

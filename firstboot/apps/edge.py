@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from firstboot.apps.base import File, Instance, Rendered, StackConfigError
 from firstboot.instance_config import EDGE_APPS, StackSettings
@@ -45,13 +45,18 @@ def edge_addresses(settings: StackSettings, tailscale_ip: str, tailnet: bool) ->
     return addresses, warnings
 
 
-def edge_compose_override(settings: StackSettings, addresses: Sequence[str], services: Sequence[str]) -> dict:
-    """Published ports of the edge: every bind address × the main port and each enabled app's port."""
+def edge_compose_override(
+    settings: StackSettings, addresses: Sequence[str], services: Sequence[str], custom_ports: Sequence[int] = ()
+) -> dict:
+    """Published ports of the edge: every bind address × the main port, each enabled app's port and
+    the port of each of the owner's services with one (the edge listens on that same port inside)."""
     host_ports = {"main": settings.edge_port, **{app: settings.app_ports[app] for app in EDGE_APPS if app in services}}
+    targets = [(EDGE_CONTAINER_PORTS[name], port) for name, port in host_ports.items()]
+    targets += [(port, port) for port in custom_ports]
     ports = [
-        {"target": EDGE_CONTAINER_PORTS[name], "published": str(port), "host_ip": address, "protocol": "tcp"}
+        {"target": target, "published": str(port), "host_ip": address, "protocol": "tcp"}
         for address in addresses
-        for name, port in host_ports.items()
+        for target, port in targets
     ]
     return {"services": {"edge": {"ports": ports}}}
 
@@ -68,12 +73,16 @@ def edge_instance_conf(settings: StackSettings, owner_password: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def edge_index_conf(settings: StackSettings, index: Sequence[tuple[str, str, str | None]]) -> str:
-    """The index at /: each (service, title, path) entry and its URL, on the host name the client used."""
+def edge_index_conf(
+    settings: StackSettings, index: Sequence[tuple[str, str, str | None]], own_ports: Mapping[str, int] | None = None
+) -> str:
+    """The index at /: each (service, title, path) entry and its URL, on the host name the client used.
+    A service with no path has a port of its own: the seed's in settings, the owner's in `own_ports`."""
     items = []
     for service, title, path in index:
         if path is None:
-            url = f"https://$host:{settings.app_client_port(service)}/"
+            port = (own_ports or {}).get(service) or settings.app_ports[service]
+            url = f"https://$host:{settings.client_port(port)}/"
         else:
             url = f"https://$host:{settings.client_port(settings.edge_port)}{path}"
         items.append(f'<li><a href=\\"{url}\\">{title}</a> <code>{url}</code></li>')
@@ -95,11 +104,13 @@ def render(instance: Instance) -> Rendered:
     addresses, warnings = edge_addresses(settings, instance.tailscale_ip, instance.tailnet)
     if not addresses:
         raise StackConfigError("the edge has no address to publish on (edge.bind); nothing would reach the platform")
-    override = json.dumps(edge_compose_override(settings, addresses, instance.services), indent=2) + "\n"
+    own_ports = {name: service.edge_port for name, service in instance.custom.items() if service.edge_port}
+    override = edge_compose_override(settings, addresses, instance.services, list(own_ports.values()))
+    override = json.dumps(override, indent=2) + "\n"
     owner_password = instance.env.get(EDGE_OWNER_VARIABLE, "")
     files = [
         File(COMPOSE_OVERRIDE, override),
         File(INSTANCE_CONF, edge_instance_conf(settings, owner_password), 0o600),
-        File(INDEX_CONF, edge_index_conf(settings, instance.index)),
+        File(INDEX_CONF, edge_index_conf(settings, instance.index, own_ports)),
     ]
     return Rendered(files, warnings)
