@@ -48,7 +48,7 @@ variable "output_dir" {
 variable "mirrors" {
   type        = map(string)
   description = "apt, registry, models: where the provisioning fetches from (empty: the public source)."
-  default     = { apt = "", registry = "", models = "", tailscale_apt = "https://pkgs.tailscale.com/stable" }
+  default     = { apt = "", registry = "", models = "", tailscale_apt = "https://pkgs.tailscale.com/stable", rclone = "https://downloads.rclone.org" }
 }
 variable "source_image" {
   type        = string
@@ -295,6 +295,7 @@ build {
       "image/provision/20-docker.sh",
       "image/provision/30-tailscale.sh",
       "image/provision/40-agent.sh",
+      "image/provision/45-rclone.sh",
       "image/provision/50-stacks.sh",
       "image/provision/60-images.sh",
       "image/provision/70-models.sh",
@@ -306,6 +307,7 @@ build {
       "REGISTRY_MIRROR=${var.mirrors["registry"]}",
       "MODELS_MIRROR=${var.mirrors["models"]}",
       "TAILSCALE_APT=${var.mirrors["tailscale_apt"]}",
+      "RCLONE_MIRROR=${var.mirrors["rclone"]}",
       "SOURCE_IMAGE=${var.source_image}",
       "BUILD_ID=${var.build_id}",
       "INPUT_HASH=${var.input_hash}",

@@ -63,6 +63,7 @@ def instance_document(
     edge_bind: list[str] | None = None,
     public: dict | None = None,
     owner_credentials: dict | None = None,
+    gdrive_fw_cfg: str | bool | None = None,
 ) -> dict:
     """The agent's per-instance config (firstboot/instance_config.py reads it), version 1.
 
@@ -70,7 +71,8 @@ def instance_document(
     to); `public` is how clients reach the edge when that is not the tailnet name and the edge's own
     ports: {"host": ADDRESS, "ports": {"EDGE_PORT": CLIENT_PORT}} (a local VM's forwarded ports).
     `owner_credentials` says where the agent reads them ({"parameter": SSM NAME} or {"fw_cfg": NAME});
-    the AWS target's default is its SSM parameter."""
+    the AWS target's default is its SSM parameter. `gdrive_fw_cfg` is where a local VM finds the
+    rclone config (False: none stored, the mount stays off); on AWS, services.gdrive's SSM parameter."""
     if target not in TARGETS:
         raise BuilderError(f"target {target!r}: must be one of {', '.join(TARGETS)}")
     document = {
@@ -106,6 +108,10 @@ def instance_document(
             "app_ports": {app: getattr(config.services, app).edge_port for app in ("anythingllm", "dify", "n8n")},
         },
     }
+    if config.services.gdrive.enabled and gdrive_fw_cfg is not False:
+        gdrive = config.services.gdrive
+        place = {"fw_cfg": gdrive_fw_cfg} if gdrive_fw_cfg else {"parameter": gdrive.rclone_config_parameter}
+        document["gdrive"] = {**place, "remote": gdrive.remote, "read_only": gdrive.read_only}
     if public:
         document["edge"]["public"] = public
     if owner_credentials is None and target == "aws":

@@ -24,6 +24,7 @@ from typing import Any
 from firstboot import (
     custom_services,
     env,
+    gdrive,
     identity,
     instance_config,
     services,
@@ -75,6 +76,7 @@ class Settings:
     attach_timeout: float = 900
     services_timeout: float = 1800  # first start pulls nothing (images are baked) but runs migrations
     poll_interval: float = 2
+    rclone: str = "/usr/local/bin/rclone"  # the pinned rclone the bake installs (image/provision/45-rclone.sh)
     tailscale: tailscale.TailscaleCli = field(default_factory=tailscale.TailscaleCli)
     make_platform: Callable[[instance_config.InstanceConfig], Any] | None = None  # default: firstboot.platform
     containers: Callable[[str], Any] | None = (
@@ -224,6 +226,7 @@ def write_secrets(context: Context) -> str:
         "tailscale_ip": context.values.get("tailscale_ip", ""),
         "ollama_keep_alive": config.stack.keep_alive,
         "ollama_context_length": str(config.stack.context_length),
+        "gdrive_read_only": "false" if config.gdrive and not config.gdrive.read_only else "true",
         **{f"public_url_{app}": edge.public_url(config.stack, app, node_name) for app in EDGE_APPS},
     }
     stack_env = env.build_env(contract, generated, provider_keys, instance_values, owner)
@@ -247,11 +250,7 @@ def owner_credentials(context: Context) -> dict[str, str]:
         text = _ssm_secret(context, config.owner_parameter)
         where = f"SSM parameter {config.owner_parameter}"
     elif config.owner_fw_cfg:
-        raw = settings.paths.fw_cfg_dir / config.owner_fw_cfg / "raw"
-        if not raw.exists():  # the fw_cfg driver is a module that udev may not have loaded yet
-            with contextlib.suppress(OSError):
-                subprocess.run(["modprobe", "qemu_fw_cfg"], capture_output=True, check=False, timeout=30)
-        text = raw.read_text(encoding="utf-8") if raw.exists() else None
+        text = _fw_cfg_text(settings, config.owner_fw_cfg)
         where = f"fw_cfg {config.owner_fw_cfg}"
     else:
         context.warn("this launch delivered no owner credentials: the ones kept on the volume serve")
@@ -266,6 +265,44 @@ def owner_credentials(context: Context) -> dict[str, str]:
     for value in values.values():
         context.redact.register(value)
     return values
+
+
+def deliver_gdrive_config(context: Context) -> str:
+    """The owner's rclone config onto the volume for the Drive mount; a refused one is reported, and
+    the platform comes up without the mount."""
+    settings: Settings = context.values["settings"]
+    config = context.values["config"]
+    if "gdrive" not in config.services:
+        return "off (services.gdrive.enabled)"
+    place = config.gdrive
+    if place is None:
+        return "no rclone config delivered: the Drive mount stays off (`builder secrets set rclone-config`)"
+    if place.parameter:
+        text, where = _ssm_secret(context, place.parameter), f"SSM parameter {place.parameter}"
+    else:
+        text, where = _fw_cfg_text(settings, place.fw_cfg), f"fw_cfg {place.fw_cfg}"
+    if text is None:
+        return f"no rclone config stored ({where}): the Drive mount stays off (`builder secrets set rclone-config`)"
+    context.redact.register(text)
+    try:
+        return gdrive.install(
+            settings.paths.data_mount, settings.paths.etc_dir, text, place.remote, place.read_only, settings.rclone
+        )
+    except gdrive.GdriveConfigRejected as exc:
+        kept = (settings.paths.data_mount / gdrive.CONFIG).exists()
+        context.warn(
+            f"Google Drive: the rclone config in {where} is not used: {exc}. "
+            + ("The one delivered before stays in use." if kept else "The Drive mount stays off.")
+        )
+        return "rclone config refused"
+
+
+def _fw_cfg_text(settings: Settings, name: str) -> str | None:
+    raw = settings.paths.fw_cfg_dir / name / "raw"
+    if not raw.exists():  # the fw_cfg driver is a module that udev may not have loaded yet
+        with contextlib.suppress(OSError):
+            subprocess.run(["modprobe", "qemu_fw_cfg"], capture_output=True, check=False, timeout=30)
+    return raw.read_text(encoding="utf-8") if raw.exists() else None
 
 
 def render_stack_files(context: Context) -> str:
@@ -317,6 +354,7 @@ def start_services(context: Context) -> str:
             context.values["config"].services,
             timeout=settings.services_timeout,
             poll_interval=settings.poll_interval,
+            warn=context.warn,
         )
     except services.ServicesError as exc:
         raise StepFailed(str(exc)) from None
@@ -346,6 +384,7 @@ STEPS = [
     Step("storage", prepare_storage, PER_BOOT),
     Step("tailscale", join_tailnet, PER_BOOT),
     Step("secrets", write_secrets, PER_BOOT),
+    Step("gdrive", deliver_gdrive_config, PER_BOOT),
     Step("stacks", render_stack_files, PER_BOOT),
     Step("services", start_services, PER_BOOT),
     Step("report", report, PER_BOOT, always=True),

@@ -22,7 +22,8 @@ Version 1, as JSON (the standard library reads it):
       "routing": {"tiers": {"simple": "local", "complex": "smart"}},                        # optional
       "edge": {"port": 8443, "bind": ["tailscale", "127.0.0.1"],                            # optional
                "app_ports": {"anythingllm": 8444, "dify": 8445, "n8n": 8446}},
-      "endpoints": {"imds": "http://169.254.169.254", "aws": null}   # stand-ins for the local target and tests
+      "endpoints": {"imds": "http://169.254.169.254", "aws": null},  # stand-ins for the local target and tests
+      "gdrive": {"parameter": "/…" or "fw_cfg": "opt/…", "remote": "gdrive", "read_only": true}  # optional
     }
 """
 
@@ -51,6 +52,7 @@ _MODEL = re.compile(r"[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+")
 _CLOUD_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _ROUTE = re.compile(rf"local|smart|{_MODEL.pattern}")
 _KEEP_ALIVE = re.compile(r"-1|\d+(s|m|h)")
+_REMOTE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")  # rclone's remote names (no spaces, no ':')
 _ADDRESS = re.compile(r"tailscale|[0-9.]{7,15}|[0-9a-fA-F:]{2,39}")
 EDGE_APPS = ("anythingllm", "dify", "n8n")  # the apps with a TLS port of their own
 
@@ -112,6 +114,17 @@ class InstanceConfig:
     # qemu fw_cfg file (local). Neither: an older launch; the agent keeps stand-bys on the volume.
     owner_parameter: str | None = None
     owner_fw_cfg: str | None = None
+    gdrive: Gdrive | None = None  # where the owner's rclone config is delivered, and how to mount it
+
+
+@dataclass(frozen=True)
+class Gdrive:
+    """The Google Drive mount: the rclone config from SSM (AWS) or fw_cfg (local), its remote, ro/rw."""
+
+    parameter: str | None
+    fw_cfg: str | None
+    remote: str = "gdrive"
+    read_only: bool = True
 
 
 def load_instance_config(path: Path = INSTANCE_CONFIG_PATH) -> InstanceConfig:
@@ -154,6 +167,7 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         "routing",
         "edge",
         "owner_credentials",
+        "gdrive",
     }
     reader.no_unknown(document, known, "")
     target = reader.choice(document, "target", TARGETS)
@@ -188,6 +202,24 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
     reader.no_unknown(owner, {"parameter", "fw_cfg"}, "owner_credentials.")
     if len(owner) > 1:
         raise reader.fail("owner_credentials", "names one place: parameter or fw_cfg")
+    gdrive = None
+    gdrive_doc = reader.mapping(document, "gdrive", required=False)
+    if gdrive_doc is not None:
+        reader.no_unknown(gdrive_doc, {"parameter", "fw_cfg", "remote", "read_only"}, "gdrive.")
+        if ("parameter" in gdrive_doc) == ("fw_cfg" in gdrive_doc):
+            raise reader.fail("gdrive", "names one place for the rclone config: parameter or fw_cfg")
+        read_only = gdrive_doc.get("read_only", True)
+        if not isinstance(read_only, bool):
+            raise reader.fail("gdrive.read_only", "must be true or false")
+        gdrive = Gdrive(
+            parameter=reader.text(
+                gdrive_doc, "parameter", _PARAMETER, "an SSM parameter name", required=False, prefix="gdrive."
+            ),
+            fw_cfg=reader.text(gdrive_doc, "fw_cfg", _FW_CFG, "opt/NAME", required=False, prefix="gdrive."),
+            remote=reader.text(gdrive_doc, "remote", _REMOTE, "an rclone remote name", required=False, prefix="gdrive.")
+            or "gdrive",
+            read_only=read_only,
+        )
     return InstanceConfig(
         platform=reader.text(document, "platform", _NAME, "a lowercase name"),
         instance=reader.text(document, "instance", _NAME, "a lowercase name"),
@@ -205,6 +237,7 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
             owner, "parameter", _PARAMETER, "an SSM parameter name", required=False, prefix="owner_credentials."
         ),
         owner_fw_cfg=reader.text(owner, "fw_cfg", _FW_CFG, "opt/NAME", required=False, prefix="owner_credentials."),
+        gdrive=gdrive,
     )
 
 

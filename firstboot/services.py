@@ -20,6 +20,9 @@ FIRST_STACKS = ("data",)
 LAST_STACKS = ("edge",)
 # Services that are host units rather than compose stacks.
 HOST_UNITS = {"gdrive": "ai-platform-gdrive.service"}
+# Units the platform does not wait for: a Drive mount whose remote is down or whose token expired
+# is reported, and the apps come up without it.
+OPTIONAL_UNITS = frozenset({"ai-platform-gdrive.service"})
 
 log = logging.getLogger("firstboot")
 
@@ -56,6 +59,7 @@ def start_stacks(
     poll_interval: float,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    warn: Callable[[str], None] = log.warning,
 ) -> str:
     units = platform_units(stacks)
     if write_target_drop_in(systemd_dir, units):
@@ -72,15 +76,26 @@ def start_stacks(
             if states[unit] == "active" and unit not in announced:
                 announced.add(unit)
                 log.info("healthy: %s after %.0f s", unit, clock() - started)
-        failed = [unit for unit, state in states.items() if state == "failed"]
+        failed = [unit for unit, state in states.items() if state == "failed" and unit not in OPTIONAL_UNITS]
         if failed:
             raise ServicesError(f"{', '.join(failed)} failed; see `journalctl -u {failed[0]}`")
         # A unit whose condition is unmet (gdrive without its rclone config) is off, not starting.
         off = [unit for unit, state in states.items() if state == "inactive" and systemd.condition_failed(unit)]
-        waiting = [unit for unit, state in states.items() if state != "active" and unit not in off]
+        waiting = [
+            unit
+            for unit, state in states.items()
+            if state != "active" and unit not in off and unit not in OPTIONAL_UNITS
+        ]
         if not waiting:
-            healthy = [unit for unit in units if unit not in off]
-            return f"{len(healthy)} healthy: {', '.join(healthy)}" + (f"; off: {', '.join(off)}" if off else "")
+            healthy = [unit for unit in units if states[unit] == "active"]
+            down = [unit for unit in units if unit in OPTIONAL_UNITS and unit not in off and states[unit] != "active"]
+            for unit in down:
+                warn(f"{unit} is {states[unit]}, the rest runs without it; see `journalctl -u {unit}`")
+            return (
+                f"{len(healthy)} healthy: {', '.join(healthy)}"
+                + (f"; off: {', '.join(off)}" if off else "")
+                + (f"; not running: {', '.join(down)}" if down else "")
+            )
         if clock() >= deadline:
             raise ServicesError(
                 f"not healthy within {timeout:g} s: " + ", ".join(f"{unit} ({states[unit]})" for unit in waiting)

@@ -6,7 +6,8 @@ on loopback (tests/bake_sources.py): Debian's docker-registry holding the runnab
 tests/standins for every locked image (the real images cannot be pulled here), and an Ollama
 registry stand-in for the models. The guest reaches both through qemu's user network (10.0.2.2 is
 the host's loopback). Debian's archive is reached for real. Tailscale's repository is out of reach:
-mirrors.tailscale_apt is none, and the image says so in its BOM.
+mirrors.tailscale_apt is none, and the image says so in its BOM; so is downloads.rclone.org:
+mirrors.rclone is distribution (Debian's rclone).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def platform_yaml(root: Path, registry_port: int, models_port: int) -> str:
         f"    registry: http://10.0.2.2:{registry_port}\n"
         f"    models: http://10.0.2.2:{models_port}\n"
         "    tailscale_apt: none\n"
+        # downloads.rclone.org is out of reach here: Debian's rclone (1.60) stands in for the pinned one.
+        "    rclone: distribution\n"
     )
 
 

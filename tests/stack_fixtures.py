@@ -58,6 +58,16 @@ class StackTree:
     def env_values(self) -> dict[str, str]:
         return env.read_env_file(self.etc / "stack.env")
 
+    def share_data(self) -> None:
+        """Make the data folder a shared mount, as /mnt/data is on a systemd host (its root is shared):
+        the apps' rslave bind of the Drive mount needs it. Here the root is private. Undone by
+        unshare_data()."""
+        subprocess.run(["mount", "--bind", str(self.data), str(self.data)], check=True)
+        subprocess.run(["mount", "--make-rshared", str(self.data)], check=True)
+
+    def unshare_data(self) -> None:
+        subprocess.run(["umount", "--recursive", "--lazy", str(self.data)], check=False)
+
 
 def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None = None, config=None) -> StackTree:
     """The tree; with a platform `config`, its own services (services.custom) laid in as the bake does
@@ -90,6 +100,7 @@ def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None 
             "public_url_dify": "https://127.0.0.1:8445",
             "ollama_keep_alive": settings.keep_alive,
             "ollama_context_length": str(settings.context_length),
+            "gdrive_read_only": "true",
         },
     )
     env.write_env(tree.etc / "stack.env", values)

@@ -39,6 +39,7 @@ def test_first_boot_formats_mounts_and_writes_the_env(machine, capsys):
         ("storage", "ok"),
         ("tailscale", "ok"),
         ("secrets", "ok"),
+        ("gdrive", "ok"),
         ("stacks", "ok"),
         ("services", "ok"),
         ("report", "ok"),
@@ -197,7 +198,7 @@ def test_only_and_skip(machine, capsys):
         run(machine, "--only", "tailscale-please")
     assert (
         "no step 'tailscale-please'; the steps are: "
-        "config, identity, storage, tailscale, secrets, stacks, services, report" in (capsys.readouterr().err)
+        "config, identity, storage, tailscale, secrets, gdrive, stacks, services, report" in (capsys.readouterr().err)
     )
     with pytest.raises(SystemExit):
         run(machine, "--skip", "identity")

@@ -102,7 +102,7 @@ def test_each_step_reaches_the_status_tags_as_it_finishes(tmp_path, aws):
     main(["run"], machine.settings(make_platform=platform))
     details = [{t["Key"]: t["Value"] for t in call["Tags"]} for call in sent]
     running = [d[report.STATUS_DETAIL_TAG].split(":")[0] for d in details if d[report.STATUS_TAG] == "running"]
-    assert running == ["identity", "storage", "tailscale", "secrets", "stacks", "services"]  # from the id on
+    assert running == ["identity", "storage", "tailscale", "secrets", "gdrive", "stacks", "services"]  # from the id on
     assert details[-1][report.STATUS_TAG] == "degraded"  # then the report's outcome
 
 

@@ -55,7 +55,7 @@ def boot_root(tmp_path):
     agent.chmod(0o755)
     # The stack scripts as the image ships them; rclone as the bake installs it.
     shutil.copytree(REPO / "image/rootfs/opt/ai-platform/bin", root / "opt/ai-platform/bin")
-    rclone = root / "usr/bin/rclone"
+    rclone = root / "usr/local/bin/rclone"
     rclone.parent.mkdir(parents=True, exist_ok=True)
     rclone.write_text("#!/bin/sh\n")
     rclone.chmod(0o755)

@@ -46,6 +46,8 @@ def test_an_aws_launch_makes_them_once_and_lets_only_its_role_read_them(aws, bak
     )
     readable = next(s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "ssm:GetParameter")["Resource"]
     assert any(arn.endswith(f":parameter{parameter}") for arn in readable)
+    # The Drive's rclone config, when the owner stores one (services.gdrive is on by default).
+    assert any(arn.endswith(":parameter/ai-platform/gdrive/rclone-config") for arn in readable)
 
     # A second launch (a new instance on the same volume, after destroy) keeps them.
     from builder.aws import group

@@ -54,6 +54,7 @@ def platform(tmp_path_factory):
     override = tree.etc / "compose/litellm.yaml"
     assert not override.exists(), "the agent now writes a LiteLLM override: merge the test's into it"
     override.write_text(LITELLM_WITHOUT_DATABASE)
+    tree.share_data()
     started, seconds = [], {}
     try:
         for name in ORDER:
@@ -68,6 +69,7 @@ def platform(tmp_path_factory):
         for name in reversed(started):
             tree.stack("down", name)
         subprocess.run(["docker", "network", "rm", "ai-platform"], capture_output=True)
+        tree.unshare_data()
         # Bind-mounted data belongs to container users; the test's tmp dir is removed as root.
 
 

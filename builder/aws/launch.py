@@ -135,6 +135,8 @@ def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: C
         parameters += [
             p for p in (config.providers.anthropic_api_key_parameter, config.providers.openai_api_key_parameter) if p
         ]
+        if config.services.gdrive.enabled:  # its rclone config, when the owner stores one
+            parameters.append(config.services.gdrive.rclone_config_parameter)
         key = config.data_volume.kms_key_id
         key_arn = clients.client("kms").describe_key(KeyId=key)["KeyMetadata"]["Arn"] if key else None
         policy = iam.instance_policy(

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from builder.aws import network
 from builder.aws.clients import AwsClients
 from builder.aws.launch import xen_refusal
-from builder.aws.secrets import secret_parameters
+from builder.aws.secrets import OPTIONAL_SECRETS, secret_parameters
 from builder.config.schema import PlatformConfig
 
 AUTOSCALING_ROLE = "AWSServiceRoleForAutoScaling"
@@ -205,7 +205,7 @@ def vcpu_quota(clients: AwsClients, config: PlatformConfig) -> Check:
 
 def ssm_parameters(clients: AwsClients, config: PlatformConfig) -> Check:
     """The parameters the instance reads: the Tailscale key (required), provider keys (when set)."""
-    named = [parameter for parameter in secret_parameters(config).values() if parameter]
+    named = [p for name, p in secret_parameters(config).items() if p and name not in OPTIONAL_SECRETS]
     try:
         found = {
             p["Name"]: p

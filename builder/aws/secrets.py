@@ -18,7 +18,13 @@ def secret_parameters(config: PlatformConfig) -> dict[str, str | None]:
         "tailscale-auth-key": config.tailscale.auth_key_parameter,
         "anthropic-api-key": config.providers.anthropic_api_key_parameter,
         "openai-api-key": config.providers.openai_api_key_parameter,
+        "rclone-config": config.services.gdrive.rclone_config_parameter if config.services.gdrive.enabled else None,
     }
+
+
+OPTIONAL_SECRETS = ("rclone-config",)  # without it the platform runs; Drive stays off
+MULTILINE_SECRETS = ("rclone-config",)  # a file, not one line
+SSM_STANDARD_LIMIT, SSM_ADVANCED_LIMIT = 4096, 8192  # bytes of a parameter's value per tier
 
 
 def parameter_for(config: PlatformConfig, name: str) -> str:
@@ -27,15 +33,25 @@ def parameter_for(config: PlatformConfig, name: str) -> str:
         raise BuilderError(f"no secret {name!r}; the secrets are: {', '.join(parameters)}")
     parameter = parameters[name]
     if parameter is None:
+        if name == "rclone-config":
+            raise BuilderError(f"{name}: services.gdrive is disabled; enable it first")
         key = "providers." + name.replace("-", "_").replace("_api_key", "_api_key_parameter")
         raise BuilderError(f"{name}: the config names no SSM parameter for it; set {key} first")
     return parameter
 
 
-def put_secret(ssm: Any, parameter: str, value: str, kms_key: str | None = None) -> int:
-    if not value or "\n" in value.strip():
+def put_secret(ssm: Any, parameter: str, value: str, kms_key: str | None = None, multiline: bool = False) -> int:
+    if multiline:
+        value = value.strip() + "\n"
+        if len(value.encode()) > SSM_ADVANCED_LIMIT:
+            raise BuilderError(f"the file is over {SSM_ADVANCED_LIMIT} bytes, SSM's limit (nothing was stored)")
+    elif not value or "\n" in value.strip():
         raise BuilderError("the secret must be one non-empty line (nothing was stored)")
-    arguments = {"Name": parameter, "Value": value.strip(), "Type": "SecureString", "Overwrite": True}
+    else:
+        value = value.strip()
+    arguments = {"Name": parameter, "Value": value, "Type": "SecureString", "Overwrite": True}
+    if len(value.encode()) > SSM_STANDARD_LIMIT:
+        arguments["Tier"] = "Advanced"  # 4 KB is the standard tier's limit
     if kms_key:
         arguments["KeyId"] = kms_key
     return ssm.put_parameter(**arguments)["Version"]

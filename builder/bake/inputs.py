@@ -43,8 +43,10 @@ def input_hash(config: PlatformConfig, target: str, base: str, root: Path = REPO
         "models": config.ollama.baked,
         # The owner's own services are laid into the image (builder/custom_services.py).
         "custom_services": config.services.model_dump(mode="json")["custom"],
-        # Mirrors change where bytes come from, not which bytes: they stay out of the hash.
+        # Mirrors change where bytes come from, not which bytes: they stay out of the hash. Except
+        # rclone's "distribution", which bakes another rclone than the pinned one.
         "image": config.image.model_dump(mode="json", exclude={"mirrors"}),
+        "rclone": "distribution" if config.image.mirrors.rclone == "distribution" else "pinned",
         "local": {"disk_size_gib": config.local.disk_size_gib} if target == "local" else None,
         # Another lock than image/images.lock.json (builder bake --lock) is an input like it.
         "lock": hashlib.sha256(lock.read_bytes()).hexdigest() if lock else None,

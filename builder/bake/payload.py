@@ -100,6 +100,7 @@ def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, 
     for helper in (REPO_ROOT / "image" / "provision").glob("*.py"):
         shutil.copy(helper, payload / "provision" / helper.name)
     shutil.copy(APT_PACKAGES_FILE, payload / "provision")
+    shutil.copy(REPO_ROOT / "image" / "provision" / "rclone.env", payload / "provision")
     return payload
 
 

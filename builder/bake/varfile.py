@@ -32,6 +32,7 @@ def render_var_file(config: PlatformConfig, bake: BakePlan, work: Path, target_v
             "registry": image.mirrors.registry or "",
             "models": image.mirrors.models or "",
             "tailscale_apt": image.mirrors.tailscale_apt,
+            "rclone": image.mirrors.rclone,
         },
         "source_image": bake.base,
         "aws_region": config.aws.region,

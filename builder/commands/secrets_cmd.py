@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -17,22 +18,82 @@ def secrets() -> None:
 
 
 @secrets.command("set")
-@click.argument("name", type=click.Choice(["tailscale-auth-key", "anthropic-api-key", "openai-api-key"]))
+@click.argument(
+    "name", type=click.Choice(["tailscale-auth-key", "anthropic-api-key", "openai-api-key", "rclone-config"])
+)
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read it from this file (rclone-config: your rclone.conf).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(["aws", "local"]),
+    default="aws",
+    show_default=True,
+    help="local: kept in local.state_dir for local VMs (rclone-config only; they have no SSM).",
+)
 @global_options
 @click.pass_obj
-def set_secret(options: GlobalOptions, name: str) -> None:
-    """Store secret NAME, read from standard input or a hidden prompt (never from the command line)."""
-    from builder.aws.clients import AwsClients
-    from builder.aws.secrets import parameter_for, put_secret
+def set_secret(options: GlobalOptions, name: str, file: Path | None, target: str) -> None:
+    """Store secret NAME, read from --file, standard input or a hidden prompt (never from the command line)."""
+    from builder.aws.secrets import MULTILINE_SECRETS, parameter_for, put_secret
     from builder.commands.config_cmd import load
+    from builder.errors import BuilderError
 
     config = load(options).config
+    multiline = name in MULTILINE_SECRETS
+    if target == "local" and name != "rclone-config":
+        raise BuilderError(
+            f"{name}: local VMs have no tailnet and read provider keys from SSM only; nothing was stored"
+        )
+    if file is not None:
+        value = file.read_text(encoding="utf-8")
+    elif sys.stdin.isatty():
+        if multiline:
+            raise BuilderError(f"{name} is a file: pass --file PATH or pipe it in; nothing was stored")
+        # A terminal gets a hidden prompt; a pipe (`pass show ts | builder secrets set ...`) is read whole.
+        value = click.prompt(f"{name} (input hidden)", hide_input=True)
+    else:
+        value = sys.stdin.read()
+    if name == "rclone-config":
+        _check_rclone_config(value, config.services.gdrive.remote, file or "standard input")
+    if target == "local":
+        from builder.local.secrets import rclone_config_path, store
+
+        if not config.services.gdrive.enabled:
+            raise BuilderError(f"{name}: services.gdrive is disabled; enable it first")
+        path = rclone_config_path(config)
+        store(path, value.strip() + "\n")
+        click.echo(f"{name}: stored in {path} (0600); local instances get it at their next launch")
+        return
+    from builder.aws.clients import AwsClients
+
     parameter = parameter_for(config, name)
-    # A terminal gets a hidden prompt; a pipe (`pass show ts | builder secrets set ...`) is read whole.
-    interactive = sys.stdin.isatty()
-    value = click.prompt(f"{name} (input hidden)", hide_input=True) if interactive else sys.stdin.read()
-    version = put_secret(AwsClients(config).client("ssm"), parameter, value)
+    version = put_secret(AwsClients(config).client("ssm"), parameter, value, multiline=multiline)
     click.echo(f"{name}: stored in {parameter} (version {version})")
+
+
+def _check_rclone_config(text: str, remote: str, source) -> None:
+    """The config must hold the remote services.gdrive.remote names (rclone checks the rest on the instance)."""
+    import configparser
+
+    from builder.errors import BuilderError
+
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+    except configparser.Error as exc:
+        raise BuilderError(
+            f"{source}: not an rclone config ({exc.message.splitlines()[0]}); nothing was stored"
+        ) from None
+    if remote not in parser.sections():
+        found = ", ".join(parser.sections()) or "none"
+        raise BuilderError(
+            f"{source}: no remote [{remote}] (it has: {found}); name yours {remote!r} or set services.gdrive.remote. "
+            "Nothing was stored."
+        )
 
 
 @secrets.command("list")

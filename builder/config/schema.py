@@ -178,6 +178,22 @@ class N8nService(EdgeService):
     edge_port: Port = Field(8446, description=_EDGE_PORT_HELP)
 
 
+class GdriveService(Service):
+    """Google Drive, an rclone mount on the host at /mnt/data/gdrive, seen by AnythingLLM and n8n at /gdrive."""
+
+    rclone_config_parameter: SsmParameter = Field(
+        "/ai-platform/gdrive/rclone-config",
+        description="SSM SecureString holding the rclone config (`builder secrets set rclone-config --file F`); "
+        "locally the same command keeps it in local.state_dir.",
+    )
+    remote: str = Field(
+        "gdrive",
+        description="The remote of that config to mount (rclone's name for it).",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$",
+    )
+    read_only: bool = Field(True, description="Mount it read-only (the apps read documents; nothing writes back).")
+
+
 # Names the seed already uses for a stack, a container or a folder under /mnt/data: a service of the
 # owner's own gets none of them (its name is its stack, unit instance, container host name and folder).
 RESERVED_SERVICE_NAMES = frozenset(
@@ -301,9 +317,9 @@ class Services(Section):
     dify: DifyService = Field(default_factory=DifyService, description="Dify.")
     n8n: N8nService = Field(default_factory=N8nService, description="n8n (5678).")
     signal_api: Service = Field(default_factory=Service, description="Signal REST API (8080, json-rpc mode).")
-    gdrive: Service = Field(
-        default_factory=Service,
-        description="Google Drive rclone mount at /mnt/data/gdrive; stays off until its rclone secret exists.",
+    gdrive: GdriveService = Field(
+        default_factory=GdriveService,
+        description="Google Drive rclone mount at /mnt/data/gdrive; stays off until its rclone config is stored.",
     )
     custom: dict[str, CustomService] = Field(
         default_factory=dict, description="Services of the owner's own, by name (`builder service add`)."
@@ -434,7 +450,8 @@ class Edge(Section):
 
 
 class Mirrors(Section):
-    """Where the bake fetches from, for restricted networks. Mirrors change no byte of the image."""
+    """Where the bake fetches from, for restricted networks. Mirrors change no byte of the image (but
+    rclone: distribution, which bakes the distribution's rclone instead of the pinned release)."""
 
     apt: str | None = Field(
         None,
@@ -457,6 +474,12 @@ class Mirrors(Section):
         description="Where the build host gets the agent's wheels: a PyPI-compatible index URL, or an absolute "
         "directory of wheels (pip --no-index); null: pip's own settings (PIP_INDEX_URL, pip.conf).",
         pattern=r"^(https?://\S+|/\S*)$",
+    )
+    rclone: str = Field(
+        "https://downloads.rclone.org",
+        description="Where the pinned rclone release comes from (a mirror of downloads.rclone.org, checked against "
+        "its sha256); 'distribution': the distribution's older package instead.",
+        pattern=r"^(distribution|https?://\S+)$",
     )
     tailscale_apt: str = Field(
         "https://pkgs.tailscale.com/stable",

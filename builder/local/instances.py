@@ -31,6 +31,7 @@ from pathlib import Path
 from builder import owner_credentials
 from builder.config.schema import EdgeService, PlatformConfig
 from builder.errors import BuilderError
+from builder.local import secrets as local_secrets
 from builder.local.accelerator import resolve as resolve_accelerator
 from builder.local.qemu import GUEST_ADDRESS, make_overlay, make_seed, qemu_command
 from builder.userdata import hostname_for, instance_document, render_user_data
@@ -181,6 +182,10 @@ class LocalInstance:
         # delivers the forwarded loopback ports, and its links and redirects name those ports.
         public = {"host": settings.forward_address, "ports": {str(guest): host for host, guest in ports.items()}}
         credentials = owner_credentials.ensure_local(self.config, self.name)
+        rclone = local_secrets.rclone_config_path(self.config)  # Drive: only when its config is stored
+        fw_cfg = {owner_credentials.FW_CFG_NAME: credentials}
+        if rclone.exists() and self.config.services.gdrive.enabled:
+            fw_cfg[local_secrets.RCLONE_FW_CFG] = rclone
         document = instance_document(
             self.config,
             self.name,
@@ -190,6 +195,7 @@ class LocalInstance:
             edge_bind=[GUEST_ADDRESS],
             public=public,
             owner_credentials={"fw_cfg": owner_credentials.FW_CFG_NAME},
+            gdrive_fw_cfg=local_secrets.RCLONE_FW_CFG if local_secrets.RCLONE_FW_CFG in fw_cfg else False,
         )
         seed = make_seed(
             self.directory / "seed.iso",
@@ -215,7 +221,7 @@ class LocalInstance:
             host_forwards=forwards,
             forward_address=settings.forward_address,
             monitor=self.monitor,
-            fw_cfg={owner_credentials.FW_CFG_NAME: credentials},
+            fw_cfg=fw_cfg,
         )
         with open(self.directory / "qemu.log", "wb") as qemu_log:
             process = subprocess.Popen(command, stdout=qemu_log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -33,6 +33,19 @@ def test_docker_and_compose_are_installed(host):
     assert host.run("docker compose version").rc == 0
 
 
+def test_rclone_for_the_drive_mount_is_the_pinned_release(host):
+    """/usr/local/bin/rclone, as the mount unit runs it: the release of rclone.env, or the
+    distribution's package linked there when the bake was told so (image.mirrors.rclone)."""
+    rclone = host.file("/usr/local/bin/rclone")
+    assert rclone.exists and host.run("/usr/local/bin/rclone version").rc == 0
+    if rclone.is_symlink:
+        assert rclone.linked_to == "/usr/bin/rclone"
+        return
+    pinned = host.file("/opt/ai-platform/rclone.env").content_string
+    version = next(line.split("=", 1)[1] for line in pinned.splitlines() if line.startswith("RCLONE_VERSION="))
+    assert host.run("/usr/local/bin/rclone version").stdout.splitlines()[0] == f"rclone {version}"
+
+
 def docker_name(repository: str) -> str:
     """Docker's short form: docker.io/library/postgres is postgres, docker.io/x/y is x/y."""
     for prefix in ("docker.io/library/", "docker.io/"):
