@@ -125,6 +125,7 @@ def _register() -> None:
         preflight_cmd,
         secrets_cmd,
         service_cmd,
+        signal_cmd,
         upgrade_cmd,
         userdata_cmd,
     )
@@ -143,6 +144,7 @@ def _register() -> None:
     cli.add_command(credentials_cmd.credentials)
     cli.add_command(preflight_cmd.preflight)
     cli.add_command(service_cmd.service)
+    cli.add_command(signal_cmd.signal)
 
 
 _register()

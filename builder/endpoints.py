@@ -23,3 +23,28 @@ def service_urls(config: PlatformConfig, instance: str) -> dict[str, str]:
         if custom.enabled:
             urls[name] = f"https://{host}:{custom.edge_port}/" if custom.edge_port else f"{base}{custom.path}"
     return urls
+
+
+def tailnet_bases(config, name: str) -> dict[str, str]:
+    """Where the instance answers in the tailnet (builder.endpoints), without trailing slashes."""
+    urls = service_urls(config, name)
+    bases = {"main": urls["index"].rstrip("/")}
+    bases.update({app: urls[app].rstrip("/") for app in ("anythingllm", "dify", "n8n") if app in urls})
+    return bases
+
+
+def local_bases(config, name: str) -> dict[str, str]:
+    """A running local instance's forwarded ports (none when it is not running)."""
+    from builder.local.instances import LocalInstance
+
+    state = LocalInstance(config, name).state() or {}
+    ports = state.get("ports", {})
+    address = config.local.forward_address
+    bases = {}
+    if str(config.edge.port) in ports:
+        bases["main"] = f"https://{address}:{ports[str(config.edge.port)]}"
+    for app in ("anythingllm", "dify", "n8n"):
+        port = str(getattr(config.services, app).edge_port)
+        if port in ports:
+            bases[app] = f"https://{address}:{ports[port]}"
+    return bases

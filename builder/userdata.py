@@ -112,6 +112,8 @@ def instance_document(
         gdrive = config.services.gdrive
         place = {"fw_cfg": gdrive_fw_cfg} if gdrive_fw_cfg else {"parameter": gdrive.rclone_config_parameter}
         document["gdrive"] = {**place, "remote": gdrive.remote, "read_only": gdrive.read_only}
+    if config.services.signal_api.account:
+        document["signal"] = {"account": config.services.signal_api.account}
     if public:
         document["edge"]["public"] = public
     if owner_credentials is None and target == "aws":

@@ -79,6 +79,7 @@ class Settings:
     rclone: str = "/usr/local/bin/rclone"  # the pinned rclone the bake installs (image/provision/45-rclone.sh)
     tailscale: tailscale.TailscaleCli = field(default_factory=tailscale.TailscaleCli)
     make_platform: Callable[[instance_config.InstanceConfig], Any] | None = None  # default: firstboot.platform
+    signal_accounts: Callable[[], Any] | None = None  # `firstboot health`: signal-cli's numbers (default: docker)
     containers: Callable[[str], Any] | None = (
         None  # `firstboot health`: a compose project's containers (default: docker)
     )

@@ -75,8 +75,19 @@ def _health(settings: agent.Settings) -> int:
         platform = Platform(config)
     stacks = health.instance_stacks(settings.paths.systemd_dir)
     found = health.check(stacks, platform.systemd, settings.containers or health.docker_states)
+    record_path = settings.paths.state_dir / "health.json"
+    account = config.stack.signal_account
+    if account and {"signal_api", "clawdbot"} <= set(stacks):
+        from firstboot import signal_channel
+
+        found[health.SIGNAL_CHANNEL] = signal_channel.state(
+            account, settings.signal_accounts or signal_channel.signal_cli_accounts
+        )
+        previous = health.previous_record(record_path).get(health.SIGNAL_CHANNEL)
+        if signal_channel.follow(previous, found[health.SIGNAL_CHANNEL], platform.systemd.restart):
+            print(f"firstboot: {account} was linked: {signal_channel.CLAWDBOT_UNIT} restarted", flush=True)
     line = health.summary(found)
-    if health.record(found, settings.paths.state_dir / "health.json"):
+    if health.record(found, record_path):
         print(line, flush=True)  # the unit sends stdout to the console: `builder status` reads it there
         status = read_status(settings.paths.status) or {}
         if config.target == "aws" and status.get("instance_id"):

@@ -91,15 +91,27 @@ def check(
     return health
 
 
+SIGNAL_CHANNEL = "signal channel"  # not a stack: Clawdbot's channel (firstboot/signal_channel.py)
+
+
 def summary(health: dict[str, str]) -> str:
     """N/M healthy over the stacks that run; one that is off (gdrive without its rclone config) is
-    named apart, neither healthy nor a problem."""
-    running = {s: h for s, h in health.items() if h != "off"}
+    named apart, neither healthy nor a problem, as is the Signal channel (linked, or waiting)."""
+    channel = health.get(SIGNAL_CHANNEL)
+    stacks = {s: h for s, h in health.items() if s != SIGNAL_CHANNEL}
+    running = {s: h for s, h in stacks.items() if h != "off"}
     healthy = [s for s, h in running.items() if h == "healthy"]
     others = [f"{s} {h}" for s, h in running.items() if h != "healthy"]
-    off = [s for s, h in health.items() if h == "off"]
+    off = [s for s, h in stacks.items() if h == "off"]
     line = f"{CONSOLE_PREFIX} {len(healthy)}/{len(running)} healthy"
-    return line + "".join(f"; {other}" for other in others) + (f"; off: {', '.join(off)}" if off else "")
+    line += "".join(f"; {other}" for other in others) + (f"; off: {', '.join(off)}" if off else "")
+    return line + (f"; {SIGNAL_CHANNEL} {channel}" if channel else "")
+
+
+def previous_record(path: Path = HEALTH_PATH) -> dict[str, str]:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return json.loads(path.read_text()).get("stacks") or {}
+    return {}
 
 
 def record(health: dict[str, str], path: Path = HEALTH_PATH) -> bool:

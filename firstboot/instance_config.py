@@ -23,7 +23,8 @@ Version 1, as JSON (the standard library reads it):
       "edge": {"port": 8443, "bind": ["tailscale", "127.0.0.1"],                            # optional
                "app_ports": {"anythingllm": 8444, "dify": 8445, "n8n": 8446}},
       "endpoints": {"imds": "http://169.254.169.254", "aws": null},  # stand-ins for the local target and tests
-      "gdrive": {"parameter": "/…" or "fw_cfg": "opt/…", "remote": "gdrive", "read_only": true}  # optional
+      "gdrive": {"parameter": "/…" or "fw_cfg": "opt/…", "remote": "gdrive", "read_only": true},  # optional
+      "signal": {"account": "+15551234567"}                                                       # optional
     }
 """
 
@@ -52,6 +53,7 @@ _MODEL = re.compile(r"[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+")
 _CLOUD_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _ROUTE = re.compile(rf"local|smart|{_MODEL.pattern}")
 _KEEP_ALIVE = re.compile(r"-1|\d+(s|m|h)")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _REMOTE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")  # rclone's remote names (no spaces, no ':')
 _ADDRESS = re.compile(r"tailscale|[0-9.]{7,15}|[0-9a-fA-F:]{2,39}")
 EDGE_APPS = ("anythingllm", "dify", "n8n")  # the apps with a TLS port of their own
@@ -88,6 +90,7 @@ class StackSettings:
     # loopback, forwarded ports). None and {}: the node's own name and ports.
     public_host: str | None = None
     public_ports: dict[int, int] = field(default_factory=dict)
+    signal_account: str | None = None  # Clawdbot's Signal channel is on for this number (E.164)
 
     def client_port(self, edge_port: int) -> int:
         """The port a client uses for one of the edge's ports."""
@@ -168,6 +171,7 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         "edge",
         "owner_credentials",
         "gdrive",
+        "signal",
     }
     reader.no_unknown(document, known, "")
     target = reader.choice(document, "target", TARGETS)
@@ -243,6 +247,8 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
 
 def _stack_settings(reader: _Reader, document: dict) -> StackSettings:
     defaults = StackSettings()
+    signal = reader.mapping(document, "signal", required=False) or {}
+    reader.no_unknown(signal, {"account"}, "signal.")
     ollama = reader.mapping(document, "ollama", required=False) or {}
     reader.no_unknown(ollama, {"models", "embedding_model", "keep_alive", "context_length"}, "ollama.")
     cloud = reader.mapping(document, "cloud_models", required=False) or {}
@@ -302,6 +308,9 @@ def _stack_settings(reader: _Reader, document: dict) -> StackSettings:
         if "host" in public
         else None,
         public_ports={int(k): v for k, v in public_ports.items()},
+        signal_account=reader.text(
+            signal, "account", _E164, "an E.164 number (+15551234567)", required=False, prefix="signal."
+        ),
     )
 
 

@@ -29,6 +29,9 @@ class Systemd:
         """`wait=False` queues the start and returns (--no-block): the caller follows the units itself."""
         self._systemctl("start", unit) if wait else self._systemctl("start", "--no-block", unit)
 
+    def restart(self, unit: str) -> None:
+        self._systemctl("restart", "--no-block", unit)
+
     def stop(self, unit: str) -> None:
         self._systemctl("stop", unit)
 

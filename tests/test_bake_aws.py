@@ -34,6 +34,7 @@ from conftest import REPO
 from moto_server import MotoServer, free_port
 from netns import HostBridge
 
+from builder.bake import openclaw_plugins
 from builder.bake.local_base import DIRECT_KERNEL_APPEND, cache_dir
 from builder.bake.payload import apt_packages, new_ssh_key, sudo_user_data, wheel_pins
 from builder.config.schema import PlatformConfig
@@ -147,6 +148,8 @@ def aws_bake(tmp_path_factory):
             f"    models: http://10.0.2.2:{models.port}\n"
             f"    wheels: {wheels}\n"
             "    tailscale_apt: none\n"
+            # downloads.rclone.org is out of reach of the namespace: the distribution's rclone.
+            "    rclone: distribution\n"
             f"local:\n  state_dir: {root / 'state'}\n"
         )
         env = {
@@ -159,6 +162,10 @@ def aws_bake(tmp_path_factory):
         }
         command = [str(REPO / ".venv/bin/builder"), "--config", str(config), "--json", "bake", "--target", "aws"]
         command += ["--lock", str(lock)]
+        # The namespace reaches moto and the VM only: OpenClaw's plugins come from the build host's
+        # cache, fetched (and checked) here first, as a previous bake would have left them.
+        for pin in openclaw_plugins.pins():
+            openclaw_plugins.fetch(pin)
         vm.wait_for_ssh()
         started = time.monotonic()
         result = bake_in_namespace(command, env, moto, vm, key, root)

@@ -207,6 +207,18 @@ BAD_FILES = [
         "services.custom.litellm",
         ["is the seed's own"],
     ),
+    (
+        "signal-number-not-e164",
+        "version: 1\nservices:\n  signal_api: {account: '5551234567'}\n",
+        "services.signal_api.account",
+        ["should match pattern"],
+    ),
+    (
+        "signal-number-without-clawdbot",
+        "version: 1\nservices:\n  signal_api: {account: '+15551234567'}\n  clawdbot: {enabled: false}\n",
+        "services.signal_api.account",
+        ["needs services.signal_api and services.clawdbot"],
+    ),
     ("key-named-like-a-marker", "version: 1\n'[key]': 1\n", "[key]", ["unknown key '[key]'"]),
     ("not-a-mapping", "- version: 1\n", "", ["mapping of keys"]),
     ("empty-file", "", "", ["is empty"]),

@@ -221,12 +221,12 @@ def platform(tmp_path_factory):
     build_standins([pin for pin in images.load_lock() if pin.variable == "ANYTHINGLLM_IMAGE"])
     base = tmp_path_factory.mktemp("gdrive")
     tree = make_tree(base, services=["anythingllm"], settings=StackSettings(edge_bind=("127.0.0.1",)))
-    tree.share_data()
     remote = Remote(base / "drive")
     (remote.folder / "handbook.md").write_text("# the team's handbook\n")
     gdrive.install(tree.data, tree.etc, rclone_config(remote.port), "gdrive", True, RCLONE)
     mount = Mount(tree)
     try:
+        tree.share_data()
         # The app first, the mount after: rslave shows a mount made later (a Drive that comes up late).
         result = tree.stack("up", "anythingllm", timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]

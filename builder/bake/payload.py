@@ -2,7 +2,8 @@
 
 payload/
   rootfs/            image/rootfs, copied as it lands on disk, with the owner's own services
-                     (services.custom) laid in by builder/custom_services.py
+                     (services.custom) laid in by builder/custom_services.py and OpenClaw's
+                     plugins by builder/bake/openclaw_plugins.py
   images.env         the stacks' image references, from the lock (by digest)
   images.lock.json   the lock itself (the BOM and the image tests read it)
   models.txt         the Ollama models to bake, one NAME:TAG per line
@@ -23,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from builder import custom_services, images
+from builder.bake import openclaw_plugins
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
 from builder.source_tree import ROOT, copy_tree
@@ -78,6 +80,7 @@ def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, 
     payload.mkdir()
     shutil.copytree(REPO_ROOT / "image" / "rootfs", payload / "rootfs", symlinks=True)
     custom_services.write_into(payload / "rootfs", config)
+    openclaw_plugins.write_into(payload / "rootfs")  # the Signal channel: fetched here, never on an instance
     lock = lock or images.LOCK_PATH
     # The owner's own services' images join the lock's (their digests as `builder images lock` left them).
     document = images.with_custom_pins(

@@ -36,6 +36,7 @@ def credentials(options: GlobalOptions, name: str, target: str) -> None:
     """Show the owner's credentials of instance NAME (made at its first launch) and where each is used."""
     from builder import owner_credentials
     from builder.commands.config_cmd import load
+    from builder.endpoints import local_bases, tailnet_bases
     from builder.errors import BuilderError
     from builder.userdata import check_instance_name
 
@@ -44,13 +45,13 @@ def credentials(options: GlobalOptions, name: str, target: str) -> None:
     if target == "local":
         values = owner_credentials.read_local(config, name)
         where = str(owner_credentials.local_path(config, name))
-        bases = _local_bases(config, name)
+        bases = local_bases(config, name)
     else:
         from builder.aws.clients import AwsClients
 
         values = owner_credentials.read_aws(AwsClients(config).client("ssm"), config, name)
         where = f"SSM {owner_credentials.parameter_name(config, name)}"
-        bases = _tailnet_bases(config, name)
+        bases = tailnet_bases(config, name)
     if values is None:
         raise BuilderError(
             f"{config.name}/{name} has no owner credentials yet ({where}): `builder launch {name}` makes them"
@@ -69,30 +70,3 @@ def credentials(options: GlobalOptions, name: str, target: str) -> None:
     click.echo(f"{config.name}/{name}: the owner's credentials (kept in {where}); keep them to yourself")
     for row in rows:
         click.echo(f"  {row['what']}\n    {row['value']}" + (f"\n    at {row['url']}" if row["url"] else ""))
-
-
-def _tailnet_bases(config, name: str) -> dict[str, str]:
-    """Where the instance answers in the tailnet (builder.endpoints), without trailing slashes."""
-    from builder.endpoints import service_urls
-
-    urls = service_urls(config, name)
-    bases = {"main": urls["index"].rstrip("/")}
-    bases.update({app: urls[app].rstrip("/") for app in ("anythingllm", "dify", "n8n") if app in urls})
-    return bases
-
-
-def _local_bases(config, name: str) -> dict[str, str]:
-    """A running local instance's forwarded ports (none when it is not running)."""
-    from builder.local.instances import LocalInstance
-
-    state = LocalInstance(config, name).state() or {}
-    ports = state.get("ports", {})
-    address = config.local.forward_address
-    bases = {}
-    if str(config.edge.port) in ports:
-        bases["main"] = f"https://{address}:{ports[str(config.edge.port)]}"
-    for app in ("anythingllm", "dify", "n8n"):
-        port = str(getattr(config.services, app).edge_port)
-        if port in ports:
-            bases[app] = f"https://{address}:{ports[port]}"
-    return bases

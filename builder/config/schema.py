@@ -178,6 +178,15 @@ class N8nService(EdgeService):
     edge_port: Port = Field(8446, description=_EDGE_PORT_HELP)
 
 
+class SignalService(Service):
+    account: str | None = Field(
+        None,
+        description="The bot's Signal number (E.164, +15551234567): Clawdbot's Signal channel is on for it, "
+        "waiting until `builder signal link NAME` links it; null: the channel is off.",
+        pattern=r"^\+[1-9][0-9]{6,14}$",
+    )
+
+
 class GdriveService(Service):
     """Google Drive, an rclone mount on the host at /mnt/data/gdrive, seen by AnythingLLM and n8n at /gdrive."""
 
@@ -316,7 +325,9 @@ class Services(Section):
     clawdbot: Service = Field(default_factory=Service, description="Clawdbot (OpenClaw gateway), served at /clawdbot.")
     dify: DifyService = Field(default_factory=DifyService, description="Dify.")
     n8n: N8nService = Field(default_factory=N8nService, description="n8n (5678).")
-    signal_api: Service = Field(default_factory=Service, description="Signal REST API (8080, json-rpc mode).")
+    signal_api: SignalService = Field(
+        default_factory=SignalService, description="Signal REST API (8080, json-rpc mode)."
+    )
     gdrive: GdriveService = Field(
         default_factory=GdriveService,
         description="Google Drive rclone mount at /mnt/data/gdrive; stays off until its rclone config is stored.",
@@ -662,6 +673,12 @@ class PlatformConfig(Section):
             raise ValueError(f"data_volume.availability_zone: {zone} is not a zone of aws.region {self.aws.region}")
         if self.aws.region in self.image.copy_to_regions:
             raise ValueError(f"image.copy_to_regions: {self.aws.region} is aws.region itself; the AMI is built there")
+        if self.services.signal_api.account and not (
+            self.services.signal_api.enabled and self.services.clawdbot.enabled
+        ):
+            raise ValueError(
+                "services.signal_api.account: the Signal channel needs services.signal_api and services.clawdbot"
+            )
         return self
 
     def _check_custom_services(self, port_owners: dict[int, str]) -> None:
