@@ -337,7 +337,9 @@ def baked_custom_services(context: Context, stacks_dir, running) -> dict:
         raise StepFailed(str(exc)) from None
     seed = {module.SERVICE for module in MODULES if module.SERVICE} | set(services.HOST_UNITS)
     seed |= {*services.FIRST_STACKS, *services.LAST_STACKS}
-    missing = [name for name in running if name not in seed and name not in manifest]
+    # The image holds a stack when its folder is there (the manifest only adds ports, paths, titles).
+    held = {name for name in running if (Path(stacks_dir) / name / "compose.yaml").exists()}
+    missing = [name for name in running if name not in seed and name not in manifest and name not in held]
     if missing:
         context.warn(
             f"the config runs {', '.join(missing)}, which this image does not hold (added after its bake?): "

@@ -109,6 +109,8 @@ def test_first_launch_creates_everything_with_the_right_properties(aws, baked):
     tagging = statements["TagOnlyItselfWithItsStatus"]["Condition"]
     assert tagging["StringEquals"][f"aws:ResourceTag/{names.INSTANCE_TAG}"] == "alpha"
     assert statements["ReadOnlyItsParameters"]["Resource"] == [
+        # The Drive's rclone config, when the owner stores one (services.gdrive is on by default).
+        "arn:aws:ssm:us-east-1:123456789012:parameter/ai-platform/gdrive/rclone-config",
         "arn:aws:ssm:us-east-1:123456789012:parameter/ai-platform/instances/alpha/owner-credentials",
         "arn:aws:ssm:us-east-1:123456789012:parameter/ai-platform/tailscale/auth-key",
     ]
