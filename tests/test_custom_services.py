@@ -195,6 +195,11 @@ def test_a_service_the_image_lacks_is_reported_and_left_out(tmp_path):
     found = baked_custom_services(context, stacks, ["litellm", "notes", "board"])
     assert list(found) == ["notes"] and found["notes"].path == "/notes/"
     assert len(context.lines) == 1 and "board" in context.lines[0] and "bake again" in context.lines[0]
+    # A stack the image holds as a folder of its own (not the owner's) is not missing.
+    (stacks / "probe").mkdir()
+    (stacks / "probe/compose.yaml").write_text("services: {}\n")
+    context.lines.clear()
+    assert baked_custom_services(context, stacks, ["probe"]) == {} and context.lines == []
     (stacks / "custom.json").write_text("{")
     with pytest.raises(StepFailed, match=r"custom\.json"):
         baked_custom_services(context, stacks, ["notes"])
