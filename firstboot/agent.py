@@ -331,6 +331,8 @@ def render_stack_files(context: Context) -> str:
 
 def baked_custom_services(context: Context, stacks_dir, running) -> dict:
     """The owner's services this instance runs that the image holds; a warning for any it lacks."""
+    if not (Path(stacks_dir) / custom_services.MANIFEST).exists():
+        return {}  # an image from before the owner's own services: nothing of theirs to start or miss
     try:
         manifest = custom_services.load_manifest(stacks_dir)
     except ValueError as exc:
