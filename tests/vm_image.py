@@ -90,6 +90,10 @@ def build_test_image(work: Path) -> tuple[BaseImage, Path]:
         install_agent(mount)
         shutil.copy(CONTRACT_FILE, mount / "opt/ai-platform/env-contract.json")
         (mount / "etc/systemd/system/ai-platform-stack@.service").write_text(STACK_STAND_IN)
+        # The image holds the test's one stack, as a bake lays a stack in (the stand-in unit runs none).
+        probe = mount / "opt/ai-platform/stacks/probe"
+        probe.mkdir(parents=True, exist_ok=True)
+        (probe / "compose.yaml").write_text("services: {}\n")
         (mount / "etc/systemd/system/ai-platform-test-report.service").write_text(REPORTER_UNIT)
         reporter = mount / "usr/local/sbin/ai-platform-test-report"
         reporter.write_text(REPORTER)
