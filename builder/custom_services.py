@@ -18,10 +18,9 @@ digest and `builder images lock` resolves it.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-from builder.config.schema import LITELLM_KEY_REFERENCE, CustomService, PlatformConfig
+from builder.config.schema import GENERATED_REFERENCE, LITELLM_KEY_REFERENCE, CustomService, PlatformConfig
 from builder.images import Pin
 
 STACKS = Path("opt/ai-platform/stacks")
@@ -32,7 +31,6 @@ EDGE_SERVERS = STACKS / "edge/custom/servers.conf"
 EDGE_LOCATIONS = STACKS / "edge/custom/locations.conf"
 LITELLM_OVERRIDE = STACKS / "litellm/compose.custom.yaml"
 SECRET_BYTES = 32
-_GENERATED = re.compile(r"\$\{generated:([A-Z][A-Z0-9_]*)\}")
 
 
 def enabled(config: PlatformConfig) -> dict[str, CustomService]:
@@ -86,9 +84,9 @@ def compose_document(name: str, service: CustomService) -> dict:
     """Its compose project: on the platform's network, its image never pulled, healthy before ready."""
     litellm_key = f"${{{litellm_key_variable(name)}:?missing in .env}}"
     environment = {
-        key: _GENERATED.sub(lambda m: f"${{{secret_variable(name, m.group(1))}:?missing in .env}}", value).replace(
-            LITELLM_KEY_REFERENCE, litellm_key
-        )
+        key: GENERATED_REFERENCE.sub(
+            lambda m: f"${{{secret_variable(name, m.group(1))}:?missing in .env}}", value
+        ).replace(LITELLM_KEY_REFERENCE, litellm_key)
         for key, value in service.environment.items()
     }
     volumes = [

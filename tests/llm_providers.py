@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+from json_http import send_json
 
 CLOUD_ANSWER = "answered by the cloud stand-in"
 LOCAL_ANSWER = "answered by the Ollama stand-in"
@@ -73,12 +74,7 @@ class _Provider(BaseHTTPRequestHandler):
         self._send(200, body)
 
     def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
 
 @dataclass

@@ -10,11 +10,11 @@ edge's Basic auth for the owner, and lists the number once the "phone" scanned.
 from __future__ import annotations
 
 import base64
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from json_http import send_json
 
 from builder import signal_link
 from builder.errors import BuilderError
@@ -42,12 +42,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def answer(self, status: int, body) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
     def do_GET(self):
         server: SignalStandIn = self.server

@@ -217,7 +217,7 @@ SEED_NEEDS = ("data", "ollama", "litellm")  # what a service of the owner's may 
 SEED_PATHS = ("/", "/litellm/", "/clawdbot/", "/__openclaw__/", "/signal/", "/anythingllm/", "/dify/", "/n8n/")
 _SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_GENERATED = re.compile(r"\$\{generated:([A-Z][A-Z0-9_]{0,40})\}")
+GENERATED_REFERENCE = re.compile(r"\$\{generated:([A-Z][A-Z0-9_]{0,40})\}")
 LITELLM_KEY_REFERENCE = "${litellm:key}"
 
 
@@ -294,7 +294,7 @@ class CustomService(Section):
         for name, value in self.environment.items():
             if not _ENV_NAME.fullmatch(name):
                 raise ValueError(f"environment: {name!r} is not a variable name (letters, digits, '_')")
-            rest = _GENERATED.sub("", value).replace(LITELLM_KEY_REFERENCE, "")
+            rest = GENERATED_REFERENCE.sub("", value).replace(LITELLM_KEY_REFERENCE, "")
             if "${" in rest or "$" in rest.replace("$$", ""):
                 raise ValueError(
                     f"environment.{name}: '$' only as ${{generated:NAME}} (NAME in UPPER_SNAKE_CASE), "
@@ -312,7 +312,7 @@ class CustomService(Section):
 
     def generated_secrets(self) -> list[str]:
         """The names of its ${generated:NAME} secrets, in order of appearance."""
-        names = [match for value in self.environment.values() for match in _GENERATED.findall(value)]
+        names = [match for value in self.environment.values() for match in GENERATED_REFERENCE.findall(value)]
         return list(dict.fromkeys(names))
 
 
