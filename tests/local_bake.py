@@ -8,6 +8,11 @@ registry stand-in for the models. The guest reaches both through qemu's user net
 the host's loopback). Debian's archive is reached for real. Tailscale's repository is out of reach:
 mirrors.tailscale_apt is none, and the image says so in its BOM; so is downloads.rclone.org:
 mirrors.rclone is distribution (Debian's rclone).
+
+The owner adds a service from the catalogue as a user does: `builder service add searxng`, then
+`builder images lock` (against the loopback registry, holding its stand-in under the template's
+repository and tag), then the bake. The chain test's first launch does not run it yet (its config
+is the one from before the `service add`); its upgrade does.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from builder.config.schema import PlatformConfig
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = ["tinyllama:1b"]
+ADDED_SERVICE = "searxng"  # from the catalogue (builder/service_templates.py), added before the bake
 # What the image holds: the chat models and the default embedding model (ollama.embedding_model).
 BAKED_MODELS = [*MODELS, PlatformConfig(version=1).ollama.embedding_model]
 TOOLS = ("packer", "qemu-system-x86_64", "docker-registry", "mmdebstrap", "docker")
@@ -50,16 +56,40 @@ def platform_yaml(root: Path, registry_port: int, models_port: int) -> str:
     )
 
 
+def add_service(builder: str, config: Path, lock: Path, registry: Registry) -> None:
+    """`builder service add` and `builder images lock`, as the owner runs them; the template's image
+    is a stand-in pushed under its own repository and tag (no registry here holds the real one)."""
+    from standins.images import build_standins
+
+    from builder import custom_services
+    from builder.config.loader import load_config
+    from builder.images import load_lock
+
+    def run(*args: str) -> None:
+        result = subprocess.run([builder, "--config", str(config), *args], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"builder {' '.join(args)}: {result.stdout}{result.stderr}"
+
+    run("service", "add", ADDED_SERVICE)
+    [pin] = custom_services.pins(load_config(config).config, load_lock(lock))
+    assert pin.digest is None  # the lock has not heard of it yet
+    build_standins([pin])
+    registry.push_local(pin.reference(with_digest=False), pin.repository.split("/", 1)[1], pin.tag)
+    run("images", "lock", "--lock", str(lock), "--registry", f"{pin.repository.split('/')[0]}={registry.url}")
+
+
 def bake(root: Path):
     """Bake once under `root`; yields what the tests read: the config, the lock, the command and
     builder's JSON result. The sources stay up until the session ends."""
     registry = Registry(root)
     models = ModelRegistry(BAKED_MODELS)
+    builder = str(REPO / ".venv/bin/builder")
     try:
         lock = stand_in_lock(registry, REPO / "image/images.lock.json", root / "images.lock.json")
         config = root / "platform.yaml"
-        config.write_text(platform_yaml(root, registry.port, models.port))
-        command = [str(REPO / ".venv/bin/builder"), "--config", str(config), "--json", "bake", "--target", "local"]
+        before_service = platform_yaml(root, registry.port, models.port)
+        config.write_text(before_service)
+        add_service(builder, config, lock, registry)
+        command = [builder, "--config", str(config), "--json", "bake", "--target", "local"]
         command += ["--lock", str(lock)]
         started = time.monotonic()
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=3600)
@@ -69,6 +99,7 @@ def bake(root: Path):
         yield {
             "root": root,
             "config": config,
+            "config_before_service": before_service,
             "lock": lock,
             "command": command,
             "result": json.loads(result.stdout),

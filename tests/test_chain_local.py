@@ -14,6 +14,12 @@ with the data stack and the edge, which always run. The whole platform (every st
 containers) takes about 20 minutes per launch under TCG on two host cores, so two launches of it do
 not fit CI's budget beside the bakes; `AI_PLATFORM_CHAIN_APPS=all` runs this test on every app (its
 time is in the README).
+
+A service of the owner's own goes the seed's add-a-service way: `builder service add searxng`, the
+bake, `builder upgrade`. The first launch's config is the one from before the `service add`, so it
+runs none; before the upgrade the test runs `service add` on the instance's config, as the owner
+would. One bake feeds both images (tests/local_bake.py ran the same `service add` before it): a
+second bake would hold the same bytes, 15 minutes later.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import pytest
 import requests
 import urllib3
 from conftest import REPO
-from local_bake import needs_local_bake
+from local_bake import ADDED_SERVICE, needs_local_bake
 
 from builder.bake.payload import new_ssh_key
 from builder.local.qemu import make_overlay
@@ -66,6 +72,7 @@ class Chain:
     def __init__(self, root: Path, builder: str, config: Path, key: Path):
         self.root, self.builder, self.config, self.key = root, builder, config, key
         self.launched: dict = {}
+        self.stacks = list(STACKS)  # what runs now; the upgrade adds the owner's service
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         command = [self.builder, "--config", str(self.config), *args]
@@ -146,7 +153,7 @@ def chain(local_bake, tmp_path_factory):
     public = new_ssh_key(key, "ai-platform-chain-test")
     config = local_bake["root"] / "chain.yaml"
     extra = f"ssh:\n  authorized_keys: [{json.dumps(public)}]\n" + services_yaml()
-    config.write_text(local_bake["config"].read_text() + extra)
+    config.write_text(local_bake["config_before_service"] + extra)
     chain = Chain(root, local_bake["command"][0], config, key)
     try:
         chain.launch()
@@ -165,6 +172,8 @@ def test_the_first_boot_reports_done_with_every_stack_healthy(chain):
     print("agent steps (s):", {step["name"]: step["seconds"] for step in status["steps"]})
     units = chain.ssh("systemctl is-active " + " ".join(f"ai-platform-stack@{s}.service" for s in STACKS))
     assert units.split() == ["active"] * len(STACKS)
+    # The image holds the owner's service (baked after `service add`); this config does not name it yet.
+    assert chain.ssh(f"systemctl is-active ai-platform-stack@{ADDED_SERVICE}.service || true").strip() == "inactive"
     containers = [json.loads(line) for line in chain.ssh("docker ps -a --format '{{json .}}'").splitlines()]
     projects = {c["Labels"].split("com.docker.compose.project=ai-platform-")[1].split(",")[0] for c in containers}
     assert projects == set(STACKS), "every enabled stack has containers, a disabled app none"
@@ -257,6 +266,10 @@ def test_data_and_secrets_survive_destroy_and_an_upgrade_onto_a_new_image(chain,
     assert json.loads(destroyed.stdout)["shutdown"] == "clean", destroyed.stderr
     print(f"destroy: {destroyed.stderr.strip()}")
 
+    # The owner adds a service from the catalogue; the new image holds it (see the module's docstring).
+    added = chain.run("service", "add", ADDED_SERVICE)
+    assert added.returncode == 0, added.stderr
+    chain.stacks.insert(-1, ADDED_SERVICE)
     baked = Path(local_bake["result"]["image"]).parent
     image = new_image_like(baked, baked.parent)
     planned = chain.run("--json", "--dry-run", "upgrade", NAME, "--target", "local", "--image", str(image))
@@ -274,6 +287,26 @@ def test_data_and_secrets_survive_destroy_and_an_upgrade_onto_a_new_image(chain,
     assert chain.ssh("cat /mnt/data/media/kept.txt").strip() == note
     assert chain.ssh("sha256sum /mnt/data/platform/secrets.env").split()[0] == secrets_before
     assert chain.served_certificate(8443) == certificate_before
+
+
+def test_the_service_added_from_a_template_runs_behind_the_edge_after_the_upgrade(chain):
+    """`service add searxng` → bake → `upgrade`: its container is healthy, its folders are on the data
+    volume and owned by its user, its generated secret reached it (the real SearXNG, and its
+    stand-in, refuse to start without one), and the edge serves it on its own port, over TLS, with
+    the instance's certificate, listed on the index. Nothing was done on the instance by hand."""
+    labels = f"--filter label=com.docker.compose.project=ai-platform-{ADDED_SERVICE}"
+    assert "(healthy)" in chain.ssh(f"docker ps {labels} --format '{{{{.Status}}}}'")
+    assert chain.ssh(f"stat -c %u:%g /mnt/data/{ADDED_SERVICE}/config").strip() == "977:977"
+    assert chain.ssh(f"test -s /mnt/data/{ADDED_SERVICE}/config/settings.yml && echo kept").strip() == "kept"
+    # Its generated secret joined the volume's secrets and is what the container got (compared by hash).
+    kept = chain.ssh("sed -n 's/^CUSTOM_SEARXNG_SECRET=//p' /mnt/data/platform/secrets.env | sha256sum").split()[0]
+    given = chain.ssh(f"docker exec $(docker ps -q {labels}) printenv SEARXNG_SECRET | sha256sum").split()[0]
+    empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256 of nothing
+    assert kept == given and kept != empty
+    response = get(chain.url(8448, "/healthz"))
+    assert response.status_code == 200 and response.json()["standin"] == ADDED_SERVICE, response.text[:300]
+    assert chain.served_certificate(8448) == chain.served_certificate(8443)
+    assert ">SearXNG<" in get(chain.url(8443)).text
 
 
 def test_the_owner_gets_in_with_the_credentials_builder_shows(chain):
@@ -304,13 +337,14 @@ def wait_for_health(chain: Chain, wanted: str, timeout: float = 300) -> str:
 
 def test_status_shows_each_stacks_health_now(chain):
     """The instance's health timer reports a change within a minute or so: a stopped app shows."""
-    wait_for_health(chain, f"{len(STACKS)}/{len(STACKS)} healthy")
+    count = len(chain.stacks)
+    wait_for_health(chain, f"{count}/{count} healthy")
     labels = "--filter label=com.docker.compose.project=ai-platform-n8n --filter label=com.docker.compose.service=n8n"
     container = chain.ssh(f"docker ps -q {labels}").strip()
     chain.ssh(f"docker stop {container}")
     try:
         seen = wait_for_health(chain, "n8n unhealthy")
-        assert f"{len(STACKS) - 1}/{len(STACKS)} healthy" in seen
+        assert f"{count - 1}/{count} healthy" in seen
         assert "off: gdrive" in seen  # off, not counted as healthy (it has no rclone config)
     finally:
         chain.ssh(f"docker start {container}")

@@ -37,6 +37,8 @@ ROLES = {  # lock variable -> stand-in role
     "DIFY_SANDBOX_IMAGE": "dify-sandbox",
     "DIFY_PLUGIN_DAEMON_IMAGE": "dify-plugin-daemon",
     "SQUID_IMAGE": "squid",
+    # The owner's own services, by the catalogue's templates (builder/service_templates.py).
+    "CUSTOM_SEARXNG_IMAGE": "searxng",
 }
 # The healthchecks' own clients, as small shell programs. Under TCG (the chain test's VM) real
 # Node.js takes over 10 s to start and Python 1-2 s; the healthchecks of three Node apps every

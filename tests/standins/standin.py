@@ -18,7 +18,10 @@ image is Debian with this program as its entrypoint, tagged as the pinned refere
   the master key): GET /key/info (404 for an unknown key) and POST /key/generate (a custom key,
   its alias unique), for the stack's ensure-keys.py;
 - n8n also has an `n8n import:credentials --input=FILE` command (an upsert on the id, into its
-  database), for the stack's post-start.
+  database), for the stack's post-start;
+- searxng (the catalogue's template, a service of the owner's own) refuses to start without its
+  secret or on the settings' placeholder, as the real one does, and writes a file into its config
+  folder at the first start, so a test sees that folder on the data volume.
 """
 
 from __future__ import annotations
@@ -48,7 +51,10 @@ PORTS = {
     "dify-sandbox": 8194,
     "dify-plugin-daemon": 5002,
     "squid": 3128,
+    "searxng": 8080,
 }
+# The placeholder of SearXNG's settings.yml: its webapp.py init() exits on it (searxng/searxng @0024272a).
+SEARXNG_PLACEHOLDER_SECRET = "ultrasecretkey"
 ROLE = "?"  # this container's role, for its database
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
 
@@ -213,9 +219,21 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def searxng_start() -> None:
+    secret = os.environ.get("SEARXNG_SECRET", "")
+    if secret in ("", SEARXNG_PLACEHOLDER_SECRET):
+        raise SystemExit("searxng stand-in: SEARXNG_SECRET is unset or the placeholder; refusing to start")
+    settings = "/etc/searxng/settings.yml"
+    if not os.path.exists(settings):
+        with open(settings, "w") as handle:
+            handle.write("# written by the searxng stand-in at its first start\n")
+
+
 def serve(role: str) -> None:
     global ROLE
     ROLE = role
+    if role == "searxng":
+        searxng_start()
     create_marker(role)
     Handler.role = role
     port = PORTS.get(role)
