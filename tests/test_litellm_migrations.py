@@ -11,6 +11,7 @@ with the columns the platform relies on: each app's virtual key, its alias, and 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import re
@@ -123,6 +124,15 @@ def declared_tables(schema: str) -> set[str]:
     return tables
 
 
+def offline_check():
+    """The queries of the image suite's offline check (image/tests/litellm_books.py)."""
+    path = Path(__file__).resolve().parent.parent / "image/tests/litellm_books.py"
+    spec = importlib.util.spec_from_file_location("litellm_books", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_migrations_build_the_schema_litellm_declares_on_postgres_15(extras, postgres):
     migrations = sorted(path for path in (extras / "migrations").iterdir() if (path / "migration.sql").is_file())
     assert len(migrations) > 50, f"only {len(migrations)} migrations in {extras}"
@@ -152,3 +162,11 @@ def test_the_migrations_build_the_schema_litellm_declares_on_postgres_15(extras,
         JOIN "LiteLLM_VerificationToken" t ON t.token = s.api_key"""
     )
     assert spend.split() == ["n8n|42"]
+    # The booted image suite's offline check (image/tests/test_litellm_offline.py) reads the alias LiteLLM
+    # writes into the row's metadata: its query holds on the real schema.
+    postgres(
+        """INSERT INTO "LiteLLM_SpendLogs" (request_id, call_type, api_key, spend, "startTime", "endTime", metadata)
+        VALUES ('r2', 'acompletion', 'hash-2', 0, now(), now(), '{"user_api_key_alias": "anythingllm"}')"""
+    )
+    assert postgres(offline_check().SPEND_ROW.format(hashed="hash-2")).strip() == "anythingllm"
+    assert set(offline_check().TABLES) <= tables

@@ -8,6 +8,7 @@ import hashlib
 import json
 
 import pytest
+from images_env import image_of
 
 LOCK = "/opt/ai-platform/images.lock.json"
 MODELS = "/opt/ai-platform/models"
@@ -181,13 +182,6 @@ def test_docker_runs_and_has_every_locked_image_by_digest(host):
         assert result.rc == 0, f"{tagged}: {result.stderr}"
         if pin["digest"]:
             assert any(d.endswith("@" + pin["digest"]) for d in json.loads(result.stdout)), tagged
-
-
-def image_of(host, variable: str) -> str:
-    for line in host.file("/opt/ai-platform/stacks/images.env").content_string.splitlines():
-        if line.startswith(variable + "="):
-            return line.split("=", 1)[1]
-    raise AssertionError(f"{variable} is not in images.env")
 
 
 @pytest.mark.booted_only

@@ -16,7 +16,11 @@ image is Debian with this program as its entrypoint, tagged as the pinned refere
   GET /standin/posts: data written through the app, as a user writes a workflow;
 - litellm also keeps virtual keys as the real one does (only their sha256, in its database, behind
   the master key): GET /key/info (404 for an unknown key) and POST /key/generate (a custom key,
-  its alias unique), for the stack's ensure-keys.py;
+  its alias unique), for the stack's ensure-keys.py; and it books a spend row per chat completion
+  made with such a key (POST /v1/chat/completions, answered with the body's `mock_response`). Both
+  go into tables of the real one's names and the columns the image suite reads
+  ("LiteLLM_VerificationToken": token, key_alias; "LiteLLM_SpendLogs": api_key, metadata with
+  user_api_key_alias), which the real one's migrations create (tests/test_litellm_migrations.py);
 - n8n also has an `n8n import:credentials --input=FILE` command (an upsert on the id, into its
   database), for the stack's post-start;
 - searxng (the catalogue's template, a service of the owner's own) refuses to start without its
@@ -99,7 +103,37 @@ def psql(sql: str, **variables: str) -> subprocess.CompletedProcess:
     )
 
 
-KEYS_TABLE = "CREATE TABLE IF NOT EXISTS standin_keys (token text PRIMARY KEY, key_alias text UNIQUE, metadata text);"
+KEYS_TABLE = """
+CREATE TABLE IF NOT EXISTS "LiteLLM_VerificationToken" (token text PRIMARY KEY, key_alias text UNIQUE, metadata jsonb);
+CREATE TABLE IF NOT EXISTS "LiteLLM_SpendLogs" (
+    request_id text PRIMARY KEY, api_key text, model text, spend double precision, metadata jsonb
+);
+"""
+KEY_ALIAS = """SELECT key_alias FROM "LiteLLM_VerificationToken" WHERE token = :'token';"""
+
+
+def chat_completion(handler: Handler, body: str) -> None:
+    """POST /v1/chat/completions with a virtual key: the body's mock_response, and a spend row for the key."""
+    key = handler.headers.get("Authorization", "").removeprefix("Bearer ")
+    token = hashlib.sha256(key.encode()).hexdigest()
+    found = psql(KEYS_TABLE + KEY_ALIAS, token=token)
+    if not found.stdout.strip():
+        handler.reply(401, {"error": {"message": "Authentication Error, Invalid proxy server token passed."}})
+        return
+    request = json.loads(body or "{}")
+    request_id = f"chatcmpl-{os.urandom(8).hex()}"
+    booked = psql(
+        """INSERT INTO "LiteLLM_SpendLogs" VALUES (:'id', :'token', :'model', 0, :'metadata');""",
+        id=request_id,
+        token=token,
+        model=request.get("model", ""),
+        metadata=json.dumps({"user_api_key_alias": found.stdout.strip()}),
+    )
+    if booked.returncode != 0:
+        handler.reply(500, {"error": {"message": booked.stderr}})
+        return
+    message = {"role": "assistant", "content": request.get("mock_response", "")}
+    handler.reply(200, {"id": request_id, "object": "chat.completion", "choices": [{"index": 0, "message": message}]})
 
 
 def key_api(handler: Handler, body: str) -> None:
@@ -110,7 +144,7 @@ def key_api(handler: Handler, body: str) -> None:
     if handler.path.startswith("/key/info"):
         key = parse_qs(urlsplit(handler.path).query).get("key", [""])[0]
         token = hashlib.sha256(key.encode()).hexdigest()
-        found = psql(KEYS_TABLE + "SELECT key_alias FROM standin_keys WHERE token = :'token';", token=token)
+        found = psql(KEYS_TABLE + KEY_ALIAS, token=token)
         if found.stdout.strip():
             handler.reply(200, {"key": token, "info": {"key_alias": found.stdout.strip()}})
         else:
@@ -119,7 +153,7 @@ def key_api(handler: Handler, body: str) -> None:
     request = json.loads(body or "{}")
     token = hashlib.sha256(request["key"].encode()).hexdigest()
     made = psql(
-        KEYS_TABLE + "INSERT INTO standin_keys VALUES (:'token', :'alias', :'metadata');",
+        KEYS_TABLE + """INSERT INTO "LiteLLM_VerificationToken" VALUES (:'token', :'alias', :'metadata');""",
         token=token,
         alias=request.get("key_alias", ""),
         metadata=json.dumps(request.get("metadata", {})),
@@ -158,6 +192,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.role == "litellm" and self.path.startswith("/key/"):
             key_api(self, "")
             return
+        if self.role == "litellm" and self.path == "/health/readiness":  # the real one's "db" field
+            connected = psql("SELECT 1;").returncode == 0
+            self.reply(200, {"status": "healthy", "db": "connected" if connected else "disconnected"})
+            return
         if self.headers.get("Upgrade", "").lower() == "websocket":
             accept = base64.b64encode(
                 hashlib.sha1((self.headers["Sec-WebSocket-Key"] + WEBSOCKET_GUID).encode()).digest()
@@ -190,6 +228,9 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
         if self.role == "litellm" and self.path.startswith("/key/"):
             key_api(self, body)
+            return
+        if self.role == "litellm" and self.path in ("/v1/chat/completions", "/chat/completions"):
+            chat_completion(self, body)
             return
         if url and body:
             sql = (
@@ -235,6 +276,8 @@ def serve(role: str) -> None:
     if role == "searxng":
         searxng_start()
     create_marker(role)
+    if role == "litellm" and database_url(role):
+        psql(KEYS_TABLE)  # its tables, as the real one's migrations make them at start
     Handler.role = role
     port = PORTS.get(role)
     if port is None:  # workers: nothing to serve
