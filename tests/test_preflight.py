@@ -57,15 +57,16 @@ def test_a_ready_account_passes_every_check_with_one_line_each(account, builder,
     assert [line.split(":")[0] for line in lines[:-1]] == [
         "ok   credentials",
         "ok   subnet",
+        "ok   build SSH",
         "ok   instance type",
         "warn vCPU quota",  # moto has no EC2 quotas: a warning, never a stop
         "ok   SSM parameters",
         "ok   KMS keys",
         "ok   base AMI",
     ]
-    assert lines[-1] == "preflight: ok (7 checks)"
+    assert lines[-1] == "preflight: ok (8 checks)"
     document = json.loads(builder("--json", "preflight").out)
-    assert document["ok"] is True and len(document["checks"]) == 7
+    assert document["ok"] is True and len(document["checks"]) == 8
 
 
 def test_no_credentials_is_one_failure_and_nothing_else_is_tried(aws, monkeypatch, tmp_path):
@@ -105,6 +106,51 @@ def test_an_internet_gateway_without_public_ips_fails_and_a_nat_gateway_passes(a
     ec2.replace_route(RouteTableId=table["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
     found = check("subnet")
     assert found.status == "ok" and f"out through {nat}" in found.detail
+
+
+def behind_a_nat_gateway(ec2) -> str:
+    """The zone's default subnet, its 0.0.0.0/0 through a NAT gateway and no public IPs: a private subnet."""
+    [subnet] = ec2.describe_subnets(
+        Filters=[{"Name": "availability-zone", "Values": [ZONE]}, {"Name": "default-for-az", "Values": ["true"]}]
+    )["Subnets"]
+    ec2.modify_subnet_attribute(SubnetId=subnet["SubnetId"], MapPublicIpOnLaunch={"Value": False})
+    allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=subnet["SubnetId"], AllocationId=allocation)["NatGateway"]["NatGatewayId"]
+    ec2.replace_route(
+        RouteTableId=main_route_table(ec2)["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat
+    )
+    return nat
+
+
+def test_a_private_subnet_fails_the_bake_for_packers_ssh_but_passes_a_launch(account, builder, tmp_path):
+    nat = behind_a_nat_gateway(account.client("ec2"))
+    found = check("build SSH")
+    assert found.status == "fail"
+    assert f"goes out through {nat}, not an internet gateway" in found.detail
+    assert "Packer's SSH cannot reach the build instance" in found.detail
+    assert "bake in a public subnet" in found.fix and "--set aws.subnet_id=" in found.fix
+
+    cfg = config()
+    launch = preflight.run(AwsClients(cfg), cfg, preflight.FOR_LAUNCH)
+    assert "build SSH" not in [c.name for c in launch]
+    assert [c.name for c in launch if c.status == "fail"] == []  # the instance only needs a way out
+
+    (tmp_path / "platform.yaml").write_text(
+        f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\nimage: {{base_ami_name_filter: '{BASE_FILTER}'}}\n"
+    )
+    baked_now = builder("bake", "--target", "aws", "--dry-run")
+    assert baked_now.code == 1 and "FAIL build SSH:" in baked_now.err
+    # Told where to connect (the tests' local VM, a forwarded port), Packer never uses the instance's address.
+    directed = builder("bake", "--target", "aws", "--dry-run", "--packer-var", "aws_ssh_host=10.0.0.9")
+    assert "bake stopped before changing anything" not in directed.err, directed.err
+
+
+def test_a_public_subnet_passes_build_ssh_and_a_broken_one_is_left_to_the_subnet_check(account):
+    assert check("build SSH").status == "ok"
+    ec2 = account.client("ec2")
+    ec2.delete_route(RouteTableId=main_route_table(ec2)["RouteTableId"], DestinationCidrBlock="0.0.0.0/0")
+    found = check("build SSH")
+    assert found.status == "warn" and "see the subnet check" in found.detail
 
 
 def test_a_configured_subnet_that_does_not_exist_fails(account):

@@ -70,18 +70,12 @@ def credentials(clients: AwsClients, config: PlatformConfig) -> Check:
 
 def subnet(clients: AwsClients, config: PlatformConfig) -> Check:
     """The subnet the instance (and the bake's build instance) lands in, and its way out."""
-    ec2 = clients.ec2
     try:
-        found = network.subnet_for(ec2, config.aws.subnet_id, config.data_volume.availability_zone)
+        found, default = _subnet_and_default_route(clients.ec2, config)
     except network.NetworkError as exc:
         return Check("subnet", "fail", str(exc), "set aws.subnet_id to a subnet in the data volume's zone")
-    name = f"{found['SubnetId']} ({found['AvailabilityZone']}, {found['VpcId']})"
-    table = _route_table(ec2, found)
-    default = next(
-        (route for route in (table or {}).get("Routes", []) if route.get("DestinationCidrBlock") == "0.0.0.0/0"),
-        None,
-    )
-    if default is None or default.get("State") == "blackhole":
+    name = _subnet_name(found)
+    if default is None:
         return Check(
             "subnet",
             "fail",
@@ -98,8 +92,58 @@ def subnet(clients: AwsClients, config: PlatformConfig) -> Check:
                 "or use a subnet behind a NAT gateway",
             )
         return Check("subnet", "ok", f"{name}, out through {default['GatewayId']} with public IPs")
-    way = default.get("NatGatewayId") or default.get("TransitGatewayId") or default.get("NetworkInterfaceId") or "?"
-    return Check("subnet", "ok", f"{name}, out through {way}")
+    return Check("subnet", "ok", f"{name}, out through {_way_out(default)}")
+
+
+def build_ssh(clients: AwsClients, config: PlatformConfig) -> Check:
+    """Whether Packer, on this host, can SSH to the bake's build instance. packer.pkr.hcl gives it
+    no other way in (no Session Manager, no bastion): Packer connects to the instance's public IP,
+    or its private one when it has none, and the temporary security group admits SSH only from this
+    host's public address (temporary_security_group_source_public_ip). In a subnet without an
+    internet gateway nothing outside the VPC reaches the instance, and a connection to its private
+    address comes from a private one the group does not admit, even from inside the VPC. (Packer 1.6.6's group
+    admits any address, so there a host inside the VPC would get in; the check holds to current
+    Packer's.)"""
+    try:
+        found, default = _subnet_and_default_route(clients.ec2, config)
+    except network.NetworkError:
+        return Check("build SSH", "warn", "no subnet to check (see the subnet check)")
+    name, gateway = _subnet_name(found), (default or {}).get("GatewayId", "")
+    if default is None or (gateway.startswith("igw-") and not found.get("MapPublicIpOnLaunch")):
+        return Check("build SSH", "warn", f"{name} has no way in or out yet (see the subnet check)")
+    if gateway.startswith("igw-"):
+        return Check("build SSH", "ok", f"the build instance gets a public IP in {name}, reached through {gateway}")
+    way = _way_out(default)
+    return Check(
+        "build SSH",
+        "fail",
+        f"{name} goes out through {way}, not an internet gateway: Packer's SSH cannot reach the build "
+        "instance from outside the VPC, nor from inside it (the bake's security group admits only this "
+        "host's public address; packer.pkr.hcl has no Session Manager or bastion option)",
+        "bake in a public subnet (a 0.0.0.0/0 route to an internet gateway, public IPs on launch): "
+        "`builder --set aws.subnet_id=subnet-... bake --target aws`; the instances may stay in this one",
+    )
+
+
+def _subnet_and_default_route(ec2: Any, config: PlatformConfig) -> tuple[dict, dict | None]:
+    """The subnet (see network.subnet_for, whose NetworkError this raises) and its usable 0.0.0.0/0 route."""
+    found = network.subnet_for(ec2, config.aws.subnet_id, config.data_volume.availability_zone)
+    table = _route_table(ec2, found)
+    default = next(
+        (route for route in (table or {}).get("Routes", []) if route.get("DestinationCidrBlock") == "0.0.0.0/0"),
+        None,
+    )
+    if default is not None and default.get("State") == "blackhole":
+        default = None
+    return found, default
+
+
+def _subnet_name(found: dict) -> str:
+    return f"{found['SubnetId']} ({found['AvailabilityZone']}, {found['VpcId']})"
+
+
+def _way_out(route: dict) -> str:
+    return route.get("NatGatewayId") or route.get("TransitGatewayId") or route.get("NetworkInterfaceId") or "?"
 
 
 def _route_table(ec2: Any, found: dict) -> dict | None:
@@ -291,6 +335,7 @@ def base_ami(clients: AwsClients, config: PlatformConfig) -> Check:
 ALL: dict[str, Callable[[AwsClients, PlatformConfig], Check]] = {
     "credentials": credentials,
     "subnet": subnet,
+    "build SSH": build_ssh,
     "instance type": instance_type,
     "vCPU quota": vcpu_quota,
     "SSM parameters": ssm_parameters,
@@ -298,7 +343,7 @@ ALL: dict[str, Callable[[AwsClients, PlatformConfig], Check]] = {
     "base AMI": base_ami,
 }
 FOR_LAUNCH = ("credentials", "subnet", "instance type", "vCPU quota", "SSM parameters", "KMS keys")
-FOR_BAKE = ("credentials", "subnet", "instance type", "KMS keys", "base AMI")
+FOR_BAKE = ("credentials", "subnet", "build SSH", "instance type", "KMS keys", "base AMI")
 # No vCPU quota: an upgrade ends the instance before it starts the next, of the same type.
 FOR_UPGRADE = ("credentials", "subnet", "instance type", "SSM parameters", "KMS keys")
 
