@@ -256,6 +256,98 @@ def test_kms_a_disabled_key_and_an_ami_key_that_auto_scaling_may_not_use_fail(ac
     assert check("KMS keys", cfg).status == "ok"
 
 
+class AwsManagedKms:
+    """KMS as AWS answers for an AWS-managed key (KeyManager AWS): moto calls even aws/ebs CUSTOMER."""
+
+    def __init__(self, kms, managed: set[str]):
+        self.kms, self.managed = kms, managed
+
+    def describe_key(self, KeyId):
+        answer = self.kms.describe_key(KeyId=KeyId)
+        if KeyId in self.managed:
+            answer["KeyMetadata"]["KeyManager"] = "AWS"
+        return answer
+
+    def __getattr__(self, name):
+        return getattr(self.kms, name)
+
+
+def with_aws_managed(cfg, managed: set[str]) -> AwsClients:
+    clients = AwsClients(cfg)
+    real = clients.client
+    clients.client = lambda service, region=None: (
+        AwsManagedKms(real(service, region), managed) if service == "kms" else real(service, region)
+    )
+    return clients
+
+
+def test_kms_a_shared_ami_under_an_aws_managed_key_fails_by_what_kms_says_not_its_name(account):
+    """`config validate` refuses only the alias aws/ebs; the same key by its id or ARN is caught here."""
+    home, copy = account.client("kms"), account.client("kms", "eu-west-1")
+    role = f"arn:aws:iam::{OWN_ACCOUNT}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+    image_key = home.create_key()["KeyMetadata"]["KeyId"]
+    home.create_grant(KeyId=image_key, GranteePrincipal=role, Operations=["Decrypt"])
+    copy_key = copy.create_key()["KeyMetadata"]["KeyId"]
+    image = {"kms_key_id": image_key, "copy_to_regions": ["eu-west-1"], "region_kms_key_ids": {"eu-west-1": copy_key}}
+    shared = config(image={**image, "share_with_accounts": ["210987654321"]})
+
+    found = check("KMS keys", shared, with_aws_managed(shared, {image_key, copy_key}))
+    assert found.status == "fail"
+    assert f"image.kms_key_id {image_key} is AWS-managed, and image.share_with_accounts is set" in found.detail
+    assert f"image.region_kms_key_ids.eu-west-1 {copy_key} is AWS-managed" in found.detail
+    assert "customer-managed key of us-east-1 whose key policy lets 210987654321 use it" in found.fix
+    assert "customer-managed key of eu-west-1" in found.fix
+
+    private = config(image=image)  # not shared: an AWS-managed key will do
+    assert check("KMS keys", private, with_aws_managed(private, {image_key, copy_key})).status == "ok"
+    assert check("KMS keys", shared).status == "ok"  # customer-managed keys (moto's own answer)
+
+
+def test_kms_a_secure_parameters_key_that_is_disabled_or_being_deleted_fails(account):
+    kms, ssm = account.client("kms"), account.client("ssm")
+    disabled = kms.create_key()["KeyMetadata"]["KeyId"]
+    ssm.put_parameter(
+        Name="/ai-platform/tailscale/auth-key", Value="tskey-test", Type="SecureString", KeyId=disabled, Overwrite=True
+    )
+    cfg = config(providers={"anthropic_api_key_parameter": "/ai-platform/providers/claude"})
+    assert check("KMS keys", cfg).status == "ok"
+    assert f"SSM parameter /ai-platform/tailscale/auth-key {disabled} enabled" in check("KMS keys", cfg).detail
+
+    kms.disable_key(KeyId=disabled)
+    going = kms.create_key()["KeyMetadata"]["KeyId"]
+    ssm.put_parameter(Name="/ai-platform/providers/claude", Value="sk-x", Type="SecureString", KeyId=going)
+    kms.schedule_key_deletion(KeyId=going, PendingWindowInDays=7)
+    found = check("KMS keys", cfg)
+    assert found.status == "fail"
+    assert f"SSM parameter /ai-platform/tailscale/auth-key {disabled} is Disabled" in found.detail
+    assert f"SSM parameter /ai-platform/providers/claude {going} is PendingDeletion" in found.detail
+
+
+def test_kms_a_copy_regions_key_is_looked_up_in_that_region_and_must_be_enabled(account):
+    here = account.client("kms").create_key()["KeyMetadata"]["KeyId"]  # us-east-1's, not eu-west-1's
+    there = account.client("kms", "eu-west-1")
+    disabled = there.create_key()["KeyMetadata"]["KeyId"]
+    there.disable_key(KeyId=disabled)
+    cfg = config(
+        image={
+            "copy_to_regions": ["eu-west-1", "eu-central-1"],
+            "region_kms_key_ids": {"eu-west-1": here, "eu-central-1": disabled},
+        }
+    )
+    found = check("KMS keys", cfg)
+    assert found.status == "fail"
+    assert f"image.region_kms_key_ids.eu-west-1 {here}: NotFoundException" in found.detail
+    assert "check image.region_kms_key_ids.eu-west-1 (a key of eu-west-1)" in found.fix
+    # A key of eu-west-1 named for eu-central-1 is not found there either; one of its own must be enabled.
+    assert f"image.region_kms_key_ids.eu-central-1 {disabled}: NotFoundException" in found.detail
+
+    ours = account.client("kms", "eu-central-1").create_key()["KeyMetadata"]["KeyId"]
+    cfg = config(image={"copy_to_regions": ["eu-west-1"], "region_kms_key_ids": {"eu-west-1": disabled}})
+    assert f"image.region_kms_key_ids.eu-west-1 {disabled} is Disabled" in check("KMS keys", cfg).detail
+    cfg = config(image={"copy_to_regions": ["eu-central-1"], "region_kms_key_ids": {"eu-central-1": ours}})
+    assert check("KMS keys", cfg).status == "ok"
+
+
 def test_no_base_ami_fails_with_the_settings_to_change(account):
     found = check("base AMI", config(image={"base_ami_name_filter": "no-such-image-*"}))
     assert found.status == "fail" and "no AMI of owner" in found.detail and "image.base_ami_name_filter" in found.fix

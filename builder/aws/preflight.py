@@ -272,28 +272,49 @@ def ssm_parameters(clients: AwsClients, config: PlatformConfig) -> Check:
 
 
 def kms_keys(clients: AwsClients, config: PlatformConfig) -> Check:
-    """Every customer key the config names: enabled; the AMI's key usable by Auto Scaling."""
-    wanted = {}
+    """Every customer key the config names, and those of its SecureString parameters: there and
+    enabled; the AMI's key usable by Auto Scaling, and not AWS-managed when the AMI is shared."""
+    region = config.aws.region
+    wanted = []  # (what names it, key, region)
     if config.data_volume.kms_key_id:
-        wanted[config.data_volume.kms_key_id] = "data_volume.kms_key_id"
+        wanted.append(("data_volume.kms_key_id", config.data_volume.kms_key_id, region))
     if config.image.kms_key_id:
-        wanted[config.image.kms_key_id] = "image.kms_key_id"
+        wanted.append(("image.kms_key_id", config.image.kms_key_id, region))
+    for copy_region, key in sorted(config.image.region_kms_key_ids.items()):
+        wanted.append((f"image.region_kms_key_ids.{copy_region}", key, copy_region))
+    problems, fixes, seen, unread = [], [], [], []
+    try:
+        wanted += [(f"SSM parameter {name}", key, region) for name, key in _parameter_keys(clients, config)]
+    except (ClientError, BotoCoreError) as exc:
+        unread.append(f"the SSM parameters' keys not read ({_error(exc)})")
     if not wanted:
-        return Check("KMS keys", "ok", "none configured (aws/ebs)")
-    kms = clients.client("kms")
-    problems, fixes, seen = [], [], []
-    for key, setting in wanted.items():
+        return Check("KMS keys", "warn" if unread else "ok", "; ".join(unread) or "none configured (aws/ebs)")
+    shared = bool(config.image.share_with_accounts) and config.image.encrypted
+    kms_of: dict[str, Any] = {}  # a key is found only through KMS in its own region
+    for setting, key, key_region in wanted:
+        if key_region not in kms_of:
+            kms_of[key_region] = clients.client("kms", None if key_region == region else key_region)
+        kms = kms_of[key_region]
         try:
             metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
         except (ClientError, BotoCoreError) as exc:
             problems.append(f"{setting} {key}: {_error(exc)}")
-            fixes.append(f"check {setting}")
+            fixes.append(f"check {setting} (a key of {key_region})")
             continue
         if metadata.get("KeyState") != "Enabled":
             problems.append(f"{setting} {key} is {metadata.get('KeyState')}")
             fixes.append(f"enable {key}")
             continue
         seen.append(f"{setting} {metadata['KeyId']} enabled")
+        ami_key = setting.startswith("image.")
+        # AWS refuses to share an AMI whose snapshots are under an AWS-managed key (aws/ebs), whichever
+        # name the config gives it; `config validate` catches only the alias.
+        if ami_key and shared and metadata.get("KeyManager") == "AWS":
+            problems.append(f"{setting} {key} is AWS-managed, and image.share_with_accounts is set")
+            fixes.append(
+                f"set {setting} to a customer-managed key of {key_region} whose key policy lets "
+                f"{', '.join(config.image.share_with_accounts)} use it (AWS cannot share AMIs under aws/ebs)"
+            )
         # The group launches from the AMI as its service-linked role, which a customer key must name.
         customer_ami_key = setting == "image.kms_key_id" and metadata.get("KeyManager") == "CUSTOMER"
         if customer_ami_key and not _autoscaling_may_use(kms, metadata):
@@ -303,8 +324,22 @@ def kms_keys(clients: AwsClients, config: PlatformConfig) -> Check:
                 "encrypted volumes), or the group cannot launch from the AMI"
             )
     if problems:
-        return Check("KMS keys", "fail", "; ".join(problems), "; ".join(fixes))
-    return Check("KMS keys", "ok", "; ".join(seen))
+        return Check("KMS keys", "fail", "; ".join(problems + unread), "; ".join(fixes))
+    return Check("KMS keys", "warn" if unread else "ok", "; ".join(seen + unread))
+
+
+def _parameter_keys(clients: AwsClients, config: PlatformConfig) -> list[tuple[str, str]]:
+    """(parameter, key) for each stored SecureString parameter the config names under a key of its
+    own: aws/ssm, SSM's default, is AWS-managed and always there. The instance decrypts with it."""
+    named = [parameter for parameter in secret_parameters(config).values() if parameter]
+    found = clients.client("ssm").describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": named}]
+    )["Parameters"]
+    return [
+        (p["Name"], p["KeyId"])
+        for p in sorted(found, key=lambda p: p["Name"])
+        if p.get("Type") == "SecureString" and p.get("KeyId") and p["KeyId"] != "alias/aws/ssm"
+    ]
 
 
 def _autoscaling_may_use(kms: Any, metadata: dict) -> bool:
