@@ -69,6 +69,27 @@ def test_a_ready_account_passes_every_check_with_one_line_each(account, builder,
     assert document["ok"] is True and len(document["checks"]) == 8
 
 
+def test_a_failing_account_exits_1_with_the_summary_and_names_the_check_in_json(account, builder, tmp_path):
+    ec2 = account.client("ec2")
+    ec2.delete_route(RouteTableId=main_route_table(ec2)["RouteTableId"], DestinationCidrBlock="0.0.0.0/0")
+    (tmp_path / "platform.yaml").write_text(
+        f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\nimage: {{base_ami_name_filter: '{BASE_FILTER}'}}\n"
+    )
+    result = builder("preflight")
+    assert result.code == 1, result.out + result.err
+    lines = result.out.splitlines()
+    assert lines[-1] == "preflight: FAILED (8 checks)"
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert len(failed) == 1 and failed[0].startswith("FAIL subnet:") and "has no default route" in failed[0]
+
+    answer = builder("--json", "preflight")
+    assert answer.code == 1
+    document = json.loads(answer.out)
+    assert document["ok"] is False
+    assert [c["name"] for c in document["checks"] if c["status"] == "fail"] == ["subnet"]
+    assert "NAT gateway" in next(c for c in document["checks"] if c["name"] == "subnet")["fix"]
+
+
 def test_no_credentials_is_one_failure_and_nothing_else_is_tried(aws, monkeypatch, tmp_path):
     for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         monkeypatch.delenv(variable, raising=False)
