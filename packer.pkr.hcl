@@ -194,8 +194,10 @@ locals {
 source "amazon-ebs" "aws" {
   region        = var.aws_region
   instance_type = var.aws_instance_type
-  # aws.subnet_id: accounts without a default VPC need one (public with an internet gateway, or
-  # private with a NAT gateway: the build instance reaches apt, the registries and SSH from here).
+  # aws.subnet_id: accounts without a default VPC need one, and for the bake a public one (an
+  # internet gateway, public IPs on launch): Packer's SSH comes from this host's public address,
+  # which the temporary security group admits, to the instance's public IP. Behind a NAT gateway
+  # the build instance could reach apt and the registries, but Packer could not reach it.
   subnet_id            = var.aws_subnet_id
   source_ami           = var.aws_source_ami
   ssh_username         = var.aws_ssh_username

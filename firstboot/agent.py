@@ -95,6 +95,8 @@ def read_config(context: Context) -> str:
         context.platform = Platform(config)
     else:
         context.platform = settings.make_platform(config)
+    if hasattr(context.platform, "on_wait"):  # a wait for IAM propagation shows in the running step
+        context.platform.on_wait = context.progress
     return f"{config.platform}/{config.instance} on {config.target}"
 
 

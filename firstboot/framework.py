@@ -46,10 +46,19 @@ class Context:
     values: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     status: Status | None = None
+    status_path: Path | None = None
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
         log.warning(self.redact(message))
+
+    def progress(self, message: str) -> None:
+        """What the running step is doing now (waiting for IAM, say), in the status file at once; its
+        result replaces it when it ends."""
+        running = next((r for r in self.status.steps if r.state == "running"), None) if self.status else None
+        if running is not None and self.status_path is not None:
+            running.detail = self.redact(message)
+            write_status(self.status, self.status_path)
 
     @property
     def instance_id(self) -> str | None:
@@ -85,7 +94,7 @@ def run_steps(
     """`on_step` hears of each finished step (the AWS target tags the instance with it, so that
     `builder launch --wait` prints the boot step by step); its failure never fails the boot."""
     status = Status(steps=[StepRecord(step.name) for step in steps])
-    context.status = status
+    context.status, context.status_path = status, status_path
     write_status(status, status_path)
     failed = False
     for step, record in zip(steps, status.steps, strict=True):

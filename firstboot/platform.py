@@ -11,9 +11,11 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
+from firstboot.framework import StepFailed
 from firstboot.instance_config import DEFAULT_IMDS, InstanceConfig
 
 log = logging.getLogger("firstboot")
@@ -60,11 +62,21 @@ class Systemd:
 
 
 class Platform:
-    def __init__(self, config: InstanceConfig, systemd: Systemd | None = None):
+    def __init__(self, config: InstanceConfig, systemd: Systemd | None = None, patience: float | None = None):
         self.config = config
         self.systemd = systemd or Systemd()
+        self.patience = PATIENCE_SECONDS if patience is None else patience
+        # Told of each wait for IAM propagation while it lasts (the agent puts it in the status file).
+        self.on_wait: Callable[[str], None] = lambda _message: None
 
     def client(self, service: str) -> Any:
+        return Patient(
+            self._boto3_client(service),
+            deadline=self.patience,
+            on_wait=lambda message: self.on_wait(message),  # looked up at the wait: set after the client
+        )
+
+    def _boto3_client(self, service: str) -> Any:
         # boto3 only when a step talks to AWS: the local target never imports it.
         import boto3
 
@@ -73,13 +85,11 @@ class Platform:
             os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = self.config.imds_endpoint.rstrip("/") + "/"
         from botocore.config import Config
 
-        return Patient(
-            boto3.client(
-                service,
-                region_name=self.config.region,
-                endpoint_url=self.config.aws_endpoint,
-                config=Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=20),
-            )
+        return boto3.client(
+            service,
+            region_name=self.config.region,
+            endpoint_url=self.config.aws_endpoint,
+            config=Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=20),
         )
 
     @cached_property
@@ -94,15 +104,29 @@ class Platform:
 # What a role that exists but has not reached every AWS endpoint yet looks like (launch creates the
 # role seconds before the instance boots): refused, or no credentials from the metadata service.
 PROPAGATION_ERRORS = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure"}
+PATIENCE_SECONDS = 180.0
+
+
+class IamNotPropagated(StepFailed):
+    """A call still refused (or still without credentials) when the wait for IAM propagation ran out."""
 
 
 class Patient:
     """A boto3 client whose calls wait out IAM propagation: a refusal (or no credentials yet) is tried
-    again with growing pauses for `deadline` seconds, each wait logged with its reason; any other
-    error, or the same one past the deadline, is raised as it is."""
+    again with growing pauses for `deadline` seconds, each wait logged with its reason and told to
+    `on_wait`. Any other error is raised as it is; the same one past the deadline as IamNotPropagated,
+    which says which call, why, and how long it waited (the status file's first error then says so)."""
 
-    def __init__(self, client: Any, deadline: float = 180, sleep=time.sleep, clock=time.monotonic):
+    def __init__(
+        self,
+        client: Any,
+        deadline: float = PATIENCE_SECONDS,
+        sleep=time.sleep,
+        clock=time.monotonic,
+        on_wait: Callable[[str], None] | None = None,
+    ):
         self._client, self._deadline, self._sleep, self._clock = client, deadline, sleep, clock
+        self._on_wait = on_wait or (lambda _message: None)
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -128,14 +152,16 @@ class Patient:
                     reason, error = "no credentials from the instance role yet", exc
                 waited = self._clock() - started
                 if waited + pause > self._deadline:
-                    raise error
-                log.warning(
-                    "%s: %s after %.0f s; the instance role may still be propagating, trying again in %.0f s",
-                    name,
-                    reason,
-                    waited,
-                    pause,
+                    raise IamNotPropagated(
+                        f"{name} still refused ({reason}) after waiting {waited:.0f} s for the instance role's IAM "
+                        f"permissions to propagate (refused this long, the role's policy may lack it): {error}"
+                    ) from error
+                message = (
+                    f"waiting for the instance role's IAM permissions: {name} refused ({reason}), "
+                    f"{waited:.0f} s so far, trying again in {pause:.0f} s"
                 )
+                log.warning("%s", message)
+                self._on_wait(message)
                 self._sleep(pause)
                 pause = min(pause * 2, 30)
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 from conftest import TAILSCALE_KEY
 from firstboot_machine import Machine
 from imds_standin import ImdsStandIn
 
 from firstboot import report, volume
 from firstboot.cli import main
+from firstboot.platform import Platform
 from firstboot.storage import mount_unit_name
 
 ZONE = "us-east-1a"
@@ -121,6 +123,64 @@ def test_the_report_tags_a_failure_too(tmp_path, aws):
     assert status["first_error"]["step"] == "storage"
     assert f"is still attached to {other} after 10 s" in status["first_error"]["message"]
     assert tags_of(aws["ec2"], aws["instance_id"])[report.STATUS_TAG] == "failed"
+
+
+class RoleNotYetInEc2(Platform):
+    """The instance role as EC2 sees it seconds after launch made it: DescribeVolumes refused."""
+
+    def __init__(self, *args, status_path, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.status_path, self.details_seen = status_path, []
+
+    def _boto3_client(self, service):
+        client = super()._boto3_client(service)
+        if service != "ec2":
+            return client
+        platform = self
+
+        class Refusing:
+            def describe_volumes(self, **_):
+                storage = next(
+                    s for s in json.loads(platform.status_path.read_text())["steps"] if s["name"] == "storage"
+                )
+                platform.details_seen.append(storage["detail"])
+                error = {
+                    "Code": "UnauthorizedOperation",
+                    "Message": "You are not authorized to perform this operation.",
+                }
+                raise ClientError({"Error": error}, "DescribeVolumes")
+
+            def __getattr__(self, name):
+                return getattr(client, name)
+
+        return Refusing()
+
+
+def test_iam_refusals_past_the_patience_fail_the_boot_saying_it_waited_for_iam(tmp_path, aws):
+    machine = aws_machine(tmp_path, aws)
+    made = []
+
+    def make_platform(config):
+        made.append(RoleNotYetInEc2(config, systemd=machine.systemd, patience=3, status_path=machine.paths.status))
+        return made[-1]
+
+    assert main(["run"], machine.settings(make_platform=make_platform)) == 1
+    # While it waited, the running step said what for (the status file, as `firstboot status` shows it).
+    assert made[-1].details_seen == [
+        "",
+        "waiting for the instance role's IAM permissions: describe_volumes refused (UnauthorizedOperation), "
+        "0 s so far, trying again in 2 s",
+    ]
+    error = machine.status()["first_error"]
+    assert error["step"] == "storage"
+    assert error["message"].startswith(
+        "describe_volumes still refused (UnauthorizedOperation) after waiting 2 s for the instance role's IAM "
+        "permissions to propagate"
+    )
+    detail = tags_of(aws["ec2"], aws["instance_id"])[report.STATUS_DETAIL_TAG]
+    assert (
+        "storage: describe_volumes still refused (UnauthorizedOperation) after waiting 2 s for the instance " in detail
+    )
 
 
 def test_user_data_from_another_region_is_refused(tmp_path, aws):

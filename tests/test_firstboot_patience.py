@@ -8,7 +8,8 @@ import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 from botocore.stub import Stubber
 
-from firstboot.platform import Patient
+from firstboot.framework import StepFailed
+from firstboot.platform import IamNotPropagated, Patient
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def test_a_refusal_while_the_role_propagates_is_tried_again(ssm, caplog):
     patient = Patient(client, deadline=120, sleep=clock.sleep, clock=lambda: clock.now)
     assert patient.get_parameter(Name="/p", WithDecryption=True)["Parameter"]["Value"] == "v"
     assert clock.sleeps == [2.0, 4.0]
-    assert "AccessDeniedException" in caplog.text and "propagating" in caplog.text
+    assert "get_parameter refused (AccessDeniedException)" in caplog.text and "IAM permissions" in caplog.text
 
 
 def test_other_errors_are_raised_at_once(ssm):
@@ -49,15 +50,27 @@ def test_other_errors_are_raised_at_once(ssm):
     assert clock.sleeps == []
 
 
-def test_a_refusal_that_outlasts_the_deadline_is_raised(ssm):
+def test_a_refusal_that_outlasts_the_deadline_says_which_call_why_and_how_long_it_waited(ssm):
     client, stubber = ssm
     for _ in range(10):
         stubber.add_client_error("get_parameter", service_error_code="AccessDeniedException")
-    clock = Clock()
-    patient = Patient(client, deadline=30, sleep=clock.sleep, clock=lambda: clock.now)
-    with pytest.raises(ClientError, match="AccessDenied"):
+    clock, waits = Clock(), []
+    patient = Patient(client, deadline=30, sleep=clock.sleep, clock=lambda: clock.now, on_wait=waits.append)
+    with pytest.raises(IamNotPropagated) as raised:
         patient.get_parameter(Name="/p")
-    assert sum(clock.sleeps) <= 30
+    assert clock.sleeps == [2.0, 4.0, 8.0, 16.0] and sum(clock.sleeps) <= 30
+    assert str(raised.value).startswith(
+        "get_parameter still refused (AccessDeniedException) after waiting 30 s for the instance role's IAM "
+        "permissions to propagate"
+    )
+    assert isinstance(raised.value.__cause__, ClientError)  # the refusal itself, for the traceback
+    assert isinstance(raised.value, StepFailed)  # the status file shows its message as it is
+    # Each wait was told as it began: a running step shows what it waits for.
+    assert waits[0] == (
+        "waiting for the instance role's IAM permissions: get_parameter refused (AccessDeniedException), 0 s so far, "
+        "trying again in 2 s"
+    )
+    assert len(waits) == 4 and "14 s so far, trying again in 16 s" in waits[-1]
 
 
 def test_no_credentials_yet_is_waited_out_too():

@@ -9,6 +9,9 @@ import pytest
 from parliament import analyze_policy_string
 
 from builder.aws import iam, names
+from builder.aws.secrets import secret_parameters
+from builder.config.schema import PlatformConfig
+from builder.owner_credentials import parameter_name
 
 POLICY = iam.instance_policy("ai-platform", "alpha", "us-east-1", "123456789012", ["/ai-platform/tailscale/auth-key"])
 
@@ -80,3 +83,46 @@ def test_parameters_under_a_customer_key_get_decrypt_through_ssm_only():
     [decrypt] = [s for s in policy["Statement"] if s["Action"] == "kms:Decrypt"]
     assert decrypt["Resource"] == [key]
     assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "ssm.us-east-1.amazonaws.com"}}
+
+
+def test_the_policy_with_every_optional_statement_at_once_lints_clean():
+    """All optional config on (a customer key on the data volume, every parameter the instance may
+    read, each under a customer key of its own): the statements must also hold together."""
+    volume_key = "arn:aws:kms:us-east-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab"
+    parameter_keys = [
+        "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555",
+        "arn:aws:kms:us-east-1:123456789012:key/66666666-7777-8888-9999-000000000000",
+    ]
+    config = PlatformConfig.model_validate(
+        {
+            "version": 1,
+            "providers": {
+                "anthropic_api_key_parameter": "/ai-platform/providers/anthropic",
+                "openai_api_key_parameter": "/ai-platform/providers/openai",
+            },
+            "services": {"gdrive": {"enabled": True}},
+        }
+    )
+    # What launch lets the instance read: its secrets (each set here) and its owner credentials.
+    parameters = [p for p in secret_parameters(config).values() if p] + [parameter_name(config, "alpha")]
+    assert len(parameters) == 5
+    policy = iam.instance_policy(
+        "ai-platform",
+        "alpha",
+        "us-east-1",
+        "123456789012",
+        parameters,
+        volume_key_arn=volume_key,
+        parameter_key_arns=parameter_keys,
+    )
+    assert [s["Sid"] for s in policy["Statement"]] == [
+        "FindTheDataVolume",
+        "AttachItsVolumeToItself",
+        "TagOnlyItselfWithItsStatus",
+        "LetEc2UseTheDataVolumesKey",
+        "ReadOnlyItsParameters",
+        "DecryptItsParametersThroughSsm",
+    ]
+    assert findings(policy) == []
+    [read] = [s for s in policy["Statement"] if s["Sid"] == "ReadOnlyItsParameters"]
+    assert len(read["Resource"]) == len(parameters)

@@ -57,15 +57,37 @@ def test_a_ready_account_passes_every_check_with_one_line_each(account, builder,
     assert [line.split(":")[0] for line in lines[:-1]] == [
         "ok   credentials",
         "ok   subnet",
+        "ok   build SSH",
         "ok   instance type",
         "warn vCPU quota",  # moto has no EC2 quotas: a warning, never a stop
         "ok   SSM parameters",
         "ok   KMS keys",
         "ok   base AMI",
     ]
-    assert lines[-1] == "preflight: ok (7 checks)"
+    assert lines[-1] == "preflight: ok (8 checks)"
     document = json.loads(builder("--json", "preflight").out)
-    assert document["ok"] is True and len(document["checks"]) == 7
+    assert document["ok"] is True and len(document["checks"]) == 8
+
+
+def test_a_failing_account_exits_1_with_the_summary_and_names_the_check_in_json(account, builder, tmp_path):
+    ec2 = account.client("ec2")
+    ec2.delete_route(RouteTableId=main_route_table(ec2)["RouteTableId"], DestinationCidrBlock="0.0.0.0/0")
+    (tmp_path / "platform.yaml").write_text(
+        f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\nimage: {{base_ami_name_filter: '{BASE_FILTER}'}}\n"
+    )
+    result = builder("preflight")
+    assert result.code == 1, result.out + result.err
+    lines = result.out.splitlines()
+    assert lines[-1] == "preflight: FAILED (8 checks)"
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert len(failed) == 1 and failed[0].startswith("FAIL subnet:") and "has no default route" in failed[0]
+
+    answer = builder("--json", "preflight")
+    assert answer.code == 1
+    document = json.loads(answer.out)
+    assert document["ok"] is False
+    assert [c["name"] for c in document["checks"] if c["status"] == "fail"] == ["subnet"]
+    assert "NAT gateway" in next(c for c in document["checks"] if c["name"] == "subnet")["fix"]
 
 
 def test_no_credentials_is_one_failure_and_nothing_else_is_tried(aws, monkeypatch, tmp_path):
@@ -105,6 +127,51 @@ def test_an_internet_gateway_without_public_ips_fails_and_a_nat_gateway_passes(a
     ec2.replace_route(RouteTableId=table["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
     found = check("subnet")
     assert found.status == "ok" and f"out through {nat}" in found.detail
+
+
+def behind_a_nat_gateway(ec2) -> str:
+    """The zone's default subnet, its 0.0.0.0/0 through a NAT gateway and no public IPs: a private subnet."""
+    [subnet] = ec2.describe_subnets(
+        Filters=[{"Name": "availability-zone", "Values": [ZONE]}, {"Name": "default-for-az", "Values": ["true"]}]
+    )["Subnets"]
+    ec2.modify_subnet_attribute(SubnetId=subnet["SubnetId"], MapPublicIpOnLaunch={"Value": False})
+    allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=subnet["SubnetId"], AllocationId=allocation)["NatGateway"]["NatGatewayId"]
+    ec2.replace_route(
+        RouteTableId=main_route_table(ec2)["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat
+    )
+    return nat
+
+
+def test_a_private_subnet_fails_the_bake_for_packers_ssh_but_passes_a_launch(account, builder, tmp_path):
+    nat = behind_a_nat_gateway(account.client("ec2"))
+    found = check("build SSH")
+    assert found.status == "fail"
+    assert f"goes out through {nat}, not an internet gateway" in found.detail
+    assert "Packer's SSH cannot reach the build instance" in found.detail
+    assert "bake in a public subnet" in found.fix and "--set aws.subnet_id=" in found.fix
+
+    cfg = config()
+    launch = preflight.run(AwsClients(cfg), cfg, preflight.FOR_LAUNCH)
+    assert "build SSH" not in [c.name for c in launch]
+    assert [c.name for c in launch if c.status == "fail"] == []  # the instance only needs a way out
+
+    (tmp_path / "platform.yaml").write_text(
+        f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\nimage: {{base_ami_name_filter: '{BASE_FILTER}'}}\n"
+    )
+    baked_now = builder("bake", "--target", "aws", "--dry-run")
+    assert baked_now.code == 1 and "FAIL build SSH:" in baked_now.err
+    # Told where to connect (the tests' local VM, a forwarded port), Packer never uses the instance's address.
+    directed = builder("bake", "--target", "aws", "--dry-run", "--packer-var", "aws_ssh_host=10.0.0.9")
+    assert "bake stopped before changing anything" not in directed.err, directed.err
+
+
+def test_a_public_subnet_passes_build_ssh_and_a_broken_one_is_left_to_the_subnet_check(account):
+    assert check("build SSH").status == "ok"
+    ec2 = account.client("ec2")
+    ec2.delete_route(RouteTableId=main_route_table(ec2)["RouteTableId"], DestinationCidrBlock="0.0.0.0/0")
+    found = check("build SSH")
+    assert found.status == "warn" and "see the subnet check" in found.detail
 
 
 def test_a_configured_subnet_that_does_not_exist_fails(account):
@@ -207,6 +274,98 @@ def test_kms_a_disabled_key_and_an_ami_key_that_auto_scaling_may_not_use_fail(ac
     kms.enable_key(KeyId=data_key)
     role = f"arn:aws:iam::{OWN_ACCOUNT}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
     kms.create_grant(KeyId=image_key, GranteePrincipal=role, Operations=["Decrypt", "CreateGrant"])
+    assert check("KMS keys", cfg).status == "ok"
+
+
+class AwsManagedKms:
+    """KMS as AWS answers for an AWS-managed key (KeyManager AWS): moto calls even aws/ebs CUSTOMER."""
+
+    def __init__(self, kms, managed: set[str]):
+        self.kms, self.managed = kms, managed
+
+    def describe_key(self, KeyId):
+        answer = self.kms.describe_key(KeyId=KeyId)
+        if KeyId in self.managed:
+            answer["KeyMetadata"]["KeyManager"] = "AWS"
+        return answer
+
+    def __getattr__(self, name):
+        return getattr(self.kms, name)
+
+
+def with_aws_managed(cfg, managed: set[str]) -> AwsClients:
+    clients = AwsClients(cfg)
+    real = clients.client
+    clients.client = lambda service, region=None: (
+        AwsManagedKms(real(service, region), managed) if service == "kms" else real(service, region)
+    )
+    return clients
+
+
+def test_kms_a_shared_ami_under_an_aws_managed_key_fails_by_what_kms_says_not_its_name(account):
+    """`config validate` refuses only the alias aws/ebs; the same key by its id or ARN is caught here."""
+    home, copy = account.client("kms"), account.client("kms", "eu-west-1")
+    role = f"arn:aws:iam::{OWN_ACCOUNT}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+    image_key = home.create_key()["KeyMetadata"]["KeyId"]
+    home.create_grant(KeyId=image_key, GranteePrincipal=role, Operations=["Decrypt"])
+    copy_key = copy.create_key()["KeyMetadata"]["KeyId"]
+    image = {"kms_key_id": image_key, "copy_to_regions": ["eu-west-1"], "region_kms_key_ids": {"eu-west-1": copy_key}}
+    shared = config(image={**image, "share_with_accounts": ["210987654321"]})
+
+    found = check("KMS keys", shared, with_aws_managed(shared, {image_key, copy_key}))
+    assert found.status == "fail"
+    assert f"image.kms_key_id {image_key} is AWS-managed, and image.share_with_accounts is set" in found.detail
+    assert f"image.region_kms_key_ids.eu-west-1 {copy_key} is AWS-managed" in found.detail
+    assert "customer-managed key of us-east-1 whose key policy lets 210987654321 use it" in found.fix
+    assert "customer-managed key of eu-west-1" in found.fix
+
+    private = config(image=image)  # not shared: an AWS-managed key will do
+    assert check("KMS keys", private, with_aws_managed(private, {image_key, copy_key})).status == "ok"
+    assert check("KMS keys", shared).status == "ok"  # customer-managed keys (moto's own answer)
+
+
+def test_kms_a_secure_parameters_key_that_is_disabled_or_being_deleted_fails(account):
+    kms, ssm = account.client("kms"), account.client("ssm")
+    disabled = kms.create_key()["KeyMetadata"]["KeyId"]
+    ssm.put_parameter(
+        Name="/ai-platform/tailscale/auth-key", Value="tskey-test", Type="SecureString", KeyId=disabled, Overwrite=True
+    )
+    cfg = config(providers={"anthropic_api_key_parameter": "/ai-platform/providers/claude"})
+    assert check("KMS keys", cfg).status == "ok"
+    assert f"SSM parameter /ai-platform/tailscale/auth-key {disabled} enabled" in check("KMS keys", cfg).detail
+
+    kms.disable_key(KeyId=disabled)
+    going = kms.create_key()["KeyMetadata"]["KeyId"]
+    ssm.put_parameter(Name="/ai-platform/providers/claude", Value="sk-x", Type="SecureString", KeyId=going)
+    kms.schedule_key_deletion(KeyId=going, PendingWindowInDays=7)
+    found = check("KMS keys", cfg)
+    assert found.status == "fail"
+    assert f"SSM parameter /ai-platform/tailscale/auth-key {disabled} is Disabled" in found.detail
+    assert f"SSM parameter /ai-platform/providers/claude {going} is PendingDeletion" in found.detail
+
+
+def test_kms_a_copy_regions_key_is_looked_up_in_that_region_and_must_be_enabled(account):
+    here = account.client("kms").create_key()["KeyMetadata"]["KeyId"]  # us-east-1's, not eu-west-1's
+    there = account.client("kms", "eu-west-1")
+    disabled = there.create_key()["KeyMetadata"]["KeyId"]
+    there.disable_key(KeyId=disabled)
+    cfg = config(
+        image={
+            "copy_to_regions": ["eu-west-1", "eu-central-1"],
+            "region_kms_key_ids": {"eu-west-1": here, "eu-central-1": disabled},
+        }
+    )
+    found = check("KMS keys", cfg)
+    assert found.status == "fail"
+    assert f"image.region_kms_key_ids.eu-west-1 {here}: NotFoundException" in found.detail
+    assert "check image.region_kms_key_ids.eu-west-1 (a key of eu-west-1)" in found.fix
+    # A key of eu-west-1 named for eu-central-1 is not found there either; one of its own must be enabled.
+    assert f"image.region_kms_key_ids.eu-central-1 {disabled}: NotFoundException" in found.detail
+
+    ours = account.client("kms", "eu-central-1").create_key()["KeyMetadata"]["KeyId"]
+    cfg = config(image={"copy_to_regions": ["eu-west-1"], "region_kms_key_ids": {"eu-west-1": disabled}})
+    assert f"image.region_kms_key_ids.eu-west-1 {disabled} is Disabled" in check("KMS keys", cfg).detail
+    cfg = config(image={"copy_to_regions": ["eu-central-1"], "region_kms_key_ids": {"eu-central-1": ours}})
     assert check("KMS keys", cfg).status == "ok"
 
 

@@ -22,10 +22,13 @@ class AwsClients:
 
         return boto3.Session(profile_name=self.config.aws.profile, region_name=self.config.aws.region)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, region: str | None = None) -> Any:
+        """`region`: another than aws.region (a KMS key of a region the AMI is copied to)."""
         from botocore.config import Config
 
-        return self.session.client(service, config=Config(retries={"mode": "standard", "max_attempts": 8}))
+        return self.session.client(
+            service, region_name=region, config=Config(retries={"mode": "standard", "max_attempts": 8})
+        )
 
     @cached_property
     def ec2(self) -> Any:

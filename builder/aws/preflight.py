@@ -70,18 +70,12 @@ def credentials(clients: AwsClients, config: PlatformConfig) -> Check:
 
 def subnet(clients: AwsClients, config: PlatformConfig) -> Check:
     """The subnet the instance (and the bake's build instance) lands in, and its way out."""
-    ec2 = clients.ec2
     try:
-        found = network.subnet_for(ec2, config.aws.subnet_id, config.data_volume.availability_zone)
+        found, default = _subnet_and_default_route(clients.ec2, config)
     except network.NetworkError as exc:
         return Check("subnet", "fail", str(exc), "set aws.subnet_id to a subnet in the data volume's zone")
-    name = f"{found['SubnetId']} ({found['AvailabilityZone']}, {found['VpcId']})"
-    table = _route_table(ec2, found)
-    default = next(
-        (route for route in (table or {}).get("Routes", []) if route.get("DestinationCidrBlock") == "0.0.0.0/0"),
-        None,
-    )
-    if default is None or default.get("State") == "blackhole":
+    name = _subnet_name(found)
+    if default is None:
         return Check(
             "subnet",
             "fail",
@@ -98,8 +92,58 @@ def subnet(clients: AwsClients, config: PlatformConfig) -> Check:
                 "or use a subnet behind a NAT gateway",
             )
         return Check("subnet", "ok", f"{name}, out through {default['GatewayId']} with public IPs")
-    way = default.get("NatGatewayId") or default.get("TransitGatewayId") or default.get("NetworkInterfaceId") or "?"
-    return Check("subnet", "ok", f"{name}, out through {way}")
+    return Check("subnet", "ok", f"{name}, out through {_way_out(default)}")
+
+
+def build_ssh(clients: AwsClients, config: PlatformConfig) -> Check:
+    """Whether Packer, on this host, can SSH to the bake's build instance. packer.pkr.hcl gives it
+    no other way in (no Session Manager, no bastion): Packer connects to the instance's public IP,
+    or its private one when it has none, and the temporary security group admits SSH only from this
+    host's public address (temporary_security_group_source_public_ip). In a subnet without an
+    internet gateway nothing outside the VPC reaches the instance, and a connection to its private
+    address comes from a private one the group does not admit, even from inside the VPC. (Packer 1.6.6's group
+    admits any address, so there a host inside the VPC would get in; the check holds to current
+    Packer's.)"""
+    try:
+        found, default = _subnet_and_default_route(clients.ec2, config)
+    except network.NetworkError:
+        return Check("build SSH", "warn", "no subnet to check (see the subnet check)")
+    name, gateway = _subnet_name(found), (default or {}).get("GatewayId", "")
+    if default is None or (gateway.startswith("igw-") and not found.get("MapPublicIpOnLaunch")):
+        return Check("build SSH", "warn", f"{name} has no way in or out yet (see the subnet check)")
+    if gateway.startswith("igw-"):
+        return Check("build SSH", "ok", f"the build instance gets a public IP in {name}, reached through {gateway}")
+    way = _way_out(default)
+    return Check(
+        "build SSH",
+        "fail",
+        f"{name} goes out through {way}, not an internet gateway: Packer's SSH cannot reach the build "
+        "instance from outside the VPC, nor from inside it (the bake's security group admits only this "
+        "host's public address; packer.pkr.hcl has no Session Manager or bastion option)",
+        "bake in a public subnet (a 0.0.0.0/0 route to an internet gateway, public IPs on launch): "
+        "`builder --set aws.subnet_id=subnet-... bake --target aws`; the instances may stay in this one",
+    )
+
+
+def _subnet_and_default_route(ec2: Any, config: PlatformConfig) -> tuple[dict, dict | None]:
+    """The subnet (see network.subnet_for, whose NetworkError this raises) and its usable 0.0.0.0/0 route."""
+    found = network.subnet_for(ec2, config.aws.subnet_id, config.data_volume.availability_zone)
+    table = _route_table(ec2, found)
+    default = next(
+        (route for route in (table or {}).get("Routes", []) if route.get("DestinationCidrBlock") == "0.0.0.0/0"),
+        None,
+    )
+    if default is not None and default.get("State") == "blackhole":
+        default = None
+    return found, default
+
+
+def _subnet_name(found: dict) -> str:
+    return f"{found['SubnetId']} ({found['AvailabilityZone']}, {found['VpcId']})"
+
+
+def _way_out(route: dict) -> str:
+    return route.get("NatGatewayId") or route.get("TransitGatewayId") or route.get("NetworkInterfaceId") or "?"
 
 
 def _route_table(ec2: Any, found: dict) -> dict | None:
@@ -228,28 +272,49 @@ def ssm_parameters(clients: AwsClients, config: PlatformConfig) -> Check:
 
 
 def kms_keys(clients: AwsClients, config: PlatformConfig) -> Check:
-    """Every customer key the config names: enabled; the AMI's key usable by Auto Scaling."""
-    wanted = {}
+    """Every customer key the config names, and those of its SecureString parameters: there and
+    enabled; the AMI's key usable by Auto Scaling, and not AWS-managed when the AMI is shared."""
+    region = config.aws.region
+    wanted = []  # (what names it, key, region)
     if config.data_volume.kms_key_id:
-        wanted[config.data_volume.kms_key_id] = "data_volume.kms_key_id"
+        wanted.append(("data_volume.kms_key_id", config.data_volume.kms_key_id, region))
     if config.image.kms_key_id:
-        wanted[config.image.kms_key_id] = "image.kms_key_id"
+        wanted.append(("image.kms_key_id", config.image.kms_key_id, region))
+    for copy_region, key in sorted(config.image.region_kms_key_ids.items()):
+        wanted.append((f"image.region_kms_key_ids.{copy_region}", key, copy_region))
+    problems, fixes, seen, unread = [], [], [], []
+    try:
+        wanted += [(f"SSM parameter {name}", key, region) for name, key in _parameter_keys(clients, config)]
+    except (ClientError, BotoCoreError) as exc:
+        unread.append(f"the SSM parameters' keys not read ({_error(exc)})")
     if not wanted:
-        return Check("KMS keys", "ok", "none configured (aws/ebs)")
-    kms = clients.client("kms")
-    problems, fixes, seen = [], [], []
-    for key, setting in wanted.items():
+        return Check("KMS keys", "warn" if unread else "ok", "; ".join(unread) or "none configured (aws/ebs)")
+    shared = bool(config.image.share_with_accounts) and config.image.encrypted
+    kms_of: dict[str, Any] = {}  # a key is found only through KMS in its own region
+    for setting, key, key_region in wanted:
+        if key_region not in kms_of:
+            kms_of[key_region] = clients.client("kms", None if key_region == region else key_region)
+        kms = kms_of[key_region]
         try:
             metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
         except (ClientError, BotoCoreError) as exc:
             problems.append(f"{setting} {key}: {_error(exc)}")
-            fixes.append(f"check {setting}")
+            fixes.append(f"check {setting} (a key of {key_region})")
             continue
         if metadata.get("KeyState") != "Enabled":
             problems.append(f"{setting} {key} is {metadata.get('KeyState')}")
             fixes.append(f"enable {key}")
             continue
         seen.append(f"{setting} {metadata['KeyId']} enabled")
+        ami_key = setting.startswith("image.")
+        # AWS refuses to share an AMI whose snapshots are under an AWS-managed key (aws/ebs), whichever
+        # name the config gives it; `config validate` catches only the alias.
+        if ami_key and shared and metadata.get("KeyManager") == "AWS":
+            problems.append(f"{setting} {key} is AWS-managed, and image.share_with_accounts is set")
+            fixes.append(
+                f"set {setting} to a customer-managed key of {key_region} whose key policy lets "
+                f"{', '.join(config.image.share_with_accounts)} use it (AWS cannot share AMIs under aws/ebs)"
+            )
         # The group launches from the AMI as its service-linked role, which a customer key must name.
         customer_ami_key = setting == "image.kms_key_id" and metadata.get("KeyManager") == "CUSTOMER"
         if customer_ami_key and not _autoscaling_may_use(kms, metadata):
@@ -259,8 +324,22 @@ def kms_keys(clients: AwsClients, config: PlatformConfig) -> Check:
                 "encrypted volumes), or the group cannot launch from the AMI"
             )
     if problems:
-        return Check("KMS keys", "fail", "; ".join(problems), "; ".join(fixes))
-    return Check("KMS keys", "ok", "; ".join(seen))
+        return Check("KMS keys", "fail", "; ".join(problems + unread), "; ".join(fixes))
+    return Check("KMS keys", "warn" if unread else "ok", "; ".join(seen + unread))
+
+
+def _parameter_keys(clients: AwsClients, config: PlatformConfig) -> list[tuple[str, str]]:
+    """(parameter, key) for each stored SecureString parameter the config names under a key of its
+    own: aws/ssm, SSM's default, is AWS-managed and always there. The instance decrypts with it."""
+    named = [parameter for parameter in secret_parameters(config).values() if parameter]
+    found = clients.client("ssm").describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": named}]
+    )["Parameters"]
+    return [
+        (p["Name"], p["KeyId"])
+        for p in sorted(found, key=lambda p: p["Name"])
+        if p.get("Type") == "SecureString" and p.get("KeyId") and p["KeyId"] != "alias/aws/ssm"
+    ]
 
 
 def _autoscaling_may_use(kms: Any, metadata: dict) -> bool:
@@ -291,6 +370,7 @@ def base_ami(clients: AwsClients, config: PlatformConfig) -> Check:
 ALL: dict[str, Callable[[AwsClients, PlatformConfig], Check]] = {
     "credentials": credentials,
     "subnet": subnet,
+    "build SSH": build_ssh,
     "instance type": instance_type,
     "vCPU quota": vcpu_quota,
     "SSM parameters": ssm_parameters,
@@ -298,7 +378,7 @@ ALL: dict[str, Callable[[AwsClients, PlatformConfig], Check]] = {
     "base AMI": base_ami,
 }
 FOR_LAUNCH = ("credentials", "subnet", "instance type", "vCPU quota", "SSM parameters", "KMS keys")
-FOR_BAKE = ("credentials", "subnet", "instance type", "KMS keys", "base AMI")
+FOR_BAKE = ("credentials", "subnet", "build SSH", "instance type", "KMS keys", "base AMI")
 # No vCPU quota: an upgrade ends the instance before it starts the next, of the same type.
 FOR_UPGRADE = ("credentials", "subnet", "instance type", "SSM parameters", "KMS keys")
 

@@ -61,7 +61,7 @@ def bake(
         raise BuilderError("--packer-var sets how Packer reaches the AWS build instance: it needs --target aws")
     config = load(options).config
     if target == "aws":
-        _preflight(config)
+        _preflight(config, connection)
     ec2 = _ec2(config) if target == "aws" else None
     plan = baking.plan(config, target, ec2=ec2, packer_binary=packer_binary, force=force, lock=lock_path)
     missing = unresolved(load_lock(lock_path or LOCK_PATH))
@@ -114,14 +114,15 @@ def _short(text: str) -> str:
     return re.sub(r"^==> ", "", text.replace("\n", " ")).strip()
 
 
-def _preflight(config) -> None:
+def _preflight(config, connection: dict) -> None:
     """What the account lacks for a bake stops it here, with every failed check and its fix."""
     from builder.aws import preflight
     from builder.aws.clients import AwsClients
 
-    preflight.require(
-        AwsClients(config), config, preflight.FOR_BAKE, "bake", note=lambda line: click.echo(line, err=True)
-    )
+    names = preflight.FOR_BAKE
+    if connection.get("aws_ssh_host"):  # Packer is told where to connect: the instance's own address is unused
+        names = tuple(name for name in names if name != "build SSH")
+    preflight.require(AwsClients(config), config, names, "bake", note=lambda line: click.echo(line, err=True))
 
 
 def _show_plan(options: GlobalOptions, plan, missing) -> None:

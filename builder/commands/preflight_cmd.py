@@ -23,8 +23,9 @@ from builder.cli import GlobalOptions, global_options
 @click.pass_obj
 def preflight(options: GlobalOptions, target: str, purpose: str) -> None:
     """Check the AWS account before a bake or launch, changing nothing: credentials and partition,
-    the subnet and its way out, the instance type in the zone, vCPU quota headroom, the SSM
-    parameters, the KMS keys, the base AMI. One line per check; exit 1 on any failure."""
+    the subnet and its way out, Packer's SSH to the build instance, the instance type in the zone,
+    vCPU quota headroom, the SSM parameters, the KMS keys, the base AMI. One line per check; exit 1
+    on any failure."""
     from builder.aws import preflight as checks
     from builder.aws.clients import AwsClients
     from builder.commands.config_cmd import load

@@ -99,7 +99,8 @@ class AwsSettings(Section):
     subnet_id: str | None = Field(
         None,
         description="Subnet to launch and bake in; null picks a default-VPC subnet in the data volume's zone (an "
-        "account with no default VPC must set it; a private subnet needs a NAT gateway for the bake).",
+        "account with no default VPC must set it). Instances need a way out (a NAT gateway will do); the bake "
+        "needs a public subnet (internet gateway, public IPs on launch), as Packer connects over SSH from here.",
         pattern=r"^subnet-[0-9a-f]{8,17}$",
     )
     ssh_ingress_cidrs: list[Cidr] = Field(
