@@ -5,6 +5,10 @@ instead of inside the bake. Each test says which moment it holds at, if only one
   cloud-init clean, empty logs);
 - booted_only: what first boot must make of it (a new machine-id and host keys, Docker running
   with every image intact, the build user and its key gone).
+
+- docker_running: needs the Docker daemon up (containers started from the baked images); run by
+  the bake before sysprep stops it (85-test-with-docker.sh, `--docker-running -m docker_running`),
+  so that every bake proves it on the images it holds, and on a booted instance if selected.
 """
 
 from __future__ import annotations
@@ -14,17 +18,22 @@ import pytest
 
 def pytest_addoption(parser):
     parser.addoption("--booted", action="store_true", help="the host is a booted instance of the image")
+    parser.addoption("--docker-running", action="store_true", help="the bake's Docker daemon is still up")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "image_only: holds in the finished image, before any boot")
     config.addinivalue_line("markers", "booted_only: holds on a booted instance of the image")
+    config.addinivalue_line("markers", "docker_running: starts containers from the baked images")
 
 
 def pytest_collection_modifyitems(config, items):
     booted = config.getoption("--booted")
+    docker_running = config.getoption("--docker-running")
     for item in items:
         if booted and item.get_closest_marker("image_only"):
             item.add_marker(pytest.mark.skip(reason="image only: first boot replaces it"))
         if not booted and item.get_closest_marker("booted_only"):
             item.add_marker(pytest.mark.skip(reason="needs a booted instance"))
+        if not (booted or docker_running) and item.get_closest_marker("docker_running"):
+            item.add_marker(pytest.mark.skip(reason="needs the Docker daemon up: run before sysprep"))

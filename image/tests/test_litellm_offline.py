@@ -12,8 +12,9 @@ its alias). Facts from litellm 1.83.10 (the pinned tag): proxy/utils.py hash_tok
 proxy/litellm_pre_call_utils.py (user_api_key_alias), health_endpoints/_health_endpoints.py
 (readiness), main.py (mock_response: no provider is called); spend rows are flushed every
 PROXY_BATCH_WRITE_AT (10 s) plus up to 5. Upstream's docker/test_offline_migration.sh checks the
-same way (an --internal network). It runs only on a booted instance: the finished image's Docker
-is stopped. Its containers, network and files are removed afterwards.
+same way (an --internal network). It needs Docker running: the bake runs it before sysprep
+(image/provision/85-test-with-docker.sh), so every bake proves it on the LiteLLM image it holds,
+and a booted instance can run it too. Its containers, network and files are removed afterwards.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ class OfflinePair:
         self.run(f"rm -rf {self.directory}", check=False)
 
 
-@pytest.mark.booted_only
+@pytest.mark.docker_running
 def test_litellm_migrates_and_books_spend_per_key_with_no_network(host):
     with host.sudo():
         pair = OfflinePair(host)
