@@ -23,6 +23,9 @@ HOST_UNITS = {"gdrive": "ai-platform-gdrive.service"}
 # Units the platform does not wait for: a Drive mount whose remote is down or whose token expired
 # is reported, and the apps come up without it.
 OPTIONAL_UNITS = frozenset({"ai-platform-gdrive.service"})
+# A stack whose start job failed on a dependency (data failed once, then its Restart= brought it
+# up) stays inactive: systemd does not try it again. Asked again this often while the boot waits.
+RESTART_STRANDED_EVERY = 60.0
 
 log = logging.getLogger("firstboot")
 
@@ -70,6 +73,7 @@ def start_stacks(
     started = clock()
     deadline = started + timeout
     announced: set[str] = set()
+    asked_again = started
     while True:
         states = {unit: systemd.active_state(unit) for unit in units}
         for unit in units:  # each stack's line as it becomes healthy: the boot's progress, timed
@@ -96,6 +100,12 @@ def start_stacks(
                 + (f"; off: {', '.join(off)}" if off else "")
                 + (f"; not running: {', '.join(down)}" if down else "")
             )
+        stranded = [unit for unit in waiting if states[unit] == "inactive"]
+        if stranded and clock() - asked_again >= RESTART_STRANDED_EVERY:
+            asked_again = clock()
+            for unit in stranded:  # a start already queued merges with this one: no harm done
+                log.info("starting %s again: it is inactive (a dependency failed before it came up?)", unit)
+                systemd.start(unit, wait=False)
         if clock() >= deadline:
             raise ServicesError(
                 f"not healthy within {timeout:g} s: " + ", ".join(f"{unit} ({states[unit]})" for unit in waiting)

@@ -29,13 +29,15 @@ CONTRACT = json.loads((Path(__file__).parents[1] / "image/rootfs/opt/ai-platform
 
 class SystemdStandIn:
     """Records what the agent asks; a started target's stack units turn active after `polls_to_active`
-    looks, except those named in `failing` (failed) or `stuck` (activating for ever)."""
+    looks, except those named in `failing` (failed), `stuck` (activating for ever) or `stranded`
+    (inactive until started on their own: their start job failed on a dependency)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
         self.polls_to_active = 2
         self.failing: set[str] = set()
         self.stuck: set[str] = set()
+        self.stranded: set[str] = set()
         self.condition_unmet: set[str] = set()
         self._looks: dict[str, int] = {}
         self.waited_for: dict[str, bool] = {}
@@ -59,6 +61,8 @@ class SystemdStandIn:
         if unit in self.failing:
             return "failed"
         if unit in self.condition_unmet:
+            return "inactive"
+        if unit in self.stranded and ("start", unit) not in self.calls:
             return "inactive"
         self._looks[unit] = self._looks.get(unit, 0) + 1
         if unit in self.stuck or self._looks[unit] < self.polls_to_active:

@@ -173,3 +173,23 @@ def test_a_unit_whose_start_is_only_queued_is_not_off(monkeypatch):
     monkeypatch.setattr(platform.Systemd, "_property", staticmethod(lambda unit, name: properties[(unit, name)]))
     assert platform.Systemd().condition_failed("ai-platform-stack@data.service") is False
     assert platform.Systemd().condition_failed("ai-platform-gdrive.service") is True
+
+
+def test_a_stack_stranded_by_a_dependency_that_failed_once_is_started_again(tmp_path):
+    """Seen in the chain: data failed once (then its Restart= brought it up), and systemd had already
+    failed LiteLLM's and n8n's start jobs on it; they stayed inactive and the boot waited them out."""
+    from firstboot_machine import SystemdStandIn
+
+    systemd = SystemdStandIn()
+    systemd.stranded = {"ai-platform-stack@litellm.service"}
+    now = [0.0]
+
+    def sleep(_seconds):
+        now[0] += 10
+
+    summary = start_stacks(
+        systemd, tmp_path, ["litellm"], timeout=600, poll_interval=1, clock=lambda: now[0], sleep=sleep
+    )
+    assert "ai-platform-stack@litellm.service" in summary
+    assert ("start", "ai-platform-stack@litellm.service") in systemd.calls
+    assert systemd.waited_for["ai-platform-stack@litellm.service"] is False

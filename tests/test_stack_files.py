@@ -7,6 +7,7 @@ its own network namespace (unshare -n) with the test's files bound over /etc/ngi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -271,3 +272,52 @@ def test_the_apps_ask_for_auto_by_default(tree):
     assert openclaw["agents"]["defaults"]["model"]["primary"] == "litellm/auto"
     assert openclaw["models"]["providers"]["litellm"]["apiKey"] == "${LITELLM_API_KEY}"
     assert "auto" in [model["id"] for model in openclaw["models"]["providers"]["litellm"]["models"]]
+
+
+# A `docker` that plays the race two stacks starting side by side run into: the network is not
+# there when the wrapper looks, another stack creates it the moment after, so this create fails.
+RACED_DOCKER = """#!/bin/sh
+made="$STATE/network"
+case "$1 $2" in
+  "network inspect")
+    [ -f "$made" ] || exit 1
+    case "$*" in *--format*) echo 172.20.0.0/16 ;; esac ;;
+  "network create")
+    touch "$made"
+    echo "Error response from daemon: Pool overlaps with other one on this address space" >&2
+    exit 1 ;;
+  "compose "*) echo "$*" >> "$STATE/compose" ;;
+  *) echo "unexpected: docker $*" >&2; exit 2 ;;
+esac
+"""
+
+
+def test_a_network_another_stack_created_meanwhile_is_used_not_a_failure(tree, tmp_path):
+    """Seen in the chain: data and a service of the owner's without needs started together, and
+    data failed on the network the other had just made (so LiteLLM and n8n never started)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "docker").write_text(RACED_DOCKER)
+    (fake / "docker").chmod(0o755)
+    environ = {**tree.environ(), "PATH": f"{fake}:{os.environ['PATH']}", "STATE": str(tmp_path)}
+    started = subprocess.run(
+        [str(tree.root / "bin/ai-platform-stack"), "up", "signal_api"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 0, started.stderr
+    assert " up --detach --wait" in (tmp_path / "compose").read_text()
+
+    # A create that fails with no network made meanwhile still stops the stack, saying why.
+    (tmp_path / "network").unlink()
+    (fake / "docker").write_text(RACED_DOCKER.replace('touch "$made"', ":"))
+    failed = subprocess.run(
+        [str(tree.root / "bin/ai-platform-stack"), "up", "signal_api"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 1 and "cannot create network ai-platform: Error response" in failed.stderr
