@@ -300,24 +300,17 @@ def test_a_network_another_stack_created_meanwhile_is_used_not_a_failure(tree, t
     (fake / "docker").write_text(RACED_DOCKER)
     (fake / "docker").chmod(0o755)
     environ = {**tree.environ(), "PATH": f"{fake}:{os.environ['PATH']}", "STATE": str(tmp_path)}
-    started = subprocess.run(
-        [str(tree.root / "bin/ai-platform-stack"), "up", "signal_api"],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def up() -> subprocess.CompletedProcess:
+        wrapper = [str(tree.root / "bin/ai-platform-stack"), "up", "signal_api"]
+        return subprocess.run(wrapper, env=environ, capture_output=True, text=True, timeout=60)
+
+    started = up()
     assert started.returncode == 0, started.stderr
     assert " up --detach --wait" in (tmp_path / "compose").read_text()
 
     # A create that fails with no network made meanwhile still stops the stack, saying why.
     (tmp_path / "network").unlink()
     (fake / "docker").write_text(RACED_DOCKER.replace('touch "$made"', ":"))
-    failed = subprocess.run(
-        [str(tree.root / "bin/ai-platform-stack"), "up", "signal_api"],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    failed = up()
     assert failed.returncode == 1 and "cannot create network ai-platform: Error response" in failed.stderr
