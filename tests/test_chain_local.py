@@ -300,7 +300,8 @@ def test_the_service_added_from_a_template_runs_behind_the_edge_after_the_upgrad
     assert chain.ssh(f"test -s /mnt/data/{ADDED_SERVICE}/config/settings.yml && echo kept").strip() == "kept"
     # Its generated secret joined the volume's secrets and is what the container got (compared by hash).
     kept = chain.ssh("sed -n 's/^CUSTOM_SEARXNG_SECRET=//p' /mnt/data/platform/secrets.env | sha256sum").split()[0]
-    given = chain.ssh(f"docker exec $(docker ps -q {labels}) printenv SEARXNG_SECRET | sha256sum").split()[0]
+    container = chain.ssh(f"docker ps -q {labels}").strip()  # ($(...) would run in the login shell, not sudo's)
+    given = chain.ssh(f"docker exec {container} printenv SEARXNG_SECRET | sha256sum").split()[0]
     empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256 of nothing
     assert kept == given and kept != empty
     response = get(chain.url(8448, "/healthz"))
