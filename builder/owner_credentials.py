@@ -22,8 +22,10 @@ from typing import Any
 
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
+from builder.source_tree import ROOT
 
-CONTRACT = Path(__file__).resolve().parent.parent / "image/rootfs/opt/ai-platform/env-contract.json"
+# builder's own copy of the image's contract: the checkout's, or the installed wheel's (source_tree).
+CONTRACT = ROOT / "image/rootfs/opt/ai-platform/env-contract.json"
 FW_CFG_NAME = "opt/ai-platform/owner-credentials"  # qemu wants user fw_cfg names under opt/
 
 
