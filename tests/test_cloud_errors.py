@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import http.server
 import io
-import socket
 import sys
 import threading
 
 import pytest
+from moto_server import free_port
 
 from builder.aws import errors
 
@@ -58,18 +58,12 @@ def test_no_credentials_is_one_clear_line_and_exit_1(builder, nowhere_for_creden
     assert "AWS_PROFILE" in said and "AWS_ACCESS_KEY_ID" in said, said
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def dead_network(monkeypatch):
     from builder.aws import clients
 
     monkeypatch.setattr(clients, "RETRIES", {"mode": "standard", "max_attempts": 1})  # fail fast
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_REGION", "eu-central-1")

@@ -87,6 +87,10 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -
             click.echo(f"would delete auto scaling group {group_name}")
         click.echo(f"would terminate: {', '.join(running) or 'nothing'}")
         click.echo(f"would {'DELETE' if delete_data else 'keep'} data volume {volume['VolumeId'] if volume else '-'}")
+        if delete_data:
+            click.echo(
+                f"would delete {name}'s owner credentials, launch template and role (and the security group if unused)"
+            )
         return
     if delete_data and volume:
         _confirm_data_deletion(name, f"data volume {volume['VolumeId']}")
@@ -97,16 +101,18 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -
     ended += terminate(ec2, config.name, name, log=log)
     if delete_data and volume:
         delete_data_volume(ec2, volume)
-    if delete_data:  # the owner's logins go with the data they open
-        from builder.owner_credentials import delete_aws
+    removed: list[str] = []
+    if delete_data:  # the owner's logins go with the data they open, and what only this instance used
+        from builder.aws.teardown import delete_instance_resources
 
-        delete_aws(AwsClients(config).client("ssm"), config, name)
+        removed = delete_instance_resources(clients, config, name, log)
     kept = "deleted" if delete_data and volume else "kept"
     result = {
         "instance": name,
         "terminated": ended,
         "data_volume": volume["VolumeId"] if volume else None,
         "data_volume_state": kept if volume else "none",
+        "deleted": removed,
     }
     if options.json:
         click.echo(json.dumps(result, indent=2))
@@ -115,13 +121,28 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -
             f"{name}: terminated {', '.join(ended) or 'nothing (none running)'}; "
             f"data volume {result['data_volume'] or '-'} {kept if volume else ''}".rstrip()
         )
+        if removed:
+            click.echo(f"{name}: also deleted {', '.join(removed)}")
 
 
 def _confirm_data_deletion(name: str, what: str) -> None:
+    import sys
+
     from builder.errors import BuilderError
 
     # Typed, not a flag alone: the volume is every byte of this instance's data.
-    typed = click.prompt(f"This deletes {what} for good. Type {name} to confirm", default="", show_default=False)
+    question = f"This deletes {what} for good. Type {name} to confirm"
+    if sys.stdin.isatty():
+        typed = click.prompt(question, default="", show_default=False)
+    else:  # piped (`echo NAME | builder destroy ...`), or closed: nobody to ask
+        click.echo(f"{question}: ", nl=False, err=True)
+        line = sys.stdin.readline()
+        if not line:
+            raise BuilderError(
+                f"cannot ask for the confirmation: standard input is closed; nothing was terminated or deleted "
+                f"(run it in a terminal, or pipe the name: echo {name} | builder destroy {name} --delete-data)"
+            )
+        typed = line.strip()
     if typed != name:
         raise BuilderError("confirmation did not match: nothing was terminated or deleted")
 

@@ -25,7 +25,7 @@ def link_command(options: GlobalOptions, name: str, target: str, timeout: float)
     from builder.commands.config_cmd import load
     from builder.endpoints import local_bases, tailnet_bases
     from builder.errors import BuilderError
-    from builder.userdata import check_instance_name
+    from builder.userdata import check_instance_name, hostname_for
 
     check_instance_name(name)
     config = load(options).config
@@ -42,5 +42,14 @@ def link_command(options: GlobalOptions, name: str, target: str, timeout: float)
     if not values or "main" not in bases:
         raise BuilderError(f"{config.name}/{name} is not running or was never launched (`builder launch {name}`)")
     # A local VM's edge has a self-signed certificate on a forwarded loopback port; the tailnet's is real.
-    api = signal_link.SignalApi(bases["main"], values["EDGE_OWNER_PASSWORD"], verify=target != "local")
+    if target == "local":
+        unreachable = f"is it running (`builder status {name} --target local`)?"
+    else:  # the edge answers on the tailnet only
+        unreachable = (
+            f"is this machine on the tailnet (`tailscale status` lists {hostname_for(config, name)}) with MagicDNS on, "
+            f"and does `builder status {name}` show its agent done?"
+        )
+    api = signal_link.SignalApi(
+        bases["main"], values["EDGE_OWNER_PASSWORD"], verify=target != "local", unreachable=unreachable
+    )
     click.echo(signal_link.link(api, account, f"{config.name}-{name}", click.echo, timeout=timeout))
