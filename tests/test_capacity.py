@@ -98,8 +98,8 @@ def test_bake_and_launch_dry_runs_say_it_before_anything_runs(builder, tmp_path)
     baked = builder("bake", "--target", "local", "--dry-run")
     assert baked.code == 0, baked.err
     assert "local.disk_size_gib is 20 GiB" in baked.out + baked.err
-    launched = builder("launch", "alpha", "--target", "local", "--dry-run")
-    assert "local.memory_mib is 4096 MiB" in launched.err
+    launched = builder("launch", "alpha", "--target", "local", "--dry-run")  # no local image yet: exit 1,
+    assert launched.code == 1 and "local.memory_mib is 4096 MiB" in launched.err  # the note said first
 
 
 @pytest.mark.usefixtures("baked")

@@ -11,10 +11,11 @@ from pathlib import Path
 import click
 
 from builder.cli import GlobalOptions, global_options
+from builder.commands.target import target_option
 
 
 @click.command()
-@click.option("--target", type=click.Choice(["aws", "local"]), default="local", show_default=True)
+@target_option()
 @click.option("--force", is_flag=True, help="Build even when an image with the same inputs exists.")
 @click.option(
     "--allow-unresolved", is_flag=True, help="Bake even though some images of the lock have no digest (by tag)."
@@ -38,7 +39,7 @@ from builder.cli import GlobalOptions, global_options
 @click.pass_obj
 def bake(
     options: GlobalOptions,
-    target: str,
+    target: str | None,
     force: bool,
     allow_unresolved: bool,
     packer_binary: str,
@@ -52,14 +53,16 @@ def bake(
     from builder.bake import bake as baking
     from builder.bake.varfile import aws_endpoint_variables, connection_overrides
     from builder.commands.config_cmd import load
+    from builder.commands.target import resolve
     from builder.errors import BuilderError
     from builder.images import LOCK_PATH, load_lock, lock_command, unresolved
 
     started = time.monotonic()
+    config = load(options).config
+    target = resolve(target, config)
     connection = connection_overrides(packer_vars)
     if connection and target != "aws":
         raise BuilderError("--packer-var sets how Packer reaches the AWS build instance: it needs --target aws")
-    config = load(options).config
     if target == "aws":
         _preflight(config, connection)
     ec2 = _ec2(config) if target == "aws" else None
