@@ -135,3 +135,22 @@ def test_the_installed_hints_give_the_lock_form_that_works(installed, user_direc
     assert "`builder images lock --lock FILE`" in added.stdout
     helped = " ".join(run(installed, user_directory, "images", "lock", "--help").stdout.split())
     assert "the lock builder carries" in helped and "image/images.lock.json" not in helped
+
+
+def test_the_wheel_puts_no_firstboot_on_the_users_path_and_the_image_launches_the_agent_without_it(installed, tmp_path):
+    """The agent runs on the instance only: the user's venv gets `builder` alone. The image's venv
+    gets the launcher its units start from image/provision/40-agent.sh (`python -m firstboot`),
+    run here against this venv, which holds the same wheel."""
+    venv = installed.parent.parent
+    assert (venv / "bin/builder").exists() and not (venv / "bin/firstboot").exists()
+    script = (REPO / "image/provision/40-agent.sh").read_text()
+    [writes] = [line for line in script.splitlines() if line.startswith("printf ") and "bin/firstboot" in line]
+    agent = "/opt/ai-platform/agent"
+    units = REPO / "image/rootfs/etc/systemd/system"
+    for unit in ("ai-platform-firstboot.service", "ai-platform-health.service"):
+        assert f"ExecStart={agent}/bin/firstboot " in (units / unit).read_text(), unit  # the launcher written
+    subprocess.run(["sh", "-c", writes.replace(agent, str(venv))], check=True, timeout=30)
+    (venv / "bin/firstboot").chmod(0o755)
+    helped = subprocess.run([str(venv / "bin/firstboot"), "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0, helped.stderr
+    assert "usage: firstboot" in helped.stdout
