@@ -236,6 +236,7 @@ def lock_digests(
     custom: list[Pin] | None = None,
     models: list[str] | None = None,
     models_mirror: str | None = None,
+    write: bool = True,
 ) -> Locked:
     """Resolve every unresolved digest (every digest with `refresh`) and rewrite the lock file.
 
@@ -243,6 +244,7 @@ def lock_digests(
     `models` (the config's baked models) are recorded from the Ollama registry (`models_mirror`, or
     --registry registry.ollama.ai=URL) where the lock has no record of them yet (every one with
     `refresh`). Everything is resolved before the file is written: a failure changes nothing.
+    `write=False` (a dry run) resolves and returns the same, and leaves the file as it is.
     """
     document = json.loads(path.read_text(encoding="utf-8"))
     original = json.dumps(document)
@@ -278,7 +280,7 @@ def lock_digests(
         models_resolved.append(found)
     if models_resolved:
         document["models"] = [_model_entry(pin) for _, pin in sorted(recorded.items())]
-    if resolved or models_resolved or json.dumps(document) != original:
+    if write and (resolved or models_resolved or json.dumps(document) != original):
         write_lock_document(path, document)
     return Locked(resolved, models_resolved)
 

@@ -130,6 +130,12 @@ def test_lock_records_each_baked_models_manifest_digest_and_size(models, tmp_pat
     then counts their recorded bytes, and the bake plan says so."""
     lock = tmp_path / "images.lock.json"
     write_lock(lock, "sha256:" + "1" * 64)  # the images are resolved: only the models are asked for
+    before = lock.read_bytes()
+    planned = builder(
+        "--dry-run", "images", "lock", "--lock", str(lock), "--registry", f"registry.ollama.ai={models.url}"
+    )
+    assert planned.code == 0 and "4 model(s) recorded (dry run: not written)" in planned.out, planned.out
+    assert lock.read_bytes() == before  # a dry run writes nothing
     result = builder("--json", "images", "lock", "--lock", str(lock), "--registry", f"registry.ollama.ai={models.url}")
     assert result.code == 0, result.out + result.err
     recorded = images.load_models(lock)

@@ -90,6 +90,7 @@ def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, 
         custom=custom,
         models=config.ollama.baked,
         models_mirror=config.image.mirrors.models,
+        write=not options.dry_run,
     )
     if options.json:
         rows = [{"reference": p.reference(False), "digest": d} for p, d in locked.images]
@@ -102,4 +103,5 @@ def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, 
         click.echo(f"model {model.model}: {model.digest}, {model.bytes / 1e9:.2f} GB")
     done = [f"{len(locked.images)} digest(s) resolved"] if locked.images else []
     done += [f"{len(locked.models)} model(s) recorded"] if locked.models else []
-    click.echo(f"{path}: {', '.join(done)}" if done else f"{path}: nothing to resolve")
+    said = f"{path}: {', '.join(done)}" if done else f"{path}: nothing to resolve"
+    click.echo(f"{said} (dry run: not written)" if options.dry_run and done else said)
