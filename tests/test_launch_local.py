@@ -59,3 +59,21 @@ def test_the_configs_target_is_every_commands_default(builder, tmp_path):
     assert "`builder launch demo --target local` makes them" in credentials.err
     refused = builder("bake", "--dry-run", "--packer-var", "aws_ssh_host=192.0.2.1")
     assert refused.code == 1 and "it needs --target aws" in refused.err  # bake followed `target: local`
+
+
+def test_a_dry_run_with_a_local_image_names_it(builder, tmp_path):
+    from builder.config.schema import PlatformConfig
+    from builder.local.instances import LocalImage, register_image
+
+    local_config(tmp_path)
+    disk = tmp_path / "root.qcow2"
+    disk.write_bytes(b"\0")
+    register_image(
+        PlatformConfig(version=1, local={"state_dir": str(tmp_path / "empty")}), LocalImage(disk, None, None)
+    )
+    planned = builder("launch", "demo", "--target", "local", "--dry-run")
+    assert planned.code == 0, planned.err
+    assert f"would boot demo from {disk} under qemu" in planned.out and "(created)" in planned.out
+    document = json.loads(builder("--json", "launch", "demo", "--target", "local", "--dry-run").out)
+    assert document["image"] == str(disk) and document["data_disk_state"] == "created"
+    assert not (tmp_path / "empty" / "ai-platform" / "data").exists()  # a dry run makes no data disk

@@ -112,9 +112,15 @@ def _launch_local(options: GlobalOptions, config, name: str, wait: bool, wait_ti
         click.echo(f"note: {finding.message()}", err=True)
     if options.dry_run:
         image = current_image(config)  # no image, no boot: said (exit 1) as the real launch says it
+        disk_state = "reused" if instance.data_disk.exists() else "created"
+        if options.json:
+            document = {"instance": name, "dry_run": True, "image": str(image.disk), "target": "local"}
+            document.update(data_disk=str(instance.data_disk), data_disk_state=disk_state)
+            click.echo(json.dumps(document, indent=2))
+            return
         click.echo(
             f"would boot {name} from {image.disk} under qemu ({config.local.accelerator}); data disk "
-            f"{instance.data_disk} ({'reused' if instance.data_disk.exists() else 'created'})"
+            f"{instance.data_disk} ({disk_state})"
         )
         return
     state = instance.launch(log=lambda line: click.echo(f"  {line}", err=True))
