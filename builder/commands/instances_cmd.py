@@ -21,12 +21,11 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
     """Show each instance of the platform, its state and the firstboot agent's report."""
     from builder.aws.instances import InstanceView
     from builder.commands.config_cmd import load
+    from builder.commands.target import resolve
     from builder.userdata import check_instance_name
 
     if name is not None:
         check_instance_name(name)
-    from builder.commands.target import resolve
-
     config = load(options).config
     target = resolve(target, config)
     if target == "local":
@@ -79,11 +78,10 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str | 
     from builder.aws.clients import AwsClients
     from builder.aws.instances import data_volume, delete_data_volume, list_instances, terminate
     from builder.commands.config_cmd import load
+    from builder.commands.target import resolve
     from builder.userdata import check_instance_name
 
     check_instance_name(name)  # the name becomes a path on the local target: nothing outside state_dir
-    from builder.commands.target import resolve
-
     config = load(options).config
     if resolve(target, config) == "local":
         return _destroy_local(options, config, name, delete_data)
