@@ -327,7 +327,9 @@ def find_image(ec2: Any, platform: str, ami_id: str | None) -> dict:
         ],
     )["Images"]
     if not images:
-        raise LaunchError(f"no baked image of platform {platform} in this region: run `builder bake`, or pass --ami")
+        raise LaunchError(
+            f"no baked image of platform {platform} in this region: run `builder bake --target aws`, or pass --ami"
+        )
     return max(images, key=lambda image: image.get("CreationDate", ""))
 
 

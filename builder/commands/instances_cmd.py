@@ -7,8 +7,9 @@ import json
 import click
 
 from builder.cli import GlobalOptions, global_options
+from builder.commands.target import target_option
 
-TARGET = click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
+TARGET = target_option()
 
 
 @click.command()
@@ -16,15 +17,17 @@ TARGET = click.option("--target", type=click.Choice(["aws", "local"]), default="
 @TARGET
 @global_options
 @click.pass_obj
-def status(options: GlobalOptions, name: str | None, target: str) -> None:
+def status(options: GlobalOptions, name: str | None, target: str | None) -> None:
     """Show each instance of the platform, its state and the firstboot agent's report."""
     from builder.aws.instances import InstanceView
     from builder.commands.config_cmd import load
+    from builder.commands.target import resolve
     from builder.userdata import check_instance_name
 
     if name is not None:
         check_instance_name(name)
     config = load(options).config
+    target = resolve(target, config)
     if target == "local":
         views = _local_views(config, name)
     else:
@@ -46,7 +49,13 @@ def status(options: GlobalOptions, name: str | None, target: str) -> None:
         click.echo(json.dumps([view.to_json() for view in views], indent=2))
         return
     if not views:
-        click.echo(f"no instance of {config.name} in {config.aws.region}" + (f" named {name}" if name else ""))
+        if target == "local":
+            from builder.local.instances import platform_dir
+
+            where = f"under {platform_dir(config) / 'instances'} (local.state_dir)"
+        else:
+            where = f"in {config.aws.region}"
+        click.echo(f"no instance of {config.name} {where}" + (f" named {name}" if name else ""))
         return
     for view in views:
         click.echo(f"{view.name:<16} {view.instance_id:<20} {view.state:<9} {view.zone:<12} agent: {view.agent_state}")
@@ -64,16 +73,17 @@ def status(options: GlobalOptions, name: str | None, target: str) -> None:
 @TARGET
 @global_options
 @click.pass_obj
-def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -> None:
+def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str | None) -> None:
     """Terminate instance NAME. Its data volume is kept for the next launch unless --delete-data."""
     from builder.aws.clients import AwsClients
     from builder.aws.instances import data_volume, delete_data_volume, list_instances, terminate
     from builder.commands.config_cmd import load
+    from builder.commands.target import resolve
     from builder.userdata import check_instance_name
 
     check_instance_name(name)  # the name becomes a path on the local target: nothing outside state_dir
     config = load(options).config
-    if target == "local":
+    if resolve(target, config) == "local":
         return _destroy_local(options, config, name, delete_data)
     from builder.aws import group, names
 

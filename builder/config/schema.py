@@ -640,6 +640,11 @@ class PlatformConfig(Section):
         description="Platform name: tags, resource names and hostnames start with it.",
         pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$",
     )
+    target: Literal["aws", "local"] = Field(
+        "aws",
+        description="Where commands act when --target is not given (bake, launch, status, destroy, upgrade, "
+        "credentials, userdata, secrets set, signal link): aws (EC2) or local (qemu on this machine).",
+    )
     aws: AwsSettings = Field(default_factory=AwsSettings, description="Where instances run on AWS.")
     data_volume: DataVolume = Field(default_factory=DataVolume, description="The EBS volume that keeps all data.")
     services: Services = Field(default_factory=Services, description="Which services of the platform run.")
