@@ -22,6 +22,7 @@ from typing import Any
 
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
+from builder.local.paths import platform_dir
 
 CONTRACT = Path(__file__).resolve().parent.parent / "image/rootfs/opt/ai-platform/env-contract.json"
 FW_CFG_NAME = "opt/ai-platform/owner-credentials"  # qemu wants user fw_cfg names under opt/
@@ -87,8 +88,6 @@ def delete_aws(ssm: Any, config: PlatformConfig, instance: str) -> None:
 
 
 def local_path(config: PlatformConfig, instance: str) -> Path:
-    from builder.local.instances import platform_dir
-
     return platform_dir(config) / "credentials" / f"{instance}.json"
 
 

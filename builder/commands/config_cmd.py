@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from builder.cli import GlobalOptions, global_options
+from builder.options import GlobalOptions, global_options
 
 
 def load(options: GlobalOptions, file: str | None = None, *, require_file: bool = False):

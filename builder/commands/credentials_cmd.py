@@ -10,7 +10,7 @@ import json
 
 import click
 
-from builder.cli import GlobalOptions, global_options
+from builder.options import GlobalOptions, global_options
 
 # credential -> (what it opens, the path or app it is used at)
 LOGINS = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from builder.cli import GlobalOptions, global_options
+from builder.options import GlobalOptions, global_options
 
 
 @click.group()

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from builder.cli import GlobalOptions, global_options
+from builder.options import GlobalOptions, global_options
 
 TARGET = click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
 
@@ -128,7 +128,8 @@ def _confirm_data_deletion(name: str, what: str) -> None:
 
 def _local_views(config, name: str | None) -> list:
     from builder.aws.instances import InstanceView
-    from builder.local.instances import LocalInstance, platform_dir
+    from builder.local.instances import LocalInstance
+    from builder.local.paths import platform_dir
 
     root = platform_dir(config) / "instances"
     names = [name] if name else sorted(p.name for p in root.iterdir()) if root.is_dir() else []

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from builder.cli import GlobalOptions, global_options
+from builder.options import GlobalOptions, global_options
 
 
 @click.command()

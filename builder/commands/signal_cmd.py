@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from builder.cli import GlobalOptions, global_options
+from builder.options import GlobalOptions, global_options
 
 
 @click.group()
