@@ -13,13 +13,13 @@ import click
 
 from builder import __version__
 from builder.errors import BuilderError
-from builder.options import GlobalOptions, global_options
+from builder.options import GlobalOptions, group_options
 
 INTERNAL_ERROR_EXIT = 70  # sysexits' EX_SOFTWARE: a bug in the builder, not in the user's input
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@global_options
+@group_options(list_per_command=True)
 @click.version_option(__version__, prog_name="builder")
 def cli() -> None:
     """Bake a golden image of the AI platform and launch instances of it that come up ready.

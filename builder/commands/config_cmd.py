@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from builder.options import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options, group_options
 
 
 def load(options: GlobalOptions, file: str | None = None, *, require_file: bool = False):
@@ -43,13 +43,13 @@ def load(options: GlobalOptions, file: str | None = None, *, require_file: bool 
 
 
 @click.group()
-@global_options
+@group_options()
 def config() -> None:
     """Show, check and document the platform config."""
 
 
 @config.command()
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def show(options: GlobalOptions) -> None:
     """Print the merged config, each value with where it came from."""
@@ -68,7 +68,7 @@ def show(options: GlobalOptions) -> None:
 
 @config.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=True))
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def validate(options: GlobalOptions, file: str | None) -> None:
     """Check a config file (default: --config, $BUILDER_CONFIG or ./platform.yaml)."""
@@ -88,7 +88,7 @@ def validate(options: GlobalOptions, file: str | None) -> None:
     type=click.Path(dir_okay=False, exists=True),
     help="Rewrite the reference between the markers in FILE (README.md) instead of printing it.",
 )
-@global_options
+@command_options()
 def reference(readme: str | None) -> None:
     """Print the config reference (Markdown), generated from the schema."""
     from builder.config.reference import markdown_reference, update_readme

@@ -10,7 +10,7 @@ import json
 
 import click
 
-from builder.options import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options
 
 # credential -> (what it opens, the path or app it is used at)
 LOGINS = {
@@ -30,7 +30,7 @@ LOGINS = {
 @click.command()
 @click.argument("name")
 @click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def credentials(options: GlobalOptions, name: str, target: str) -> None:
     """Show the owner's credentials of instance NAME (made at its first launch) and where each is used."""

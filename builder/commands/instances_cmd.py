@@ -6,7 +6,7 @@ import json
 
 import click
 
-from builder.options import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options
 
 TARGET = click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
 
@@ -14,7 +14,7 @@ TARGET = click.option("--target", type=click.Choice(["aws", "local"]), default="
 @click.command()
 @click.argument("name", required=False)
 @TARGET
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def status(options: GlobalOptions, name: str | None, target: str) -> None:
     """Show each instance of the platform, its state and the firstboot agent's report."""
@@ -62,7 +62,7 @@ def status(options: GlobalOptions, name: str | None, target: str) -> None:
 @click.argument("name")
 @click.option("--delete-data", is_flag=True, help="Also delete the data volume (asks you to type the name).")
 @TARGET
-@global_options
+@command_options("set", "json", "dry_run")
 @click.pass_obj
 def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -> None:
     """Terminate instance NAME. Its data volume is kept for the next launch unless --delete-data."""

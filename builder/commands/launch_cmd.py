@@ -6,7 +6,7 @@ import json
 
 import click
 
-from builder.options import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options
 
 
 @click.command()
@@ -15,7 +15,7 @@ from builder.options import GlobalOptions, global_options
 @click.option("--ami", metavar="AMI_ID", help="Launch this image instead of the newest baked one.")
 @click.option("--wait", "wait", is_flag=True, help="Follow the first boot until the agent reports done or failed.")
 @click.option("--wait-timeout", default=1800, show_default=True, metavar="SECONDS", help="How long --wait waits.")
-@global_options
+@command_options("set", "json", "dry_run")
 @click.pass_obj
 def launch(options: GlobalOptions, name: str, target: str, ami: str | None, wait: bool, wait_timeout: int) -> None:
     """Launch instance NAME of the platform: its data volume is created once and reused after."""

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from builder.options import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options
 
 
 @click.command()
@@ -19,7 +19,7 @@ from builder.options import GlobalOptions, global_options
     show_default=True,
     help="Only the checks that `bake --target aws` or `launch` run first.",
 )
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def preflight(options: GlobalOptions, target: str, purpose: str) -> None:
     """Check the AWS account before a bake or launch, changing nothing: credentials and partition,

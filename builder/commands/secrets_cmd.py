@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from builder.options import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options, group_options
 
 
 @click.group()
-@global_options
+@group_options()
 def secrets() -> None:
     """Store the Tailscale auth key and provider API keys in SSM (SecureString)."""
 
@@ -34,7 +34,7 @@ def secrets() -> None:
     show_default=True,
     help="local: kept in local.state_dir for local VMs (rclone-config only; they have no SSM).",
 )
-@global_options
+@command_options("set")
 @click.pass_obj
 def set_secret(options: GlobalOptions, name: str, file: Path | None, target: str) -> None:
     """Store secret NAME, read from --file, standard input or a hidden prompt (never from the command line)."""
@@ -97,7 +97,7 @@ def _check_rclone_config(text: str, remote: str, source) -> None:
 
 
 @secrets.command("list")
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def list_secrets_command(options: GlobalOptions) -> None:
     """Which secrets are stored: names and dates only, never values."""

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import click
 
-from builder.options import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options, group_options
 
 
 @click.group()
-@global_options
+@group_options()
 def service() -> None:
     """Services of your own, from ready templates: baked, routed and started like the seed's."""
 
 
 @service.command("list")
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def list_services(options: GlobalOptions) -> None:
     """The templates, and the services the config declares (services.custom)."""
@@ -61,7 +61,7 @@ def list_services(options: GlobalOptions) -> None:
 @service.command("add")
 @click.argument("template_name", metavar="TEMPLATE")
 @click.argument("name", required=False)
-@global_options
+@command_options("set")
 @click.pass_obj
 def add(options: GlobalOptions, template_name: str, name: str | None) -> None:
     """Declare service NAME (default: the template's name) from TEMPLATE in the platform config.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from builder.options import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options, group_options
 
 
 @click.group()
-@global_options
+@group_options()
 def signal() -> None:
     """Clawdbot's Signal channel."""
 
@@ -17,7 +17,7 @@ def signal() -> None:
 @click.argument("name")
 @click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for the scan.")
-@global_options
+@command_options("set")
 @click.pass_obj
 def link_command(options: GlobalOptions, name: str, target: str, timeout: float) -> None:
     """Show the link QR code in the terminal (through the edge, as the owner) and wait for the scan."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from builder.options import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options
 
 
 @click.command()
@@ -28,7 +28,7 @@ from builder.options import GlobalOptions, global_options
     metavar="SECONDS",
     help="How long the new image gets to report done before the instance goes back.",
 )
-@global_options
+@command_options("set", "json", "dry_run")
 @click.pass_obj
 def upgrade(
     options: GlobalOptions, name: str, target: str, image: Path | None, ami: str | None, wait_timeout: int

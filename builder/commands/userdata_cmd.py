@@ -7,7 +7,7 @@ import json
 
 import click
 
-from builder.options import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options
 
 
 @click.command()
@@ -15,7 +15,7 @@ from builder.options import GlobalOptions, global_options
 @click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
 @click.option("--volume-id", metavar="VOL", help="The data volume's id (the local target's disk serial).")
 @click.option("--decoded", is_flag=True, help="Print the MIME text cloud-init reads instead of the base64 sent.")
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def userdata(options: GlobalOptions, name: str, target: str, volume_id: str | None, decoded: bool) -> None:
     """Print the user-data instance NAME would be launched with (base64, as sent to EC2)."""
