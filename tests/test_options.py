@@ -36,10 +36,10 @@ HONOURS = {
     "destroy": {"set", "json", "dry_run"},
     "launch": {"set", "json", "dry_run"},
     "preflight": {"set", "json"},
-    "secrets set": {"set"},
+    "secrets set": {"set", "dry_run"},
     "secrets list": {"set", "json"},
     "service list": {"set", "json"},
-    "service add": {"set"},
+    "service add": {"set", "dry_run"},
     "signal link": {"set"},
     "upgrade": {"set", "json", "dry_run"},
     "userdata": {"set", "json"},
@@ -181,3 +181,12 @@ def test_the_reader_of_options_follows_calls():
     assert options_read("builder.commands.instances_cmd", "_destroy_local") == {"json", "dry_run"}
     assert options_read("builder.commands.config_cmd", "load") == {"set"}
     assert options_read("builder.commands.images_cmd", "env") == set()
+
+
+def test_the_readme_names_the_commands_that_offer_a_dry_run():
+    from conftest import REPO
+
+    text = " ".join((REPO / "README.md").read_text().split())
+    listed = text.split("`--dry-run` (", 1)[1].split(":", 1)[0]
+    named = {part.strip().strip("`") for part in listed.split(",")}
+    assert named == {path for path, offered in HONOURS.items() if "dry_run" in offered}
