@@ -209,12 +209,19 @@ def write_lock_document(path: Path, document: dict) -> None:
 
 
 def lock_digests(
-    path: Path, registries: dict[str, str], *, refresh: bool = False, session=None, custom: list[Pin] | None = None
+    path: Path,
+    registries: dict[str, str],
+    *,
+    refresh: bool = False,
+    session=None,
+    custom: list[Pin] | None = None,
+    write: bool = True,
 ) -> list[tuple[Pin, str]]:
     """Resolve every unresolved digest (every digest with `refresh`) and rewrite the lock file.
 
     `custom` are the pins of the owner's own services (services.custom): they join the lock first.
-    All pins are resolved before the file is written: a failure changes nothing.
+    All pins are resolved before the file is written: a failure changes nothing. Not `write`
+    (a dry run): the registries are asked all the same, and the file is left as it is.
     """
     document = json.loads(path.read_text(encoding="utf-8"))
     original = json.dumps(document)
@@ -233,7 +240,7 @@ def lock_digests(
             )
         entry["digest"] = digest
         resolved.append((pin, digest))
-    if resolved or json.dumps(document) != original:
+    if write and (resolved or json.dumps(document) != original):
         write_lock_document(path, document)
     return resolved
 

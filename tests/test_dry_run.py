@@ -10,6 +10,11 @@ import hashlib
 import io
 import json
 
+from conftest import AWS_ZONE as ZONE
+from moto_server import make_tagged_ami
+
+from builder.aws import names
+
 TAILSCALE = "/ai-platform/tailscale/auth-key"
 ANTHROPIC = "/ai-platform/providers/anthropic"
 
@@ -156,3 +161,103 @@ def test_service_add_dry_run_still_refuses_what_a_real_run_refuses(builder, tmp_
     result = builder("service", "add", "searxng", "--dry-run")
     assert result.code == 1 and "exists already" in result.err
     assert config.read_bytes() == before
+
+
+# images lock
+
+
+def test_images_lock_dry_run_asks_the_registries_and_writes_nothing(builder, tmp_path, monkeypatch):
+    from builder import images
+
+    lock = tmp_path / "images.lock.json"
+    entry = {"variable": "TINY_IMAGE", "repository": "docker.io/library/tiny", "tag": "1.0", "digest": None}
+    lock.write_text(json.dumps({"version": 1, "images": [{**entry, "source": "a test"}]}))
+    before = lock.read_bytes()
+    digest = "sha256:" + "ab" * 32
+    asked = []
+    monkeypatch.setattr(images, "resolve_digest", lambda pin, *args, **kwargs: asked.append(pin) or digest)
+    result = builder("images", "lock", "--lock", str(lock), "--dry-run")
+    assert result.code == 0, result.err
+    assert f"docker.io/library/tiny:1.0: {digest}" in result.out
+    assert "1 digest(s) would be written; dry run: nothing written" in result.out
+    result = builder("--json", "--dry-run", "images", "lock", "--lock", str(lock))
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == {
+        "dry_run": True,
+        "would_write": [{"reference": "docker.io/library/tiny:1.0", "digest": digest}],
+    }
+    assert len(asked) == 2 and lock.read_bytes() == before
+    assert builder("images", "lock", "--lock", str(lock)).code == 0  # the real run writes it
+    assert images.load_lock(lock)[0].digest == digest
+
+
+# launch, upgrade, destroy, bake, prune, janitor on AWS
+
+
+def test_aws_dry_runs_change_nothing_there_or_here(aws, baked, builder, tmp_path):
+    """launch, upgrade, destroy, prune, janitor and bake, each with --dry-run, on an account with an
+    instance launched (for real) and a newer AMI to move to."""
+    ec2 = aws.client("ec2")
+    base = ec2.describe_images()["Images"][0]
+    (tmp_path / "platform.yaml").write_text(
+        f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\nlocal: {{state_dir: {tmp_path / 'state'}}}\n"
+        f"image: {{base_ami_owner: '{base['OwnerId']}', base_ami_name_filter: '{base['Name']}'}}\n"
+    )
+    launched = builder("--json", "launch", "alpha")
+    assert launched.code == 0, launched.err
+    newer = make_tagged_ami(ec2, base["ImageId"], "ai-platform-build-2", {names.PLATFORM_TAG: "ai-platform"})
+    before, here = aws_state(aws), files(tmp_path)
+    said = {}
+    for args in (
+        ["launch", "beta"],
+        ["--json", "upgrade", "alpha"],
+        ["destroy", "alpha", "--delete-data"],
+        ["--json", "destroy", "alpha"],
+        ["--json", "prune", "--keep", "1"],
+        ["janitor", "--older-than", "0m"],
+        ["bake", "--target", "aws"],
+    ):
+        result = builder(*args, "--dry-run")
+        assert result.code == 0, (args, result.err)
+        assert aws_state(aws) == before, args
+        assert files(tmp_path) == here, args
+        said[" ".join(args)] = result.out
+    assert json.loads(said["--json upgrade alpha"])["image"]["to"] == newer
+    destroy = json.loads(said["--json destroy alpha"])
+    assert destroy["dry_run"] is True and destroy["group"] == "ai-platform-alpha"
+    assert destroy["data_volume_state"] == "kept"
+    assert "would DELETE data volume vol-" in said["destroy alpha --delete-data"]
+    prune = json.loads(said["--json prune --keep 1"])
+    assert prune["dry_run"] is True and len(prune["removed"]) == 1
+
+
+# the local target
+
+
+def test_a_local_dry_run_writes_nothing_in_the_state_dir(builder, tmp_path):
+    state = tmp_path / "state"
+    (tmp_path / "platform.yaml").write_text(f"version: 1\nlocal: {{state_dir: {state}}}\n")
+    instance = state / "ai-platform" / "instances" / "alpha"
+    instance.mkdir(parents=True)
+    old, new = state / "ai-platform" / "images" / "old", state / "ai-platform" / "images" / "new"
+    for image in (old, new):
+        image.mkdir(parents=True)
+        (image / "disk.qcow2").write_bytes(b"a disk")
+        (image / "image.json").write_text(
+            json.dumps({"disk": str(image / "disk.qcow2"), "kernel": None, "initrd": None})
+        )
+    (instance / "image.json").write_text(json.dumps({"disk": str(old / "disk.qcow2")}))
+    (state / "ai-platform" / "data").mkdir()
+    (state / "ai-platform" / "data" / "alpha.img").write_bytes(b"the data")
+    here = files(tmp_path)
+    for args in (
+        ["launch", "beta", "--target", "local"],
+        ["upgrade", "alpha", "--target", "local", "--image", str(new)],
+        ["destroy", "alpha", "--target", "local", "--delete-data"],
+        ["--json", "destroy", "alpha", "--target", "local"],
+        ["bake", "--target", "local"],
+    ):
+        result = builder(*args, "--dry-run")
+        assert result.code == 0, (args, result.err)
+        assert files(tmp_path) == here, args
+    assert sorted(p.name for p in (state / "ai-platform" / "instances").iterdir()) == ["alpha"]

@@ -31,7 +31,7 @@ HONOURS = {
     "credentials": {"set", "json"},
     "images show": {"json"},
     "images env": set(),
-    "images lock": {"set", "json"},
+    "images lock": {"set", "json", "dry_run"},
     "status": {"set", "json"},
     "destroy": {"set", "json", "dry_run"},
     "launch": {"set", "json", "dry_run"},

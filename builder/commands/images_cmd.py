@@ -59,13 +59,14 @@ def env(options: GlobalOptions, lock_path: Path | None, allow_unresolved: bool) 
 @_lock_option
 @click.option("--registry", "registries", multiple=True, metavar="REGISTRY=URL", help="Ask a mirror for a registry.")
 @click.option("--refresh", is_flag=True, help="Ask again for digests already in the lock (they must not change).")
-@command_options("set", "json")
+@command_options("set", "json", "dry_run")
 @click.pass_obj
 def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, ...], refresh: bool) -> None:
     """Resolve the lock's missing digests from the registries (or mirrors) and write them in.
 
     The platform config's own services (services.custom) join the lock first, by the tag it names.
     Every digest is fetched before the file is written: a failure leaves the lock as it was.
+    --dry-run asks the registries all the same and shows what it would write, writing nothing.
     """
     from builder import custom_services
     from builder.commands.config_cmd import load
@@ -80,10 +81,17 @@ def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, 
         )
     path = lock_path or LOCK_PATH
     custom = custom_services.pins(load(options).config, load_lock(path))
-    resolved = lock_digests(path, parse_registry_overrides(registries), refresh=refresh, custom=custom)
+    resolved = lock_digests(
+        path, parse_registry_overrides(registries), refresh=refresh, custom=custom, write=not options.dry_run
+    )
     if options.json:
-        click.echo(json.dumps([{"reference": p.reference(False), "digest": d} for p, d in resolved], indent=2))
+        rows = [{"reference": p.reference(False), "digest": d} for p, d in resolved]
+        # A dry run's answer says so; a real one's stays the list it always was.
+        click.echo(json.dumps({"dry_run": True, "would_write": rows} if options.dry_run else rows, indent=2))
         return
     for pin, digest in resolved:
         click.echo(f"{pin.reference(False)}: {digest}")
+    if options.dry_run:
+        click.echo(f"{path}: {len(resolved)} digest(s) would be written; dry run: nothing written")
+        return
     click.echo(f"{path}: {len(resolved)} digest(s) resolved" if resolved else f"{path}: nothing to resolve")

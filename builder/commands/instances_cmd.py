@@ -83,7 +83,19 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -
     volume = data_volume(ec2, config.name, name)
     if options.dry_run:
         running = [view.instance_id for view in list_instances(ec2, config.name, name)]
-        if group.find(clients.autoscaling, group_name):
+        found = group.find(clients.autoscaling, group_name)
+        if options.json:
+            plan = {
+                "instance": name,
+                "dry_run": True,
+                "group": group_name if found else None,
+                "terminate": running,
+                "data_volume": volume["VolumeId"] if volume else None,
+                "data_volume_state": ("deleted" if delete_data else "kept") if volume else "none",
+            }
+            click.echo(json.dumps(plan, indent=2))
+            return
+        if found:
             click.echo(f"would delete auto scaling group {group_name}")
         click.echo(f"would terminate: {', '.join(running) or 'nothing'}")
         click.echo(f"would {'DELETE' if delete_data else 'keep'} data volume {volume['VolumeId'] if volume else '-'}")
@@ -160,6 +172,16 @@ def _destroy_local(options: GlobalOptions, config, name: str, delete_data: bool)
 
     instance = LocalInstance(config, name)
     if options.dry_run:
+        if options.json:
+            state = "deleted" if delete_data else "kept"
+            plan = {
+                "instance": name,
+                "dry_run": True,
+                "running": instance.running(),
+                "data_disk": str(instance.data_disk),
+            }
+            click.echo(json.dumps({**plan, "data_disk_state": state if instance.data_disk.exists() else "none"}))
+            return
         click.echo(f"would power off {name}; would {'DELETE' if delete_data else 'keep'} {instance.data_disk}")
         return
     if delete_data and instance.data_disk.exists():
