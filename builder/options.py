@@ -61,6 +61,8 @@ def _refuse(flag: str):
     """The callback of an option the command does not honour: given anywhere, a usage error."""
 
     def callback(ctx: click.Context, _param: click.Parameter, value):
+        if ctx.resilient_parsing:  # shell completion parses without acting
+            return
         options = ctx.find_object(GlobalOptions)
         if value in (None, False, ()) and (options is None or flag not in options.given_before):
             return
