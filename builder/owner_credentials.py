@@ -22,6 +22,7 @@ from typing import Any
 
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
+from builder.local.paths import platform_dir
 from builder.source_tree import ROOT
 
 # builder's own copy of the image's contract: the checkout's, or the installed wheel's (source_tree).
@@ -94,8 +95,6 @@ def delete_aws(ssm: Any, config: PlatformConfig, instance: str) -> None:
 
 
 def local_path(config: PlatformConfig, instance: str) -> Path:
-    from builder.local.instances import platform_dir
-
     return platform_dir(config) / "credentials" / f"{instance}.json"
 
 

@@ -40,12 +40,13 @@ def parameter_for(config: PlatformConfig, name: str) -> str:
     return parameter
 
 
-def put_secret(ssm: Any, parameter: str, value: str, kms_key: str | None = None, multiline: bool = False) -> int:
+def secret_request(parameter: str, value: str, kms_key: str | None = None, multiline: bool = False) -> dict:
+    """The put_parameter arguments that store `value`, checked as SSM would (nothing is sent)."""
     if multiline:
         value = value.strip() + "\n"
         if len(value.encode()) > SSM_ADVANCED_LIMIT:
             raise BuilderError(f"the file is over {SSM_ADVANCED_LIMIT} bytes, SSM's limit (nothing was stored)")
-    elif not value or "\n" in value.strip():
+    elif not value.strip() or "\n" in value.strip():  # a bare newline (`echo | ...`) is empty too
         raise BuilderError("the secret must be one non-empty line (nothing was stored)")
     else:
         value = value.strip()
@@ -54,16 +55,25 @@ def put_secret(ssm: Any, parameter: str, value: str, kms_key: str | None = None,
         arguments["Tier"] = "Advanced"  # 4 KB is the standard tier's limit
     if kms_key:
         arguments["KeyId"] = kms_key
-    return ssm.put_parameter(**arguments)["Version"]
+    return arguments
+
+
+def put_secret(ssm: Any, parameter: str, value: str, kms_key: str | None = None, multiline: bool = False) -> int:
+    return ssm.put_parameter(**secret_request(parameter, value, kms_key, multiline))["Version"]
+
+
+def stored_parameter(ssm: Any, parameter: str) -> dict | None:
+    """What SSM holds under that name (version, type, tier, date; never the value), or None."""
+    found = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [parameter]}])["Parameters"]
+    return found[0] if found else None
 
 
 def list_secrets(ssm: Any, config: PlatformConfig) -> list[dict]:
     rows = []
     for name, parameter in secret_parameters(config).items():
         row = {"secret": name, "parameter": parameter, "stored": False, "last_modified": None, "version": None}
-        if parameter:
-            found = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [parameter]}])["Parameters"]
-            if found:
-                row.update(stored=True, last_modified=str(found[0]["LastModifiedDate"]), version=found[0]["Version"])
+        found = stored_parameter(ssm, parameter) if parameter else None
+        if found:
+            row.update(stored=True, last_modified=str(found["LastModifiedDate"]), version=found["Version"])
         rows.append(row)
     return rows

@@ -16,42 +16,16 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder import capacity, images
 from builder.bake import aws_images, inputs, packer_run, template
+from builder.bake.bake_plan import BakePlan
 from builder.bake.varfile import render_var_file
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
 
 SOURCES = {"aws": "amazon-ebs.aws", "local": "qemu.local"}
-
-
-@dataclass
-class BakePlan:
-    target: str
-    platform: str
-    input_hash: str
-    base: str  # source AMI id, or the local base image's identity
-    build_id: str
-    cached: str | None  # the image that already has this input hash (AMI id or local disk)
-    packer: template.PackerTool | None
-    notes: list[str] = field(default_factory=list)
-    contents: dict = field(default_factory=dict)  # the images and models it holds, and the disk they need
-
-    def to_json(self) -> dict:
-        return {
-            "target": self.target,
-            "platform": self.platform,
-            "input_hash": self.input_hash,
-            "base": self.base,
-            "build_id": self.build_id,
-            "cached": self.cached,
-            "packer": self.packer.version_text if self.packer else None,
-            "notes": self.notes,
-            **self.contents,
-        }
 
 
 def new_build_id(now: dt.datetime | None = None) -> str:
@@ -60,7 +34,7 @@ def new_build_id(now: dt.datetime | None = None) -> str:
 
 
 def local_store(config: PlatformConfig) -> Path:
-    from builder.local.instances import platform_dir
+    from builder.local.paths import platform_dir
 
     return platform_dir(config) / "images"
 

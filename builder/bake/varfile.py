@@ -10,13 +10,10 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from builder.bake.bake_plan import BakePlan
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
-
-if TYPE_CHECKING:
-    from builder.bake.bake import BakePlan
 
 
 def render_var_file(config: PlatformConfig, bake: BakePlan, work: Path, target_variables: dict) -> dict:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from builder.cli import GlobalOptions, global_options
 from builder.commands.target import target_option
+from builder.options import GlobalOptions, command_options
 
 
 @click.command()
@@ -35,7 +35,7 @@ from builder.commands.target import target_option
     help="How Packer reaches the AWS build instance (aws_ssh_host, aws_ssh_port, aws_ssh_username, "
     "aws_ssh_keypair_name, aws_ssh_private_key_file); repeatable.",
 )
-@global_options
+@command_options("set", "json", "dry_run")
 @click.pass_obj
 def bake(
     options: GlobalOptions,
@@ -173,7 +173,7 @@ def _ec2(config):
 
 @click.command()
 @click.option("--keep", default=3, show_default=True, type=click.IntRange(min=1), help="Newest AMIs to keep.")
-@global_options
+@command_options("set", "json", "dry_run")
 @click.pass_obj
 def prune(options: GlobalOptions, keep: int) -> None:
     """Deregister the platform's older AMIs and delete their snapshots (snapshots are billed)."""
@@ -194,7 +194,7 @@ def prune(options: GlobalOptions, keep: int) -> None:
 
 @click.command()
 @click.option("--older-than", default="6h", show_default=True, help="Age of leftovers to sweep (30m, 6h, 2d).")
-@global_options
+@command_options("set", "json", "dry_run")
 @click.pass_obj
 def janitor(options: GlobalOptions, older_than: str) -> None:
     """Find and remove what interrupted bakes left: build instances, Packer's key pairs and groups, snapshots."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from builder.cli import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options, group_options
 
 
 def load(options: GlobalOptions, file: str | None = None, *, require_file: bool = False):
@@ -44,7 +44,7 @@ def load(options: GlobalOptions, file: str | None = None, *, require_file: bool 
 
 
 @click.group()
-@global_options
+@group_options()
 def config() -> None:
     """Show, check and document the platform config."""
 
@@ -59,7 +59,7 @@ def example_path() -> Path:
 @config.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
-@global_options
+@command_options("dry_run")
 @click.pass_obj
 def init(options: GlobalOptions, file: Path | None, force: bool) -> None:
     """Write the commented example config to FILE (default: --config, $BUILDER_CONFIG or ./platform.yaml):
@@ -83,7 +83,7 @@ def init(options: GlobalOptions, file: Path | None, force: bool) -> None:
 
 
 @config.command()
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def show(options: GlobalOptions) -> None:
     """Print the merged config, each value with where it came from."""
@@ -102,7 +102,7 @@ def show(options: GlobalOptions) -> None:
 
 @config.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=True))
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def validate(options: GlobalOptions, file: str | None) -> None:
     """Check a config file (default: --config, $BUILDER_CONFIG or ./platform.yaml)."""
@@ -122,7 +122,7 @@ def validate(options: GlobalOptions, file: str | None) -> None:
     type=click.Path(dir_okay=False, exists=True),
     help="Rewrite the reference between the markers in FILE (README.md) instead of printing it.",
 )
-@global_options
+@command_options()
 def reference(readme: str | None) -> None:
     """Print the config reference (Markdown), generated from the schema."""
     from builder.config.reference import markdown_reference, update_readme

@@ -10,8 +10,8 @@ import json
 
 import click
 
-from builder.cli import GlobalOptions, global_options
 from builder.commands.target import target_option
+from builder.options import GlobalOptions, command_options
 
 # credential -> (what it opens, the path or app it is used at)
 LOGINS = {
@@ -31,7 +31,7 @@ LOGINS = {
 @click.command()
 @click.argument("name")
 @target_option()
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def credentials(options: GlobalOptions, name: str, target: str | None) -> None:
     """Show the owner's credentials of instance NAME (made at its first launch) and where each is used."""

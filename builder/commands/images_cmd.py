@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from builder.cli import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options, group_options
 
 
 @click.group()
-@global_options
+@group_options()
 def images() -> None:
     """The stacks' container images: pinned by tag and digest in one lock file."""
 
@@ -28,7 +28,7 @@ def _lock_option(function):
 
 @images.command("show")
 @_lock_option
-@global_options
+@command_options("json")
 @click.pass_obj
 def show(options: GlobalOptions, lock_path: Path | None) -> None:
     """Every pinned image and whether its digest is resolved."""
@@ -46,7 +46,7 @@ def show(options: GlobalOptions, lock_path: Path | None) -> None:
 @images.command("env")
 @_lock_option
 @click.option("--allow-unresolved", is_flag=True, help="Name an image without a digest by its tag alone.")
-@global_options
+@command_options()
 @click.pass_obj
 def env(options: GlobalOptions, lock_path: Path | None, allow_unresolved: bool) -> None:
     """Print images.env, the file the stacks read their image references from."""
@@ -59,7 +59,7 @@ def env(options: GlobalOptions, lock_path: Path | None, allow_unresolved: bool) 
 @_lock_option
 @click.option("--registry", "registries", multiple=True, metavar="REGISTRY=URL", help="Ask a mirror for a registry.")
 @click.option("--refresh", is_flag=True, help="Ask again for digests already in the lock (they must not change).")
-@global_options
+@command_options("set", "json", "dry_run")
 @click.pass_obj
 def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, ...], refresh: bool) -> None:
     """Resolve the lock's missing digests from the registries (or mirrors) and write them in.
@@ -68,6 +68,7 @@ def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, 
     Each model the config bakes is recorded from the Ollama registry (image.mirrors.models, or
     --registry registry.ollama.ai=URL): its manifest's digest and size, which the disk check counts.
     Everything is fetched before the file is written: a failure leaves the lock as it was.
+    --dry-run asks the registries all the same and shows what it would write, writing nothing.
     """
     from builder import custom_services
     from builder.commands.config_cmd import load
@@ -95,7 +96,8 @@ def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, 
     if options.json:
         rows = [{"reference": p.reference(False), "digest": d} for p, d in locked.images]
         rows += [{"model": m.model, "digest": m.digest, "bytes": m.bytes} for m in locked.models]
-        click.echo(json.dumps(rows, indent=2))
+        # A dry run's answer says so; a real one's stays the list it always was.
+        click.echo(json.dumps({"dry_run": True, "would_write": rows} if options.dry_run else rows, indent=2))
         return
     for pin, digest in locked.images:
         click.echo(f"{pin.reference(False)}: {digest}")

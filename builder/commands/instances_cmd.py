@@ -6,8 +6,8 @@ import json
 
 import click
 
-from builder.cli import GlobalOptions, global_options
 from builder.commands.target import target_option
+from builder.options import GlobalOptions, command_options
 
 TARGET = target_option()
 
@@ -15,7 +15,7 @@ TARGET = target_option()
 @click.command()
 @click.argument("name", required=False)
 @TARGET
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def status(options: GlobalOptions, name: str | None, target: str | None) -> None:
     """Show each instance of the platform, its state and the firstboot agent's report."""
@@ -71,7 +71,7 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
 @click.argument("name")
 @click.option("--delete-data", is_flag=True, help="Also delete the data volume (asks you to type the name).")
 @TARGET
-@global_options
+@command_options("set", "json", "dry_run")
 @click.pass_obj
 def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str | None) -> None:
     """Terminate instance NAME. Its data volume is kept for the next launch unless --delete-data."""
@@ -93,7 +93,19 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str | 
     volume = data_volume(ec2, config.name, name)
     if options.dry_run:
         running = [view.instance_id for view in list_instances(ec2, config.name, name)]
-        if group.find(clients.autoscaling, group_name):
+        found = group.find(clients.autoscaling, group_name)
+        if options.json:
+            plan = {
+                "instance": name,
+                "dry_run": True,
+                "group": group_name if found else None,
+                "terminate": running,
+                "data_volume": volume["VolumeId"] if volume else None,
+                "data_volume_state": ("deleted" if delete_data else "kept") if volume else "none",
+            }
+            click.echo(json.dumps(plan, indent=2))
+            return
+        if found:
             click.echo(f"would delete auto scaling group {group_name}")
         click.echo(f"would terminate: {', '.join(running) or 'nothing'}")
         click.echo(f"would {'DELETE' if delete_data else 'keep'} data volume {volume['VolumeId'] if volume else '-'}")
@@ -159,7 +171,8 @@ def _confirm_data_deletion(name: str, what: str) -> None:
 
 def _local_views(config, name: str | None) -> list:
     from builder.aws.instances import InstanceView
-    from builder.local.instances import LocalInstance, platform_dir
+    from builder.local.instances import LocalInstance
+    from builder.local.paths import platform_dir
 
     root = platform_dir(config) / "instances"
     names = [name] if name else sorted(p.name for p in root.iterdir()) if root.is_dir() else []
@@ -190,6 +203,16 @@ def _destroy_local(options: GlobalOptions, config, name: str, delete_data: bool)
 
     instance = LocalInstance(config, name)
     if options.dry_run:
+        if options.json:
+            state = "deleted" if delete_data else "kept"
+            plan = {
+                "instance": name,
+                "dry_run": True,
+                "running": instance.running(),
+                "data_disk": str(instance.data_disk),
+            }
+            click.echo(json.dumps({**plan, "data_disk_state": state if instance.data_disk.exists() else "none"}))
+            return
         click.echo(f"would power off {name}; would {'DELETE' if delete_data else 'keep'} {instance.data_disk}")
         return
     if delete_data and instance.data_disk.exists():

@@ -6,8 +6,8 @@ import json
 
 import click
 
-from builder.cli import GlobalOptions, global_options
 from builder.commands.target import target_option
+from builder.options import GlobalOptions, command_options
 
 
 @click.command()
@@ -16,7 +16,7 @@ from builder.commands.target import target_option
 @click.option("--ami", metavar="AMI_ID", help="Launch this image instead of the newest baked one.")
 @click.option("--wait", "wait", is_flag=True, help="Follow the first boot until the agent reports done or failed.")
 @click.option("--wait-timeout", default=1800, show_default=True, metavar="SECONDS", help="How long --wait waits.")
-@global_options
+@command_options("set", "json", "dry_run")
 @click.pass_obj
 def launch(
     options: GlobalOptions, name: str, target: str | None, ami: str | None, wait: bool, wait_timeout: int

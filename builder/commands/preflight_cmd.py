@@ -6,8 +6,8 @@ import json
 
 import click
 
-from builder.cli import GlobalOptions, global_options
 from builder.commands.target import target_option
+from builder.options import GlobalOptions, command_options
 
 
 @click.command()
@@ -20,7 +20,7 @@ from builder.commands.target import target_option
     show_default=True,
     help="Only the checks that `bake --target aws` or `launch` run first.",
 )
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def preflight(options: GlobalOptions, target: str, purpose: str) -> None:
     """Check the AWS account before a bake or launch, changing nothing: credentials and partition,

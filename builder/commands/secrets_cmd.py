@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from builder.cli import GlobalOptions, global_options
 from builder.commands.target import target_option
+from builder.options import GlobalOptions, command_options, group_options
 
 
 @click.group()
-@global_options
+@group_options()
 def secrets() -> None:
     """Store the Tailscale auth key and provider API keys in SSM (SecureString)."""
 
@@ -29,11 +29,13 @@ def secrets() -> None:
     help="Read it from this file (rclone-config: your rclone.conf).",
 )
 @target_option(help="local: kept in local.state_dir for local VMs (rclone-config only; they have no SSM).")
-@global_options
+@command_options("set", "dry_run")
 @click.pass_obj
 def set_secret(options: GlobalOptions, name: str, file: Path | None, target: str | None) -> None:
-    """Store secret NAME, read from --file, standard input or a hidden prompt (never from the command line)."""
-    from builder.aws.secrets import MULTILINE_SECRETS, parameter_for, put_secret
+    """Store secret NAME, read from --file, standard input or a hidden prompt (never from the command line).
+
+    --dry-run reads and checks it the same, then says where it would go (never the value)."""
+    from builder.aws.secrets import MULTILINE_SECRETS, parameter_for, put_secret, secret_request, stored_parameter
     from builder.commands.config_cmd import load
     from builder.commands.target import resolve
     from builder.errors import BuilderError
@@ -62,13 +64,30 @@ def set_secret(options: GlobalOptions, name: str, file: Path | None, target: str
         if not config.services.gdrive.enabled:
             raise BuilderError(f"{name}: services.gdrive is disabled; enable it first")
         path = rclone_config_path(config)
+        if options.dry_run:
+            what = "replacing the one there" if path.exists() else "a new file"
+            click.echo(f"{name}: would store it in {path} (0600; {what}); dry run: nothing stored")
+            return
         store(path, value.strip() + "\n")
         click.echo(f"{name}: stored in {path} (0600); local instances get it at their next launch")
         return
     from builder.aws.clients import AwsClients
 
     parameter = parameter_for(config, name)
-    version = put_secret(AwsClients(config).client("ssm"), parameter, value, multiline=multiline)
+    ssm = AwsClients(config).client("ssm")
+    if options.dry_run:
+        request = secret_request(parameter, value, multiline=multiline)  # the same checks, nothing sent
+        current = stored_parameter(ssm, parameter)
+        now = (
+            f"overwriting version {current['Version']} ({current.get('Type', '?')}, {current['LastModifiedDate']})"
+            if current
+            else "a new parameter"
+        )
+        tier = request.get("Tier", "Standard")
+        click.echo(f"{name}: would store it in SSM {parameter} ({request['Type']}, {tier} tier; {now})")
+        click.echo("dry run: nothing stored")
+        return
+    version = put_secret(ssm, parameter, value, multiline=multiline)
     click.echo(f"{name}: stored in {parameter} (version {version})")
 
 
@@ -94,7 +113,7 @@ def _check_rclone_config(text: str, remote: str, source) -> None:
 
 
 @secrets.command("list")
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def list_secrets_command(options: GlobalOptions) -> None:
     """Which secrets are stored: names and dates only, never values."""

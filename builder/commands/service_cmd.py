@@ -14,17 +14,17 @@ from pathlib import Path
 
 import click
 
-from builder.cli import GlobalOptions, global_options
+from builder.options import GlobalOptions, command_options, group_options
 
 
 @click.group()
-@global_options
+@group_options()
 def service() -> None:
     """Services of your own, from ready templates: baked, routed and started like the seed's."""
 
 
 @service.command("list")
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def list_services(options: GlobalOptions) -> None:
     """The templates, and the services the config declares (services.custom)."""
@@ -61,13 +61,14 @@ def list_services(options: GlobalOptions) -> None:
 @service.command("add")
 @click.argument("template_name", metavar="TEMPLATE")
 @click.argument("name", required=False)
-@global_options
+@command_options("set", "dry_run")
 @click.pass_obj
 def add(options: GlobalOptions, template_name: str, name: str | None) -> None:
     """Declare service NAME (default: the template's name) from TEMPLATE in the platform config.
 
     The file keeps its comments and order; the new config is validated first, and nothing is
-    written when it is invalid (a port or path already taken, a name the seed uses).
+    written when it is invalid (a port or path already taken, a name the seed uses). --dry-run
+    prints the change as a diff and writes nothing.
     """
     from builder.config.layers import default_config_path
     from builder.errors import BuilderError
@@ -81,6 +82,26 @@ def add(options: GlobalOptions, template_name: str, name: str | None) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else "version: 1\n"
     new_text = _with_entry(text, name, entry_for(template, name), path)
     _validate(new_text, path, options)
+    if options.dry_run:
+        import difflib
+
+        before = text if path.exists() else ""  # a missing file is made: its diff starts from nothing
+        click.echo(
+            "".join(
+                difflib.unified_diff(
+                    before.splitlines(keepends=True),
+                    new_text.splitlines(keepends=True),
+                    f"{path} (now)",
+                    f"{path} (with services.custom.{name})",
+                )
+            ),
+            nl=False,
+        )
+        click.echo(
+            f"{path}: services.custom.{name} would be added from template {template.name}; dry run: nothing written",
+            err=True,
+        )
+        return
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(new_text, encoding="utf-8")
     temporary.replace(path)

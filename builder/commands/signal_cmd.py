@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from builder.cli import GlobalOptions, global_options
 from builder.commands.target import target_option
+from builder.options import GlobalOptions, command_options, group_options
 
 
 @click.group()
-@global_options
+@group_options()
 def signal() -> None:
     """Clawdbot's Signal channel."""
 
@@ -18,7 +18,7 @@ def signal() -> None:
 @click.argument("name")
 @target_option()
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for the scan.")
-@global_options
+@command_options("set")
 @click.pass_obj
 def link_command(options: GlobalOptions, name: str, target: str | None, timeout: float) -> None:
     """Show the link QR code in the terminal (through the edge, as the owner) and wait for the scan."""

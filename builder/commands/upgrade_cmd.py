@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from builder.cli import GlobalOptions, global_options
 from builder.commands.target import target_option
+from builder.options import GlobalOptions, command_options
 
 
 @click.command()
@@ -29,7 +29,7 @@ from builder.commands.target import target_option
     metavar="SECONDS",
     help="How long the new image gets to report done before the instance goes back.",
 )
-@global_options
+@command_options("set", "json", "dry_run")
 @click.pass_obj
 def upgrade(
     options: GlobalOptions, name: str, target: str | None, image: Path | None, ami: str | None, wait_timeout: int

@@ -7,8 +7,8 @@ import json
 
 import click
 
-from builder.cli import GlobalOptions, global_options
 from builder.commands.target import target_option
+from builder.options import GlobalOptions, command_options
 
 
 @click.command()
@@ -16,7 +16,7 @@ from builder.commands.target import target_option
 @target_option()
 @click.option("--volume-id", metavar="VOL", help="The data volume's id (the local target's disk serial).")
 @click.option("--decoded", is_flag=True, help="Print the MIME text cloud-init reads instead of the base64 sent.")
-@global_options
+@command_options("set", "json")
 @click.pass_obj
 def userdata(options: GlobalOptions, name: str, target: str | None, volume_id: str | None, decoded: bool) -> None:
     """Print the user-data instance NAME would be launched with (base64, as sent to EC2)."""

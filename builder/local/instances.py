@@ -33,6 +33,7 @@ from builder.config.schema import EdgeService, PlatformConfig
 from builder.errors import BuilderError
 from builder.local import secrets as local_secrets
 from builder.local.accelerator import resolve as resolve_accelerator
+from builder.local.paths import platform_dir
 from builder.local.qemu import GUEST_ADDRESS, make_overlay, make_seed, qemu_command
 from builder.userdata import hostname_for, instance_document, render_user_data
 
@@ -77,10 +78,6 @@ class LocalImage:
             return Path(fields[key]) if fields.get(key) else None
 
         return cls(Path(fields["disk"]), path("kernel"), path("initrd"), fields.get("disk_format", "qcow2"))
-
-
-def platform_dir(config: PlatformConfig) -> Path:
-    return Path(config.local.state_dir).expanduser() / config.name
 
 
 def register_image(config: PlatformConfig, image: LocalImage) -> Path:
