@@ -98,7 +98,19 @@ BAD_FILES = [
         "data_volume.availability_zone",
         ["not a zone of aws.region eu-west-1"],
     ),
-    ("bad-region", "version: 1\naws: {region: europe}\n", "aws.region", ["AWS region such as"]),
+    ("bad-region", "version: 1\naws: {region: europe}\n", "aws.region", ["must be an AWS region", "eu-west-1"]),
+    (
+        "region-that-does-not-exist",
+        "version: 1\naws: {region: eu-centrl-1}\n",
+        "aws.region",
+        ["not a region botocore", "did you mean eu-central-1", "upgrade boto3"],
+    ),
+    (
+        "copy-region-that-does-not-exist",
+        "version: 1\nimage: {copy_to_regions: [us-west-2, us-wset-2]}\n",
+        "image.copy_to_regions.1",
+        ["'us-wset-2' is not a region botocore", "did you mean us-west-2"],
+    ),
     ("bad-subnet", "version: 1\naws: {subnet_id: sub-123}\n", "aws.subnet_id", ["subnet-"]),
     ("bad-kms", "version: 1\nimage: {kms_key_id: mykey}\n", "image.kms_key_id", ["KMS key"]),
     (
@@ -155,7 +167,7 @@ BAD_FILES = [
         "bad-map-key",
         "version: 1\nimage: {copy_to_regions: [eu-west-1], region_kms_key_ids: {europe: alias/x}}\n",
         "image.region_kms_key_ids.europe",
-        ["key must be an AWS region"],
+        ["key must be an AWS region; 'europe' is not one"],
     ),
     # A service of the owner's own (services.custom.NAME): one clear error per bad declaration.
     *[
@@ -332,3 +344,25 @@ def test_traceback_only_with_debug(builder, monkeypatch):
 
     with pytest.raises(KeyError):
         main(["--debug", "config", "show"])
+
+
+def test_every_region_botocore_knows_is_valid_in_every_partition():
+    """Regions come from botocore's endpoint data, all partitions: GovCloud, China and the rest pass."""
+    from builder.config.regions import known_regions
+    from builder.config.schema import PlatformConfig
+
+    regions = known_regions()
+    assert {"us-east-1", "eu-central-1", "us-gov-west-1", "cn-north-1"} <= regions
+    for region in sorted(regions):
+        PlatformConfig.model_validate({"version": 1, "aws": {"region": region}})
+
+
+def test_a_region_unknown_to_botocore_is_refused_with_the_botocore_version(builder, tmp_path):
+    import botocore
+
+    result = builder("config", "show", "--region", "eu-central-9")
+    assert result.code == 1
+    assert (
+        f"flag --region: aws.region: 'eu-central-9' is not a region botocore {botocore.__version__} knows" in result.err
+    )
+    assert "if it is a new region, upgrade boto3" in result.err

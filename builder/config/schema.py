@@ -63,9 +63,16 @@ def _ssm_parameter(value: str) -> str:
     return value
 
 
-Region = Annotated[
-    str, AfterValidator(_pattern_check(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region such as eu-west-1"))
-]
+def _region(value: str) -> str:
+    from builder.config.regions import region_problem
+
+    problem = region_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Region = Annotated[str, AfterValidator(_region)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 ModelRef = Annotated[str, AfterValidator(_model_ref)]
 SsmParameter = Annotated[str, AfterValidator(_ssm_parameter)]
