@@ -85,6 +85,26 @@ BAD_FILES = [
         "services.dify.edge_port",
         ["already taken by edge.port"],
     ),
+    # One rule for every port the edge publishes: the seed's ports (SSH above all) are refused alike.
+    ("edge-on-ssh", "version: 1\nedge: {port: 22}\n", "edge.port", ["port 22 is one of the seed's (22, 80, 443,"]),
+    (
+        "app-on-ssh",
+        "version: 1\nservices:\n  anythingllm: {edge_port: 22}\n",
+        "services.anythingllm.edge_port",
+        ["port 22 is one of the seed's (22, 80, 443,"],
+    ),
+    (
+        "app-on-https",
+        "version: 1\nservices:\n  n8n: {edge_port: 443}\n",
+        "services.n8n.edge_port",
+        ["port 443 is one of the seed's"],
+    ),
+    (
+        "app-on-moved-main-port",
+        "version: 1\nedge: {port: 9443}\nservices:\n  dify: {edge_port: 8443}\n",
+        "services.dify.edge_port",
+        ["port 8443 is one of the seed's"],
+    ),
     ("port-out-of-range", "version: 1\nedge: {port: 70000}\n", "edge.port", ["less than or equal to 65535"]),
     ("bad-volume-type", "version: 1\ndata_volume: {type: gp5}\n", "data_volume.type", ["'gp3'", "'io2'"]),
     (
@@ -406,3 +426,23 @@ def test_a_region_unknown_to_botocore_is_refused_with_the_botocore_version(build
         f"flag --region: aws.region: 'eu-central-9' is not a region botocore {botocore.__version__} knows" in result.err
     )
     assert "if it is a new region, upgrade boto3" in result.err
+
+
+@pytest.mark.parametrize("port", [443, 8443])
+def test_the_edge_main_port_may_be_https_or_its_seed_port(builder, port):
+    """architecture.md: HTTPS 443 leads to the edge's main routes on 8443; the edge itself may take either."""
+    result = builder("--json", "config", "show", "--set", f"edge.port={port}")
+    assert result.code == 0, result.err
+
+
+def test_the_same_port_words_for_an_app_and_a_service_of_the_owner(builder, tmp_path):
+    messages = []
+    for text in (
+        "version: 1\nservices:\n  anythingllm: {edge_port: 22}\n",
+        "version: 1\nservices:\n  custom:\n    tools:\n" + _custom(edge_port="22"),
+    ):
+        (tmp_path / "platform.yaml").write_text(text)
+        result = builder("config", "validate")
+        assert result.code == 1
+        messages.append(result.err.split("edge_port: ", 1)[1].splitlines()[0])
+    assert messages[0] == messages[1]

@@ -218,8 +218,11 @@ RESERVED_SERVICE_NAMES = frozenset(
     | {"signal-api", "signal_api", "gdrive", "platform", "backups", "custom", "tls", "compose"}
 )
 # Ports of the seed (architecture.md: SSH, Dify 80, Clawdbot 3000, AnythingLLM 3001, LiteLLM 4000,
-# n8n 5678, Signal 8080/8081, the edge 8443, Ollama 11434, Tailscale 41641) and the edge's health port.
-SEED_PORTS = frozenset({22, 80, 3000, 3001, 4000, 5678, 8080, 8081, 8443, 11434, 41641})
+# n8n 5678, Signal 8080/8081, the edge 8443 and HTTPS 443 in front of it ("443 → 8443"), Ollama 11434,
+# Tailscale 41641) and the edge's health port. No port the edge publishes takes one, but the edge's own
+# main port may be 8443 or 443: both lead to its index and sub-path routes, as the architecture has it.
+SEED_PORTS = frozenset({22, 80, 443, 3000, 3001, 4000, 5678, 8080, 8081, 8443, 11434, 41641})
+EDGE_MAIN_PORTS = frozenset({443, 8443})
 SEED_NEEDS = ("data", "ollama", "litellm")  # what a service of the owner's may start after and require
 # Paths the edge's main port routes for the seed (nginx.conf): a sub-path of the owner's takes none.
 SEED_PATHS = ("/", "/litellm/", "/clawdbot/", "/__openclaw__/", "/signal/", "/anythingllm/", "/dify/", "/n8n/")
@@ -661,13 +664,11 @@ class PlatformConfig(Section):
 
     @model_validator(mode="after")
     def _cross_section(self) -> PlatformConfig:
-        owners: dict[int, str] = {self.edge.port: "edge.port"}
+        owners: dict[int, str] = {}
+        _claim_edge_port("edge.port", self.edge.port, owners, allowed=EDGE_MAIN_PORTS)
         for service_name, service in self.services.seed().items():
             if isinstance(service, EdgeService) and service.enabled:
-                key = f"services.{service_name}.edge_port"
-                if service.edge_port in owners:
-                    raise ValueError(f"{key}: port {service.edge_port} is already taken by {owners[service.edge_port]}")
-                owners[service.edge_port] = key
+                _claim_edge_port(f"services.{service_name}.edge_port", service.edge_port, owners)
         self._check_custom_services(owners)
         for tier in RoutingTiers.model_fields:
             route = getattr(self.routing.tiers, tier)
@@ -704,15 +705,7 @@ class PlatformConfig(Section):
             if not service.enabled:
                 continue
             if service.edge_port is not None:
-                if service.edge_port in port_owners:
-                    taken = port_owners[service.edge_port]
-                    raise ValueError(f"{key}.edge_port: port {service.edge_port} is already taken by {taken}")
-                if service.edge_port in SEED_PORTS:
-                    raise ValueError(
-                        f"{key}.edge_port: port {service.edge_port} is one of the seed's "
-                        f"({', '.join(map(str, sorted(SEED_PORTS)))})"
-                    )
-                port_owners[service.edge_port] = f"{key}.edge_port"
+                _claim_edge_port(f"{key}.edge_port", service.edge_port, port_owners)
             if service.path is not None:
                 # /tools/ and /tools/x/ overlap: NGINX would send one's requests to the other.
                 clash = next(
@@ -731,3 +724,16 @@ class PlatformConfig(Section):
             missing = [stack for stack in service.needs if stack != "data" and stack not in enabled]
             if missing:
                 raise ValueError(f"{key}.needs: {', '.join(missing)} is not enabled (services.{missing[0]}.enabled)")
+
+
+def _claim_edge_port(key: str, port: int, owners: dict[int, str], allowed: frozenset[int] = frozenset()) -> None:
+    """One rule for every port the edge publishes (its own, each app's, the owner's services'): not
+    another's, and none of the seed's ports (but `allowed`: the edge's main port may be 8443 or 443)."""
+    if port in owners:
+        raise ValueError(f"{key}: port {port} is already taken by {owners[port]}")
+    if port in SEED_PORTS - allowed:
+        raise ValueError(
+            f"{key}: port {port} is one of the seed's ({', '.join(map(str, sorted(SEED_PORTS)))}); "
+            "the edge publishes none of them for another use: pick another port (e.g. 8447 and up)"
+        )
+    owners[port] = key
