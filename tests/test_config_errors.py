@@ -446,3 +446,68 @@ def test_the_same_port_words_for_an_app_and_a_service_of_the_owner(builder, tmp_
         assert result.code == 1
         messages.append(result.err.split("edge_port: ", 1)[1].splitlines()[0])
     assert messages[0] == messages[1]
+
+
+# Valid settings that expose the platform beyond the tailnet: warned about (naming the key, the value,
+# what it exposes and the safe alternative), never refused.
+RISKY = [
+    (
+        "version: 1\naws:\n  ssh_ingress_cidrs: [203.0.113.0/24, 0.0.0.0/0]\n",
+        "platform.yaml:3: aws.ssh_ingress_cidrs.1: 0.0.0.0/0 opens SSH (22/tcp) to the whole internet",
+        "203.0.113.7/32",
+    ),
+    (
+        "version: 1\naws:\n  ssh_ingress_cidrs: ['::/0']\n",
+        "platform.yaml:3: aws.ssh_ingress_cidrs.0: ::/0 opens SSH (22/tcp) to the whole internet",
+        "the tailnet",
+    ),
+    (
+        "version: 1\nedge:\n  bind: [tailscale, 0.0.0.0]\n",
+        "platform.yaml:3: edge.bind.1: 0.0.0.0 publishes the edge (ports 8443, 8444, 8445, 8446) on every address",
+        "bind 'tailscale'",
+    ),
+    (
+        "version: 1\nedge:\n  bind: [172.31.5.6]\n",
+        "platform.yaml:3: edge.bind.0: 172.31.5.6 publishes the edge (ports 8443, 8444, 8445, 8446) on an address "
+        "outside the tailnet",
+        "and 127.0.0.1 instead",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "warning", "alternative"), RISKY)
+def test_settings_that_expose_the_platform_are_warned_about_not_refused(builder, tmp_path, text, warning, alternative):
+    import json
+
+    (tmp_path / "platform.yaml").write_text(text)
+    result = builder("config", "validate")
+    assert result.code == 0, result.err
+    assert f"builder: warning: {warning}" in result.err
+    assert alternative in result.err
+    assert "1 warning above" in result.out
+
+    report = json.loads(builder("--json", "config", "validate").out)
+    assert report["ok"] is True
+    first = report["warnings"][0]
+    assert f"{first['origin']}: {first['path']}: {first['message']}".startswith(warning)
+    shown = builder("--json", "config", "show")
+    assert json.loads(shown.out)["warnings"] == report["warnings"]
+    assert "warning" not in shown.err  # carried by the JSON, not said twice
+
+
+def test_every_command_that_loads_the_config_warns_on_stderr(builder, tmp_path):
+    (tmp_path / "platform.yaml").write_text("version: 1\nedge:\n  bind: ['::']\n")
+    result = builder("userdata", "alpha")
+    assert result.code == 0, result.err
+    assert "builder: warning: platform.yaml:3: edge.bind.0: :: publishes the edge" in result.err
+    assert "warning" not in result.out
+
+
+@pytest.mark.parametrize("bind", ["[tailscale, 127.0.0.1]", "['100.101.102.103', '::1']", "['fd7a:115c:a1e0::1']"])
+def test_the_tailnet_and_loopback_are_not_warned_about(builder, tmp_path, bind):
+    (tmp_path / "platform.yaml").write_text(
+        f"version: 1\naws:\n  ssh_ingress_cidrs: [198.51.100.7/32]\nedge:\n  bind: {bind}\n"
+    )
+    result = builder("config", "validate")
+    assert result.code == 0, result.err
+    assert "warning" not in result.err + result.out

@@ -6,7 +6,7 @@ import difflib
 import re
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,14 @@ class LoadedConfig:
     config: PlatformConfig
     file: Path | None  # None: no file, built-in defaults only
     sources: dict[str, str]  # dotted key path of every value -> where it came from
+    # Valid settings that expose the platform beyond the tailnet (builder/config/risks.py): said, not refused.
+    warnings: list[Problem] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return self.config.model_dump(mode="json")
+
+    def warnings_json(self) -> list[dict]:
+        return [{"origin": w.origin, "path": w.path, "message": w.message} for w in self.warnings]
 
 
 def load_config(
@@ -60,7 +65,18 @@ def load_config(
         ) from None
     except RecursionError:
         raise ConfigError(source, [Problem(source, "", "nested too deeply (a YAML alias refers to itself?)")]) from None
-    return LoadedConfig(config, path, _sources(config, merged))
+    return LoadedConfig(config, path, _sources(config, merged), _warnings(config, merged, source))
+
+
+def _warnings(config: PlatformConfig, merged: Layer, source: str) -> list[Problem]:
+    from builder.config.risks import risks
+
+    return [
+        Problem(
+            origin_of(merged.origins, tuple(int(p) if p.isdigit() else p for p in path.split(".")), source), path, text
+        )
+        for path, text in risks(config)
+    ]
 
 
 def _defaults_layer() -> Layer:
