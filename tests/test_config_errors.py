@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import pytest
 
@@ -511,3 +512,40 @@ def test_the_tailnet_and_loopback_are_not_warned_about(builder, tmp_path, bind):
     result = builder("config", "validate")
     assert result.code == 0, result.err
     assert "warning" not in result.err + result.out
+
+
+@pytest.mark.parametrize(
+    ("variable", "right"),
+    [
+        ("BUILDER_EDGE__PORT", "BUILDER__EDGE__PORT"),
+        ("builder__edge__port", "BUILDER__EDGE__PORT"),
+        ("BUILDER_EDGE_PORT", "BUILDER__EDGE_PORT"),
+        ("Builder_Config", "BUILDER_CONFIG"),
+        ("BUILDER_X-Y", None),
+    ],
+)
+def test_a_variable_meant_for_builder_but_misnamed_is_refused_with_its_right_form(
+    builder, monkeypatch, variable, right
+):
+    """It was ignored silently: the value the user meant was not used, and nothing said so."""
+    monkeypatch.setenv(variable, "9443")
+    result = builder("config", "show")
+    assert result.code == 1
+    assert f"environment variable {variable}: not a name builder reads" in result.err
+    assert "BUILDER__SECTION__KEY" in result.err
+    if right:
+        assert f"did you mean {right}?" in result.err
+    assert "Nothing was changed." in result.err
+
+
+def test_builders_own_single_underscore_variables_are_left_alone(builder, tmp_path, monkeypatch):
+    from builder.config.layers import OTHER_VARIABLES
+
+    # Every single-underscore BUILDER_* name the builder's code mentions is one it reads: listed, so not refused.
+    sources = Path(__file__).resolve().parent.parent / "builder"
+    named = {m for f in sources.rglob("*.py") for m in re.findall(r"\bBUILDER_[A-Z][A-Z0-9_]*", f.read_text())}
+    assert named == set(OTHER_VARIABLES) == {"BUILDER_CONFIG"}
+    (tmp_path / "mine.yaml").write_text("version: 1\nedge: {port: 9443}\n")
+    monkeypatch.setenv("BUILDER_CONFIG", str(tmp_path / "mine.yaml"))
+    result = builder("config", "validate")
+    assert result.code == 0, result.err

@@ -19,6 +19,9 @@ from builder.errors import ConfigError, Problem
 
 # Nested keys in one environment variable, as pydantic-settings does: BUILDER__AWS__INSTANCE_TYPE.
 ENV_PREFIX = "BUILDER__"
+# builder's variables that are not config keys (one underscore): every other BUILDER_* name is a
+# misspelt key, refused with the right form rather than ignored. A new such variable belongs here.
+OTHER_VARIABLES = ("BUILDER_CONFIG",)
 # The AWS conventions: AWS_PROFILE, and the region from AWS_REGION before AWS_DEFAULT_REGION.
 AWS_REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
@@ -70,9 +73,11 @@ def environment_layer(environ: Mapping[str, str]) -> Layer:
             layer.set(("aws", "region"), environ[variable], f"environment variable {variable}")
             break
     for variable in sorted(environ):
-        if not variable.startswith(ENV_PREFIX):
-            continue
         origin = f"environment variable {variable}"
+        if not variable.startswith(ENV_PREFIX):
+            if variable.upper().startswith("BUILDER_") and variable not in OTHER_VARIABLES:
+                problems.append(Problem(origin, "", _misnamed(variable)))
+            continue
         parts = tuple(variable[len(ENV_PREFIX) :].lower().split("__"))
         if not all(_KEY.fullmatch(part) for part in parts):
             problems.append(Problem(origin, "", "name it BUILDER__SECTION__KEY, e.g. BUILDER__AWS__INSTANCE_TYPE"))
@@ -84,6 +89,23 @@ def environment_layer(environ: Mapping[str, str]) -> Layer:
     if problems:
         raise ConfigError("environment", problems)
     return layer
+
+
+def _misnamed(variable: str) -> str:
+    """Why a BUILDER_* name that is neither a key's nor builder's own is not read, and its right form."""
+    rest = variable.upper()[len("BUILDER") :].lstrip("_")
+    if rest in (name[len("BUILDER_") :] for name in OTHER_VARIABLES):
+        right = f"BUILDER_{rest}"
+    elif rest and all(_KEY.fullmatch(part) for part in rest.lower().split("__")):
+        right = f"{ENV_PREFIX}{rest}"
+    else:
+        right = None
+    guess = f" (did you mean {right}?)" if right else ""
+    return (
+        f"not a name builder reads{guess}: a config key is BUILDER__SECTION__KEY, in capitals with two "
+        "underscores after BUILDER and between keys, e.g. BUILDER__AWS__INSTANCE_TYPE; builder's other "
+        f"variables: {', '.join(OTHER_VARIABLES)}. Rename or unset it"
+    )
 
 
 def flag_layer(region: str | None, profile: str | None, assignments: tuple[str, ...] | list[str]) -> Layer:
