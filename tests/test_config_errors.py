@@ -106,6 +106,13 @@ BAD_FILES = [
         "services.dify.edge_port",
         ["port 8443 is one of the seed's"],
     ),
+    (
+        "bad-name",
+        "version: 1\nname: Bad_Name\n",
+        "name",
+        ["'Bad_Name' is not a platform name: 2 to 32 characters, lowercase letters, digits and '-', starting with a"],
+    ),
+    ("long-name", f"version: 1\nname: {'a' * 40}\n", "name", ["2 to 32 characters (this one has 40)"]),
     ("port-out-of-range", "version: 1\nedge: {port: 70000}\n", "edge.port", ["less than or equal to 65535"]),
     ("bad-volume-type", "version: 1\ndata_volume: {type: gp5}\n", "data_volume.type", ["'gp3'", "'io2'"]),
     (

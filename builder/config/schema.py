@@ -87,6 +87,22 @@ KmsKey = Annotated[
         )
     ),
 ]
+PLATFORM_NAME_MAX = 32
+
+
+def _platform_name(value: str) -> str:
+    if not re.fullmatch(rf"[a-z][a-z0-9-]{{0,{PLATFORM_NAME_MAX - 2}}}[a-z0-9]", value):
+        length = f" (this one has {len(value)})" if len(value) > PLATFORM_NAME_MAX else ""
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        raise ValueError(
+            f"{shown!r} is not a platform name: 2 to {PLATFORM_NAME_MAX} characters{length}, lowercase letters, "
+            "digits and '-', starting with a letter and ending with a letter or digit; it starts the names of "
+            "the platform's AWS resources, its tags and host names, which have length limits"
+        )
+    return value
+
+
+PlatformName = Annotated[str, AfterValidator(_platform_name)]
 AccountId = Annotated[str, AfterValidator(_pattern_check(r"\d{12}", "a 12-digit AWS account id"))]
 
 
@@ -645,10 +661,8 @@ class Ssh(Section):
 
 class PlatformConfig(Section):
     version: Literal[1] = Field(description="Config format version. This builder reads version 1.")
-    name: str = Field(
-        "ai-platform",
-        description="Platform name: tags, resource names and hostnames start with it.",
-        pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$",
+    name: PlatformName = Field(
+        "ai-platform", description="Platform name: tags, resource names and hostnames start with it."
     )
     aws: AwsSettings = Field(default_factory=AwsSettings, description="Where instances run on AWS.")
     data_volume: DataVolume = Field(default_factory=DataVolume, description="The EBS volume that keeps all data.")
