@@ -255,6 +255,18 @@ BAD_FILES = [
         ["should match pattern"],
     ),
     (
+        "signal-number-unquoted",
+        "version: 1\nservices:\n  signal_api: {account: +4915112345678}\n",
+        "services.signal_api.account",
+        ["valid string", "YAML read it as a number: write it in quotes: '+4915112345678'"],
+    ),
+    (
+        "string-read-as-a-number",
+        "version: 1\nservices:\n  gdrive: {remote: 2024}\n",
+        "services.gdrive.remote",
+        ["YAML read it as a number: write it in quotes"],
+    ),
+    (
         "signal-number-without-clawdbot",
         "version: 1\nservices:\n  signal_api: {account: '+15551234567'}\n  clawdbot: {enabled: false}\n",
         "services.signal_api.account",

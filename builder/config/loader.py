@@ -119,9 +119,18 @@ def _explain(error: dict, merged: Layer, source: str) -> Problem:
         message = "required"
     elif not _is_sensitive(loc) and "input" in error and kind not in ("literal_error",):
         message = f"{message} (got {_show(error['input'])})"
+        if kind == "string_type" and type(error["input"]) in (int, float):
+            message += _quote_hint(loc, error["input"])
     if bad_key:
         message = f"key {message[0].lower()}{message[1:]}"
     return Problem(origin_of(merged.origins, loc, source), _dotted(loc), message)
+
+
+def _quote_hint(loc: KeyPath, number: int | float) -> str:
+    # YAML reads +4915112345678 as the integer 4915112345678: the '+' (and a leading 0) is gone.
+    if loc[-2:] == ("signal_api", "account") and isinstance(number, int) and number > 0:
+        return f"; YAML read it as a number: write it in quotes: '+{number}'"
+    return "; YAML read it as a number: write it in quotes, as you mean it"
 
 
 def _unknown_key(loc: KeyPath) -> str:
