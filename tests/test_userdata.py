@@ -171,3 +171,11 @@ def test_the_command_refuses_a_bad_instance_name(builder):
     result = builder("userdata", "Alpha_1")
     assert result.code == 1
     assert "instance name 'Alpha_1'" in result.err
+
+
+def test_a_long_instance_name_is_refused_saying_the_limit_and_why(builder):
+    result = builder("userdata", "a" * 40)
+    assert result.code == 1
+    assert "at most 31 characters (this one has 40)" in result.err
+    assert "host name ({platform}-{instance})" in result.err
+    assert "regex" not in result.err and "[a-z]" not in result.err
