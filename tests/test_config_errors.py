@@ -205,6 +205,18 @@ BAD_FILES = [
             ("seed-port", {"edge_port": "8080"}, "services.custom.tools.edge_port", ["one of the seed's", "8443"]),
             ("app-port", {"edge_port": "8446"}, "services.custom.tools.edge_port", ["taken by services.n8n"]),
             (
+                "app-container-port",
+                {"edge_port": "8444", "more": "  anythingllm: {edge_port: 9444}\n"},
+                "services.custom.tools.edge_port",
+                ["where the edge serves anythingllm inside its container"],
+            ),
+            (
+                "disabled-app-container-port",
+                {"edge_port": "8445", "more": "  dify: {enabled: false}\n"},
+                "services.custom.tools.edge_port",
+                ["where the edge serves dify inside its container"],
+            ),
+            (
                 "routed-path",
                 {"edge_port": None, "path": "/litellm/"},
                 "services.custom.tools.path",
@@ -568,3 +580,16 @@ def test_builders_own_single_underscore_variables_are_left_alone(builder, tmp_pa
     monkeypatch.setenv("BUILDER_CONFIG", str(tmp_path / "mine.yaml"))
     result = builder("config", "validate")
     assert result.code == 0, result.err
+
+
+def test_the_apps_container_ports_are_the_edges():
+    """The schema's list of the ports the edge's app servers listen on is the edge's own."""
+    from builder.config.schema import EDGE_APP_CONTAINER_PORTS
+    from builder.source_tree import ROOT
+    from firstboot.apps.edge import EDGE_CONTAINER_PORTS
+
+    assert {app: port for port, app in EDGE_APP_CONTAINER_PORTS.items()} == {
+        app: port for app, port in EDGE_CONTAINER_PORTS.items() if app != "main"
+    }
+    nginx = (ROOT / "image/rootfs/opt/ai-platform/stacks/edge/nginx.conf").read_text()
+    assert {int(p) for p in re.findall(r"listen (\d+) ssl;", nginx)} == {8443, *EDGE_APP_CONTAINER_PORTS}

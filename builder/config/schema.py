@@ -239,6 +239,10 @@ RESERVED_SERVICE_NAMES = frozenset(
 # main port may be 8443 or 443: both lead to its index and sub-path routes, as the architecture has it.
 SEED_PORTS = frozenset({22, 80, 443, 3000, 3001, 4000, 5678, 8080, 8081, 8443, 11434, 41641})
 EDGE_MAIN_PORTS = frozenset({443, 8443})
+# Inside the edge's container, the apps' servers listen on these whatever port they are published on
+# (edge/nginx.conf, firstboot/apps/edge.py), and a service of the owner's listens on its own edge_port:
+# on one of these, its requests would reach the app's server, not its own.
+EDGE_APP_CONTAINER_PORTS = {8444: "anythingllm", 8445: "dify", 8446: "n8n"}
 SEED_NEEDS = ("data", "ollama", "litellm")  # what a service of the owner's may start after and require
 # Paths the edge's main port routes for the seed (nginx.conf): a sub-path of the owner's takes none.
 SEED_PATHS = ("/", "/litellm/", "/clawdbot/", "/__openclaw__/", "/signal/", "/anythingllm/", "/dify/", "/n8n/")
@@ -720,6 +724,13 @@ class PlatformConfig(Section):
                 continue
             if service.edge_port is not None:
                 _claim_edge_port(f"{key}.edge_port", service.edge_port, port_owners)
+                app = EDGE_APP_CONTAINER_PORTS.get(service.edge_port)
+                if app is not None:
+                    raise ValueError(
+                        f"{key}.edge_port: port {service.edge_port} is where the edge serves {app} inside its "
+                        f"container, whether services.{app} is on and whichever port it is published on: "
+                        "pick another port (e.g. 8447 and up)"
+                    )
             if service.path is not None:
                 # /tools/ and /tools/x/ overlap: NGINX would send one's requests to the other.
                 clash = next(
