@@ -128,7 +128,8 @@ class AwsSettings(Section):
     )
     ssh_ingress_cidrs: list[Cidr] = Field(
         default_factory=list,
-        description="CIDRs allowed to reach SSH (22/tcp). Empty: no inbound port but Tailscale's 41641/udp.",
+        description="CIDRs allowed to reach SSH (22/tcp). Empty: no inbound port but Tailscale's 41641/udp. "
+        "0.0.0.0/0 (the whole internet) is warned about.",
     )
 
     @model_validator(mode="after")
@@ -471,10 +472,15 @@ class Routing(Section):
 
 
 class Edge(Section):
-    port: Port = Field(8443, description="TLS port of the edge NGINX: the index and the sub-path routes.")
+    port: Port = Field(
+        8443,
+        description="TLS port of the edge NGINX: the index and the sub-path routes. 8443, 443 (HTTPS, which the "
+        "seed's architecture sends to them) or a port that is none of the seed's.",
+    )
     bind: list[str] = Field(
         default_factory=lambda: ["tailscale", "127.0.0.1"],
-        description="Addresses NGINX listens on: IP addresses, or 'tailscale' for the node's tailnet address.",
+        description="Addresses NGINX listens on: IP addresses, or 'tailscale' for the node's tailnet address. "
+        "An address outside the tailnet and loopback (0.0.0.0, a VPC address) is warned about.",
     )
 
     @model_validator(mode="after")
@@ -666,7 +672,9 @@ class Ssh(Section):
 class PlatformConfig(Section):
     version: Literal[1] = Field(description="Config format version. This builder reads version 1.")
     name: PlatformName = Field(
-        "ai-platform", description="Platform name: tags, resource names and hostnames start with it."
+        "ai-platform",
+        description="Platform name: tags, resource names and hostnames start with it. 2 to 32 characters: "
+        "lowercase letters, digits and '-', a letter first, no '-' last.",
     )
     aws: AwsSettings = Field(default_factory=AwsSettings, description="Where instances run on AWS.")
     data_volume: DataVolume = Field(default_factory=DataVolume, description="The EBS volume that keeps all data.")
