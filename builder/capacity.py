@@ -1,14 +1,18 @@
 """Does the configured machine fit the platform? Disk for the images and models, memory for the services.
 
 The figures are public ones, each with its source, rounded up; where only a nearby tag's size was
-published the figure says so. They are estimates for a warning before anything runs (`bake
+published the figure says so. A model's size is best the one `builder images lock` recorded in the
+lock (its manifest's bytes, as the registry served them); else a published figure; else an estimate
+from the parameter count its tag names, said to be one; else it is named as unknown. They are
+estimates for a warning before anything runs (`bake
 --dry-run`, `launch --dry-run`, and the start of a real bake or launch), never a reason to refuse:
 an owner who knows better may go ahead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from builder.config.schema import PlatformConfig
@@ -32,8 +36,22 @@ IMAGE_GB = {
     "SQUID_IMAGE": (0.25, "ubuntu/squid latest 213 MB"),
     "NGINX_IMAGE": (0.2, "nginx latest 192 MB (alpine is smaller)"),
 }
-# Ollama's library sizes (`ollama list`).
-MODEL_GB = {"llama3.2:3b": 2.0, "qwen2.5:7b": 4.7, "deepseek-r1:7b": 4.7}
+# Ollama's library sizes (`ollama list`), for a lock that has not recorded them yet.
+MODEL_GB = {
+    "llama3.2:3b": (2.0, "Ollama library, `ollama list`: 2.0 GB"),
+    "qwen2.5:7b": (4.7, "Ollama library, `ollama list`: 4.7 GB"),
+    "deepseek-r1:7b": (4.7, "Ollama library, `ollama list`: 4.7 GB"),
+    # the schema's default ollama.embedding_model
+    "nomic-embed-text:v1.5": (0.28, "Ollama library: nomic-embed-text v1.5, 137M parameters, 274 MB"),
+}
+# An ESTIMATE for a model whose size is neither recorded nor published, from the parameter count its
+# tag names (qwen2.5:14b, llama3.1:8b, mixtral:8x7b): GB per billion parameters. Ollama's library
+# tags are 4-bit quantized unless the tag names another quantization; the default ratio is the
+# largest of the published figures above (4.7 GB for the 7b tags: 0.67), so it leans high. A tag
+# naming 8-bit (q8_0: 8.5 bits a weight with its scales) or 16-bit weights counts 1.07 or 2.0. A
+# mixture of experts (8x7b) counts every expert whole: an upper bound, as they share some layers.
+QUANTIZED_GB_PER_BILLION = {"q8": 1.07, "fp16": 2.0, "f16": 2.0, "bf16": 2.0}
+_PARAMETERS = re.compile(r"(?:^|[-_:])(?:(\d+)x)?(\d+(?:\.\d+)?)([bm])(?=$|[-_])", re.I)
 BASE_SYSTEM_GB = 5.0  # the distribution, Docker, the agent's venv, logs
 HEADROOM = 1.25  # pulls unpack beside their layers; an upgrade holds two images for a while
 
@@ -72,12 +90,58 @@ class Finding:
         return "the bake to run out of disk" if self.what == "disk" else "services to be killed for lack of memory"
 
 
-def image_disk_gb(variables: Sequence[str], models: Sequence[str]) -> tuple[float, list[str]]:
-    """Disk the image needs (GB), and the models whose size is not known (not counted)."""
+@dataclass(frozen=True)
+class ModelSize:
+    model: str
+    gb: float | None  # None: unknown, not counted
+    how: str  # "recorded" (the lock), "published", "estimate" or "unknown"
+    source: str
+
+    def text(self) -> str:
+        if self.gb is None:
+            return f"{self.model}: size unknown"
+        return f"{self.model}: {'about ' if self.how == 'estimate' else ''}{self.gb:.2f} GB ({self.how}: {self.source})"
+
+
+def _gb_per_billion() -> float:
+    ratios = [gb / count for model, (gb, _) in MODEL_GB.items() if (count := parameter_billions(model)) and count >= 1]
+    return max(ratios)
+
+
+def parameter_billions(model: str) -> float | None:
+    """The parameter count (billions) a tag names: 14b → 14, 1.5b → 1.5, 8x7b → 56, 137m → 0.137."""
+    match = _PARAMETERS.search(model.rsplit(":", 1)[-1])
+    if not match:
+        return None
+    experts, count, unit = match.groups()
+    billions = float(count) * (int(experts) if experts else 1)
+    return billions / 1000 if unit.lower() == "m" else billions
+
+
+def model_size(model: str, recorded: Mapping[str, int] | None = None) -> ModelSize:
+    if recorded and model in recorded:
+        return ModelSize(model, recorded[model] / 1e9, "recorded", "its manifest in the lock")
+    if model in MODEL_GB:
+        gb, source = MODEL_GB[model]
+        return ModelSize(model, gb, "published", source)
+    billions = parameter_billions(model)
+    if billions is None:
+        return ModelSize(model, None, "unknown", "its tag names no parameter count")
+    tag = model.rsplit(":", 1)[-1].lower()
+    quantization = next((q for q in QUANTIZED_GB_PER_BILLION if q in re.split(r"[-_.]", tag)), None)
+    ratio = QUANTIZED_GB_PER_BILLION[quantization] if quantization else _gb_per_billion()
+    bits = quantization or "4-bit"
+    return ModelSize(model, billions * ratio, "estimate", f"{billions:g}B parameters at {ratio:.2f} GB/B ({bits})")
+
+
+def image_disk_gb(
+    variables: Sequence[str], models: Sequence[str], recorded: Mapping[str, int] | None = None
+) -> tuple[float, list[ModelSize]]:
+    """Disk the image needs (GB), and each model's size as it was counted (unknown ones count 0)."""
     images = sum(IMAGE_GB[v][0] for v in variables if v in IMAGE_GB)
-    unknown = [m for m in models if m not in MODEL_GB]
-    weights = sum(MODEL_GB.get(m, 0.0) for m in models)
-    return (BASE_SYSTEM_GB + images + weights) * HEADROOM, unknown
+    sizes = [model_size(model, recorded) for model in models]
+    weights = sum(size.gb or 0.0 for size in sizes)
+    return (BASE_SYSTEM_GB + images + weights) * HEADROOM, sizes
 
 
 def services_memory_mib(services: Sequence[str]) -> int:
@@ -89,14 +153,34 @@ def enabled_services(config: PlatformConfig) -> list[str]:
     return config.services.enabled_names()
 
 
-def check_disk(config: PlatformConfig, target: str, variables: Sequence[str]) -> list[Finding]:
-    needed, unknown = image_disk_gb(variables, config.ollama.baked)
+def disk_setting(config: PlatformConfig, target: str) -> tuple[str, int]:
+    if target == "local":
+        return "local.disk_size_gib", config.local.disk_size_gib
+    return "image.root_volume_size_gib", config.image.root_volume_size_gib
+
+
+def unrecorded_note(sizes: Sequence[ModelSize]) -> str | None:
+    """What the check could only estimate or not count, and how to record it."""
+    from builder.images import lock_command
+
+    estimated = [s.model for s in sizes if s.how == "estimate"]
+    unknown = [s.model for s in sizes if s.how == "unknown"]
+    parts = [f"size estimated from the tag's parameter count: {', '.join(estimated)}"] if estimated else []
+    parts += [f"size unknown, not counted: {', '.join(unknown)}"] if unknown else []
+    return f"{'; '.join(parts)} (run {lock_command()} to record their sizes)" if parts else None
+
+
+def check_disk(
+    config: PlatformConfig, target: str, variables: Sequence[str], recorded: Mapping[str, int] | None = None
+) -> list[Finding]:
+    """`recorded`: the models' sizes in bytes as the lock recorded them (images.load_models)."""
+    needed, sizes = image_disk_gb(variables, config.ollama.baked, recorded)
     gib = needed * 1e9 / 2**30
-    configured = config.local.disk_size_gib if target == "local" else config.image.root_volume_size_gib
-    setting = "local.disk_size_gib" if target == "local" else "image.root_volume_size_gib"
+    setting, configured = disk_setting(config, target)
     detail = f"{len(variables)} images, {len(config.ollama.baked)} models, {int((HEADROOM - 1) * 100)}% headroom"
-    if unknown:
-        detail += f"; not counted, size unknown: {', '.join(unknown)}"
+    note = unrecorded_note(sizes)
+    if note:
+        detail += f"; {note}"
     return [Finding("disk", gib, configured, "GiB", setting, detail)] if configured < gib else []
 
 

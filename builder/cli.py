@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from dataclasses import dataclass, field
 
 import click
@@ -169,12 +170,28 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Interrupted.", err=True)
         status = 130
     except Exception as exc:
+        cloud = _cloud_problem(exc)
+        if cloud is not None:  # the user's to fix (credentials, network, region): never exit 70
+            if options.debug:
+                traceback.print_exc()
+            report_error(BuilderError(cloud), options)
+            sys.exit(1)
         if options.debug:
             raise
         click.echo(f"builder: internal error: {type(exc).__name__}: {exc}", err=True)
         click.echo("This is a bug in builder. Run again with --debug for the traceback.", err=True)
         status = INTERNAL_ERROR_EXIT
     sys.exit(status or 0)
+
+
+def _cloud_problem(exc: Exception) -> str | None:
+    """The one-line message for an AWS failure the user can fix, None for anything else. botocore
+    is looked at only when a command loaded it: no other exception can come from it."""
+    if "botocore" not in sys.modules:
+        return None
+    from builder.aws.errors import describe
+
+    return describe(exc)
 
 
 def report_error(error: BuilderError, options: GlobalOptions) -> None:

@@ -4,6 +4,10 @@ The stacks never name an image: they read `${VARIABLE}` from images.env, which i
 this file. A digest that could not be verified from a public source stays null until `builder
 images lock` asks a registry (Registry HTTP API v2, anonymous bearer tokens as Docker Hub and
 GHCR hand out); the bake refuses an unresolved pin unless told otherwise.
+
+Its `models` section records each baked Ollama model as the Ollama registry served it when `builder
+images lock` asked: the manifest's digest and the bytes of its config and layers, which is what the
+disk check counts (builder/capacity.py). A lock without that section is read as before.
 """
 
 from __future__ import annotations
@@ -37,6 +41,15 @@ REGISTRY_API = {"docker.io": "https://registry-1.docker.io"}
 
 class LockError(BuilderError):
     pass
+
+
+def lock_command() -> str:
+    """How to run `builder images lock` from this builder: an installed one needs a copy of its lock."""
+    from builder.source_tree import installed
+
+    if installed():
+        return "`builder images lock --lock FILE` (FILE: a copy of the lock builder carries; then `bake --lock FILE`)"
+    return "`builder images lock`"
 
 
 @dataclass(frozen=True)
@@ -124,7 +137,7 @@ def render_images_env(pins: list[Pin], *, allow_unresolved: bool = False, with_d
         names = ", ".join(pin.reference(False) for pin in missing)
         raise LockError(
             f"{len(missing)} image(s) have no digest in the lock: {names}. "
-            "Run `builder images lock` where their registries are reachable, or pass --allow-unresolved."
+            f"Run {lock_command()} where their registries are reachable, or pass --allow-unresolved."
         )
     lines = ["# Rendered from image/images.lock.json by builder: the images the stacks run."]
     lines += [f"{pin.variable}={pin.reference(with_digests)}" for pin in pins]
@@ -208,19 +221,37 @@ def write_lock_document(path: Path, document: dict) -> None:
     temporary.replace(path)
 
 
+@dataclass
+class Locked:
+    images: list[tuple[Pin, str]]
+    models: list[ModelPin]
+
+
 def lock_digests(
-    path: Path, registries: dict[str, str], *, refresh: bool = False, session=None, custom: list[Pin] | None = None
-) -> list[tuple[Pin, str]]:
+    path: Path,
+    registries: dict[str, str],
+    *,
+    refresh: bool = False,
+    session=None,
+    custom: list[Pin] | None = None,
+    models: list[str] | None = None,
+    models_mirror: str | None = None,
+    write: bool = True,
+) -> Locked:
     """Resolve every unresolved digest (every digest with `refresh`) and rewrite the lock file.
 
     `custom` are the pins of the owner's own services (services.custom): they join the lock first.
-    All pins are resolved before the file is written: a failure changes nothing.
+    `models` (the config's baked models) are recorded from the Ollama registry (`models_mirror`, or
+    --registry registry.ollama.ai=URL) where the lock has no record of them yet (every one with
+    `refresh`). Everything is resolved before the file is written: a failure changes nothing.
+    `write=False` (a dry run) resolves and returns the same, and leaves the file as it is.
     """
     document = json.loads(path.read_text(encoding="utf-8"))
     original = json.dumps(document)
     if custom is not None:
         document = with_custom_pins(document, custom)
     pins = pins_of(document, path)
+    recorded = models_of(document, path)
     resolved = []
     for entry, pin in zip(document["images"], pins, strict=False):
         if pin.digest and not refresh:
@@ -233,9 +264,119 @@ def lock_digests(
             )
         entry["digest"] = digest
         resolved.append((pin, digest))
-    if resolved or json.dumps(document) != original:
+    models_resolved = []
+    base = registries.get(MODELS_REGISTRY) or models_mirror or MODELS_REGISTRY_URL
+    for model in models or []:
+        if model in recorded and not refresh:
+            continue
+        found = resolve_model(model, base, session=session)
+        known = recorded.get(model)
+        if known and known.digest != found.digest:
+            raise LockError(
+                f"model {model}: the registry at {base} serves manifest {found.digest}, the lock says "
+                f"{known.digest}; the tag was moved or the registry is not the one the lock was made from"
+            )
+        recorded[model] = found
+        models_resolved.append(found)
+    if models_resolved:
+        document["models"] = [_model_entry(pin) for _, pin in sorted(recorded.items())]
+    if write and (resolved or models_resolved or json.dumps(document) != original):
         write_lock_document(path, document)
-    return resolved
+    return Locked(resolved, models_resolved)
+
+
+# The Ollama registry (image/provision/fetch-models.py fetches from it, or from image.mirrors.models).
+MODELS_REGISTRY = "registry.ollama.ai"
+MODELS_REGISTRY_URL = f"https://{MODELS_REGISTRY}"
+MODEL_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+_MODEL = re.compile(r"[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+@dataclass(frozen=True)
+class ModelPin:
+    """An Ollama model as its registry served it: the manifest's sha256 and its blobs' total bytes."""
+
+    model: str
+    digest: str
+    bytes: int
+    source: str
+
+
+def models_of(document, path: Path) -> dict[str, ModelPin]:
+    """The lock's recorded models by NAME:TAG ({} for a lock without a `models` section)."""
+    entries = document.get("models") if isinstance(document, dict) else None
+    if entries is None:
+        return {}
+    if not isinstance(entries, list):
+        raise LockError(f"{path}: models: must be a list of recorded models")
+    found = {}
+    for index, entry in enumerate(entries):
+        where = f"{path}: models[{index}]"
+        if not isinstance(entry, dict):
+            raise LockError(f"{where}: must be an object")
+        unknown = set(entry) - {"model", "digest", "bytes", "source"}
+        if unknown:
+            raise LockError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+        model = entry.get("model")
+        if not isinstance(model, str) or not _MODEL.fullmatch(model) or model.endswith(":latest"):
+            raise LockError(f"{where}: model: must be NAME:TAG as in ollama.models (never :latest)")
+        if not isinstance(entry.get("digest"), str) or not DIGEST.fullmatch(entry["digest"]):
+            raise LockError(f"{where}: digest: must be sha256:<64 hex digits>, the manifest's")
+        size = entry.get("bytes")
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise LockError(f"{where}: bytes: must be a positive integer (config and layers, as served)")
+        if not isinstance(entry.get("source"), str) or not entry["source"].strip():
+            raise LockError(f"{where}: source: say where the manifest was read")
+        if model in found:
+            raise LockError(f"{where}: {model} is listed twice")
+        found[model] = ModelPin(model, entry["digest"], size, entry["source"])
+    return found
+
+
+def load_models(path: Path = LOCK_PATH) -> dict[str, ModelPin]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LockError(f"{path}: cannot be read as JSON ({exc})") from None
+    return models_of(document, path)
+
+
+def _model_entry(pin: ModelPin) -> dict:
+    return {"model": pin.model, "digest": pin.digest, "bytes": pin.bytes, "source": pin.source}
+
+
+def resolve_model(model: str, base: str, session=None, timeout: float = 30) -> ModelPin:
+    """The model's manifest from an Ollama registry (its paths as fetch-models.py reads them): the
+    manifest's sha256 and the sum of its config's and layers' sizes."""
+    import hashlib
+
+    import requests
+
+    session = session or requests.Session()
+    name, tag = model.rsplit(":", 1)
+    name = name if "/" in name else f"library/{name}"
+    url = f"{base.rstrip('/')}/v2/{name}/manifests/{tag}"
+    try:
+        response = session.get(url, headers={"Accept": MODEL_MANIFEST_TYPE}, timeout=timeout)
+    except requests.RequestException as exc:
+        raise LockError(
+            f"model {model}: the Ollama registry {base} cannot be reached ({exc.__class__.__name__}); set "
+            f"image.mirrors.models, or point --registry {MODELS_REGISTRY}=URL at a mirror that can"
+        ) from None
+    if response.status_code == 404:
+        raise LockError(f"model {model}: the registry at {base} has no such model or tag")
+    if response.status_code != 200:
+        raise LockError(f"model {model}: {base} answered HTTP {response.status_code}")
+    try:
+        manifest = response.json()
+        blobs = [manifest["config"], *manifest["layers"]]
+        sizes = [blob["size"] for blob in blobs]
+    except (ValueError, KeyError, TypeError):
+        raise LockError(f"model {model}: {url} is not an image manifest with a config and layers") from None
+    if not all(isinstance(size, int) and not isinstance(size, bool) and size >= 0 for size in sizes):
+        raise LockError(f"model {model}: {url} gives a size that is not a byte count")
+    digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
+    return ModelPin(model, digest, sum(sizes), f"{url} (config and {len(blobs) - 1} layer(s), as served)")
 
 
 def parse_registry_overrides(values: tuple[str, ...]) -> dict[str, str]:

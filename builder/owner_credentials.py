@@ -22,8 +22,10 @@ from typing import Any
 
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
+from builder.source_tree import ROOT
 
-CONTRACT = Path(__file__).resolve().parent.parent / "image/rootfs/opt/ai-platform/env-contract.json"
+# builder's own copy of the image's contract: the checkout's, or the installed wheel's (source_tree).
+CONTRACT = ROOT / "image/rootfs/opt/ai-platform/env-contract.json"
 FW_CFG_NAME = "opt/ai-platform/owner-credentials"  # qemu wants user fw_cfg names under opt/
 
 
@@ -63,8 +65,11 @@ def parameter_name(config: PlatformConfig, instance: str) -> str:
     return f"/{config.name}/instances/{instance}/owner-credentials"
 
 
-def ensure_aws(ssm: Any, config: PlatformConfig, instance: str, log: Callable[[str], None]) -> str:
-    """The instance's SSM parameter, made (or completed) now if needed; returns its name."""
+def ensure_aws(
+    ssm: Any, config: PlatformConfig, instance: str, log: Callable[[str], None], made: list[str] | None = None
+) -> str:
+    """The instance's SSM parameter, made (or completed) now if needed; returns its name. Its name is
+    added to `made` when this call created it (a launch that fails removes what it made)."""
     name = parameter_name(config, instance)
     current = read_aws(ssm, config, instance)
     values = complete(current or {})
@@ -77,6 +82,8 @@ def ensure_aws(ssm: Any, config: PlatformConfig, instance: str, log: Callable[[s
             Description=f"Owner credentials of {config.name}/{instance} (builder credentials {instance})",
         )
         log(f"owner credentials {'completed' if current else 'made'} in SSM {name}")
+        if current is None and made is not None:
+            made.append(name)
     return name
 
 

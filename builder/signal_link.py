@@ -21,10 +21,19 @@ OWNER_USER = "owner"  # the edge's owner routes (firstboot/apps/edge.py)
 class SignalApi:
     """The instance's Signal API behind its edge, as the owner."""
 
-    def __init__(self, base: str, password: str, session=None, verify: bool = True, timeout: float = 60):
+    def __init__(
+        self,
+        base: str,
+        password: str,
+        session=None,
+        verify: bool = True,
+        timeout: float = 60,
+        unreachable: str = "is the instance running?",
+    ):
         import requests
 
         self.base, self.auth, self.verify, self.timeout = base.rstrip("/"), (OWNER_USER, password), verify, timeout
+        self.unreachable = unreachable  # what to check when the edge does not answer, for this target
         self.session = session or requests.Session()
 
     def get(self, path: str, **params):
@@ -34,9 +43,7 @@ class SignalApi:
         try:
             response = self.session.get(url, params=params, auth=self.auth, verify=self.verify, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise BuilderError(
-                f"{url} cannot be reached ({exc.__class__.__name__}): is the instance running?"
-            ) from None
+            raise BuilderError(f"{url} cannot be reached ({exc.__class__.__name__}): {self.unreachable}") from None
         if response.status_code == 401:
             raise BuilderError(f"{url}: the edge refused the owner's password (builder credentials NAME shows it)")
         if response.status_code != 200:

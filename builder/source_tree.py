@@ -1,5 +1,6 @@
 """Where builder finds what a bake and a launch read: the Packer template, image/ (provisioning,
-rootfs, the image lock, the image suite), cloudinit/ (user-data templates) and the agent's source.
+rootfs, the image lock, the image suite), cloudinit/ (user-data templates), the agent's source and
+the commented example config (examples/platform.yaml, for `builder config init`).
 
 In a git checkout that is the checkout itself. An installed builder (`pip install .`, `pipx
 install`) carries a copy of the same files as package data, `builder/_tree/`, laid out as in the
@@ -25,6 +26,7 @@ TREE_ENTRIES = (
     "firstboot",
     "image",
     "cloudinit",
+    "examples",  # the commented platform.yaml `builder config init` writes
 )
 PACKAGE_COPY = "_tree"
 MARKER = "packer.pkr.hcl"

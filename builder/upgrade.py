@@ -39,6 +39,9 @@ class UpgradeTarget(Protocol):
     def wait(self, timeout: float, log: Callable[[str], None]) -> tuple[str, str]:
         """(the agent's final state, its line); raises BuilderError when it does not report in time."""
 
+    def relaunch_hint(self, image: str) -> str:
+        """The command that starts it again on `image`, for when builder could not."""
+
 
 @dataclass(frozen=True)
 class UpgradePlan:
@@ -77,8 +80,8 @@ def upgrade(plan: UpgradePlan, target: UpgradeTarget, wait_timeout: float, log: 
         return UpgradeResult("unchanged", plan.new, f"{plan.name} already runs {plan.new}")
     how = target.stop(log)
     log(f"stopped {plan.name} ({how}); starting it from {plan.new}")
-    target.start(plan.new, log)
-    reason = _settle(target, wait_timeout, log)
+    # From here on the instance is down: whatever fails, the story ends with it running again.
+    reason = _start(target, plan.new, log) or _settle(target, wait_timeout, log)
     if reason is None:
         return UpgradeResult("upgraded", plan.new, f"{plan.name} runs {plan.new}")
     if plan.current is None:
@@ -88,7 +91,12 @@ def upgrade(plan: UpgradePlan, target: UpgradeTarget, wait_timeout: float, log: 
         )
     log(f"{plan.name} did not come up on {plan.new} ({reason}): going back to {plan.current}")
     target.stop(log)
-    target.start(plan.current, log)
+    refused = _start(target, plan.current, log)
+    if refused is not None:
+        raise BuilderError(
+            f"{plan.name} did not come up on {plan.new} ({reason}), and starting it again on {plan.current} "
+            f"failed ({refused}); its data volume is kept: `{target.relaunch_hint(plan.current)}` brings it back"
+        )
     again = _settle(target, wait_timeout, log)
     if again is not None:
         raise BuilderError(
@@ -96,6 +104,15 @@ def upgrade(plan: UpgradePlan, target: UpgradeTarget, wait_timeout: float, log: 
             "its data volume is kept and attached to it"
         )
     return UpgradeResult("rolled back", plan.current, f"{plan.new} did not come up ({reason}); back on {plan.current}")
+
+
+def _start(target: UpgradeTarget, image: str, log: Callable[[str], None]) -> str | None:
+    """None when the start went through; else why not (the caller goes back, or says what is left)."""
+    try:
+        target.start(image, log)
+    except Exception as exc:  # any failure, a bug included: the instance must not stay down for it
+        return f"its start failed: {type(exc).__name__}: {exc}"
+    return None
 
 
 def _settle(target: UpgradeTarget, timeout: float, log: Callable[[str], None]) -> str | None:
@@ -129,6 +146,9 @@ class LocalUpgradeTarget:
 
     def wait(self, timeout: float, log: Callable[[str], None]) -> tuple[str, str]:
         return self.instance.wait(timeout, lambda state, line: None, on_step=log)
+
+    def relaunch_hint(self, image: str) -> str:
+        return f"builder upgrade {self.instance.name} --target local --image {image}"
 
 
 def local_image(directory: Path):
@@ -210,3 +230,6 @@ class AwsUpgradeTarget:
         return self.wait_for_agent(
             self.clients.ec2, self.instance_id, timeout=timeout, on_change=lambda state, detail: None
         )
+
+    def relaunch_hint(self, image: str) -> str:
+        return f"builder launch {self.name} --ami {image}"

@@ -170,6 +170,7 @@ class StaticHttp:
     `requests` lists the paths asked for."""
 
     def __init__(self, routes: dict[str, bytes]):
+        self.routes = routes
         self.requests: list[str] = []
         server = self
 

@@ -56,9 +56,10 @@ def platform_yaml(root: Path, registry_port: int, models_port: int) -> str:
     )
 
 
-def add_service(builder: str, config: Path, lock: Path, registry: Registry) -> None:
+def add_service(builder: str, config: Path, lock: Path, registry: Registry, models: ModelRegistry) -> None:
     """`builder service add` and `builder images lock`, as the owner runs them; the template's image
-    is a stand-in pushed under its own repository and tag (no registry here holds the real one)."""
+    is a stand-in pushed under its own repository and tag (no registry here holds the real one). The
+    lock records the models from the same stand-in the guest fetches them from (host side: loopback)."""
     from standins.images import build_standins
 
     from builder import custom_services
@@ -74,7 +75,10 @@ def add_service(builder: str, config: Path, lock: Path, registry: Registry) -> N
     assert pin.digest is None  # the lock has not heard of it yet
     build_standins([pin])
     registry.push_local(pin.reference(with_digest=False), pin.repository.split("/", 1)[1], pin.tag)
-    run("images", "lock", "--lock", str(lock), "--registry", f"{pin.repository.split('/')[0]}={registry.url}")
+    run(
+        "images", "lock", "--lock", str(lock), "--registry", f"{pin.repository.split('/')[0]}={registry.url}",
+        "--registry", f"registry.ollama.ai={models.url}",
+    )  # fmt: skip
 
 
 def bake(root: Path):
@@ -88,7 +92,7 @@ def bake(root: Path):
         config = root / "platform.yaml"
         before_service = platform_yaml(root, registry.port, models.port)
         config.write_text(before_service)
-        add_service(builder, config, lock, registry)
+        add_service(builder, config, lock, registry, models)
         command = [builder, "--config", str(config), "--json", "bake", "--target", "local"]
         command += ["--lock", str(lock)]
         started = time.monotonic()

@@ -20,6 +20,7 @@ from builder.bake import inputs, template
 from builder.bake.payload import prepare_local_seed
 from builder.bake.varfile import render_var_file
 from builder.config.schema import PlatformConfig
+from builder.images import load_lock
 
 pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="needs packer (apt-get install packer)")
 CONFIG = PlatformConfig(version=1)
@@ -144,6 +145,8 @@ def test_an_aws_bake_with_known_inputs_returns_the_ami_without_building(aws, bui
     assert result.code == 0, result.err
     planned = json.loads(result.out)
     assert planned["cached"] is None and planned["base"] == base["ImageId"]
+    if template.find_packer().legacy:  # what Packer 1.6.6's amazon-ebs build lacks is said for aws
+        assert any("allows IMDSv1" in note for note in planned["notes"])
     image = make_tagged_ami(
         ec2,
         base["ImageId"],
@@ -285,3 +288,28 @@ def test_the_base_ami_owner_is_canonicals_account_in_the_regions_partition(regio
     chosen = {"version": 1, "aws": {"region": region}, "image": {"base_ami_owner": "1" * 12}}
     mine = PlatformConfig.model_validate(chosen)
     assert baking.base_ami_owner(mine) == "1" * 12
+
+
+def test_the_local_plan_lists_images_models_and_sizes_without_the_aws_note(builder, tmp_path, monkeypatch):
+    """The local bake has no AWS build instance: Packer 1.6.6's IMDSv1 and 0.0.0.0/0 SSH are not its
+    business. What it holds is: every image and model, each with its size, and the disk they need."""
+    monkeypatch.setattr(template, "find_packer", lambda binary="packer": template.PackerTool(binary, (1, 6, 6)))
+    (tmp_path / "platform.yaml").write_text(
+        f"version: 1\nlocal: {{state_dir: {tmp_path / 'state'}}}\nollama: {{models: [qwen2.5:14b]}}\n"
+        "routing: {tiers: {simple: local, medium: local}}\n"
+    )
+    planned = builder("--json", "bake", "--target", "local", "--dry-run")
+    assert planned.code == 0, planned.err
+    plan = json.loads(planned.out)
+    assert not any("IMDSv1" in note or "0.0.0.0/0" in note for note in plan["notes"])
+    assert [image["variable"] for image in plan["images"]] == [pin.variable for pin in load_lock()]
+    assert all(image["gb"] for image in plan["images"])
+    models = {model["model"]: model for model in plan["models"]}
+    assert models["qwen2.5:14b"]["size"] == "estimate" and models["qwen2.5:14b"]["gb"] > 9
+    assert models["nomic-embed-text:v1.5"]["size"] == "published"
+    assert plan["disk"]["setting"] == "local.disk_size_gib" and plan["disk"]["needed_gib"] > 40
+    text = builder("bake", "--target", "local", "--dry-run")
+    assert text.code == 0 and "IMDSv1" not in text.out
+    assert "model      qwen2.5:14b (about 9.4 GB, estimated from its tag)" in text.out
+    assert "image      docker.io/library/postgres:15-alpine (0.3 GB" in text.out
+    assert "run `builder images lock` to record their sizes" in text.out

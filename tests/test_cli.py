@@ -50,3 +50,28 @@ def test_every_command_refuses_an_instance_name_that_could_escape_its_paths(buil
     result = builder(command, "../x", "--target", "local") if command != "userdata" else builder(command, "../x")
     assert result.code == 1
     assert "instance name '../x'" in result.err
+
+
+def test_every_target_option_says_the_one_rule():
+    """Every --target defaults alike (the config's `target`, aws unless set) and its help says so."""
+    import click
+
+    from builder.cli import cli
+    from builder.commands.target import RULE
+
+    def commands(group, path=()):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, (*path, name))
+            else:
+                yield (*path, name), command
+
+    found = 0
+    for path, command in commands(cli):
+        for param in command.params:
+            if param.name == "target":
+                found += 1
+                assert param.default is None, path
+                choices = param.type.choices
+                assert RULE in param.help if len(choices) > 1 else "only" in param.help, path
+    assert found >= 10

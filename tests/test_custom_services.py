@@ -18,7 +18,7 @@ import requests
 import urllib3
 from stack_fixtures import ROOTFS, make_tree
 from test_image_units import boot_root, dependencies, enabled_names, install, unit_files, verify  # noqa: F401
-from test_images_lock import registry  # noqa: F401 (the fixture)
+from test_images_lock import models, registry  # noqa: F401 (the fixtures)
 from test_stack_files import edge_conf_dir, nginx_test, rendered
 
 from builder import custom_services, images
@@ -124,7 +124,7 @@ def test_its_unit_needs_what_it_declares_and_systemd_accepts_it(boot_root, tmp_p
     assert "After: ai-platform-stack@litellm.service" not in notes and "RequiresMountsFor: /mnt/data" in notes
 
 
-def test_images_lock_adds_its_image_resolves_its_digest_and_drops_it_once_removed(registry, tmp_path, builder):  # noqa: F811
+def test_images_lock_adds_its_image_resolves_its_digest_and_drops_it_once_removed(registry, models, tmp_path, builder):  # noqa: F811
     digest = registry.push_image("example/site", "1.0", "site")
     lock = tmp_path / "images.lock.json"
     shutil.copy(images.LOCK_PATH, lock)
@@ -140,8 +140,9 @@ def test_images_lock_adds_its_image_resolves_its_digest_and_drops_it_once_remove
     lock.write_text(json.dumps({"version": 1, "images": seed}))
 
     result = builder(
-        "--config", str(config), "images", "lock", "--lock", str(lock), "--registry", f"docker.io={registry.url}"
-    )
+        "--config", str(config), "images", "lock", "--lock", str(lock), "--registry", f"docker.io={registry.url}",
+        "--registry", f"registry.ollama.ai={models.url}",
+    )  # fmt: skip
     assert result.code == 0, result.out + result.err
     pins = {pin.variable: pin for pin in images.load_lock(lock)}
     assert pins["CUSTOM_BOARD_IMAGE"].reference() == f"docker.io/example/site:1.0@{digest}"
@@ -166,8 +167,9 @@ def test_images_lock_adds_its_image_resolves_its_digest_and_drops_it_once_remove
     # Removed from the config, it leaves the lock.
     config.write_text(json.dumps({"version": 1}))
     result = builder(
-        "--config", str(config), "images", "lock", "--lock", str(lock), "--registry", f"docker.io={registry.url}"
-    )
+        "--config", str(config), "images", "lock", "--lock", str(lock), "--registry", f"docker.io={registry.url}",
+        "--registry", f"registry.ollama.ai={models.url}",
+    )  # fmt: skip
     assert result.code == 0, result.out + result.err
     assert [pin.variable for pin in images.load_lock(lock)] == [pin["variable"] for pin in seed]
 

@@ -2,18 +2,24 @@
 
 An image is pushed over the Registry HTTP API (blobs, then an OCI manifest); `builder images lock`
 must then write exactly the manifest's sha256 into the lock, through a --registry mirror setting.
+The models the config bakes are recorded from an Ollama registry stand-in on loopback (the paths
+of registry.ollama.ai, tests/bake_sources.py): each manifest's sha256 and its blobs' bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
 import pytest
-from bake_sources import Registry
+from bake_sources import ModelRegistry, Registry, StaticHttp
 from moto_server import free_port
 
-from builder import images
+from builder import capacity, images
+from builder.config.schema import PlatformConfig
+
+DEFAULT_MODELS = PlatformConfig(version=1).ollama.baked
 
 
 @pytest.fixture
@@ -21,6 +27,14 @@ def registry(tmp_path):
     if shutil.which("docker-registry") is None:
         pytest.skip("Debian's docker-registry is not installed (scripts/system-packages.txt has it)")
     running = Registry(tmp_path)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def models():
+    """The Ollama registry's paths on loopback, serving the default config's models."""
+    running = ModelRegistry(DEFAULT_MODELS)
     yield running
     running.stop()
 
@@ -44,13 +58,16 @@ def write_lock(path, digest=None):
     )
 
 
-def test_lock_writes_the_digest_the_registry_serves(registry, tmp_path, builder):
+def test_lock_writes_the_digest_the_registry_serves(registry, models, tmp_path, builder):
     digest = registry.push_image("library/tiny", "1.0", "tiny")
     lock = tmp_path / "images.lock.json"
     write_lock(lock)
     with pytest.raises(images.LockError, match="no digest"):
         images.render_images_env(images.load_lock(lock))
-    result = builder("images", "lock", "--lock", str(lock), "--registry", f"docker.io={registry.url}")
+    result = builder(
+        "images", "lock", "--lock", str(lock), "--registry", f"docker.io={registry.url}",
+        "--registry", f"registry.ollama.ai={models.url}",
+    )  # fmt: skip
     assert result.code == 0, result.out + result.err
     assert images.load_lock(lock)[0].digest == digest
     env = images.render_images_env(images.load_lock(lock))
@@ -98,3 +115,106 @@ def test_the_shipped_lock_is_valid_and_never_invents_a_digest():
     pins = images.load_lock()
     assert all(pin.source for pin in pins)
     assert images.unresolved(pins), "every digest resolved: then drop this check and bake without --allow-unresolved"
+
+
+def served_manifest(model_registry, model):
+    name, tag = model.rsplit(":", 1)
+    raw = model_registry.routes[f"/v2/library/{name}/manifests/{tag}"]
+    manifest = json.loads(raw)
+    size = sum(blob["size"] for blob in [manifest["config"], *manifest["layers"]])
+    return "sha256:" + hashlib.sha256(raw).hexdigest(), size
+
+
+def test_lock_records_each_baked_models_manifest_digest_and_size(models, tmp_path, builder):
+    """The config's models (the embedding model too) from the Ollama registry's paths; the disk check
+    then counts their recorded bytes, and the bake plan says so."""
+    lock = tmp_path / "images.lock.json"
+    write_lock(lock, "sha256:" + "1" * 64)  # the images are resolved: only the models are asked for
+    before = lock.read_bytes()
+    planned = builder(
+        "--dry-run", "images", "lock", "--lock", str(lock), "--registry", f"registry.ollama.ai={models.url}"
+    )
+    assert planned.code == 0 and "4 model(s) recorded (dry run: not written)" in planned.out, planned.out
+    assert lock.read_bytes() == before  # a dry run writes nothing
+    result = builder("--json", "images", "lock", "--lock", str(lock), "--registry", f"registry.ollama.ai={models.url}")
+    assert result.code == 0, result.out + result.err
+    recorded = images.load_models(lock)
+    assert sorted(recorded) == sorted(DEFAULT_MODELS)
+    for model in DEFAULT_MODELS:
+        digest, size = served_manifest(models, model)
+        assert (recorded[model].digest, recorded[model].bytes) == (digest, size)
+    assert {row["model"] for row in json.loads(result.out)} == set(DEFAULT_MODELS)
+    # Every reader of the lock reads it as before: its images, and the image's provisioning takes
+    # lock["images"] alone (pull-images.py, write-bom.py, image/tests).
+    assert [pin.variable for pin in images.load_lock(lock)] == ["TINY_IMAGE"]
+    assert json.loads(lock.read_text())["images"][0]["variable"] == "TINY_IMAGE"
+    # Recorded sizes are what the disk check counts: none is unknown or estimated any more.
+    sizes = {model: pin.bytes for model, pin in recorded.items()}
+    _, counted = capacity.image_disk_gb([], DEFAULT_MODELS, sizes)
+    assert {size.how for size in counted} == {"recorded"}
+    # Nothing new to ask: the registry is not asked again, and the file is unchanged.
+    before, asked = lock.read_bytes(), len(models.requests)
+    again = builder("images", "lock", "--lock", str(lock), "--registry", f"registry.ollama.ai={models.url}")
+    assert again.code == 0 and "nothing to resolve" in again.out
+    assert lock.read_bytes() == before and len(models.requests) == asked
+
+
+def test_a_moved_model_or_unreachable_model_registry_changes_nothing(registry, models, tmp_path, builder):
+    lock = tmp_path / "images.lock.json"
+    write_lock(lock, registry.push_image("library/tiny", "1.0", "tiny"))
+    both = ["--registry", f"docker.io={registry.url}", "--registry", f"registry.ollama.ai={models.url}"]
+    assert builder("images", "lock", "--lock", str(lock), *both).code == 0
+    document = json.loads(lock.read_text())
+    document["models"][0]["digest"] = "sha256:" + "0" * 64
+    lock.write_text(json.dumps(document))
+    before = lock.read_bytes()
+    moved = builder("images", "lock", "--lock", str(lock), *both, "--refresh")
+    assert moved.code == 1 and "the lock says" in moved.err, moved.err
+    assert lock.read_bytes() == before
+    del document["models"]
+    lock.write_text(json.dumps(document))
+    before = lock.read_bytes()
+    dead = f"http://127.0.0.1:{free_port()}"
+    (tmp_path / "platform.yaml").write_text(f"version: 1\nimage: {{mirrors: {{models: '{dead}'}}}}\n")
+    unreachable = builder("images", "lock", "--lock", str(lock))  # image.mirrors.models is asked
+    assert unreachable.code == 1 and "image.mirrors.models" in unreachable.err, unreachable.err
+    assert "--registry registry.ollama.ai=URL" in unreachable.err
+    assert lock.read_bytes() == before
+
+
+def test_a_model_missing_from_the_registry_is_named(tmp_path):
+    empty = StaticHttp({})
+    try:
+        with pytest.raises(images.LockError, match=r"qwen2\.5:14b: the registry at .* has no such model"):
+            images.resolve_model("qwen2.5:14b", empty.url)
+    finally:
+        empty.stop()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model": "qwen2.5"}, "model: must be NAME:TAG"),
+        ({"digest": "sha256:abc"}, "digest: must be sha256"),
+        ({"bytes": 0}, "bytes: must be a positive integer"),
+        ({"bytes": "4.7 GB"}, "bytes: must be a positive integer"),
+        ({"source": " "}, "source: say where"),
+        ({"size": 1}, "unknown field 'size'"),
+    ],
+)
+def test_a_bad_model_entry_is_named(tmp_path, change, message):
+    lock = tmp_path / "images.lock.json"
+    write_lock(lock)
+    document = json.loads(lock.read_text())
+    entry = {"model": "qwen2.5:14b", "digest": "sha256:" + "2" * 64, "bytes": 9_000_000_000, "source": "a test"}
+    document["models"] = [{**entry, **change}]
+    lock.write_text(json.dumps(document))
+    with pytest.raises(images.LockError, match=r"models\[0\]: " + message):
+        images.load_models(lock)
+    assert images.load_lock(lock)  # the images of the lock are read all the same
+
+
+def test_the_shipped_lock_records_no_model_it_was_not_served():
+    """Sizes come only from a registry's manifests: none recorded here has been invented."""
+    for pin in images.load_models().values():
+        assert "/manifests/" in pin.source

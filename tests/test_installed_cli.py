@@ -69,7 +69,8 @@ def test_the_venv_has_no_test_tools_and_the_wheel_its_own_tree(installed):
     names = {p["name"].lower() for p in json.loads(packages.stdout)}
     assert "ai-platform-builder" in names and not names & {"pytest", "pytest-testinfra", "moto"}
     [tree] = venv.glob("lib/python*/site-packages/builder/_tree")
-    for entry in ("packer.pkr.hcl", "image/images.lock.json", "cloudinit/cloud-config.yaml.j2", "firstboot"):
+    entries = ("packer.pkr.hcl", "image/images.lock.json", "cloudinit/cloud-config.yaml.j2", "firstboot")
+    for entry in (*entries, "examples/platform.yaml"):
         assert (tree / entry).exists(), entry
     assert not (tree / "builder/_tree").exists()  # no copy of the copy
 
@@ -110,3 +111,46 @@ def test_an_aws_dry_run_finds_the_base_ami_through_moto(installed, user_director
 def test_the_installed_lock_is_never_written_in_place(installed, user_directory):
     refused = run(installed, user_directory, "images", "lock")
     assert refused.returncode == 1 and "--lock FILE" in refused.stderr, refused.stderr
+
+
+def test_config_init_writes_the_example_the_wheel_carries(installed, tmp_path):
+    """No checkout beside the user: the missing-config hint names `builder config init`, which
+    writes the commented example from the wheel, and never over an existing file."""
+    empty = tmp_path / "new-platform"
+    empty.mkdir()
+    missing = run(installed, empty, "config", "validate")
+    assert missing.returncode == 1 and "`builder config init`" in missing.stderr, missing.stderr
+    assert "examples/platform.yaml" not in missing.stderr
+    written = run(installed, empty, "config", "init")
+    assert written.returncode == 0, written.stderr
+    assert (empty / "platform.yaml").read_text() == (REPO / "examples/platform.yaml").read_text()
+    assert run(installed, empty, "config", "validate").returncode == 0
+    again = run(installed, empty, "config", "init")
+    assert again.returncode == 1 and "platform.yaml exists" in again.stderr and "--force" in again.stderr
+
+
+def test_the_installed_hints_give_the_lock_form_that_works(installed, user_directory):
+    added = run(installed, user_directory, "service", "add", "searxng")
+    assert added.returncode == 0, added.stderr
+    assert "`builder images lock --lock FILE`" in added.stdout
+    helped = " ".join(run(installed, user_directory, "images", "lock", "--help").stdout.split())
+    assert "the lock builder carries" in helped and "image/images.lock.json" not in helped
+
+
+def test_the_wheel_puts_no_firstboot_on_the_users_path_and_the_image_launches_the_agent_without_it(installed, tmp_path):
+    """The agent runs on the instance only: the user's venv gets `builder` alone. The image's venv
+    gets the launcher its units start from image/provision/40-agent.sh (`python -m firstboot`),
+    run here against this venv, which holds the same wheel."""
+    venv = installed.parent.parent
+    assert (venv / "bin/builder").exists() and not (venv / "bin/firstboot").exists()
+    script = (REPO / "image/provision/40-agent.sh").read_text()
+    [writes] = [line for line in script.splitlines() if line.startswith("printf ") and "bin/firstboot" in line]
+    agent = "/opt/ai-platform/agent"
+    units = REPO / "image/rootfs/etc/systemd/system"
+    for unit in ("ai-platform-firstboot.service", "ai-platform-health.service"):
+        assert f"ExecStart={agent}/bin/firstboot " in (units / unit).read_text(), unit  # the launcher written
+    subprocess.run(["sh", "-c", writes.replace(agent, str(venv))], check=True, timeout=30)
+    (venv / "bin/firstboot").chmod(0o755)
+    helped = subprocess.run([str(venv / "bin/firstboot"), "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0, helped.stderr
+    assert "usage: firstboot" in helped.stdout

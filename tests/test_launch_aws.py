@@ -49,10 +49,31 @@ def our_resources(aws) -> dict:
             g["AutoScalingGroupName"]
             for g in aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
         ],
+        "template versions": [
+            (v["LaunchTemplateName"], v["VersionNumber"], v["DefaultVersion"])
+            for t in ec2.describe_launch_templates()["LaunchTemplates"]
+            for v in ec2.describe_launch_template_versions(LaunchTemplateId=t["LaunchTemplateId"])[
+                "LaunchTemplateVersions"
+            ]
+        ],
+        "parameters": [
+            p["Name"]
+            for p in aws.client("ssm").describe_parameters()["Parameters"]
+            if p["Name"].startswith("/ai-platform/instances/")
+        ],
     }
 
 
-NOTHING = {"groups": [], "roles": [], "profiles": [], "volumes": [], "templates": [], "scaling groups": []}
+NOTHING = {
+    "groups": [],
+    "roles": [],
+    "profiles": [],
+    "volumes": [],
+    "templates": [],
+    "scaling groups": [],
+    "template versions": [],
+    "parameters": [],
+}
 
 
 def run(cfg, instance="alpha", **kwargs):
@@ -119,6 +140,7 @@ def test_first_launch_creates_everything_with_the_right_properties(aws, baked):
             f"new data volume {result.volume_id}",
             f"security group {group['GroupId']}",
             "role ai-platform-alpha-firstboot",
+            "owner credentials /ai-platform/instances/alpha/owner-credentials",
             "launch template ai-platform-alpha",
             "auto scaling group ai-platform-alpha",
         ]
@@ -235,7 +257,29 @@ def test_a_failure_part_way_rolls_back_what_this_launch_created(aws, baked):
     with pytest.raises(LaunchError) as error:
         launch(clients, cfg, plan, log=lambda _line: None)
     assert "no more groups" in str(error.value) and "kept: nothing" in str(error.value)
-    assert our_resources(aws) == NOTHING
+    assert our_resources(aws) == NOTHING  # the owner credentials it made too
+
+
+def test_a_failed_launch_on_a_kept_volume_restores_the_template_and_names_what_it_kept(aws, baked, builder, tmp_path):
+    """Once `kept: nothing` was said while the owner-credentials parameter and a new template version
+    stayed behind."""
+    first, _ = run(config())
+    (tmp_path / "platform.yaml").write_text(f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\n")
+    assert builder("destroy", "alpha").code == 0
+    before = our_resources(aws)
+    cfg = config()
+    clients = AwsClients(cfg)
+
+    def refuse(**_):
+        raise ClientError({"Error": {"Code": "LimitExceeded", "Message": "no more groups"}}, "CreateAutoScalingGroup")
+
+    clients.autoscaling.meta.events.register("before-call.auto-scaling.CreateAutoScalingGroup", refuse)
+    with pytest.raises(LaunchError) as error:
+        launch(clients, cfg, plan_launch(clients, cfg, "alpha"), log=lambda _line: None)
+    assert our_resources(aws) == before  # the template's default version as before, no new one
+    said = str(error.value)
+    assert f"data volume {first.volume_id}" in said and "owner credentials /ai-platform/instances/alpha" in said
+    assert "kept: nothing" not in said and "launch template" in said
 
 
 def test_ssh_rule_follows_the_config(aws, baked):
@@ -358,3 +402,38 @@ def test_a_parameter_under_a_customer_key_lets_the_role_decrypt_it_through_ssm(a
     )
     [decrypt] = [s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "kms:Decrypt"]
     assert decrypt["Resource"] == [key["Arn"]]
+
+
+def test_destroy_with_its_data_leaves_nothing_of_the_instance_behind(aws, baked, builder, tmp_path, monkeypatch):
+    """`destroy --delete-data` once left the role, instance profile, launch template and security
+    group without a word."""
+    import io
+    import sys
+
+    run(config())
+    (tmp_path / "platform.yaml").write_text(f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("alpha\n"))
+    result = builder("destroy", "alpha", "--delete-data")
+    assert result.code == 0, result.err
+    assert our_resources(aws) == NOTHING
+    for what in (
+        "owner credentials",
+        "launch template ai-platform-alpha",
+        "role and instance profile",
+        "security group",
+    ):
+        assert what in result.out, result.out
+
+
+def test_a_closed_stdin_at_the_confirmation_is_exit_1_and_deletes_nothing(aws, baked, builder, tmp_path, monkeypatch):
+    """It once exited 130, as if interrupted."""
+    import io
+    import sys
+
+    run(config())
+    (tmp_path / "platform.yaml").write_text(f"version: 1\ndata_volume: {{availability_zone: {ZONE}}}\n")
+    before = our_resources(aws)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    result = builder("destroy", "alpha", "--delete-data")
+    assert result.code == 1 and "standard input is closed" in result.err, result.err
+    assert our_resources(aws) == before

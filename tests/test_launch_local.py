@@ -4,9 +4,76 @@ is tested on the baked image, as a user launches it: tests/test_chain_local.py."
 
 from __future__ import annotations
 
+import json
+
 
 def test_no_local_image_is_a_clear_error(builder, tmp_path):
     (tmp_path / "platform.yaml").write_text(f"version: 1\nlocal: {{state_dir: {tmp_path / 'empty'}}}\n")
     result = builder("launch", "alpha", "--target", "local")
     assert result.code == 1
     assert "no local image of ai-platform yet" in result.err and "builder bake --target local" in result.err
+
+
+def local_config(tmp_path, extra: str = "") -> None:
+    (tmp_path / "platform.yaml").write_text(f"version: 1\nlocal: {{state_dir: {tmp_path / 'empty'}}}\n{extra}")
+
+
+def test_a_dry_run_without_a_local_image_says_so_as_the_launch_does(builder, tmp_path):
+    """Never 'would boot' an image that is not there: the dry run fails as the launch would (exit 1)."""
+    local_config(tmp_path)
+    result = builder("launch", "demo", "--target", "local", "--dry-run")
+    assert result.code == 1, result.out
+    assert "would boot" not in result.out
+    assert "no local image of ai-platform yet" in result.err and "builder bake --target local" in result.err
+    assert not (tmp_path / "empty").exists()  # a dry run writes nothing
+
+
+def test_local_status_names_the_state_dir_not_a_region(builder, tmp_path):
+    local_config(tmp_path)
+    result = builder("status", "--target", "local")
+    assert result.code == 0, result.err
+    assert f"no instance of ai-platform under {tmp_path / 'empty' / 'ai-platform' / 'instances'}" in result.out
+    assert "us-east-1" not in result.out
+
+
+def test_local_credentials_hint_launches_locally(builder, tmp_path):
+    local_config(tmp_path)
+    result = builder("credentials", "demo", "--target", "local")
+    assert result.code == 1
+    assert "`builder launch demo --target local` makes them" in result.err
+
+
+def test_the_configs_target_is_every_commands_default(builder, tmp_path):
+    """One rule: --target, else the config's `target` (aws unless set), for bake as for the rest."""
+    local_config(tmp_path)
+    assert json.loads(builder("--json", "userdata", "demo").out)["target"] == "aws"
+    assert json.loads(builder("--json", "--set", "target=local", "userdata", "demo").out)["target"] == "local"
+    local_config(tmp_path, "target: local\n")
+    assert json.loads(builder("--json", "userdata", "demo").out)["target"] == "local"
+    assert json.loads(builder("--json", "userdata", "demo", "--target", "aws").out)["target"] == "aws"
+    status = builder("status")
+    assert status.code == 0 and "under" in status.out and "local.state_dir" in status.out
+    launched = builder("launch", "demo", "--dry-run")
+    assert launched.code == 1 and "no local image" in launched.err
+    credentials = builder("credentials", "demo")
+    assert "`builder launch demo --target local` makes them" in credentials.err
+    refused = builder("bake", "--dry-run", "--packer-var", "aws_ssh_host=192.0.2.1")
+    assert refused.code == 1 and "it needs --target aws" in refused.err  # bake followed `target: local`
+
+
+def test_a_dry_run_with_a_local_image_names_it(builder, tmp_path):
+    from builder.config.schema import PlatformConfig
+    from builder.local.instances import LocalImage, register_image
+
+    local_config(tmp_path)
+    disk = tmp_path / "root.qcow2"
+    disk.write_bytes(b"\0")
+    register_image(
+        PlatformConfig(version=1, local={"state_dir": str(tmp_path / "empty")}), LocalImage(disk, None, None)
+    )
+    planned = builder("launch", "demo", "--target", "local", "--dry-run")
+    assert planned.code == 0, planned.err
+    assert f"would boot demo from {disk} under qemu" in planned.out and "(created)" in planned.out
+    document = json.loads(builder("--json", "launch", "demo", "--target", "local", "--dry-run").out)
+    assert document["image"] == str(disk) and document["data_disk_state"] == "created"
+    assert not (tmp_path / "empty" / "ai-platform" / "data").exists()  # a dry run makes no data disk

@@ -125,3 +125,19 @@ def test_a_signal_api_that_cannot_answer_is_unknown_not_waiting():
 
     assert signal_channel.state(ACCOUNT, broken) == "unknown: the Signal API is not running"
     assert not signal_channel.follow(signal_channel.WAITING, "unknown: x", lambda unit: None)
+
+
+def test_an_edge_out_of_reach_on_aws_points_at_the_tailnet_not_only_the_instance(builder, tmp_path, aws, monkeypatch):
+    """It once asked only "is the instance running?" when this machine was not on the tailnet."""
+    from moto_server import free_port
+
+    from builder import endpoints, owner_credentials
+    from builder.config.schema import PlatformConfig
+
+    (tmp_path / "platform.yaml").write_text(f"version: 1\nservices:\n  signal_api:\n    account: '{ACCOUNT}'\n")
+    config = PlatformConfig.model_validate({"version": 1})
+    owner_credentials.ensure_aws(aws.client("ssm"), config, "alpha", lambda _line: None)
+    monkeypatch.setattr(endpoints, "tailnet_bases", lambda _config, _name: {"main": f"https://127.0.0.1:{free_port()}"})
+    result = builder("signal", "link", "alpha", "--timeout", "1")
+    assert result.code == 1
+    assert "cannot be reached" in result.err and "on the tailnet (`tailscale status` lists" in result.err, result.err

@@ -31,7 +31,12 @@ class FakeTarget:
 
     def start(self, image, log):
         self.calls.append(f"start {image}")
+        if self.outcomes.get(image) == "start raises":  # as the wheel's missing file once did
+            raise FileNotFoundError(f"no such file for {image}")
         self.running_image = self.volume_owner = image
+
+    def relaunch_hint(self, image):
+        return f"builder launch alpha --ami {image}"
 
     def wait(self, timeout, log):
         outcome = self.outcomes[self.running_image]
@@ -56,6 +61,23 @@ def test_a_new_image_that_fails_or_never_reports_goes_back_by_itself(outcome):
     assert target.calls == ["stop old", "start new", "stop new", "start old"]
     assert target.volume_owner == "old"  # the data volume is back with a running instance
     assert any("going back to old" in line for line in lines)
+
+
+def test_a_start_that_raises_after_the_stop_goes_back_to_the_old_image():
+    """An exception in any step after the stop once left the group at 0 with no instance."""
+    target = FakeTarget("old", {"new": "start raises", "old": "done"})
+    lines: list[str] = []
+    result = upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lines.append)
+    assert (result.state, result.image) == ("rolled back", "old")
+    assert target.calls == ["stop old", "start new", "stop old", "start old"]
+    assert target.volume_owner == "old"
+    assert "its start failed: FileNotFoundError: no such file for new" in result.detail
+
+
+def test_when_the_way_back_cannot_start_either_the_error_says_how_to_bring_it_back():
+    target = FakeTarget("old", {"new": "start raises", "old": "start raises"})
+    with pytest.raises(BuilderError, match=r"its data volume is kept: `builder launch alpha --ami old` brings it back"):
+        upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lambda line: None)
 
 
 def test_the_same_image_changes_nothing():

@@ -11,6 +11,10 @@ from typing import Any
 
 from builder.config.schema import PlatformConfig
 
+# Standard mode retries throttling and dropped connections with backoff; tests that play a dead
+# network set fewer attempts here.
+RETRIES = {"mode": "standard", "max_attempts": 8}
+
 
 class AwsClients:
     def __init__(self, config: PlatformConfig):
@@ -26,9 +30,7 @@ class AwsClients:
         """`region`: another than aws.region (a KMS key of a region the AMI is copied to)."""
         from botocore.config import Config
 
-        return self.session.client(
-            service, region_name=region, config=Config(retries={"mode": "standard", "max_attempts": 8})
-        )
+        return self.session.client(service, region_name=region, config=Config(retries=dict(RETRIES)))
 
     @cached_property
     def ec2(self) -> Any:

@@ -26,6 +26,9 @@ from builder.errors import BuilderError
 from builder.userdata import UserData, instance_document, render_user_data
 
 
+NEW_VERSION = "new version"
+
+
 class LaunchError(BuilderError):
     pass
 
@@ -130,7 +133,11 @@ def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: C
             log(f"created security group {group_id}")
             undo.append((f"security group {group_id}", lambda: ec2.delete_security_group(GroupId=group_id)))
         role = names.role_name_for(config.name, plan.instance)
-        owner = owner_credentials.ensure_aws(clients.client("ssm"), config, plan.instance, log)
+        made: list[str] = []
+        owner = owner_credentials.ensure_aws(clients.client("ssm"), config, plan.instance, log, made)
+        if made and plan.volume_id is None:  # new logins for a new volume: nothing else opens with them
+            ssm = clients.client("ssm")
+            undo.append((f"owner credentials {owner}", lambda: ssm.delete_parameter(Name=owner)))
         parameters = [config.tailscale.auth_key_parameter, owner]
         parameters += [
             p for p in (config.providers.anthropic_api_key_parameter, config.providers.openai_api_key_parameter) if p
@@ -156,13 +163,31 @@ def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: C
         log(f"launched {instance_id} from {plan.ami_id} (launch template version {version})")
     except Exception as exc:
         removed = _roll_back(undo, log)
-        kept = "the data volume" if plan.volume_id else "nothing"
+        kept = ", ".join(_kept(config, plan)) or "nothing"
         detail = exc.response["Error"]["Message"] if hasattr(exc, "response") else str(exc)
         raise LaunchError(
             f"launch of {plan.instance} failed: {detail}. Rolled back: {', '.join(removed) or 'nothing was created'}; "
             f"kept: {kept}."
         ) from exc
-    return LaunchResult(instance_id, volume_id, version, [what for what, _ in undo])
+    created = [what for what, _ in undo if not what.startswith(NEW_VERSION)]  # a version is not a resource
+    return LaunchResult(instance_id, volume_id, version, created)
+
+
+def _kept(config: PlatformConfig, plan: LaunchPlan) -> list[str]:
+    """What a failed launch leaves on purpose: what existed before it, which a later launch reuses."""
+    kept = []
+    if plan.volume_id:
+        kept.append(f"data volume {plan.volume_id}")
+        kept.append(f"owner credentials {owner_credentials.parameter_name(config, plan.instance)} (they open its apps)")
+    if plan.security_group_id:
+        kept.append(f"security group {plan.security_group_id}")
+    if plan.role_exists:
+        kept.append(f"role {names.role_name_for(config.name, plan.instance)}")
+    if plan.template_id:
+        kept.append(f"launch template {plan.template_id} (its default version as before)")
+    if plan.group_exists:
+        kept.append(f"auto scaling group {plan.group_name}")
+    return kept
 
 
 def _create_volume(ec2: Any, config: PlatformConfig, plan: LaunchPlan, undo: list, log) -> str:
@@ -230,10 +255,18 @@ def _put_template(ec2: Any, config: PlatformConfig, plan: LaunchPlan, group_id: 
         undo.append((f"launch template {name}", lambda: ec2.delete_launch_template(LaunchTemplateId=template_id)))
         log(f"created launch template {name}")
         return template_id, created["LatestVersionNumber"]
-    version = ec2.create_launch_template_version(LaunchTemplateId=plan.template_id, LaunchTemplateData=data)[
+    template_id = plan.template_id
+    previous = ec2.describe_launch_templates(LaunchTemplateIds=[template_id])["LaunchTemplates"][0]
+    version = ec2.create_launch_template_version(LaunchTemplateId=template_id, LaunchTemplateData=data)[
         "LaunchTemplateVersion"
     ]["VersionNumber"]
-    ec2.modify_launch_template(LaunchTemplateId=plan.template_id, DefaultVersion=str(version))
+    ec2.modify_launch_template(LaunchTemplateId=template_id, DefaultVersion=str(version))
+
+    def restore() -> None:  # the default it had, and no version left behind by a failed launch
+        ec2.modify_launch_template(LaunchTemplateId=template_id, DefaultVersion=str(previous["DefaultVersionNumber"]))
+        ec2.delete_launch_template_versions(LaunchTemplateId=template_id, Versions=[str(version)])
+
+    undo.append((f"{NEW_VERSION} {version} of launch template {name}", restore))
     log(f"launch template {name}: version {version}")
     return plan.template_id, version
 
@@ -294,7 +327,9 @@ def find_image(ec2: Any, platform: str, ami_id: str | None) -> dict:
         ],
     )["Images"]
     if not images:
-        raise LaunchError(f"no baked image of platform {platform} in this region: run `builder bake`, or pass --ami")
+        raise LaunchError(
+            f"no baked image of platform {platform} in this region: run `builder bake --target aws`, or pass --ami"
+        )
     return max(images, key=lambda image: image.get("CreationDate", ""))
 
 

@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from builder.aws import network
 from builder.aws.clients import AwsClients
+from builder.aws.errors import explain
 from builder.aws.launch import xen_refusal
 from builder.aws.secrets import OPTIONAL_SECRETS, secret_parameters
 from builder.config.schema import PlatformConfig
@@ -56,10 +58,10 @@ def credentials(clients: AwsClients, config: PlatformConfig) -> Check:
 
     try:
         me = clients.sts.get_caller_identity()
-    except (ClientError, BotoCoreError) as exc:
-        return Check(
-            "credentials", "fail", f"no usable AWS credentials ({_error(exc)})", "set AWS_PROFILE or aws.profile"
-        )
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
+        # The cause in words: a dead network or a region that does not answer is not a credential.
+        what, fix = explain(exc) or (_error(exc), "")
+        return Check("credentials", "fail", what, fix)
     return Check(
         "credentials",
         "ok",

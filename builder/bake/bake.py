@@ -38,6 +38,7 @@ class BakePlan:
     cached: str | None  # the image that already has this input hash (AMI id or local disk)
     packer: template.PackerTool | None
     notes: list[str] = field(default_factory=list)
+    contents: dict = field(default_factory=dict)  # the images and models it holds, and the disk they need
 
     def to_json(self) -> dict:
         return {
@@ -49,6 +50,7 @@ class BakePlan:
             "cached": self.cached,
             "packer": self.packer.version_text if self.packer else None,
             "notes": self.notes,
+            **self.contents,
         }
 
 
@@ -100,13 +102,43 @@ def plan(
             cached = str(disk) if disk else None
     tool = None
     notes = []
+    pins = images.load_lock(lock or images.LOCK_PATH)
+    recorded = {name: pin.bytes for name, pin in images.load_models(lock or images.LOCK_PATH).items()}
     if cached is None:
         tool = template.find_packer(packer_binary)
-        if tool.legacy:
+        if tool.legacy and target == "aws":  # what Packer 1.6.6 lacks is its amazon-ebs builder's
             notes.append(template.LEGACY_LIMITATIONS.format(version=tool.version_text))
-        variables = [pin.variable for pin in images.load_lock(lock or images.LOCK_PATH)]
-        notes += [finding.message() for finding in capacity.check_disk(config, target, variables)]
-    return BakePlan(target, config.name, digest, base, new_build_id(), cached, tool, notes)
+        variables = [pin.variable for pin in pins]
+        notes += [finding.message() for finding in capacity.check_disk(config, target, variables, recorded)]
+    contents = image_contents(config, target, pins, recorded)
+    return BakePlan(target, config.name, digest, base, new_build_id(), cached, tool, notes, contents)
+
+
+def image_contents(config: PlatformConfig, target: str, pins: list, recorded: dict[str, int]) -> dict:
+    """What the image holds, with the sizes the disk check counts (builder/capacity.py)."""
+    needed, sizes = capacity.image_disk_gb([pin.variable for pin in pins], config.ollama.baked, recorded)
+    setting, configured = capacity.disk_setting(config, target)
+    return {
+        "images": [
+            {
+                "variable": pin.variable,
+                "reference": pin.reference(False),
+                "digest": pin.digest,
+                "gb": capacity.IMAGE_GB.get(pin.variable, (None,))[0],
+            }
+            for pin in pins
+        ],
+        "models": [
+            {"model": size.model, "gb": None if size.gb is None else round(size.gb, 2), "size": size.how}
+            for size in sizes
+        ],
+        "disk": {
+            "needed_gib": round(needed * 1e9 / 2**30, 1),
+            "setting": setting,
+            "configured_gib": configured,
+            "unrecorded": capacity.unrecorded_note(sizes),
+        },
+    }
 
 
 def base_ami_owner(config: PlatformConfig) -> str:

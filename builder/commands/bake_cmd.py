@@ -11,10 +11,11 @@ from pathlib import Path
 import click
 
 from builder.cli import GlobalOptions, global_options
+from builder.commands.target import target_option
 
 
 @click.command()
-@click.option("--target", type=click.Choice(["aws", "local"]), default="local", show_default=True)
+@target_option()
 @click.option("--force", is_flag=True, help="Build even when an image with the same inputs exists.")
 @click.option(
     "--allow-unresolved", is_flag=True, help="Bake even though some images of the lock have no digest (by tag)."
@@ -24,7 +25,7 @@ from builder.cli import GlobalOptions, global_options
     "--lock",
     "lock_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Image lock to bake (default: image/images.lock.json).",
+    help="Image lock to bake (default: the lock builder carries).",
 )
 @click.option(
     "--packer-var",
@@ -38,7 +39,7 @@ from builder.cli import GlobalOptions, global_options
 @click.pass_obj
 def bake(
     options: GlobalOptions,
-    target: str,
+    target: str | None,
     force: bool,
     allow_unresolved: bool,
     packer_binary: str,
@@ -52,14 +53,16 @@ def bake(
     from builder.bake import bake as baking
     from builder.bake.varfile import aws_endpoint_variables, connection_overrides
     from builder.commands.config_cmd import load
+    from builder.commands.target import resolve
     from builder.errors import BuilderError
-    from builder.images import LOCK_PATH, load_lock, unresolved
+    from builder.images import LOCK_PATH, load_lock, lock_command, unresolved
 
     started = time.monotonic()
+    config = load(options).config
+    target = resolve(target, config)
     connection = connection_overrides(packer_vars)
     if connection and target != "aws":
         raise BuilderError("--packer-var sets how Packer reaches the AWS build instance: it needs --target aws")
-    config = load(options).config
     if target == "aws":
         _preflight(config, connection)
     ec2 = _ec2(config) if target == "aws" else None
@@ -71,7 +74,7 @@ def bake(
     if plan.cached is None and missing and not allow_unresolved:
         names = ", ".join(pin.reference(False) for pin in missing)
         raise BuilderError(
-            f"{len(missing)} image(s) of image/images.lock.json have no digest: {names}. Run `builder images lock` "
+            f"{len(missing)} image(s) of {lock_path or LOCK_PATH} have no digest: {names}. Run {lock_command()} "
             "where their registries are reachable, or pass --allow-unresolved to bake them by tag. Nothing was done."
         )
     if plan.cached is not None:
@@ -137,10 +140,25 @@ def _show_plan(options: GlobalOptions, plan, missing) -> None:
         click.echo(f"  cached     {plan.cached} has these inputs: no build")
     else:
         click.echo(f"  build      {plan.build_id} with Packer {plan.packer.version_text if plan.packer else '?'}")
+    for image in plan.contents.get("images", []):
+        size = f"{image['gb']:g} GB" if image["gb"] is not None else "size unknown"
+        click.echo(f"  image      {image['reference']} ({size}){'' if image['digest'] else ', no digest yet'}")
+    for model in plan.contents.get("models", []):
+        said = {"estimate": "estimated from its tag", "recorded": "recorded in the lock", "published": "published"}
+        size = "size unknown" if model["gb"] is None else f"{model['gb']:g} GB, {said[model['size']]}"
+        click.echo(f"  model      {model['model']} ({'about ' if model['size'] == 'estimate' else ''}{size})")
+    disk = plan.contents.get("disk")
+    if disk:
+        needed, setting = disk["needed_gib"], disk["setting"]
+        click.echo(f"  disk       about {needed:g} GiB with headroom; {setting} is {disk['configured_gib']} GiB")
+        if disk["unrecorded"]:
+            click.echo(f"  sizes      {disk['unrecorded']}")
     for note in plan.notes:
         click.echo(f"  note       {note}")
     if missing:
-        click.echo(f"  unresolved {len(missing)} image digest(s): `builder images lock` resolves them")
+        from builder.images import lock_command
+
+        click.echo(f"  unresolved {len(missing)} image digest(s): {lock_command()} resolves them")
 
 
 def _echo(options: GlobalOptions, result: dict, line: str) -> None:

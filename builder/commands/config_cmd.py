@@ -1,4 +1,5 @@
-"""`builder config show|validate|reference`: the merged platform config and where each value came from."""
+"""`builder config init|show|validate|reference`: the platform config, where each value came from, a
+commented one to start from."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ def load(options: GlobalOptions, file: str | None = None, *, require_file: bool 
                     Problem(
                         str(path),
                         "",
-                        "no such file; pass one (builder config validate FILE) or copy "
-                        "examples/platform.yaml to ./platform.yaml",
+                        "no such file; pass one (builder config validate FILE), or run `builder config init` "
+                        "to write the commented example there",
                     )
                 ],
             )
@@ -55,6 +56,39 @@ def config() -> None:
     """Show, check and document the platform config."""
 
 
+def example_path() -> Path:
+    """The commented example config builder carries (a checkout's examples/, or the wheel's copy)."""
+    from builder.source_tree import ROOT
+
+    return ROOT / "examples" / "platform.yaml"
+
+
+@config.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@global_options
+@click.pass_obj
+def init(options: GlobalOptions, file: Path | None, force: bool) -> None:
+    """Write the commented example config to FILE (default: --config, $BUILDER_CONFIG or ./platform.yaml):
+    every key, set to its default, with what it does. Never overwrites a file unless --force."""
+    from builder.config.layers import default_config_path
+    from builder.errors import BuilderError
+
+    path = file or (Path(options.config) if options.config else default_config_path(os.environ)[0])
+    if path.exists() and not force:
+        raise BuilderError(f"{path} exists: nothing was written (--force overwrites it)")
+    if path.parent != Path() and not path.parent.is_dir():
+        raise BuilderError(f"{path}: its directory {path.parent} does not exist; nothing was written")
+    text = example_path().read_text(encoding="utf-8")
+    if options.dry_run:
+        click.echo(f"would write {path} ({len(text.splitlines())} lines, every key at its default); dry run")
+        return
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+    click.echo(f"{path}: written; edit it, then `builder config validate`")
+
+
 @config.command()
 @global_options
 @click.pass_obj
@@ -68,7 +102,7 @@ def show(options: GlobalOptions) -> None:
         click.echo(json.dumps({**shown, "warnings": loaded.warnings_json()}, indent=2))
         return
     if loaded.file is None:
-        click.echo("# no platform.yaml here: built-in defaults (start from examples/platform.yaml)", err=True)
+        click.echo("# no platform.yaml here: built-in defaults (`builder config init` writes one to edit)", err=True)
     click.echo(annotated_yaml(loaded.as_dict(), loaded.sources), nl=False)
 
 

@@ -11,6 +11,7 @@ import json
 import click
 
 from builder.cli import GlobalOptions, global_options
+from builder.commands.target import target_option
 
 # credential -> (what it opens, the path or app it is used at)
 LOGINS = {
@@ -29,19 +30,21 @@ LOGINS = {
 
 @click.command()
 @click.argument("name")
-@click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
+@target_option()
 @global_options
 @click.pass_obj
-def credentials(options: GlobalOptions, name: str, target: str) -> None:
+def credentials(options: GlobalOptions, name: str, target: str | None) -> None:
     """Show the owner's credentials of instance NAME (made at its first launch) and where each is used."""
     from builder import owner_credentials
     from builder.commands.config_cmd import load
+    from builder.commands.target import flag, resolve
     from builder.endpoints import local_bases, tailnet_bases
     from builder.errors import BuilderError
     from builder.userdata import check_instance_name
 
     check_instance_name(name)
     config = load(options).config
+    target = resolve(target, config)
     if target == "local":
         values = owner_credentials.read_local(config, name)
         where = str(owner_credentials.local_path(config, name))
@@ -54,7 +57,8 @@ def credentials(options: GlobalOptions, name: str, target: str) -> None:
         bases = tailnet_bases(config, name)
     if values is None:
         raise BuilderError(
-            f"{config.name}/{name} has no owner credentials yet ({where}): `builder launch {name}` makes them"
+            f"{config.name}/{name} has no owner credentials yet ({where}): "
+            f"`builder launch {name}{flag(target, config)}` makes them"
         )
     off = _of_disabled_services(config, values)
     rows = []

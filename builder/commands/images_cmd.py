@@ -22,7 +22,7 @@ def _lock_option(function):
         "lock_path",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="Lock file (default: image/images.lock.json).",
+        help="Lock file (default: the lock builder carries; an installed builder's is read-only: pass a copy).",
     )(function)
 
 
@@ -65,7 +65,9 @@ def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, 
     """Resolve the lock's missing digests from the registries (or mirrors) and write them in.
 
     The platform config's own services (services.custom) join the lock first, by the tag it names.
-    Every digest is fetched before the file is written: a failure leaves the lock as it was.
+    Each model the config bakes is recorded from the Ollama registry (image.mirrors.models, or
+    --registry registry.ollama.ai=URL): its manifest's digest and size, which the disk check counts.
+    Everything is fetched before the file is written: a failure leaves the lock as it was.
     """
     from builder import custom_services
     from builder.commands.config_cmd import load
@@ -79,11 +81,27 @@ def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, 
             "then pass the copy with --lock FILE (and to `builder bake --lock FILE`). Nothing was done."
         )
     path = lock_path or LOCK_PATH
-    custom = custom_services.pins(load(options).config, load_lock(path))
-    resolved = lock_digests(path, parse_registry_overrides(registries), refresh=refresh, custom=custom)
+    config = load(options).config
+    custom = custom_services.pins(config, load_lock(path))
+    locked = lock_digests(
+        path,
+        parse_registry_overrides(registries),
+        refresh=refresh,
+        custom=custom,
+        models=config.ollama.baked,
+        models_mirror=config.image.mirrors.models,
+        write=not options.dry_run,
+    )
     if options.json:
-        click.echo(json.dumps([{"reference": p.reference(False), "digest": d} for p, d in resolved], indent=2))
+        rows = [{"reference": p.reference(False), "digest": d} for p, d in locked.images]
+        rows += [{"model": m.model, "digest": m.digest, "bytes": m.bytes} for m in locked.models]
+        click.echo(json.dumps(rows, indent=2))
         return
-    for pin, digest in resolved:
+    for pin, digest in locked.images:
         click.echo(f"{pin.reference(False)}: {digest}")
-    click.echo(f"{path}: {len(resolved)} digest(s) resolved" if resolved else f"{path}: nothing to resolve")
+    for model in locked.models:
+        click.echo(f"model {model.model}: {model.digest}, {model.bytes / 1e9:.2f} GB")
+    done = [f"{len(locked.images)} digest(s) resolved"] if locked.images else []
+    done += [f"{len(locked.models)} model(s) recorded"] if locked.models else []
+    said = f"{path}: {', '.join(done)}" if done else f"{path}: nothing to resolve"
+    click.echo(f"{said} (dry run: not written)" if options.dry_run and done else said)

@@ -7,8 +7,9 @@ import json
 import click
 
 from builder.cli import GlobalOptions, global_options
+from builder.commands.target import target_option
 
-TARGET = click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
+TARGET = target_option()
 
 
 @click.command()
@@ -16,15 +17,17 @@ TARGET = click.option("--target", type=click.Choice(["aws", "local"]), default="
 @TARGET
 @global_options
 @click.pass_obj
-def status(options: GlobalOptions, name: str | None, target: str) -> None:
+def status(options: GlobalOptions, name: str | None, target: str | None) -> None:
     """Show each instance of the platform, its state and the firstboot agent's report."""
     from builder.aws.instances import InstanceView
     from builder.commands.config_cmd import load
+    from builder.commands.target import resolve
     from builder.userdata import check_instance_name
 
     if name is not None:
         check_instance_name(name)
     config = load(options).config
+    target = resolve(target, config)
     if target == "local":
         views = _local_views(config, name)
     else:
@@ -46,7 +49,13 @@ def status(options: GlobalOptions, name: str | None, target: str) -> None:
         click.echo(json.dumps([view.to_json() for view in views], indent=2))
         return
     if not views:
-        click.echo(f"no instance of {config.name} in {config.aws.region}" + (f" named {name}" if name else ""))
+        if target == "local":
+            from builder.local.instances import platform_dir
+
+            where = f"under {platform_dir(config) / 'instances'} (local.state_dir)"
+        else:
+            where = f"in {config.aws.region}"
+        click.echo(f"no instance of {config.name} {where}" + (f" named {name}" if name else ""))
         return
     for view in views:
         click.echo(f"{view.name:<16} {view.instance_id:<20} {view.state:<9} {view.zone:<12} agent: {view.agent_state}")
@@ -64,16 +73,17 @@ def status(options: GlobalOptions, name: str | None, target: str) -> None:
 @TARGET
 @global_options
 @click.pass_obj
-def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -> None:
+def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str | None) -> None:
     """Terminate instance NAME. Its data volume is kept for the next launch unless --delete-data."""
     from builder.aws.clients import AwsClients
     from builder.aws.instances import data_volume, delete_data_volume, list_instances, terminate
     from builder.commands.config_cmd import load
+    from builder.commands.target import resolve
     from builder.userdata import check_instance_name
 
     check_instance_name(name)  # the name becomes a path on the local target: nothing outside state_dir
     config = load(options).config
-    if target == "local":
+    if resolve(target, config) == "local":
         return _destroy_local(options, config, name, delete_data)
     from builder.aws import group, names
 
@@ -87,6 +97,10 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -
             click.echo(f"would delete auto scaling group {group_name}")
         click.echo(f"would terminate: {', '.join(running) or 'nothing'}")
         click.echo(f"would {'DELETE' if delete_data else 'keep'} data volume {volume['VolumeId'] if volume else '-'}")
+        if delete_data:
+            click.echo(
+                f"would delete {name}'s owner credentials, launch template and role (and the security group if unused)"
+            )
         return
     if delete_data and volume:
         _confirm_data_deletion(name, f"data volume {volume['VolumeId']}")
@@ -97,16 +111,18 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -
     ended += terminate(ec2, config.name, name, log=log)
     if delete_data and volume:
         delete_data_volume(ec2, volume)
-    if delete_data:  # the owner's logins go with the data they open
-        from builder.owner_credentials import delete_aws
+    removed: list[str] = []
+    if delete_data:  # the owner's logins go with the data they open, and what only this instance used
+        from builder.aws.teardown import delete_instance_resources
 
-        delete_aws(AwsClients(config).client("ssm"), config, name)
+        removed = delete_instance_resources(clients, config, name, log)
     kept = "deleted" if delete_data and volume else "kept"
     result = {
         "instance": name,
         "terminated": ended,
         "data_volume": volume["VolumeId"] if volume else None,
         "data_volume_state": kept if volume else "none",
+        "deleted": removed,
     }
     if options.json:
         click.echo(json.dumps(result, indent=2))
@@ -115,13 +131,28 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str) -
             f"{name}: terminated {', '.join(ended) or 'nothing (none running)'}; "
             f"data volume {result['data_volume'] or '-'} {kept if volume else ''}".rstrip()
         )
+        if removed:
+            click.echo(f"{name}: also deleted {', '.join(removed)}")
 
 
 def _confirm_data_deletion(name: str, what: str) -> None:
+    import sys
+
     from builder.errors import BuilderError
 
     # Typed, not a flag alone: the volume is every byte of this instance's data.
-    typed = click.prompt(f"This deletes {what} for good. Type {name} to confirm", default="", show_default=False)
+    question = f"This deletes {what} for good. Type {name} to confirm"
+    if sys.stdin.isatty():
+        typed = click.prompt(question, default="", show_default=False)
+    else:  # piped (`echo NAME | builder destroy ...`), or closed: nobody to ask
+        click.echo(f"{question}: ", nl=False, err=True)
+        line = sys.stdin.readline()
+        if not line:
+            raise BuilderError(
+                f"cannot ask for the confirmation: standard input is closed; nothing was terminated or deleted "
+                f"(run it in a terminal, or pipe the name: echo {name} | builder destroy {name} --delete-data)"
+            )
+        typed = line.strip()
     if typed != name:
         raise BuilderError("confirmation did not match: nothing was terminated or deleted")
 

@@ -7,30 +7,34 @@ import json
 import click
 
 from builder.cli import GlobalOptions, global_options
+from builder.commands.target import target_option
 
 
 @click.command()
 @click.argument("name")
-@click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
+@target_option()
 @click.option("--ami", metavar="AMI_ID", help="Launch this image instead of the newest baked one.")
 @click.option("--wait", "wait", is_flag=True, help="Follow the first boot until the agent reports done or failed.")
 @click.option("--wait-timeout", default=1800, show_default=True, metavar="SECONDS", help="How long --wait waits.")
 @global_options
 @click.pass_obj
-def launch(options: GlobalOptions, name: str, target: str, ami: str | None, wait: bool, wait_timeout: int) -> None:
+def launch(
+    options: GlobalOptions, name: str, target: str | None, ami: str | None, wait: bool, wait_timeout: int
+) -> None:
     """Launch instance NAME of the platform: its data volume is created once and reused after."""
     from builder.commands.config_cmd import load
+    from builder.commands.target import resolve
     from builder.userdata import check_instance_name
 
     check_instance_name(name)
-    if target == "local":
-        return _launch_local(options, name, wait, wait_timeout)
+    config = load(options).config
+    if resolve(target, config) == "local":
+        return _launch_local(options, config, name, wait, wait_timeout)
     from builder.aws import preflight
     from builder.aws.clients import AwsClients
     from builder.aws.launch import launch as run_launch
     from builder.aws.launch import plan_launch
 
-    config = load(options).config
     clients = AwsClients(config)
     # What the account lacks stops the launch here, before anything is made.
     preflight.require(clients, config, preflight.FOR_LAUNCH, "launch", note=lambda line: click.echo(line, err=True))
@@ -94,24 +98,29 @@ def _follow(clients, config, name: str, instance_id: str, timeout: int, quiet: b
     return {"agent_state": state, "agent_detail": detail, "urls": service_urls(config, name)}
 
 
-def _launch_local(options: GlobalOptions, name: str, wait: bool, wait_timeout: int) -> None:
+def _launch_local(options: GlobalOptions, config, name: str, wait: bool, wait_timeout: int) -> None:
     """The same instance under qemu on this machine: its data disk kept from launch to launch."""
     import time
 
-    from builder.commands.config_cmd import load
     from builder.errors import BuilderError
-    from builder.local.instances import LocalInstance
+    from builder.local.instances import LocalInstance, current_image
 
-    config = load(options).config
     instance = LocalInstance(config, name)
     from builder import capacity
 
     for finding in capacity.check_memory(config, "local"):
         click.echo(f"note: {finding.message()}", err=True)
     if options.dry_run:
+        image = current_image(config)  # no image, no boot: said (exit 1) as the real launch says it
+        disk_state = "reused" if instance.data_disk.exists() else "created"
+        if options.json:
+            document = {"instance": name, "dry_run": True, "image": str(image.disk), "target": "local"}
+            document.update(data_disk=str(instance.data_disk), data_disk_state=disk_state)
+            click.echo(json.dumps(document, indent=2))
+            return
         click.echo(
-            f"would boot {name} under qemu ({config.local.accelerator}); data disk {instance.data_disk} "
-            f"({'reused' if instance.data_disk.exists() else 'created'})"
+            f"would boot {name} from {image.disk} under qemu ({config.local.accelerator}); data disk "
+            f"{instance.data_disk} ({disk_state})"
         )
         return
     state = instance.launch(log=lambda line: click.echo(f"  {line}", err=True))

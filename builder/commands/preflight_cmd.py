@@ -7,10 +7,11 @@ import json
 import click
 
 from builder.cli import GlobalOptions, global_options
+from builder.commands.target import target_option
 
 
 @click.command()
-@click.option("--target", type=click.Choice(["aws"]), default="aws", show_default=True)
+@target_option(("aws",), help="Preflight reads an AWS account: it checks aws whatever the config's `target`.")
 @click.option(
     "--for",
     "purpose",

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from builder.cli import GlobalOptions, global_options
+from builder.commands.target import target_option
 
 
 @click.group()
@@ -27,22 +28,18 @@ def secrets() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Read it from this file (rclone-config: your rclone.conf).",
 )
-@click.option(
-    "--target",
-    type=click.Choice(["aws", "local"]),
-    default="aws",
-    show_default=True,
-    help="local: kept in local.state_dir for local VMs (rclone-config only; they have no SSM).",
-)
+@target_option(help="local: kept in local.state_dir for local VMs (rclone-config only; they have no SSM).")
 @global_options
 @click.pass_obj
-def set_secret(options: GlobalOptions, name: str, file: Path | None, target: str) -> None:
+def set_secret(options: GlobalOptions, name: str, file: Path | None, target: str | None) -> None:
     """Store secret NAME, read from --file, standard input or a hidden prompt (never from the command line)."""
     from builder.aws.secrets import MULTILINE_SECRETS, parameter_for, put_secret
     from builder.commands.config_cmd import load
+    from builder.commands.target import resolve
     from builder.errors import BuilderError
 
     config = load(options).config
+    target = resolve(target, config)
     multiline = name in MULTILINE_SECRETS
     if target == "local" and name != "rclone-config":
         raise BuilderError(

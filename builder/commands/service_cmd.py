@@ -85,7 +85,9 @@ def add(options: GlobalOptions, template_name: str, name: str | None) -> None:
     temporary.write_text(new_text, encoding="utf-8")
     temporary.replace(path)
     click.echo(f"{path}: services.custom.{name} added from template {template.name}")
-    click.echo("  next: `builder images lock` (its digest), `builder bake`, then `builder upgrade` (or launch)")
+    from builder.images import lock_command
+
+    click.echo(f"  next: {lock_command()} (its digest), `builder bake`, then `builder upgrade` (or launch)")
 
 
 def _with_entry(text: str, name: str, entry: dict, path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from builder.cli import GlobalOptions, global_options
+from builder.commands.target import target_option
 
 
 @click.group()
@@ -15,20 +16,22 @@ def signal() -> None:
 
 @signal.command("link")
 @click.argument("name")
-@click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
+@target_option()
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for the scan.")
 @global_options
 @click.pass_obj
-def link_command(options: GlobalOptions, name: str, target: str, timeout: float) -> None:
+def link_command(options: GlobalOptions, name: str, target: str | None, timeout: float) -> None:
     """Show the link QR code in the terminal (through the edge, as the owner) and wait for the scan."""
     from builder import owner_credentials, signal_link
     from builder.commands.config_cmd import load
+    from builder.commands.target import flag, resolve
     from builder.endpoints import local_bases, tailnet_bases
     from builder.errors import BuilderError
-    from builder.userdata import check_instance_name
+    from builder.userdata import check_instance_name, hostname_for
 
     check_instance_name(name)
     config = load(options).config
+    target = resolve(target, config)
     account = config.services.signal_api.account
     if not account:
         raise BuilderError("services.signal_api.account is not set: name the bot's number (E.164) first")
@@ -40,7 +43,17 @@ def link_command(options: GlobalOptions, name: str, target: str, timeout: float)
         values = owner_credentials.read_aws(AwsClients(config).client("ssm"), config, name)
         bases = tailnet_bases(config, name)
     if not values or "main" not in bases:
-        raise BuilderError(f"{config.name}/{name} is not running or was never launched (`builder launch {name}`)")
+        launch = f"builder launch {name}{flag(target, config)}"
+        raise BuilderError(f"{config.name}/{name} is not running or was never launched (`{launch}`)")
     # A local VM's edge has a self-signed certificate on a forwarded loopback port; the tailnet's is real.
-    api = signal_link.SignalApi(bases["main"], values["EDGE_OWNER_PASSWORD"], verify=target != "local")
+    if target == "local":
+        unreachable = f"is it running (`builder status {name} --target local`)?"
+    else:  # the edge answers on the tailnet only
+        unreachable = (
+            f"is this machine on the tailnet (`tailscale status` lists {hostname_for(config, name)}) with MagicDNS on, "
+            f"and does `builder status {name}` show its agent done?"
+        )
+    api = signal_link.SignalApi(
+        bases["main"], values["EDGE_OWNER_PASSWORD"], verify=target != "local", unreachable=unreachable
+    )
     click.echo(signal_link.link(api, account, f"{config.name}-{name}", click.echo, timeout=timeout))

@@ -8,11 +8,12 @@ from pathlib import Path
 import click
 
 from builder.cli import GlobalOptions, global_options
+from builder.commands.target import target_option
 
 
 @click.command()
 @click.argument("name")
-@click.option("--target", type=click.Choice(["aws", "local"]), default="aws", show_default=True)
+@target_option()
 @click.option(
     "--image",
     "image",
@@ -31,16 +32,18 @@ from builder.cli import GlobalOptions, global_options
 @global_options
 @click.pass_obj
 def upgrade(
-    options: GlobalOptions, name: str, target: str, image: Path | None, ami: str | None, wait_timeout: int
+    options: GlobalOptions, name: str, target: str | None, image: Path | None, ami: str | None, wait_timeout: int
 ) -> None:
     """Move instance NAME onto the newest image (or --image) with the same data volume, secrets and
     keys; if it does not come up within --wait-timeout it goes back to its previous image by itself."""
     from builder.commands.config_cmd import load
+    from builder.commands.target import resolve
     from builder.upgrade import upgrade as run_upgrade
     from builder.userdata import check_instance_name
 
     check_instance_name(name)
     config = load(options).config
+    target = resolve(target, config)
     if target == "aws":
         moving, plan = _aws(config, name, ami)
     else:

@@ -676,6 +676,11 @@ class PlatformConfig(Section):
         description="Platform name: tags, resource names and hostnames start with it. 2 to 32 characters: "
         "lowercase letters, digits and '-', a letter first, no '-' last.",
     )
+    target: Literal["aws", "local"] = Field(
+        "aws",
+        description="Where commands act when --target is not given (bake, launch, status, destroy, upgrade, "
+        "credentials, userdata, secrets set, signal link): aws (EC2) or local (qemu on this machine).",
+    )
     aws: AwsSettings = Field(default_factory=AwsSettings, description="Where instances run on AWS.")
     data_volume: DataVolume = Field(default_factory=DataVolume, description="The EBS volume that keeps all data.")
     services: Services = Field(default_factory=Services, description="Which services of the platform run.")
