@@ -25,7 +25,6 @@ from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
 from builder.userdata import UserData, instance_document, render_user_data
 
-
 NEW_VERSION = "new version"
 
 
