@@ -36,12 +36,19 @@ class Credential:
     bytes: int
     prefix: str
     description: str
+    stacks: tuple[str, ...] = ()  # the stacks that read it (the contract's "stacks")
 
 
 def owner_credentials(contract: Path = CONTRACT) -> list[Credential]:
     document = json.loads(contract.read_text(encoding="utf-8"))
     return [
-        Credential(v["name"], int(v.get("bytes", 32)), v.get("prefix", ""), v.get("description", ""))
+        Credential(
+            v["name"],
+            int(v.get("bytes", 32)),
+            v.get("prefix", ""),
+            v.get("description", ""),
+            tuple(v.get("stacks", ())),
+        )
         for v in document["variables"]
         if v.get("source") == "owner"
     ]

@@ -26,13 +26,20 @@ EC2_USER_DATA_LIMIT = 16384  # bytes, before base64
 TARGETS = ("aws", "local")
 
 
-INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+INSTANCE_NAME_MAX = 31
+INSTANCE_NAME = re.compile(rf"[a-z][a-z0-9-]{{0,{INSTANCE_NAME_MAX - 1}}}")
 
 
 def check_instance_name(name: str) -> str:
     """Instance names become hostnames, tags, IAM names and local paths: one safe shape for all."""
     if not INSTANCE_NAME.fullmatch(name):
-        raise BuilderError(f"instance name {name!r}: use lowercase letters, digits and '-', starting with a letter")
+        length = f" (this one has {len(name)})" if len(name) > INSTANCE_NAME_MAX else ""
+        raise BuilderError(
+            f"instance name {name!r}: use lowercase letters, digits and '-', starting with a letter, at most "
+            f"{INSTANCE_NAME_MAX} characters{length}: the name becomes part of the instance's host name "
+            "({platform}-{instance}) and of its AWS resource names (IAM role, launch template), which have "
+            "length limits"
+        )
     return name
 
 
@@ -48,8 +55,18 @@ class UserData:
     part_sizes: dict[str, int]  # name -> bytes, biggest first
 
 
+DNS_LABEL_MAX = 63  # RFC 1035: the host name is one label of the tailnet's MagicDNS name
+
+
 def hostname_for(config: PlatformConfig, instance: str) -> str:
-    return config.tailscale.hostname_pattern.format(platform=config.name, instance=instance)
+    hostname = config.tailscale.hostname_pattern.format(platform=config.name, instance=instance)
+    if len(hostname) > DNS_LABEL_MAX:
+        raise BuilderError(
+            f"instance {instance!r}: its host name {hostname!r} ({config.tailscale.hostname_pattern}) has "
+            f"{len(hostname)} characters, and a DNS name's label holds at most {DNS_LABEL_MAX}: shorten the "
+            "instance name or the platform's name"
+        )
+    return hostname
 
 
 def instance_document(

@@ -39,7 +39,7 @@ def test_each_layer_overrides_the_one_below(builder, tmp_path, monkeypatch):
     assert config["aws"]["region"] == "eu-central-1"
     assert sources["aws.region"] == "environment variable AWS_REGION"
     assert config["data_volume"]["size_gib"] == 400
-    assert sources["data_volume.size_gib"] == "flag --set data_volume.size_gib"
+    assert sources["data_volume.size_gib"] == "flag --set data_volume.size_gib=400"
     assert sources["data_volume.type"] == "default"
 
     shown = _show(builder, "--region", "ap-south-1")
@@ -88,7 +88,7 @@ def test_a_list_is_replaced_whole_not_merged(builder, tmp_path):
     (tmp_path / "platform.yaml").write_text("version: 1\nollama:\n  models: ['qwen2.5:7b', 'llama3.2:3b']\n")
     shown = _show(builder, "--set", "ollama.models=[deepseek-r1:7b]")
     assert shown["config"]["ollama"]["models"] == ["deepseek-r1:7b"]
-    assert shown["sources"]["ollama.models"] == "flag --set ollama.models"
+    assert shown["sources"]["ollama.models"] == "flag --set ollama.models=[deepseek-r1:7b]"
 
 
 def test_a_disabled_service_frees_its_port(builder, tmp_path):

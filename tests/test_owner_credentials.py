@@ -118,3 +118,42 @@ def test_without_delivery_the_volume_keeps_stand_bys_and_the_boot_says_so(tmp_pa
     again = machine.env()
     assert firstboot_main(["run"], machine.settings()) == 2
     assert machine.env() == again  # the stand-bys are kept, not made anew at every boot
+
+
+def test_only_the_enabled_services_credentials_are_shown(builder, tmp_path):
+    """Dify off: its init password and its LiteLLM key are not printed (they open nothing), and it says so."""
+    (tmp_path / "platform.yaml").write_text(
+        f"version: 1\nlocal: {{state_dir: {tmp_path / 'state'}}}\nservices:\n  dify: {{enabled: false}}\n"
+    )
+    cfg = PlatformConfig.model_validate(
+        {"version": 1, "local": {"state_dir": str(tmp_path / "state")}, "services": {"dify": {"enabled": False}}}
+    )
+    made = json.loads(owner_credentials.ensure_local(cfg, "alpha").read_text())
+    shown = builder("--json", "credentials", "alpha", "--target", "local")
+    assert shown.code == 0, shown.err
+    document = json.loads(shown.out)
+    assert {row["credential"] for row in document["credentials"]} == NAMES - {"DIFY_INIT_PASSWORD", "LITELLM_KEY_DIFY"}
+    assert document["not_shown"] == [
+        {"credential": "DIFY_INIT_PASSWORD", "disabled": ["dify"]},
+        {"credential": "LITELLM_KEY_DIFY", "disabled": ["dify"]},
+    ]
+    text = builder("credentials", "alpha", "--target", "local").out
+    assert made["DIFY_INIT_PASSWORD"] not in text and made["LITELLM_KEY_DIFY"] not in text
+    assert "not shown, as their services are disabled (services.dify): Dify init password, Dify's LiteLLM key" in text
+    assert made["N8N_OWNER_PASSWORD"] in text
+
+    # LiteLLM off too: its master key goes, and Dify's key is Dify's and LiteLLM's.
+    (tmp_path / "platform.yaml").write_text(
+        f"version: 1\nlocal: {{state_dir: {tmp_path / 'state'}}}\nservices:\n  dify: {{enabled: false}}\n"
+        "  litellm: {enabled: false}\n"
+    )
+    document = json.loads(builder("--json", "credentials", "alpha", "--target", "local").out)
+    assert {row["credential"] for row in document["not_shown"]} == {
+        "DIFY_INIT_PASSWORD",
+        "LITELLM_KEY_DIFY",
+        "LITELLM_MASTER_KEY",
+    }
+    assert next(r for r in document["not_shown"] if r["credential"] == "LITELLM_KEY_DIFY")["disabled"] == [
+        "litellm",
+        "dify",
+    ]

@@ -64,7 +64,7 @@ def test_a_ready_account_passes_every_check_with_one_line_each(account, builder,
         "ok   KMS keys",
         "ok   base AMI",
     ]
-    assert lines[-1] == "preflight: ok (8 checks)"
+    assert lines[-1] == "preflight: ok (8 checks passed, 1 warning)"
     document = json.loads(builder("--json", "preflight").out)
     assert document["ok"] is True and len(document["checks"]) == 8
 
@@ -78,7 +78,7 @@ def test_a_failing_account_exits_1_with_the_summary_and_names_the_check_in_json(
     result = builder("preflight")
     assert result.code == 1, result.out + result.err
     lines = result.out.splitlines()
-    assert lines[-1] == "preflight: FAILED (8 checks)"
+    assert lines[-1] == "preflight: FAILED: 1 of 8 checks failed, 2 warnings"
     failed = [line for line in lines if line.startswith("FAIL")]
     assert len(failed) == 1 and failed[0].startswith("FAIL subnet:") and "has no default route" in failed[0]
 
@@ -100,6 +100,42 @@ def test_no_credentials_is_one_failure_and_nothing_else_is_tried(aws, monkeypatc
     [only] = preflight.run(AwsClients(cfg), cfg)
     assert (only.name, only.status) == ("credentials", "fail")
     assert "Unable to locate credentials" in only.detail and "AWS_PROFILE" in only.fix
+
+
+def test_without_credentials_the_summary_says_one_failed_and_the_rest_did_not_run(aws, builder, monkeypatch, tmp_path):
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = builder("preflight")
+    assert result.code == 1
+    assert result.out.splitlines()[-1] == (
+        "preflight: FAILED: 1 of 1 check failed; 7 other checks not run (without credentials they only repeat that)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("statuses", "planned", "line"),
+    [
+        (["ok"], 1, "preflight: ok (1 check passed)"),
+        (["ok", "warn"], 2, "preflight: ok (2 checks passed, 1 warning)"),
+        (
+            ["fail", "fail", "ok", "fail", "warn", "warn", "fail", "ok"],
+            8,
+            "preflight: FAILED: 4 of 8 checks failed, 2 warnings",
+        ),
+        (["ok", "fail"], 2, "preflight: FAILED: 1 of 2 checks failed"),
+        (
+            ["fail"],
+            2,
+            "preflight: FAILED: 1 of 1 check failed; 1 other check not run (without credentials they only repeat that)",
+        ),
+    ],
+)
+def test_the_summary_counts_the_failed_checks_in_words(statuses, planned, line):
+    checks = [preflight.Check(f"check {i}", status, "detail") for i, status in enumerate(statuses)]
+    assert preflight.summary(checks, planned) == line
 
 
 def test_a_subnet_without_a_way_out_fails_with_the_fix(account):

@@ -111,3 +111,16 @@ def test_no_import_cycles():
     assert not found, "import cycles (move what they share into a module below both):\n" + "\n".join(
         f"{' -> '.join(cycle)} (the circle joins {', '.join(part)})" for part, cycle in found
     )
+
+
+def test_only_source_tree_finds_builders_own_files():
+    """One way for builder to find its files (builder/source_tree.py: the checkout, or the wheel's
+    copy). A module that builds a path from `__file__` reads the repo's layout, which an installed
+    wheel does not have: `launch` once failed that way (owner_credentials' env contract)."""
+    readers = sorted(
+        name
+        for name, tree in modules().items()
+        if name != "builder.source_tree"
+        and any(isinstance(node, ast.Name) and node.id == "__file__" for node in ast.walk(tree))
+    )
+    assert readers == []

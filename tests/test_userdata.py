@@ -171,3 +171,20 @@ def test_the_command_refuses_a_bad_instance_name(builder):
     result = builder("userdata", "Alpha_1")
     assert result.code == 1
     assert "instance name 'Alpha_1'" in result.err
+
+
+def test_a_long_instance_name_is_refused_saying_the_limit_and_why(builder):
+    result = builder("userdata", "a" * 40)
+    assert result.code == 1
+    assert "at most 31 characters (this one has 40)" in result.err
+    assert "host name ({platform}-{instance})" in result.err
+    assert "regex" not in result.err and "[a-z]" not in result.err
+
+
+def test_a_host_name_longer_than_a_dns_label_is_refused_naming_both_parts(builder, tmp_path):
+    """A 32-character platform name and a 31-character instance name make a 64-character host name."""
+    (tmp_path / "platform.yaml").write_text("version: 1\nname: " + "p" * 32 + "\n")
+    result = builder("userdata", "i" * 31)
+    assert result.code == 1, result.err
+    assert "has 64 characters, and a DNS name's label holds at most 63" in result.err
+    assert builder("userdata", "i" * 30).code == 0

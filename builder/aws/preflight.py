@@ -394,6 +394,25 @@ def run(clients: AwsClients, config: PlatformConfig, names: tuple[str, ...] = tu
     return checks
 
 
+def summary(checks: list[Check], planned: int | None = None) -> str:
+    """The last line of `builder preflight`: how many of how many checks failed (or that all passed)."""
+    ran = len(checks)
+    failed = sum(check.status == "fail" for check in checks)
+    warned = sum(check.status == "warn" for check in checks)
+    warnings = f", {_count(warned, 'warning')}" if warned else ""
+    if not failed:
+        return f"preflight: ok ({_count(ran, 'check')} passed{warnings})"
+    line = f"preflight: FAILED: {failed} of {_count(ran, 'check')} failed{warnings}"
+    skipped = (planned or ran) - ran
+    if skipped:
+        line += f"; {_count(skipped, 'other check')} not run (without credentials they only repeat that)"
+    return line
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def require(
     clients: AwsClients,
     config: PlatformConfig,

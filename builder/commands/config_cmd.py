@@ -12,8 +12,11 @@ import click
 from builder.options import GlobalOptions, command_options, group_options
 
 
-def load(options: GlobalOptions, file: str | None = None, *, require_file: bool = False):
-    """The merged config for these options. A missing default platform.yaml means built-in defaults."""
+def load(options: GlobalOptions, file: str | None = None, *, require_file: bool = False, warn: bool = True):
+    """The merged config for these options. A missing default platform.yaml means built-in defaults.
+
+    Its warnings (settings that expose the platform beyond the tailnet) go to stderr unless `warn` is
+    False (a command that carries them in its --json output)."""
     from builder.config.layers import default_config_path
     from builder.config.loader import load_config
     from builder.errors import ConfigError, Problem
@@ -38,9 +41,13 @@ def load(options: GlobalOptions, file: str | None = None, *, require_file: bool 
                 ],
             )
         path = None
-    return load_config(
+    loaded = load_config(
         path, environ=os.environ, region=options.region, profile=options.profile, assignments=options.assignments
     )
+    if warn:
+        for warning in loaded.warnings:
+            click.echo(f"builder: warning: {warning}", err=True)
+    return loaded
 
 
 @click.group()
@@ -89,11 +96,10 @@ def show(options: GlobalOptions) -> None:
     """Print the merged config, each value with where it came from."""
     from builder.config.render import annotated_yaml
 
-    loaded = load(options)
+    loaded = load(options, warn=not options.json)
     if options.json:
-        click.echo(
-            json.dumps({"file": _name(loaded.file), "config": loaded.as_dict(), "sources": loaded.sources}, indent=2)
-        )
+        shown = {"file": _name(loaded.file), "config": loaded.as_dict(), "sources": loaded.sources}
+        click.echo(json.dumps({**shown, "warnings": loaded.warnings_json()}, indent=2))
         return
     if loaded.file is None:
         click.echo("# no platform.yaml here: built-in defaults (`builder config init` writes one to edit)", err=True)
@@ -106,12 +112,14 @@ def show(options: GlobalOptions) -> None:
 @click.pass_obj
 def validate(options: GlobalOptions, file: str | None) -> None:
     """Check a config file (default: --config, $BUILDER_CONFIG or ./platform.yaml)."""
-    loaded = load(options, file, require_file=True)
+    loaded = load(options, file, require_file=True, warn=not options.json)
     name = _name(loaded.file)
     if options.json:
-        click.echo(json.dumps({"ok": True, "file": name, "version": loaded.config.version}))
+        report = {"ok": True, "file": name, "version": loaded.config.version, "warnings": loaded.warnings_json()}
+        click.echo(json.dumps(report))
     else:
-        click.echo(f"{name}: valid (version {loaded.config.version}, platform {loaded.config.name!r})")
+        warned = f", {_count(len(loaded.warnings), 'warning')} above" if loaded.warnings else ""
+        click.echo(f"{name}: valid (version {loaded.config.version}, platform {loaded.config.name!r}{warned})")
 
 
 @config.command()
@@ -141,3 +149,7 @@ def reference(readme: str | None) -> None:
 
 def _name(path: Path | None) -> str | None:
     return str(path) if path is not None else None
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")

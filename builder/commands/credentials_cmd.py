@@ -60,17 +60,45 @@ def credentials(options: GlobalOptions, name: str, target: str | None) -> None:
             f"{config.name}/{name} has no owner credentials yet ({where}): "
             f"`builder launch {name}{flag(target, config)}` makes them"
         )
+    off = _of_disabled_services(config, values)
     rows = []
     for variable, value in values.items():
+        if variable in off:
+            continue
         what, (app, path) = LOGINS.get(variable, (variable, ("main", "/")))
         base = bases.get(app)
         url = f"{base}{path}" if base else None
         if variable == "OPENCLAW_GATEWAY_TOKEN" and url:
             url += f"#token={value}"  # the Control UI takes its token from the fragment (never sent to a server)
         rows.append({"credential": variable, "what": what, "value": value, "url": url})
+    not_shown = [{"credential": variable, "disabled": services} for variable, services in off.items()]
     if options.json:
-        click.echo(json.dumps({"instance": name, "stored": where, "credentials": rows}, indent=2))
+        document = {"instance": name, "stored": where, "credentials": rows, "not_shown": not_shown}
+        click.echo(json.dumps(document, indent=2))
         return
     click.echo(f"{config.name}/{name}: the owner's credentials (kept in {where}); keep them to yourself")
     for row in rows:
         click.echo(f"  {row['what']}\n    {row['value']}" + (f"\n    at {row['url']}" if row["url"] else ""))
+    if off:
+        disabled = sorted({service for services in off.values() for service in services})
+        click.echo(
+            f"  not shown, as their services are disabled ({', '.join(f'services.{s}' for s in disabled)}): "
+            + ", ".join(LOGINS.get(variable, (variable,))[0].split(" (")[0] for variable in off)
+        )
+
+
+def _of_disabled_services(config, values: dict[str, str]) -> dict[str, list[str]]:
+    """The stored credentials of services this config disables, each with those services: a credential
+    belongs to the stacks that read it (the .env contract) and to the app it is entered in (LOGINS)."""
+    from builder import owner_credentials
+
+    stacks = {credential.name: credential.stacks for credential in owner_credentials.owner_credentials()}
+    seed = config.services.seed()
+    off = {}
+    for variable in values:
+        app = LOGINS.get(variable, (variable, ("main", "/")))[1][0]
+        services = [*stacks.get(variable, ()), *([app] if app != "main" else [])]
+        disabled = [s for s in dict.fromkeys(services) if s in seed and not seed[s].enabled]
+        if disabled:
+            off[variable] = disabled
+    return off

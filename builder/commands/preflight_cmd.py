@@ -40,6 +40,6 @@ def preflight(options: GlobalOptions, target: str, purpose: str) -> None:
     else:
         for check in results:
             click.echo(check.line())
-        click.echo("preflight: " + ("FAILED" if failed else "ok") + f" ({len(results)} checks)")
+        click.echo(checks.summary(results, planned=len(names)))
     if failed:
         raise SystemExit(1)

@@ -19,6 +19,9 @@ from builder.errors import ConfigError, Problem
 
 # Nested keys in one environment variable, as pydantic-settings does: BUILDER__AWS__INSTANCE_TYPE.
 ENV_PREFIX = "BUILDER__"
+# builder's variables that are not config keys (one underscore): every other BUILDER_* name is a
+# misspelt key, refused with the right form rather than ignored. A new such variable belongs here.
+OTHER_VARIABLES = ("BUILDER_CONFIG",)
 # The AWS conventions: AWS_PROFILE, and the region from AWS_REGION before AWS_DEFAULT_REGION.
 AWS_REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
@@ -33,10 +36,12 @@ class Layer:
 
     def set(self, path: KeyPath, value: Any, origin: str) -> None:
         node = self.data
-        for part in path[:-1]:
+        for end, part in enumerate(path[:-1], start=1):
             child = node.get(part)
             if not isinstance(child, dict):
                 child = node[part] = {}
+                # A section this value made: an unknown one (--set nosuch.key=1) is blamed on the value's origin.
+                self.origins.setdefault(path[:end], origin)
             node = child
         node[path[-1]] = value
         for sub_path in _paths(value, path):
@@ -68,9 +73,11 @@ def environment_layer(environ: Mapping[str, str]) -> Layer:
             layer.set(("aws", "region"), environ[variable], f"environment variable {variable}")
             break
     for variable in sorted(environ):
-        if not variable.startswith(ENV_PREFIX):
-            continue
         origin = f"environment variable {variable}"
+        if not variable.startswith(ENV_PREFIX):
+            if variable.upper().startswith("BUILDER_") and variable not in OTHER_VARIABLES:
+                problems.append(Problem(origin, "", _misnamed(variable)))
+            continue
         parts = tuple(variable[len(ENV_PREFIX) :].lower().split("__"))
         if not all(_KEY.fullmatch(part) for part in parts):
             problems.append(Problem(origin, "", "name it BUILDER__SECTION__KEY, e.g. BUILDER__AWS__INSTANCE_TYPE"))
@@ -84,16 +91,41 @@ def environment_layer(environ: Mapping[str, str]) -> Layer:
     return layer
 
 
+def _misnamed(variable: str) -> str:
+    """Why a BUILDER_* name that is neither a key's nor builder's own is not read, and its right form."""
+    rest = variable.upper()[len("BUILDER") :].lstrip("_")
+    if rest in (name[len("BUILDER_") :] for name in OTHER_VARIABLES):
+        right = f"BUILDER_{rest}"
+    elif rest and all(_KEY.fullmatch(part) for part in rest.lower().split("__")):
+        right = f"{ENV_PREFIX}{rest}"
+    else:
+        right = None
+    guess = f" (did you mean {right}?)" if right else ""
+    return (
+        f"not a name builder reads{guess}: a config key is BUILDER__SECTION__KEY, in capitals with two "
+        "underscores after BUILDER and between keys, e.g. BUILDER__AWS__INSTANCE_TYPE; builder's other "
+        f"variables: {', '.join(OTHER_VARIABLES)}. Rename or unset it"
+    )
+
+
 def flag_layer(region: str | None, profile: str | None, assignments: tuple[str, ...] | list[str]) -> Layer:
+    """The flags' layer. A --set that is not KEY.PATH=VALUE is a usage error (exit 2), as click's own are."""
     layer = Layer("flags")
     problems = []
+    malformed = [a for a in assignments if not _well_formed_assignment(a)]
+    if malformed:
+        import click
+
+        shown = ", ".join(repr(a) for a in malformed)
+        raise click.BadParameter(
+            f"{shown}: write --set KEY.PATH=VALUE, e.g. --set aws.instance_type=g5.xlarge "
+            "(KEY.PATH: lowercase keys joined by '.'; VALUE: YAML, quoted if it is a string YAML would change)",
+            param_hint="'--set'",
+        )
     for assignment in assignments:
-        origin = f"flag --set {assignment.partition('=')[0]}"
-        key, sep, raw = assignment.partition("=")
+        key, _, raw = assignment.partition("=")
         parts = tuple(key.strip().split("."))
-        if not sep or not all(_KEY.fullmatch(part) for part in parts):
-            problems.append(Problem(origin, "", "write --set KEY.PATH=VALUE, e.g. --set aws.instance_type=g5.xlarge"))
-            continue
+        origin = f"flag --set {key.strip()}={_shown_value(parts, raw)}"
         try:
             layer.set(parts, _parse_value(raw), origin)
         except ValueError as exc:
@@ -105,6 +137,18 @@ def flag_layer(region: str | None, profile: str | None, assignments: tuple[str, 
     if problems:
         raise ConfigError("command line", problems)
     return layer
+
+
+def _well_formed_assignment(assignment: str) -> bool:
+    key, sep, _ = assignment.partition("=")
+    return bool(sep) and all(_KEY.fullmatch(part) for part in key.strip().split("."))
+
+
+def _shown_value(parts: KeyPath, raw: str) -> str:
+    # An SSM parameter's name is where a user may paste the secret itself: its value is never echoed.
+    if str(parts[-1]).endswith("_parameter"):
+        return "…"
+    return raw if len(raw) <= 40 else raw[:37] + "..."
 
 
 def merge(layers: list[Layer]) -> Layer:
@@ -120,7 +164,8 @@ def _merge_into(merged: Layer, data: dict, prefix: KeyPath, origins: dict[KeyPat
         path = (*prefix, key)
         existing = _get(merged.data, path)
         if isinstance(value, dict) and isinstance(existing, dict):
-            merged.origins[path] = origins.get(path, merged.origins.get(path, ""))
+            # A section both layers have was written first by the lower one (a --set inside it made no section).
+            merged.origins[path] = merged.origins.get(path) or origins.get(path, "")
             _merge_into(merged, value, path, origins)
             continue
         for stale in [p for p in merged.origins if p[: len(path)] == path]:

@@ -6,7 +6,7 @@ import difflib
 import re
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,14 @@ class LoadedConfig:
     config: PlatformConfig
     file: Path | None  # None: no file, built-in defaults only
     sources: dict[str, str]  # dotted key path of every value -> where it came from
+    # Valid settings that expose the platform beyond the tailnet (builder/config/risks.py): said, not refused.
+    warnings: list[Problem] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return self.config.model_dump(mode="json")
+
+    def warnings_json(self) -> list[dict]:
+        return [{"origin": w.origin, "path": w.path, "message": w.message} for w in self.warnings]
 
 
 def load_config(
@@ -60,7 +65,18 @@ def load_config(
         ) from None
     except RecursionError:
         raise ConfigError(source, [Problem(source, "", "nested too deeply (a YAML alias refers to itself?)")]) from None
-    return LoadedConfig(config, path, _sources(config, merged))
+    return LoadedConfig(config, path, _sources(config, merged), _warnings(config, merged, source))
+
+
+def _warnings(config: PlatformConfig, merged: Layer, source: str) -> list[Problem]:
+    from builder.config.risks import risks
+
+    return [
+        Problem(
+            origin_of(merged.origins, tuple(int(p) if p.isdigit() else p for p in path.split(".")), source), path, text
+        )
+        for path, text in risks(config)
+    ]
 
 
 def _defaults_layer() -> Layer:
@@ -103,9 +119,18 @@ def _explain(error: dict, merged: Layer, source: str) -> Problem:
         message = "required"
     elif not _is_sensitive(loc) and "input" in error and kind not in ("literal_error",):
         message = f"{message} (got {_show(error['input'])})"
+        if kind == "string_type" and type(error["input"]) in (int, float):
+            message += _quote_hint(loc, error["input"])
     if bad_key:
         message = f"key {message[0].lower()}{message[1:]}"
     return Problem(origin_of(merged.origins, loc, source), _dotted(loc), message)
+
+
+def _quote_hint(loc: KeyPath, number: int | float) -> str:
+    # YAML reads +4915112345678 as the integer 4915112345678: the '+' (and a leading 0) is gone.
+    if loc[-2:] == ("signal_api", "account") and isinstance(number, int) and number > 0:
+        return f"; YAML read it as a number: write it in quotes: '+{number}'"
+    return "; YAML read it as a number: write it in quotes, as you mean it"
 
 
 def _unknown_key(loc: KeyPath) -> str:

@@ -63,9 +63,16 @@ def _ssm_parameter(value: str) -> str:
     return value
 
 
-Region = Annotated[
-    str, AfterValidator(_pattern_check(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region such as eu-west-1"))
-]
+def _region(value: str) -> str:
+    from builder.config.regions import region_problem
+
+    problem = region_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Region = Annotated[str, AfterValidator(_region)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 ModelRef = Annotated[str, AfterValidator(_model_ref)]
 SsmParameter = Annotated[str, AfterValidator(_ssm_parameter)]
@@ -80,6 +87,22 @@ KmsKey = Annotated[
         )
     ),
 ]
+PLATFORM_NAME_MAX = 32
+
+
+def _platform_name(value: str) -> str:
+    if not re.fullmatch(rf"[a-z][a-z0-9-]{{0,{PLATFORM_NAME_MAX - 2}}}[a-z0-9]", value):
+        length = f" (this one has {len(value)})" if len(value) > PLATFORM_NAME_MAX else ""
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        raise ValueError(
+            f"{shown!r} is not a platform name: 2 to {PLATFORM_NAME_MAX} characters{length}, lowercase letters, "
+            "digits and '-', starting with a letter and ending with a letter or digit; it starts the names of "
+            "the platform's AWS resources, its tags and host names, which have length limits"
+        )
+    return value
+
+
+PlatformName = Annotated[str, AfterValidator(_platform_name)]
 AccountId = Annotated[str, AfterValidator(_pattern_check(r"\d{12}", "a 12-digit AWS account id"))]
 
 
@@ -105,7 +128,8 @@ class AwsSettings(Section):
     )
     ssh_ingress_cidrs: list[Cidr] = Field(
         default_factory=list,
-        description="CIDRs allowed to reach SSH (22/tcp). Empty: no inbound port but Tailscale's 41641/udp.",
+        description="CIDRs allowed to reach SSH (22/tcp). Empty: no inbound port but Tailscale's 41641/udp. "
+        "0.0.0.0/0 (the whole internet) is warned about.",
     )
 
     @model_validator(mode="after")
@@ -133,7 +157,7 @@ class DataVolume(Section):
         None,
         description="Zone of the data volume (and so of the instance); null takes the region's first zone "
         "with a usable subnet.",
-        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$",
+        pattern=r"^[a-z]{2,4}(-[a-z]+)+-\d[a-z]$",  # its region and a letter; the region part is checked below
     )
 
     @model_validator(mode="after")
@@ -211,8 +235,15 @@ RESERVED_SERVICE_NAMES = frozenset(
     | {"signal-api", "signal_api", "gdrive", "platform", "backups", "custom", "tls", "compose"}
 )
 # Ports of the seed (architecture.md: SSH, Dify 80, Clawdbot 3000, AnythingLLM 3001, LiteLLM 4000,
-# n8n 5678, Signal 8080/8081, the edge 8443, Ollama 11434, Tailscale 41641) and the edge's health port.
-SEED_PORTS = frozenset({22, 80, 3000, 3001, 4000, 5678, 8080, 8081, 8443, 11434, 41641})
+# n8n 5678, Signal 8080/8081, the edge 8443 and HTTPS 443 in front of it ("443 → 8443"), Ollama 11434,
+# Tailscale 41641) and the edge's health port. No port the edge publishes takes one, but the edge's own
+# main port may be 8443 or 443: both lead to its index and sub-path routes, as the architecture has it.
+SEED_PORTS = frozenset({22, 80, 443, 3000, 3001, 4000, 5678, 8080, 8081, 8443, 11434, 41641})
+EDGE_MAIN_PORTS = frozenset({443, 8443})
+# Inside the edge's container, the apps' servers listen on these whatever port they are published on
+# (edge/nginx.conf, firstboot/apps/edge.py), and a service of the owner's listens on its own edge_port:
+# on one of these, its requests would reach the app's server, not its own.
+EDGE_APP_CONTAINER_PORTS = {8444: "anythingllm", 8445: "dify", 8446: "n8n"}
 SEED_NEEDS = ("data", "ollama", "litellm")  # what a service of the owner's may start after and require
 # Paths the edge's main port routes for the seed (nginx.conf): a sub-path of the owner's takes none.
 SEED_PATHS = ("/", "/litellm/", "/clawdbot/", "/__openclaw__/", "/signal/", "/anythingllm/", "/dify/", "/n8n/")
@@ -441,10 +472,15 @@ class Routing(Section):
 
 
 class Edge(Section):
-    port: Port = Field(8443, description="TLS port of the edge NGINX: the index and the sub-path routes.")
+    port: Port = Field(
+        8443,
+        description="TLS port of the edge NGINX: the index and the sub-path routes. 8443, 443 (HTTPS, which the "
+        "seed's architecture sends to them) or a port that is none of the seed's.",
+    )
     bind: list[str] = Field(
         default_factory=lambda: ["tailscale", "127.0.0.1"],
-        description="Addresses NGINX listens on: IP addresses, or 'tailscale' for the node's tailnet address.",
+        description="Addresses NGINX listens on: IP addresses, or 'tailscale' for the node's tailnet address. "
+        "An address outside the tailnet and loopback (0.0.0.0, a VPC address) is warned about.",
     )
 
     @model_validator(mode="after")
@@ -635,10 +671,10 @@ class Ssh(Section):
 
 class PlatformConfig(Section):
     version: Literal[1] = Field(description="Config format version. This builder reads version 1.")
-    name: str = Field(
+    name: PlatformName = Field(
         "ai-platform",
-        description="Platform name: tags, resource names and hostnames start with it.",
-        pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$",
+        description="Platform name: tags, resource names and hostnames start with it. 2 to 32 characters: "
+        "lowercase letters, digits and '-', a letter first, no '-' last.",
     )
     target: Literal["aws", "local"] = Field(
         "aws",
@@ -659,13 +695,11 @@ class PlatformConfig(Section):
 
     @model_validator(mode="after")
     def _cross_section(self) -> PlatformConfig:
-        owners: dict[int, str] = {self.edge.port: "edge.port"}
+        owners: dict[int, str] = {}
+        _claim_edge_port("edge.port", self.edge.port, owners, allowed=EDGE_MAIN_PORTS)
         for service_name, service in self.services.seed().items():
             if isinstance(service, EdgeService) and service.enabled:
-                key = f"services.{service_name}.edge_port"
-                if service.edge_port in owners:
-                    raise ValueError(f"{key}: port {service.edge_port} is already taken by {owners[service.edge_port]}")
-                owners[service.edge_port] = key
+                _claim_edge_port(f"services.{service_name}.edge_port", service.edge_port, owners)
         self._check_custom_services(owners)
         for tier in RoutingTiers.model_fields:
             route = getattr(self.routing.tiers, tier)
@@ -702,15 +736,14 @@ class PlatformConfig(Section):
             if not service.enabled:
                 continue
             if service.edge_port is not None:
-                if service.edge_port in port_owners:
-                    taken = port_owners[service.edge_port]
-                    raise ValueError(f"{key}.edge_port: port {service.edge_port} is already taken by {taken}")
-                if service.edge_port in SEED_PORTS:
+                _claim_edge_port(f"{key}.edge_port", service.edge_port, port_owners)
+                app = EDGE_APP_CONTAINER_PORTS.get(service.edge_port)
+                if app is not None:
                     raise ValueError(
-                        f"{key}.edge_port: port {service.edge_port} is one of the seed's "
-                        f"({', '.join(map(str, sorted(SEED_PORTS)))})"
+                        f"{key}.edge_port: port {service.edge_port} is where the edge serves {app} inside its "
+                        f"container, whether services.{app} is on and whichever port it is published on: "
+                        "pick another port (e.g. 8447 and up)"
                     )
-                port_owners[service.edge_port] = f"{key}.edge_port"
             if service.path is not None:
                 # /tools/ and /tools/x/ overlap: NGINX would send one's requests to the other.
                 clash = next(
@@ -729,3 +762,16 @@ class PlatformConfig(Section):
             missing = [stack for stack in service.needs if stack != "data" and stack not in enabled]
             if missing:
                 raise ValueError(f"{key}.needs: {', '.join(missing)} is not enabled (services.{missing[0]}.enabled)")
+
+
+def _claim_edge_port(key: str, port: int, owners: dict[int, str], allowed: frozenset[int] = frozenset()) -> None:
+    """One rule for every port the edge publishes (its own, each app's, the owner's services'): not
+    another's, and none of the seed's ports (but `allowed`: the edge's main port may be 8443 or 443)."""
+    if port in owners:
+        raise ValueError(f"{key}: port {port} is already taken by {owners[port]}")
+    if port in SEED_PORTS - allowed:
+        raise ValueError(
+            f"{key}: port {port} is one of the seed's ({', '.join(map(str, sorted(SEED_PORTS)))}); "
+            "the edge publishes none of them for another use: pick another port (e.g. 8447 and up)"
+        )
+    owners[port] = key
