@@ -605,7 +605,7 @@ def test_a_zone_of_every_partitions_region_shape_is_accepted():
             {"version": 1, "aws": {"region": region}, "data_volume": {"availability_zone": f"{region}a"}}
         )
         assert config.data_volume.availability_zone == f"{region}a"
-    with pytest.raises(ValueError, match="is not a zone of aws.region eu-central-1"):
+    with pytest.raises(ValueError, match=r"is not a zone of aws\.region eu-central-1"):
         PlatformConfig.model_validate(
             {"version": 1, "aws": {"region": "eu-central-1"}, "data_volume": {"availability_zone": "eu-west-1a"}}
         )
