@@ -313,3 +313,19 @@ def test_the_local_plan_lists_images_models_and_sizes_without_the_aws_note(build
     assert "model      qwen2.5:14b (about 9.4 GB, estimated from its tag)" in text.out
     assert "image      docker.io/library/postgres:15-alpine (0.3 GB" in text.out
     assert "run `builder images lock` to record their sizes" in text.out
+
+
+def test_a_plan_with_a_service_disabled_says_its_images_are_baked_all_the_same(builder, tmp_path, monkeypatch):
+    """With Dify off, the plan counted Dify's five images without a word: the image serves every
+    config (the enabled services are not among its inputs), and the plan now says so."""
+    monkeypatch.setattr(template, "find_packer", lambda binary="packer": template.PackerTool(binary, (1, 9, 4)))
+    (tmp_path / "platform.yaml").write_text(
+        f"version: 1\nlocal: {{state_dir: {tmp_path / 'state'}}}\nservices: {{dify: {{enabled: false}}}}\n"
+    )
+    plan = json.loads(builder("--json", "bake", "--target", "local", "--dry-run").out)
+    [note] = [note for note in plan["notes"] if "disabled services" in note]
+    assert "(dify) are baked too: one image serves every config" in note
+    assert any(image["variable"].startswith("DIFY_") for image in plan["images"])
+    (tmp_path / "platform.yaml").write_text(f"version: 1\nlocal: {{state_dir: {tmp_path / 'state'}}}\n")
+    every = json.loads(builder("--json", "bake", "--target", "local", "--dry-run").out)
+    assert not any("disabled services" in note for note in every["notes"])

@@ -84,6 +84,12 @@ def plan(
             notes.append(template.LEGACY_LIMITATIONS.format(version=tool.version_text))
         variables = [pin.variable for pin in pins]
         notes += [finding.message() for finding in capacity.check_disk(config, target, variables, recorded)]
+    disabled = [name for name, service in config.services.seed().items() if not service.enabled]
+    if disabled:  # counted in the disk above, and said so: the image is not made per config
+        notes.append(
+            f"the images of disabled services ({', '.join(disabled)}) are baked too: one image serves every "
+            "config, and an instance turns a service on or off without a new bake"
+        )
     contents = image_contents(config, target, pins, recorded)
     return BakePlan(target, config.name, digest, base, new_build_id(), cached, tool, notes, contents)
 
