@@ -4,9 +4,8 @@ The figures are public ones, each with its source, rounded up; where only a near
 published the figure says so. A model's size is best the one `builder images lock` recorded in the
 lock (its manifest's bytes, as the registry served them); else a published figure; else an estimate
 from the parameter count its tag names, said to be one; else it is named as unknown. They are
-estimates for a warning before anything runs (`bake
---dry-run`, `launch --dry-run`, and the start of a real bake or launch), never a reason to refuse:
-an owner who knows better may go ahead.
+estimates for a warning before anything runs (`bake --dry-run`, `launch --dry-run`, and the start of
+a real bake or launch), never a reason to refuse: an owner who knows better may go ahead.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ exist, and their sizes, is the image's .env contract (source "owner").
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -96,9 +95,13 @@ def read_aws(ssm: Any, config: PlatformConfig, instance: str) -> dict[str, str] 
     return json.loads(value)
 
 
-def delete_aws(ssm: Any, config: PlatformConfig, instance: str) -> None:
-    with contextlib.suppress(ssm.exceptions.ParameterNotFound):
+def delete_aws(ssm: Any, config: PlatformConfig, instance: str) -> bool:
+    """Delete the instance's parameter; False when there was none."""
+    try:
         ssm.delete_parameter(Name=parameter_name(config, instance))
+    except ssm.exceptions.ParameterNotFound:
+        return False
+    return True
 
 
 def local_path(config: PlatformConfig, instance: str) -> Path:

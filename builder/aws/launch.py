@@ -102,7 +102,7 @@ def plan_launch(clients: AwsClients, config: PlatformConfig, instance: str, ami_
     subnet = network.subnet_for(ec2, config.aws.subnet_id, zone)
     document = instance_document(config, instance, "aws", volume_id=volume["VolumeId"] if volume else None)
     user_data = render_user_data(config, document)  # raises before any write if it is too large
-    template = _find_template(ec2, names.launch_template_name(config.name, instance))
+    template = find_template(ec2, names.launch_template_name(config.name, instance))
     return LaunchPlan(
         platform=config.name,
         instance=instance,
@@ -332,7 +332,7 @@ def find_image(ec2: Any, platform: str, ami_id: str | None) -> dict:
     return max(images, key=lambda image: image.get("CreationDate", ""))
 
 
-def _find_template(ec2: Any, name: str) -> dict | None:
+def find_template(ec2: Any, name: str) -> dict | None:
     templates = ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [name]}])
     return templates["LaunchTemplates"][0] if templates["LaunchTemplates"] else None
 

@@ -22,6 +22,7 @@ from builder.aws.errors import explain
 from builder.aws.launch import xen_refusal
 from builder.aws.secrets import OPTIONAL_SECRETS, secret_parameters
 from builder.config.schema import PlatformConfig
+from builder.words import counted
 
 AUTOSCALING_ROLE = "AWSServiceRoleForAutoScaling"
 # Tailscale reaches its control server and relays over the internet; the agent calls EC2, SSM and
@@ -399,18 +400,14 @@ def summary(checks: list[Check], planned: int | None = None) -> str:
     ran = len(checks)
     failed = sum(check.status == "fail" for check in checks)
     warned = sum(check.status == "warn" for check in checks)
-    warnings = f", {_count(warned, 'warning')}" if warned else ""
+    warnings = f", {counted(warned, 'warning')}" if warned else ""
     if not failed:
-        return f"preflight: ok ({_count(ran, 'check')} passed{warnings})"
-    line = f"preflight: FAILED: {failed} of {_count(ran, 'check')} failed{warnings}"
+        return f"preflight: ok ({counted(ran, 'check')} passed{warnings})"
+    line = f"preflight: FAILED: {failed} of {counted(ran, 'check')} failed{warnings}"
     skipped = (planned or ran) - ran
     if skipped:
-        line += f"; {_count(skipped, 'other check')} not run (without credentials they only repeat that)"
+        line += f"; {counted(skipped, 'other check')} not run (without credentials they only repeat that)"
     return line
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def require(

@@ -5,12 +5,12 @@ named as it goes; one that cannot go is named with the reason, and the rest stil
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from builder import owner_credentials
 from builder.aws import iam, names
+from builder.aws.launch import find_template
 from builder.config.schema import PlatformConfig
 
 
@@ -32,23 +32,14 @@ def delete_instance_resources(
 
     ssm = clients.client("ssm")
     parameter = owner_credentials.parameter_name(config, instance)
-
-    def credentials() -> bool:
-        if owner_credentials.read_aws(ssm, config, instance) is None:
-            return False
-        owner_credentials.delete_aws(ssm, config, instance)
-        return True
-
-    attempt(f"owner credentials {parameter}", credentials)
+    attempt(f"owner credentials {parameter}", lambda: owner_credentials.delete_aws(ssm, config, instance))
     template = names.launch_template_name(config.name, instance)
 
     def launch_template() -> bool:
-        with contextlib.suppress(ec2.exceptions.ClientError):
-            found = ec2.describe_launch_templates(LaunchTemplateNames=[template])["LaunchTemplates"]
-            if found:
-                ec2.delete_launch_template(LaunchTemplateName=template)
-                return True
-        return False
+        found = find_template(ec2, template)
+        if found:
+            ec2.delete_launch_template(LaunchTemplateId=found["LaunchTemplateId"])
+        return found is not None
 
     attempt(f"launch template {template}", launch_template)
     role = names.role_name_for(config.name, instance)
@@ -64,11 +55,16 @@ def delete_instance_resources(
         if _in_use(ec2, group["GroupId"]):
             log(f"kept security group {group['GroupId']}: another instance of {config.name} uses it")
             continue
-        attempt(
-            f"security group {group['GroupId']}",
-            lambda group_id=group["GroupId"]: ec2.delete_security_group(GroupId=group_id) is not None,
-        )
+        attempt(f"security group {group['GroupId']}", _deleter(ec2, group["GroupId"]))
     return deleted
+
+
+def _deleter(ec2: Any, group_id: str) -> Callable[[], bool]:
+    def delete() -> bool:
+        ec2.delete_security_group(GroupId=group_id)
+        return True
+
+    return delete
 
 
 def _platform_security_groups(ec2: Any, platform: str) -> list[dict]:

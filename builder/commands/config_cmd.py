@@ -118,7 +118,9 @@ def validate(options: GlobalOptions, file: str | None) -> None:
         report = {"ok": True, "file": name, "version": loaded.config.version, "warnings": loaded.warnings_json()}
         click.echo(json.dumps(report))
     else:
-        warned = f", {_count(len(loaded.warnings), 'warning')} above" if loaded.warnings else ""
+        from builder.words import counted
+
+        warned = f", {counted(len(loaded.warnings), 'warning')} above" if loaded.warnings else ""
         click.echo(f"{name}: valid (version {loaded.config.version}, platform {loaded.config.name!r}{warned})")
 
 
@@ -149,7 +151,3 @@ def reference(readme: str | None) -> None:
 
 def _name(path: Path | None) -> str | None:
     return str(path) if path is not None else None
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")

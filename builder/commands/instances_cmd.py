@@ -50,7 +50,7 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
         return
     if not views:
         if target == "local":
-            from builder.local.instances import platform_dir
+            from builder.local.paths import platform_dir
 
             where = f"under {platform_dir(config) / 'instances'} (local.state_dir)"
         else:
