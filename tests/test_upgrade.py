@@ -13,27 +13,64 @@ from builder.upgrade import UpgradePlan, upgrade
 
 
 class FakeTarget:
-    """An instance whose agent reports, per image, the state the test gives it ("timeout": none)."""
+    """An instance whose agent reports, per image, the state the test gives it ("timeout": none;
+    "wait raises": the wait itself fails). `raises` names the calls that fail ("snapshot",
+    "restore", "started_stacks", "stop 2": the second stop); `before_stacks` the images whose
+    agent stops before its stacks step. The data volume is a name: "original", then, once an
+    image has run its stacks on it, "touched by IMAGE"; a restore makes it "from SNAPSHOT" and
+    keeps the one it replaces."""
 
-    def __init__(self, image: str | None, outcomes: dict[str, str]):
+    def __init__(self, image: str | None, outcomes: dict[str, str], raises=(), before_stacks=()):
         self.running_image = image
         self.outcomes = outcomes
+        self.raises = set(raises)
+        self.before_stacks = set(before_stacks)
         self.calls: list[str] = []
         self.volume_owner: str | None = image  # which image's instance holds the data volume
+        self.volume = "original"
+        self.kept: list[str] = []
+        self.stops = 0
+        self.last_started: str | None = None
 
     def image(self):
         return self.running_image
 
     def stop(self, log):
+        self.stops += 1
         self.calls.append(f"stop {self.running_image}")
+        if f"stop {self.stops}" in self.raises:
+            raise RuntimeError("the stop broke")
         self.volume_owner = None  # detached while no instance runs
         return "clean"
 
+    def snapshot_data(self, reason, log):
+        self.calls.append(f"snapshot {reason}")
+        if "snapshot" in self.raises:
+            raise RuntimeError("no snapshot today")
+        return "snap-1"
+
     def start(self, image, log):
         self.calls.append(f"start {image}")
+        self.last_started = image
         if self.outcomes.get(image) == "start raises":  # as the wheel's missing file once did
             raise FileNotFoundError(f"no such file for {image}")
         self.running_image = self.volume_owner = image
+        if image not in self.before_stacks and self.outcomes.get(image) not in (None, "done"):
+            self.volume = f"touched by {image}"
+
+    def started_stacks(self):
+        self.calls.append("started_stacks?")
+        if "started_stacks" in self.raises:
+            raise RuntimeError("cannot tell")
+        return self.last_started not in self.before_stacks and self.outcomes.get(self.last_started) != "start raises"
+
+    def restore_data(self, snapshot, log):
+        self.calls.append(f"restore {snapshot}")
+        if "restore" in self.raises:
+            raise RuntimeError("no volume from it")
+        self.kept.append(self.volume)
+        self.volume = f"from {snapshot}"
+        return f"kept {self.kept[-1]}"
 
     def relaunch_hint(self, image):
         return f"builder launch alpha --ami {image}"
@@ -42,6 +79,8 @@ class FakeTarget:
         outcome = self.outcomes[self.running_image]
         if outcome == "timeout":
             raise BuilderError(f"did not report within {timeout:g} s")
+        if outcome == "wait raises":
+            raise ConnectionError("the endpoint went away")
         return outcome, f"firstboot: {outcome}"
 
 
@@ -49,7 +88,8 @@ def test_a_new_image_that_comes_up_is_kept():
     target = FakeTarget("old", {"new": "done"})
     result = upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lambda line: None)
     assert (result.state, result.image) == ("upgraded", "new")
-    assert target.calls == ["stop old", "start new"]
+    assert target.calls == ["stop old", "snapshot before-upgrade", "start new"]
+    assert result.snapshot == "snap-1" and "its data from before is in snap-1" in result.detail
 
 
 @pytest.mark.parametrize("outcome", ["failed", "timeout"])
@@ -58,8 +98,17 @@ def test_a_new_image_that_fails_or_never_reports_goes_back_by_itself(outcome):
     lines: list[str] = []
     result = upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lines.append)
     assert (result.state, result.image) == ("rolled back", "old")
-    assert target.calls == ["stop old", "start new", "stop new", "start old"]
+    assert target.calls == [
+        "stop old",
+        "snapshot before-upgrade",
+        "start new",
+        "stop new",
+        "started_stacks?",
+        "restore snap-1",
+        "start old",
+    ]
     assert target.volume_owner == "old"  # the data volume is back with a running instance
+    assert (target.volume, target.kept) == ("from snap-1", ["touched by new"])
     assert any("going back to old" in line for line in lines)
 
 
@@ -69,15 +118,80 @@ def test_a_start_that_raises_after_the_stop_goes_back_to_the_old_image():
     lines: list[str] = []
     result = upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lines.append)
     assert (result.state, result.image) == ("rolled back", "old")
-    assert target.calls == ["stop old", "start new", "stop old", "start old"]
-    assert target.volume_owner == "old"
+    assert target.calls == [
+        "stop old",
+        "snapshot before-upgrade",
+        "start new",
+        "stop old",
+        "started_stacks?",
+        "start old",
+    ]
+    assert target.volume_owner == "old" and target.volume == "original"  # nothing started: nothing restored
     assert "its start failed: FileNotFoundError: no such file for new" in result.detail
 
 
 def test_when_the_way_back_cannot_start_either_the_error_says_how_to_bring_it_back():
     target = FakeTarget("old", {"new": "start raises", "old": "start raises"})
-    with pytest.raises(BuilderError, match=r"its data volume is kept: `builder launch alpha --ami old` brings it back"):
+    with pytest.raises(
+        BuilderError,
+        match=r"data volume is kept and its data from before the upgrade is in snap-1: `builder launch alpha --ami old` brings",
+    ):
         upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lambda line: None)
+
+
+def test_a_failed_snapshot_starts_the_old_image_again_and_fails_saying_so():
+    """No upgrade without a way back: the new image never starts."""
+    target = FakeTarget("old", {"new": "done", "old": "done"}, raises={"snapshot"})
+    with pytest.raises(
+        BuilderError,
+        match=r"not upgraded: the snapshot .* failed \(RuntimeError: no snapshot today\); it runs old again, nothing changed",
+    ):
+        upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lambda line: None)
+    assert target.calls == ["stop old", "snapshot before-upgrade", "start old"]
+    assert (target.volume_owner, target.volume) == ("old", "original")
+
+
+def test_a_new_image_that_fails_before_its_stacks_goes_back_on_the_same_volume():
+    target = FakeTarget("old", {"new": "failed", "old": "done"}, before_stacks={"new"})
+    result = upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lambda line: None)
+    assert result.state == "rolled back"
+    assert "restore snap-1" not in target.calls
+    assert (target.volume_owner, target.volume, target.kept) == ("old", "original", [])
+
+
+@pytest.mark.parametrize("outcome", ["wait raises", "timeout", "failed"])
+def test_any_failure_of_the_new_image_restores_the_snapshot_before_the_old_image_starts(outcome):
+    target = FakeTarget("old", {"new": outcome, "old": "done"})
+    lines: list[str] = []
+    result = upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lines.append)
+    assert (result.state, result.image, result.snapshot) == ("rolled back", "old", "snap-1")
+    assert target.calls.index("restore snap-1") < target.calls.index("start old")
+    assert (target.volume, target.kept) == ("from snap-1", ["touched by new"])  # kept, never dropped
+    assert "kept touched by new" in lines
+
+
+def test_when_it_cannot_tell_whether_the_stacks_started_it_restores():
+    target = FakeTarget("old", {"new": "failed", "old": "done"}, raises={"started_stacks"})
+    result = upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lambda line: None)
+    assert result.state == "rolled back" and target.volume == "from snap-1"
+
+
+def test_a_failed_restore_still_starts_the_old_image_and_says_how_to_put_the_data_back():
+    target = FakeTarget("old", {"new": "failed", "old": "done"}, raises={"restore"})
+    result = upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lambda line: None)
+    assert (result.state, target.volume_owner) == ("rolled back", "old")
+    assert target.volume == "touched by new" and target.kept == []
+    assert "restoring its data volume from snap-1 failed (RuntimeError: no volume from it)" in result.detail
+    assert "`builder restore alpha --snapshot snap-1` puts the data from before back" in result.detail
+
+
+def test_a_failed_stop_on_the_way_back_leaves_the_volume_alone_and_still_starts_the_old_image():
+    """The new image may still hold the volume: no restore under it."""
+    target = FakeTarget("old", {"new": "failed", "old": "done"}, raises={"stop 2"})
+    result = upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lambda line: None)
+    assert target.calls[-2:] == ["stop new", "start old"]
+    assert "its stop failed (RuntimeError: the stop broke)" in result.detail
+    assert target.kept == []
 
 
 def test_the_same_image_changes_nothing():
