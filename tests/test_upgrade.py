@@ -134,7 +134,7 @@ def test_when_the_way_back_cannot_start_either_the_error_says_how_to_bring_it_ba
     target = FakeTarget("old", {"new": "start raises", "old": "start raises"})
     with pytest.raises(
         BuilderError,
-        match=r"data volume is kept and its data from before the upgrade is in snap-1: `builder launch alpha --ami old` brings",
+        match=r"its data from before the upgrade is in snap-1: `builder launch alpha --ami old` brings it back",
     ):
         upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lambda line: None)
 
@@ -144,7 +144,7 @@ def test_a_failed_snapshot_starts_the_old_image_again_and_fails_saying_so():
     target = FakeTarget("old", {"new": "done", "old": "done"}, raises={"snapshot"})
     with pytest.raises(
         BuilderError,
-        match=r"not upgraded: the snapshot .* failed \(RuntimeError: no snapshot today\); it runs old again, nothing changed",
+        match=r"not upgraded: the snapshot .* failed \(RuntimeError: no snapshot today\); it runs old again, nothing",
     ):
         upgrade(UpgradePlan("alpha", "old", "new"), target, 60, lambda line: None)
     assert target.calls == ["stop old", "snapshot before-upgrade", "start old"]
@@ -234,6 +234,8 @@ def test_the_dry_run_says_what_changes_and_what_stays(builder, tmp_path):
     plan = json.loads(result.out)
     assert plan["image"] == {"from": str(images / "a"), "to": str(images / "b")}
     assert plan["changes"] is True and "every stack" in plan["restarts"] and "the data volume" in plan["keeps"]
+    assert plan["snapshot"]["reason"] == "before-upgrade"
+    assert [step.split()[0] for step in plan["steps"]] == ["stop", "snapshot", "start", "if"]  # snapshot first
     assert not (instance / "state.json").exists()  # nothing was started
 
 
@@ -250,43 +252,91 @@ def test_no_instance_and_a_missing_image_are_clear_errors_that_change_nothing(bu
     assert sorted(p.name for p in instance.iterdir()) == ["image.json"]
 
 
-def test_on_aws_a_new_ami_gets_a_new_template_version_and_a_failing_one_goes_back(aws, baked):
-    """moto runs no agent: the injected wait plays it, reporting done on the good AMI and failed on
-    the broken one, by the instance's ImageId. The data volume is the same throughout."""
-    from moto_server import agent_attaches, make_tagged_ami
+def play_agent(ec2, instance_id: str, state: str, failed_at: str | None = None) -> tuple[str, str]:
+    """moto runs no agent: its storage step (its own code) attaches the data volume to the group's
+    new instance, and its report (its own code) tags the instance: done, or failed at a step."""
+    from moto_server import agent_attaches
+
+    from builder.aws.instances import AGENT_STEPS
+    from firstboot.report import publish_status_tags
+    from firstboot.status import Status, StepRecord
+
+    agent_attaches(ec2, instance_id)
+    error = {"step": failed_at, "message": "it broke"} if failed_at else None
+    status = Status(steps=[StepRecord(step, "ok") for step in AGENT_STEPS], state=state, first_error=error)
+    publish_status_tags(ec2, instance_id, status)
+    return state, status.summary()
+
+
+def image_of(ec2, instance_id: str) -> str:
+    return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["ImageId"]
+
+
+def tags_of(resource: dict) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in resource.get("Tags", [])}
+
+
+def launched_on_moto(aws, baked):
+    from moto_server import make_tagged_ami
 
     from builder.aws.clients import AwsClients
-    from builder.aws.instances import data_volume
     from builder.aws.launch import launch, plan_launch
     from builder.config.schema import PlatformConfig
-    from builder.upgrade import AwsUpgradeTarget
 
     ec2 = aws.client("ec2")
     config = PlatformConfig.model_validate({"version": 1, "data_volume": {"availability_zone": "us-east-1a"}})
     clients = AwsClients(config)
     launch(clients, config, plan_launch(clients, config, "alpha", baked), log=lambda line: None)
-    source = ec2.describe_images(ImageIds=[baked])["Images"][0]["ImageId"]
-    newer = make_tagged_ami(ec2, source, "ai-platform-build-2", {"ai-platform:platform": "ai-platform"})
-    broken = make_tagged_ami(ec2, source, "ai-platform-build-3", {"ai-platform:platform": "ai-platform"})
+    newer = make_tagged_ami(ec2, baked, "ai-platform-build-2", {"ai-platform:platform": "ai-platform"})
+    return ec2, clients, config, newer
+
+
+def test_on_aws_a_new_ami_gets_a_new_template_version_and_a_failing_one_goes_back_onto_the_snapshot(aws, baked):
+    """The injected wait plays the agent: done on the good AMI, failed at its services step (its
+    stacks had started) on the broken one, by the instance's ImageId."""
+    from moto_server import make_tagged_ami
+
+    from builder.aws.instances import data_volume
+    from builder.aws.snapshots import list_snapshots
+    from builder.upgrade import AwsUpgradeTarget
+
+    ec2, clients, config, newer = launched_on_moto(aws, baked)
+    broken = make_tagged_ami(ec2, baked, "ai-platform-build-3", {"ai-platform:platform": "ai-platform"})
     volume = data_volume(ec2, "ai-platform", "alpha")["VolumeId"]
 
     def agent(ec2_client, instance_id, *, timeout, on_change):
-        """The agent's storage step (its own code) on the group's new instance, then its report."""
-        agent_attaches(ec2_client, instance_id)
-        image = ec2_client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["ImageId"]
-        state = "failed" if image == broken else "done"
-        return state, f"firstboot: {state}"
+        if image_of(ec2_client, instance_id) == broken:
+            return play_agent(ec2_client, instance_id, "failed", failed_at="services")
+        return play_agent(ec2_client, instance_id, "done")
 
     target = AwsUpgradeTarget(clients, config, "alpha", wait_for_agent=agent)
     assert target.image() == baked
     moved = upgrade(UpgradePlan("alpha", baked, newer), target, 60, lambda line: None)
     assert (moved.state, target.image()) == ("upgraded", newer)
-    back = upgrade(UpgradePlan("alpha", newer, broken), target, 60, lambda line: None)
+    assert data_volume(ec2, "ai-platform", "alpha")["VolumeId"] == volume  # an upgrade that works keeps it
+    lines: list[str] = []
+    back = upgrade(UpgradePlan("alpha", newer, broken), target, 60, lines.append)
     assert (back.state, back.image, target.image()) == ("rolled back", newer, newer)
     versions = ec2.describe_launch_template_versions(LaunchTemplateName="ai-platform-alpha")["LaunchTemplateVersions"]
     amis = [v["LaunchTemplateData"]["ImageId"] for v in sorted(versions, key=lambda v: v["VersionNumber"])]
     assert amis == [baked, newer, broken, newer]
-    assert data_volume(ec2, "ai-platform", "alpha")["VolumeId"] == volume  # one volume, never another
+
+    # Each upgrade snapshotted the volume first, tagged with the images it moved between.
+    taken = {view.snapshot_id: view for view in list_snapshots(ec2, "ai-platform", "alpha")}
+    assert {(v.reason, v.upgrade_from, v.upgrade_to, v.volume_id) for v in taken.values()} == {
+        ("before-upgrade", baked, newer, volume),
+        ("before-upgrade", newer, broken, volume),
+    }
+    assert taken[back.snapshot].upgrade_to == broken
+    # The broken image had started its stacks: the old image came back on a volume made from the
+    # snapshot; the volume the broken image touched is kept, tagged as replaced.
+    restored = data_volume(ec2, "ai-platform", "alpha")
+    assert restored["VolumeId"] != volume
+    assert tags_of(restored)["ai-platform:restored-from"] == back.snapshot
+    [old] = ec2.describe_volumes(VolumeIds=[volume])["Volumes"]
+    assert tags_of(old)["ai-platform:role"] == "data-replaced"
+    assert tags_of(old)["ai-platform:replaced-by"] == restored["VolumeId"]
+    assert any(f"kept the replaced data volume {volume}" in line for line in lines)
     running = ec2.describe_instances(
         Filters=[
             {"Name": "tag:ai-platform:instance", "Values": ["alpha"]},
@@ -297,8 +347,133 @@ def test_on_aws_a_new_ami_gets_a_new_template_version_and_a_failing_one_goes_bac
     [group] = aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
     assert [i["InstanceId"] for i in group["Instances"]] == [final["InstanceId"]]  # the group's own
     assert (group["MinSize"], group["DesiredCapacity"], group["LaunchTemplate"]["Version"]) == (1, 1, "$Default")
-    [attached] = ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"]
-    assert attached["InstanceId"] == final["InstanceId"]  # the volume went along, every time
+    [attached] = ec2.describe_volumes(VolumeIds=[restored["VolumeId"]])["Volumes"][0]["Attachments"]
+    assert attached["InstanceId"] == final["InstanceId"]
+
+
+def test_on_aws_an_exception_at_any_step_after_the_stop_leaves_it_running_on_its_previous_image(
+    aws, baked, monkeypatch
+):
+    """One instance, one upgrade per step after the stop, each with an exception injected there
+    (the last leaves it on the new image, so it goes last). After each: the group keeps one
+    instance, the launch template's default starts the image it should, the data volume is the
+    one it should be, and no volume is gone."""
+    from builder.aws import group, launch, snapshots
+    from builder.aws.instances import data_volume
+    from builder.upgrade import AwsUpgradeTarget
+
+    ec2, clients, config, newer = launched_on_moto(aws, baked)
+    scaling = aws.client("autoscaling")
+    current = data_volume(ec2, "ai-platform", "alpha")["VolumeId"]
+    roles = [{"Name": "tag:ai-platform:role", "Values": ["data", "data-replaced", "data-restoring"]}]
+
+    def data_volumes() -> set[str]:  # (root volumes go with their instances)
+        return {v["VolumeId"] for v in ec2.describe_volumes(Filters=roles)["Volumes"]}
+
+    every_volume = data_volumes()
+
+    def fails_at_services(ec2_client, instance_id, *, timeout, on_change):
+        state = "failed" if image_of(ec2_client, instance_id) == newer else "done"
+        return play_agent(ec2_client, instance_id, state, failed_at="services" if state == "failed" else None)
+
+    def raises_on_the_new_image(ec2_client, instance_id, *, timeout, on_change):
+        if image_of(ec2_client, instance_id) != newer:
+            return play_agent(ec2_client, instance_id, "done")
+        from firstboot.report import publish_step_tags
+        from firstboot.status import Status, StepRecord
+
+        play_agent(ec2_client, instance_id, "running")
+        step = StepRecord("stacks", "ok", seconds=1.0)
+        publish_step_tags(ec2_client, instance_id, Status(steps=[step]), step)  # its stacks step is done
+        raise ConnectionResetError("the wait lost its connection")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    def once(function):
+        calls = []
+
+        def first_call_fails(*args, **kwargs):
+            calls.append(args)
+            if len(calls) == 1:
+                raise RuntimeError("injected")
+            return function(*args, **kwargs)
+
+        return first_call_fails
+
+    def put_template_failing_for_the_new_image(ec2_client, config, plan, *rest):
+        if plan.ami_id == newer:
+            raise RuntimeError("injected")
+        return original_put_template(ec2_client, config, plan, *rest)
+
+    original_put_template = launch._put_template
+    original_create_tags = clients.ec2.create_tags
+
+    def swap_fails(Resources, Tags):  # the new volume made, the old one marked: its role=data tag fails
+        if Tags == [{"Key": "ai-platform:role", "Value": "data"}] and Resources != [current]:
+            raise RuntimeError("injected")
+        return original_create_tags(Resources=Resources, Tags=Tags)
+
+    def going_back_stop_fails(original):
+        calls = []
+
+        def scale(autoscaling, ec2_client, name, size, log):
+            calls.append(size)
+            if size == 0 and len(calls) == 2:
+                raise RuntimeError("injected")
+            return original(autoscaling, ec2_client, name, size, log)
+
+        return scale
+
+    cases = [  # (step, injection, agent, what it runs after, whether a restored volume is the data volume)
+        ("snapshot", lambda p: p.setattr(snapshots, "snapshot_volume", boom), fails_at_services, baked, False),
+        (
+            "template version",
+            lambda p: p.setattr(launch, "_put_template", put_template_failing_for_the_new_image),
+            fails_at_services,
+            baked,
+            False,
+        ),
+        ("group scale-up", lambda p: p.setattr(group, "ensure", once(group.ensure)), fails_at_services, baked, False),
+        ("wait", lambda p: None, raises_on_the_new_image, baked, True),
+        ("restore", lambda p: p.setattr(clients.ec2, "create_tags", swap_fails), fails_at_services, baked, False),
+        (
+            "going-back stop",
+            lambda p: p.setattr(group, "scale", going_back_stop_fails(group.scale)),
+            fails_at_services,
+            newer,
+            False,
+        ),
+    ]
+    for step, inject, agent, runs, restored in cases:
+        with monkeypatch.context() as patch:
+            inject(patch)
+            target = AwsUpgradeTarget(clients, config, "alpha", wait_for_agent=agent)
+            try:
+                result = upgrade(UpgradePlan("alpha", baked, newer), target, 60, lambda line: None).state
+            except BuilderError as error:
+                result = str(error)
+        [found] = scaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+        assert (found["MinSize"], found["DesiredCapacity"]) == (1, 1), step
+        [default] = ec2.describe_launch_template_versions(
+            LaunchTemplateName="ai-platform-alpha", Versions=["$Default"]
+        )["LaunchTemplateVersions"]
+        assert default["LaunchTemplateData"]["ImageId"] == runs, step
+        assert image_of(ec2, group.live_instance(found)) == runs, step
+        data = data_volume(ec2, "ai-platform", "alpha")["VolumeId"]
+        assert (data != current) == restored, step
+        now = data_volumes()
+        assert every_volume <= now, f"{step}: a volume is gone"
+        every_volume, current = now, data
+        if step == "snapshot":
+            assert "snapshot of its data volume failed (RuntimeError: injected); it runs " in result
+        elif step == "going-back stop":
+            assert "its stop failed (RuntimeError: injected)" in result and "brings it back" in result
+        else:
+            assert result == "rolled back", (step, result)
+    assert any(
+        tags_of(v).get("ai-platform:role") == "data-restoring" for v in ec2.describe_volumes()["Volumes"]
+    )  # the volume the failed swap made is kept too
 
 
 def test_on_aws_the_dry_run_names_the_next_template_version(aws, baked, builder, tmp_path):
