@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from moto_server import image_of, launched_on_moto, play_agent, tags_of
 
 from builder.errors import BuilderError
 from builder.upgrade import UpgradePlan, upgrade
@@ -250,45 +251,6 @@ def test_no_instance_and_a_missing_image_are_clear_errors_that_change_nothing(bu
     wrong = builder("--config", str(config), "upgrade", "alpha", "--target", "local", "--image", str(tmp_path))
     assert wrong.code == 1 and "holds no baked image" in wrong.err
     assert sorted(p.name for p in instance.iterdir()) == ["image.json"]
-
-
-def play_agent(ec2, instance_id: str, state: str, failed_at: str | None = None) -> tuple[str, str]:
-    """moto runs no agent: its storage step (its own code) attaches the data volume to the group's
-    new instance, and its report (its own code) tags the instance: done, or failed at a step."""
-    from moto_server import agent_attaches
-
-    from builder.aws.instances import AGENT_STEPS
-    from firstboot.report import publish_status_tags
-    from firstboot.status import Status, StepRecord
-
-    agent_attaches(ec2, instance_id)
-    error = {"step": failed_at, "message": "it broke"} if failed_at else None
-    status = Status(steps=[StepRecord(step, "ok") for step in AGENT_STEPS], state=state, first_error=error)
-    publish_status_tags(ec2, instance_id, status)
-    return state, status.summary()
-
-
-def image_of(ec2, instance_id: str) -> str:
-    return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["ImageId"]
-
-
-def tags_of(resource: dict) -> dict[str, str]:
-    return {tag["Key"]: tag["Value"] for tag in resource.get("Tags", [])}
-
-
-def launched_on_moto(aws, baked):
-    from moto_server import make_tagged_ami
-
-    from builder.aws.clients import AwsClients
-    from builder.aws.launch import launch, plan_launch
-    from builder.config.schema import PlatformConfig
-
-    ec2 = aws.client("ec2")
-    config = PlatformConfig.model_validate({"version": 1, "data_volume": {"availability_zone": "us-east-1a"}})
-    clients = AwsClients(config)
-    launch(clients, config, plan_launch(clients, config, "alpha", baked), log=lambda line: None)
-    newer = make_tagged_ami(ec2, baked, "ai-platform-build-2", {"ai-platform:platform": "ai-platform"})
-    return ec2, clients, config, newer
 
 
 def test_on_aws_a_new_ami_gets_a_new_template_version_and_a_failing_one_goes_back_onto_the_snapshot(aws, baked):
