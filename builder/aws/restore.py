@@ -108,10 +108,10 @@ def restore(
     from builder.aws.instances import wait_for_agent as follow_agent
 
     ec2, autoscaling = clients.ec2, clients.autoscaling
-    if plan.group_name:
-        group.scale(autoscaling, ec2, plan.group_name, 0, log)
-    # From here on the instance is down: whatever fails, the group goes back to one.
+    # From the stop on: whatever fails, the group goes back to one (a stop cut short included).
     try:
+        if plan.group_name:
+            group.scale(autoscaling, ec2, plan.group_name, 0, log)
         restored = snapshots.restore_volume(ec2, plan.platform, plan.instance, plan.snapshot.snapshot_id, log)
     except Exception as exc:
         _start_after_failure(clients, plan, exc, log)  # raises, saying what is where
@@ -133,9 +133,15 @@ def restore(
     def group_instance() -> str | None:
         return group.live_instance(group.find(autoscaling, plan.group_name))
 
-    state, detail = (wait_for_agent or follow_agent)(
-        ec2, instance_id, timeout=wait_timeout, on_change=on_change, current=group_instance
-    )
+    try:
+        state, detail = (wait_for_agent or follow_agent)(
+            ec2, instance_id, timeout=wait_timeout, on_change=on_change, current=group_instance
+        )
+    except BuilderError as exc:  # no report in time: the restore itself is done
+        raise BuilderError(
+            f"{plan.instance} ({instance_id}) runs on the restored volume {restored.volume_id}, but {exc}; "
+            f"{snapshots.back_hint(plan.instance, restored)}"
+        ) from exc
     if state == "failed":
         raise BuilderError(
             f"{plan.instance} ({instance_id}) runs on the restored volume {restored.volume_id}, but its agent failed: "
