@@ -110,8 +110,15 @@ def test_a_volume_from_a_snapshot_has_the_zone_type_iops_throughput_and_key_of_t
 def test_backups_and_restore_latest_swap_in_a_volume_from_the_snapshot_and_keep_the_old_one(
     aws, baked, builder, tmp_path, monkeypatch
 ):
-    """The CLI end to end on moto; the agent is played (moto runs none) by replacing the wait."""
-    ec2, *_ = launched_on_moto(aws, baked)
+    """The CLI end to end on moto; the agent is played (moto runs none) by replacing the wait.
+    On the way, a restore with an exception injected after the stop."""
+    from builder.aws.restore import plan_restore, restore
+    from builder.errors import BuilderError
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    ec2, clients, config, _ = launched_on_moto(aws, baked)
     (tmp_path / "platform.yaml").write_text("version: 1\ndata_volume: {availability_zone: us-east-1a}\n")
     volume = data_volume(ec2, PLATFORM, "alpha")["VolumeId"]
     taken = snapshots.snapshot_volume(ec2, PLATFORM, "alpha", volume, snapshots.MANUAL, lambda line: None)
@@ -151,6 +158,19 @@ def test_backups_and_restore_latest_swap_in_a_volume_from_the_snapshot_and_keep_
     [before] = aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
     assert data_volume(ec2, PLATFORM, "alpha")["VolumeId"] == volume  # refused: nothing changed
 
+    # A restore that fails after the stop starts the instance again and says which volume is where.
+    plan = plan_restore(clients, config, "alpha", None)
+    with monkeypatch.context() as patch, pytest.raises(BuilderError) as failed:
+        patch.setattr(snapshots, "swap_in", fails)
+        restore(clients, plan, lambda line: None, wait=False, wait_timeout=60)
+    message = str(failed.value)
+    assert "restore of alpha failed (RuntimeError: injected); it was started again" in message
+    assert f"the data volume is {volume} (unchanged)" in message
+    [made] = ec2.describe_volumes(Filters=[{"Name": "tag:ai-platform:role", "Values": ["data-restoring"]}])["Volumes"]
+    assert f"{made['VolumeId']}, made from {taken}, is kept" in message
+    [again] = aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert again["DesiredCapacity"] == 1 and again["Instances"]
+
     def agent(ec2_client, instance_id, *, timeout, on_change, current=None):
         return play_agent(ec2_client, instance_id, "done")
 
@@ -174,27 +194,3 @@ def test_backups_and_restore_latest_swap_in_a_volume_from_the_snapshot_and_keep_
     [attached] = new["Attachments"] or ec2.describe_volumes(VolumeIds=[new["VolumeId"]])["Volumes"][0]["Attachments"]
     assert attached["InstanceId"] == restored["instance_id"]
     assert f"tag {volume} ai-platform:role=data" in restored["back"]
-
-
-def test_a_restore_that_fails_after_the_stop_starts_the_instance_again_and_says_what_is_where(aws, baked, monkeypatch):
-    from builder.aws.restore import plan_restore, restore
-    from builder.errors import BuilderError
-
-    ec2, clients, config, _ = launched_on_moto(aws, baked)
-    volume = data_volume(ec2, PLATFORM, "alpha")["VolumeId"]
-    snapshots.snapshot_volume(ec2, PLATFORM, "alpha", volume, snapshots.MANUAL, lambda line: None)
-    plan = plan_restore(clients, config, "alpha", None)
-
-    def fails(*args, **kwargs):
-        raise RuntimeError("injected")
-
-    monkeypatch.setattr(snapshots, "swap_in", fails)
-    with pytest.raises(BuilderError) as error:
-        restore(clients, plan, lambda line: None, wait=False, wait_timeout=60)
-    message = str(error.value)
-    assert "restore of alpha failed (RuntimeError: injected); it was started again" in message
-    assert f"the data volume is {volume} (unchanged)" in message
-    [made] = ec2.describe_volumes(Filters=[{"Name": "tag:ai-platform:role", "Values": ["data-restoring"]}])["Volumes"]
-    assert f"{made['VolumeId']}, made from {plan.snapshot.snapshot_id}, is kept" in message
-    [group] = aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
-    assert group["DesiredCapacity"] == 1 and group["Instances"]
