@@ -280,7 +280,8 @@ def data_volume_of(ec2: Any, platform: str, instance: str) -> dict:
 def back_hint(name: str, restored: Restored) -> str:
     """How to undo a restore: another snapshot, or the replaced volume back by its tags."""
     return (
-        f"to go back: `builder restore {name} --snapshot ID` (another snapshot), or, with the instance stopped, "
-        f"tag {restored.replaced_volume_id} {names.ROLE_TAG}={names.DATA_ROLE} and {restored.volume_id} "
-        f"{names.ROLE_TAG}={REPLACED_ROLE}"
+        f"to go back: `builder restore {name} --snapshot ID` (another snapshot); or to the replaced volume itself: "
+        f"`builder destroy {name}` (it keeps the volumes), tag {restored.replaced_volume_id} "
+        f"{names.ROLE_TAG}={names.DATA_ROLE} and {restored.volume_id} {names.ROLE_TAG}={REPLACED_ROLE}, "
+        f"then `builder launch {name}`"
     )

@@ -181,6 +181,7 @@ def _confirm(name: str, plan) -> None:
                 f"(run it in a terminal, pipe the name: echo {name} | builder restore {name} ..., or pass --yes)"
             )
         typed = line.strip()
+        click.echo("", err=True)  # the answer came from a pipe: what follows starts on a line of its own
     if typed != name:
         raise BuilderError("confirmation did not match: nothing was stopped or changed")
 
