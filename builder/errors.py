@@ -57,3 +57,13 @@ class NotBuiltYet(BuilderError):
     """A command whose issue has not landed: it says so instead of pretending."""
 
     exit_code = 3
+
+
+def failure_line(exc: BaseException) -> str:
+    """An exception in one line, for a message that says what happened and goes on: a
+    BuilderError's own words, else its type and message (an AWS error's message only)."""
+    if isinstance(exc, BuilderError):
+        return str(exc)
+    response = getattr(exc, "response", None)
+    detail = response["Error"]["Message"] if isinstance(response, dict) and "Error" in response else str(exc)
+    return f"{type(exc).__name__}: {detail}"

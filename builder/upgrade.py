@@ -2,14 +2,20 @@
 
 The story, whatever the target:
   1. stop the instance cleanly (its stacks stop before power-off; the data volume is kept);
-  2. start it from the new image on the same data volume, and wait for its agent;
-  3. done (or degraded): the instance now runs the new image;
-     failed, or no report within the wait: stop it, start it again from the image it ran before,
-     wait again, and say that it went back and why.
-The data volume is never deleted nor left without an instance that owns it.
+  2. snapshot the data volume while nothing holds it (a consistent copy); a failed snapshot ends
+     the upgrade there: the old image starts again, nothing changed;
+  3. start it from the new image on the same data volume, and wait for its agent;
+  4. done (or degraded): the instance now runs the new image;
+     failed, no report within the wait, or any exception after the stop: stop it; when the new
+     image got as far as its stacks (whose apps may have migrated their databases), make the data
+     volume anew from the snapshot (the one the new image touched is kept and marked); start it
+     again from the image it ran before, wait again, and say that it went back and why.
+The data volume is never deleted nor left without an instance that owns it; the instance is never
+left down: where going back fails too, the error names what is where and the command that brings
+it back.
 
-A target is anything with the four calls of `UpgradeTarget`; the local one (qemu) is below, the
-tests drive the story with a fake.
+A target is anything with the calls of `UpgradeTarget`; the local one (qemu) and the AWS one are
+below, the tests drive the story with a fake.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
-from builder.errors import BuilderError
+from builder.errors import BuilderError, failure_line
 
 SETTLED = ("done", "degraded")
+BEFORE_UPGRADE = "before-upgrade"  # the snapshot's reason (ai-platform:snapshot-reason)
 
 
 class UpgradeTarget(Protocol):
@@ -41,6 +48,17 @@ class UpgradeTarget(Protocol):
 
     def relaunch_hint(self, image: str) -> str:
         """The command that starts it again on `image`, for when builder could not."""
+
+    def snapshot_data(self, reason: str, log: Callable[[str], None]) -> str:
+        """Copy the data volume while the instance is stopped (so the copy is consistent); returns the copy's id."""
+
+    def started_stacks(self) -> bool:
+        """Whether the instance started by the last start() got as far as starting its stacks (the
+        agent's status shows its stacks step began); True when that is not known."""
+
+    def restore_data(self, snapshot: str, log: Callable[[str], None]) -> str:
+        """While the instance is stopped: make its data volume anew from `snapshot` and swap it in;
+        the replaced volume/disk is kept and marked, never deleted; returns a line naming what was kept."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,16 @@ class UpgradePlan:
             "restarts": ["the instance (new root disk)", "every stack"] if self.changes else [],
             "keeps": ["the data volume", "the secrets and keys on it", "the owner's credentials"],
         }
+        if self.changes:
+            document["steps"] = [
+                f"stop {self.name} (its stacks stop cleanly; the data volume is kept)",
+                f"snapshot the data volume (reason {BEFORE_UPGRADE}) before the new image starts",
+                f"start {self.name} from {self.new} and wait for its agent",
+                f"if it does not come up: stop it, restore the data volume from that snapshot if the new "
+                f"image started its stacks (the volume it touched is kept), and start "
+                f"{self.current or 'the previous image'} again",
+            ]
+            document["snapshot"] = {"reason": BEFORE_UPGRADE, "when": "after the stop, before the new image starts"}
         if self.template and self.changes:
             document["launch_template"] = self.template
         return document
@@ -73,37 +101,105 @@ class UpgradeResult:
     state: str  # "upgraded", "unchanged" or "rolled back"
     image: str  # the image the instance runs at the end
     detail: str
+    snapshot: str | None = None  # the copy of the data volume taken before the new image started
 
 
 def upgrade(plan: UpgradePlan, target: UpgradeTarget, wait_timeout: float, log: Callable[[str], None]) -> UpgradeResult:
     if not plan.changes:
         return UpgradeResult("unchanged", plan.new, f"{plan.name} already runs {plan.new}")
     how = target.stop(log)
-    log(f"stopped {plan.name} ({how}); starting it from {plan.new}")
+    log(f"stopped {plan.name} ({how}); snapshotting its data volume")
     # From here on the instance is down: whatever fails, the story ends with it running again.
+    try:
+        snapshot = target.snapshot_data(BEFORE_UPGRADE, log)
+    except Exception as exc:  # nothing has changed yet: the old image starts again, and that is all
+        _back_without_a_snapshot(plan, target, failure_line(exc), wait_timeout, log)  # raises
+    log(f"data volume copied to {snapshot}; starting {plan.name} from {plan.new}")
     reason = _start(target, plan.new, log) or _settle(target, wait_timeout, log)
     if reason is None:
-        return UpgradeResult("upgraded", plan.new, f"{plan.name} runs {plan.new}")
+        return UpgradeResult(
+            "upgraded", plan.new, f"{plan.name} runs {plan.new}; its data from before is in {snapshot}", snapshot
+        )
     if plan.current is None:
         raise BuilderError(
             f"{plan.name} did not come up on {plan.new} ({reason}), and the image it ran before is not "
-            "known: it is left on the new image with its data volume; see its console"
+            f"known: it is left on the new image with its data volume (its data from before is in {snapshot}); "
+            "see its console"
         )
     log(f"{plan.name} did not come up on {plan.new} ({reason}): going back to {plan.current}")
-    target.stop(log)
+    return _go_back(plan, target, snapshot, reason, wait_timeout, log)
+
+
+def _go_back(
+    plan: UpgradePlan, target: UpgradeTarget, snapshot: str, reason: str, wait_timeout: float, log
+) -> UpgradeResult:
+    """Stop the new image, put the data from before back where it touched it, start the old image."""
+    assert plan.current is not None
+    problems: list[str] = []
+    try:
+        target.stop(log)
+        stopped = True
+    except Exception as exc:
+        stopped = False
+        problems.append(f"its stop failed ({failure_line(exc)}), so its data volume was left as it is")
+    if stopped:
+        try:
+            touched = target.started_stacks()
+        except Exception as exc:  # not known: restore, the safe side
+            log(f"could not tell whether {plan.new} started its stacks ({failure_line(exc)}): restoring all the same")
+            touched = True
+        if touched:
+            try:
+                log(target.restore_data(snapshot, log))
+            except Exception as exc:
+                problems.append(
+                    f"restoring its data volume from {snapshot} failed ({failure_line(exc)}), so {plan.current} "
+                    f"runs on the volume {plan.new} touched; `builder restore {plan.name} --snapshot {snapshot}` "
+                    "puts the data from before back"
+                )
+        else:
+            log(f"{plan.new} did not start its stacks: the data volume is as it was ({snapshot} is kept)")
+    said = "; ".join(problems)
     refused = _start(target, plan.current, log)
     if refused is not None:
         raise BuilderError(
             f"{plan.name} did not come up on {plan.new} ({reason}), and starting it again on {plan.current} "
-            f"failed ({refused}); its data volume is kept: `{target.relaunch_hint(plan.current)}` brings it back"
+            f"failed ({refused}){'; ' + said if said else ''}; its data volume is kept and its data from before the "
+            f"upgrade is in {snapshot}: `{target.relaunch_hint(plan.current)}` brings it back"
         )
     again = _settle(target, wait_timeout, log)
     if again is not None:
         raise BuilderError(
-            f"{plan.name} did not come up on {plan.new} ({reason}) nor again on {plan.current} ({again}); "
-            "its data volume is kept and attached to it"
+            f"{plan.name} did not come up on {plan.new} ({reason}) nor again on {plan.current} ({again})"
+            f"{'; ' + said if said else ''}; its data volume is kept and attached to it, and its data from before "
+            f"the upgrade is in {snapshot}"
         )
-    return UpgradeResult("rolled back", plan.current, f"{plan.new} did not come up ({reason}); back on {plan.current}")
+    detail = f"{plan.new} did not come up ({reason}); back on {plan.current}"
+    return UpgradeResult("rolled back", plan.current, detail + (f"; {said}" if said else ""), snapshot)
+
+
+def _back_without_a_snapshot(plan: UpgradePlan, target: UpgradeTarget, why: str, wait_timeout: float, log) -> NoReturn:
+    """The snapshot failed: no upgrade without a way back. The old image starts again; the error says so."""
+    failed = f"{plan.name} was not upgraded: the snapshot of its data volume failed ({why})"
+    if plan.current is None:
+        raise BuilderError(
+            f"{failed}, and the image it ran before is not known: it is stopped, its data volume kept; "
+            f"`{target.relaunch_hint(plan.new)}` starts it on the new image"
+        )
+    log(f"the snapshot failed ({why}): starting {plan.current} again, nothing changed")
+    refused = _start(target, plan.current, log)
+    if refused is not None:
+        raise BuilderError(
+            f"{failed}, and starting it again on {plan.current} failed ({refused}); its data volume is kept as it "
+            f"was: `{target.relaunch_hint(plan.current)}` brings it back"
+        )
+    again = _settle(target, wait_timeout, log)
+    if again is not None:
+        raise BuilderError(
+            f"{failed}; it was started again on {plan.current} but did not come up ({again}); its data volume is "
+            "kept and attached to it"
+        )
+    raise BuilderError(f"{failed}; it runs {plan.current} again, nothing changed")
 
 
 def _start(target: UpgradeTarget, image: str, log: Callable[[str], None]) -> str | None:
@@ -111,7 +207,7 @@ def _start(target: UpgradeTarget, image: str, log: Callable[[str], None]) -> str
     try:
         target.start(image, log)
     except Exception as exc:  # any failure, a bug included: the instance must not stay down for it
-        return f"its start failed: {type(exc).__name__}: {exc}"
+        return f"its start failed: {failure_line(exc)}"
     return None
 
 
@@ -119,8 +215,8 @@ def _settle(target: UpgradeTarget, timeout: float, log: Callable[[str], None]) -
     """None when the agent reports done or degraded; else why not."""
     try:
         state, line = target.wait(timeout, log)
-    except BuilderError as exc:
-        return str(exc)
+    except Exception as exc:  # a timeout (BuilderError), or anything else: the story goes on
+        return str(exc) if isinstance(exc, BuilderError) else f"its wait failed: {failure_line(exc)}"
     return None if state in SETTLED else f"{state}: {line}"
 
 
@@ -169,7 +265,9 @@ class AwsUpgradeTarget:
     until its instance is terminated (the data volume detaches and is kept); starting is `launch`
     from the given AMI: a new launch template version, made the default, and the group back at one,
     which launches its instance from it. Waiting follows the agent's status tags; `wait_for_agent`
-    is injected where no agent runs (moto).
+    is injected where no agent runs (moto). The data volume's copy is an EBS snapshot
+    (builder/aws/snapshots.py), tagged with the images the upgrade moves between; restoring it
+    swaps a volume made from it in by its tags.
 
     Not an instance refresh: a refresh judges the new instance by EC2's health checks only and
     would call an image whose agent failed healthy; this story follows the agent and goes back."""
@@ -181,6 +279,9 @@ class AwsUpgradeTarget:
         self.group = names.group_name(config.name, name)
         self.wait_for_agent = wait_for_agent or instances.wait_for_agent
         self.instance_id: str | None = None
+        self.stopped_image: str | None = None  # what the instance ran when stop() ended it
+        self.known_before_start: set[str] | None = None  # the instances there were before the last start()
+        self.untold_snapshot: str | None = None  # a before-upgrade snapshot whose upgrade-to is not yet tagged
 
     def image(self) -> str | None:
         from builder.aws import group
@@ -211,6 +312,7 @@ class AwsUpgradeTarget:
         from builder.aws import group
         from builder.aws.instances import terminate
 
+        self.stopped_image = self.image()
         ended = []
         if group.find(self.clients.autoscaling, self.group):
             ended = group.scale(self.clients.autoscaling, self.clients.ec2, self.group, 0, log)
@@ -218,8 +320,22 @@ class AwsUpgradeTarget:
         return "terminated " + ", ".join(ended) if ended else "not running"
 
     def start(self, image: str, log: Callable[[str], None]) -> None:
+        from builder.aws import snapshots
+        from builder.aws.instances import data_volume
         from builder.aws.launch import launch, plan_launch
 
+        if self.untold_snapshot:  # the first start after the snapshot is the image the upgrade moves to
+            tag = [{"Key": snapshots.UPGRADE_TO_TAG, "Value": image}]
+            self.clients.ec2.create_tags(Resources=[self.untold_snapshot], Tags=tag)
+            self.untold_snapshot = None
+        # `launch` makes a data volume where none is tagged: here that would be an empty one.
+        if data_volume(self.clients.ec2, self.config.name, self.name) is None:
+            raise BuilderError(
+                f"no volume is tagged as {self.name}'s data volume; not starting it on an empty one "
+                "(`builder backups NAME` lists its snapshots, the volumes tagged data-replaced are kept)"
+            )
+        self.known_before_start = set(self._instances())
+        self.instance_id = None
         plan = plan_launch(self.clients, self.config, self.name, image)
         result = launch(self.clients, self.config, plan, log)
         self.instance_id = result.instance_id
@@ -233,3 +349,50 @@ class AwsUpgradeTarget:
 
     def relaunch_hint(self, image: str) -> str:
         return f"builder launch {self.name} --ami {image}"
+
+    def snapshot_data(self, reason: str, log: Callable[[str], None]) -> str:
+        """Start a snapshot of the detached data volume and return at once: EBS copies the volume as
+        it was at this moment, while the next instance may already attach and write it.
+        `restore_data` waits for it to complete."""
+        from builder.aws import snapshots
+
+        ec2 = self.clients.ec2
+        volume = snapshots.data_volume_of(ec2, self.config.name, self.name)
+        tags = {}
+        if reason == BEFORE_UPGRADE and self.stopped_image:
+            tags[snapshots.UPGRADE_FROM_TAG] = self.stopped_image
+        snapshot = snapshots.snapshot_volume(ec2, self.config.name, self.name, volume["VolumeId"], reason, log, tags)
+        self.untold_snapshot = snapshot if reason == BEFORE_UPGRADE else None
+        return snapshot
+
+    def started_stacks(self) -> bool:
+        """From the status tags the agent left on the instances the last start() launched (a
+        terminated instance keeps its tags while EC2 still lists it)."""
+        from builder.aws.instances import started_stacks
+
+        if self.known_before_start is None:
+            return True  # no start() seen: not known
+        started = {i: tags for i, tags in self._instances().items() if i not in self.known_before_start}
+        if not started:  # the start failed before the group launched anything, or EC2 no longer lists it
+            return self.instance_id is not None
+        return any(started_stacks(tags) is not False for tags in started.values())
+
+    def restore_data(self, snapshot: str, log: Callable[[str], None]) -> str:
+        from builder.aws import snapshots
+
+        return snapshots.restore_volume(self.clients.ec2, self.config.name, self.name, snapshot, log).kept_line()
+
+    def _instances(self) -> dict[str, dict[str, str]]:
+        """Every instance of this name EC2 lists, terminated ones too, with its tags."""
+        from builder.aws import names
+
+        filters = [
+            {"Name": f"tag:{names.PLATFORM_TAG}", "Values": [self.config.name]},
+            {"Name": f"tag:{names.INSTANCE_TAG}", "Values": [self.name]},
+        ]
+        found = {}
+        for page in self.clients.ec2.get_paginator("describe_instances").paginate(Filters=filters):
+            for reservation in page["Reservations"]:
+                for instance in reservation["Instances"]:
+                    found[instance["InstanceId"]] = {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
+        return found

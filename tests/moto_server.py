@@ -102,3 +102,39 @@ def agent_attaches(ec2, instance_id: str, platform: str = "ai-platform", instanc
         timeout=5,
         poll_interval=0,
     )
+
+
+def play_agent(ec2, instance_id: str, state: str, failed_at: str | None = None) -> tuple[str, str]:
+    """moto runs no agent: its storage step (its own code) attaches the data volume to the group's
+    new instance, and its report (its own code) tags the instance: done, or failed at a step."""
+    from builder.aws.instances import AGENT_STEPS
+    from firstboot.report import publish_status_tags
+    from firstboot.status import Status, StepRecord
+
+    agent_attaches(ec2, instance_id)
+    error = {"step": failed_at, "message": "it broke"} if failed_at else None
+    status = Status(steps=[StepRecord(step, "ok") for step in AGENT_STEPS], state=state, first_error=error)
+    publish_status_tags(ec2, instance_id, status)
+    return state, status.summary()
+
+
+def image_of(ec2, instance_id: str) -> str:
+    return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["ImageId"]
+
+
+def tags_of(resource: dict) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in resource.get("Tags", [])}
+
+
+def launched_on_moto(aws, baked):
+    """Instance alpha launched from `baked` (its group, template and data volume), and a newer AMI."""
+    from builder.aws.clients import AwsClients
+    from builder.aws.launch import launch, plan_launch
+    from builder.config.schema import PlatformConfig
+
+    ec2 = aws.client("ec2")
+    config = PlatformConfig.model_validate({"version": 1, "data_volume": {"availability_zone": "us-east-1a"}})
+    clients = AwsClients(config)
+    launch(clients, config, plan_launch(clients, config, "alpha", baked), log=lambda line: None)
+    newer = make_tagged_ami(ec2, baked, "ai-platform-build-2", {"ai-platform:platform": "ai-platform"})
+    return ec2, clients, config, newer

@@ -33,6 +33,8 @@ AWS_COMMANDS = [
     ("preflight",),
     ("launch", "alpha", "--dry-run"),
     ("upgrade", "alpha", "--dry-run"),
+    ("backups", "alpha"),
+    ("restore", "alpha", "--latest", "--dry-run"),
     ("bake", "--target", "aws", "--dry-run"),
 ]
 

@@ -13,7 +13,8 @@ import json
 from conftest import AWS_ZONE as ZONE
 from moto_server import make_tagged_ami
 
-from builder.aws import names
+from builder.aws import names, snapshots
+from builder.aws.instances import data_volume
 
 TAILSCALE = "/ai-platform/tailscale/auth-key"
 ANTHROPIC = "/ai-platform/providers/anthropic"
@@ -203,7 +204,7 @@ def test_images_lock_dry_run_asks_the_registries_and_writes_nothing(builder, tmp
 
 
 def test_aws_dry_runs_change_nothing_there_or_here(aws, baked, builder, tmp_path):
-    """launch, upgrade, destroy, prune, janitor and bake, each with --dry-run, on an account with an
+    """launch, upgrade, restore, destroy, prune, janitor and bake, each with --dry-run, on an account with an
     instance launched (for real) and a newer AMI to move to."""
     ec2 = aws.client("ec2")
     base = ec2.describe_images()["Images"][0]
@@ -214,11 +215,15 @@ def test_aws_dry_runs_change_nothing_there_or_here(aws, baked, builder, tmp_path
     launched = builder("--json", "launch", "alpha")
     assert launched.code == 0, launched.err
     newer = make_tagged_ami(ec2, base["ImageId"], "ai-platform-build-2", {names.PLATFORM_TAG: "ai-platform"})
+    volume = data_volume(ec2, "ai-platform", "alpha")["VolumeId"]
+    snapshot = snapshots.snapshot_volume(ec2, "ai-platform", "alpha", volume, snapshots.MANUAL, lambda line: None)
     before, here = aws_state(aws), files(tmp_path)
     said = {}
     for args in (
         ["launch", "beta"],
         ["--json", "upgrade", "alpha"],
+        ["restore", "alpha", "--latest"],  # no question asked: nothing is to be changed
+        ["--json", "restore", "alpha", "--snapshot", snapshot],
         ["destroy", "alpha", "--delete-data"],
         ["--json", "destroy", "alpha"],
         ["--json", "prune", "--keep", "1"],
@@ -231,6 +236,9 @@ def test_aws_dry_runs_change_nothing_there_or_here(aws, baked, builder, tmp_path
         assert files(tmp_path) == here, args
         said[" ".join(args)] = result.out
     assert json.loads(said["--json upgrade alpha"])["image"]["to"] == newer
+    restore = json.loads(said[f"--json restore alpha --snapshot {snapshot}"])
+    assert (restore["dry_run"], restore["snapshot"]["snapshot_id"], restore["replaces"]) == (True, snapshot, volume)
+    assert f"make a volume from {snapshot}" in said["restore alpha --latest"]
     destroy = json.loads(said["--json destroy alpha"])
     assert destroy["dry_run"] is True and destroy["group"] == "ai-platform-alpha"
     assert destroy["data_volume_state"] == "kept"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,9 @@ from builder.aws import names
 from builder.errors import BuilderError
 
 FINAL_STATES = ("done", "degraded", "failed")
+# The agent's steps in the order it runs them (firstboot/agent.py STEPS; tests/test_upgrade.py
+# keeps the two alike): its status tags name the last one finished, or the one that failed.
+AGENT_STEPS = ("config", "identity", "storage", "tailscale", "secrets", "gdrive", "stacks", "services", "report")
 
 
 @dataclass
@@ -69,6 +73,28 @@ def data_volume(ec2: Any, platform: str, name: str) -> dict | None:
         ids = ", ".join(sorted(volume["VolumeId"] for volume in volumes))
         raise BuilderError(f"more than one data volume is tagged for {platform}/{name}: {ids}; keep one")
     return volumes[0] if volumes else None
+
+
+def started_stacks(tags: dict[str, str]) -> bool | None:
+    """Whether the agent whose status tags these are got as far as its stacks step; None when its
+    tags do not tell (no report yet, a step this builder does not know). After a failed step the
+    agent skips the rest; after any other it goes on to the next."""
+    state, detail = tags.get(names.STATUS_TAG), tags.get(names.STATUS_DETAIL_TAG, "")
+    stacks = AGENT_STEPS.index("stacks")
+    if state in ("done", "degraded"):
+        return True
+    if state == "running":  # "storage: ok in 6.1 s": that step finished
+        step, _, outcome = detail.partition(": ")
+        if step not in AGENT_STEPS:
+            return None
+        reached = AGENT_STEPS.index(step) + (0 if outcome.startswith("failed") else 1)
+        return reached >= stacks
+    if state == "failed":  # "ai-platform firstboot: failed (1 failed, 2 ok, 6 skipped); storage: …"
+        match = re.search(r"\); (\w+): ", detail)
+        if match is None or match[1] not in AGENT_STEPS:
+            return None
+        return AGENT_STEPS.index(match[1]) >= stacks
+    return None
 
 
 def terminate(ec2: Any, platform: str, name: str, log: Callable[[str], None]) -> list[str]:

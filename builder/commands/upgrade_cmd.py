@@ -35,7 +35,9 @@ def upgrade(
     options: GlobalOptions, name: str, target: str | None, image: Path | None, ami: str | None, wait_timeout: int
 ) -> None:
     """Move instance NAME onto the newest image (or --image) with the same data volume, secrets and
-    keys; if it does not come up within --wait-timeout it goes back to its previous image by itself."""
+    keys. The data volume is snapshotted once the instance has stopped; if the new image does not
+    come up within --wait-timeout it goes back to its previous image by itself, onto a volume
+    restored from that snapshot when the new image had started its stacks."""
     from builder.commands.config_cmd import load
     from builder.commands.target import resolve
     from builder.upgrade import upgrade as run_upgrade
@@ -55,6 +57,8 @@ def upgrade(
         else:
             click.echo(f"upgrade plan for {config.name}/{name} ({target}; dry run: nothing changed)")
             click.echo(f"  image      {plan.current or '(not recorded)'} -> {plan.new}")
+            if "snapshot" in document:
+                click.echo(f"  snapshot   the data volume, {document['snapshot']['when']} (kept; the way back)")
             if "launch_template" in document:
                 click.echo(f"  template   {document['launch_template']}")
             click.echo(f"  restarts   {', '.join(document['restarts']) or 'nothing: it already runs that image'}")
@@ -62,6 +66,8 @@ def upgrade(
         return
     result = run_upgrade(plan, moving, wait_timeout, log=lambda line: click.echo(f"  {line}", err=True))
     document = {"instance": name, "state": result.state, "image": result.image, "detail": result.detail}
+    if result.snapshot:
+        document["snapshot"] = result.snapshot
     if options.json:
         click.echo(json.dumps(document, indent=2))
     else:
