@@ -174,7 +174,8 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str | 
         "data_volume": volume["VolumeId"] if volume else None,
         "data_volume_state": kept if volume else "none",
         "deleted": removed,
-        "snapshots": "deleted" if delete_data else "kept",
+        "snapshots": snapshot_ids,  # with --delete-data: those it deleted (and named in the question)
+        "snapshots_state": "deleted" if delete_data else "kept",
     }
     if options.json:
         click.echo(json.dumps(result, indent=2))
