@@ -88,7 +88,27 @@ AWS_ZONE = "us-east-1a"
 
 
 @pytest.fixture
-def aws(moto, monkeypatch):
+def dlm_standin(monkeypatch):
+    """Data Lifecycle Manager for every `dlm` client builder makes (tests/dlm_standin.py: moto has none)."""
+    from dlm_standin import DlmStandin
+
+    from builder.aws.clients import AwsClients
+
+    standin = DlmStandin()
+    make = AwsClients.client
+
+    def client(self, service, region=None):
+        made = make(self, service, region)
+        if service == "dlm":
+            standin.attach(made)
+        return made
+
+    monkeypatch.setattr(AwsClients, "client", client)
+    return standin
+
+
+@pytest.fixture
+def aws(moto, monkeypatch, dlm_standin):
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -126,3 +126,80 @@ def test_the_policy_with_every_optional_statement_at_once_lints_clean():
     assert findings(policy) == []
     [read] = [s for s in policy["Statement"] if s["Sid"] == "ReadOnlyItsParameters"]
     assert len(read["Resource"]) == len(parameters)
+
+
+# The role Data Lifecycle Manager assumes for a platform's snapshot policy (builder/aws/snapshot_role.py)
+
+SNAPSHOT_CONFIG = PlatformConfig(version=1)
+COPY_KEY = "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab"
+VOLUME_KEY = "arn:aws:kms:us-east-1:123456789012:key/3210abcd-0123-4567-89ab-0123456789ab"
+
+
+# CreateSnapshot is authorized on the volume and on the new snapshot: the volume's statement checks
+# its tag, the snapshot's cannot (a new snapshot has none yet), so they are two statements, as AWS's
+# own EC2 examples write it. parliament checks each statement alone and names the resource the other
+# one holds: exactly these two findings are expected.
+SPLIT_CREATE_SNAPSHOT = [
+    "RESOURCE_MISMATCH: [{'action': 'ec2:CreateSnapshot', 'required_format': 'arn:*:ec2:*::snapshot/*'}]",
+    "RESOURCE_MISMATCH: [{'action': 'ec2:CreateSnapshot', 'required_format': 'arn:*:ec2:*:*:volume/*'}]",
+]
+
+
+def test_the_snapshot_role_uses_only_documented_actions_resources_and_condition_keys():
+    from builder.aws import snapshot_role
+
+    copying = PlatformConfig.model_validate(
+        {"version": 1, "backups": {"snapshots": {"copy_to_region": "eu-west-1", "copy_kms_key": COPY_KEY}}}
+    )
+    assert findings(snapshot_role.role_policy(SNAPSHOT_CONFIG, "123456789012")) == SPLIT_CREATE_SNAPSHOT
+    assert findings(snapshot_role.role_policy(copying, "123456789012", [COPY_KEY, VOLUME_KEY])) == SPLIT_CREATE_SNAPSHOT
+
+
+def test_the_snapshot_role_snapshots_only_the_platforms_tagged_volumes_and_deletes_only_its_snapshots():
+    from builder.aws import snapshot_role
+
+    policy = snapshot_role.role_policy(SNAPSHOT_CONFIG, "123456789012")
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(statements) == {
+        "SeeVolumesAndSnapshots",
+        "SnapshotOnlyThePlatformsDataVolumes",
+        "MakeAndTagSnapshots",
+        "DeleteOnlyThePlatformsSnapshots",
+    }  # no copy, no KMS without a copy region
+    create = statements["SnapshotOnlyThePlatformsDataVolumes"]
+    assert create["Resource"] == "arn:aws:ec2:us-east-1:123456789012:volume/*"
+    assert create["Condition"] == {"StringEquals": {f"aws:ResourceTag/{names.SNAPSHOT_POLICY_TAG}": "ai-platform"}}
+    delete = statements["DeleteOnlyThePlatformsSnapshots"]
+    assert delete["Condition"] == {"StringEquals": {f"aws:ResourceTag/{names.PLATFORM_TAG}": "ai-platform"}}
+    assert delete["Resource"] == ["arn:aws:ec2:us-east-1::snapshot/*"]
+    assert all("*" not in s["Action"] for s in policy["Statement"])
+
+
+def test_a_copy_region_adds_copy_and_only_the_named_keys():
+    from builder.aws import snapshot_role
+
+    copying = PlatformConfig.model_validate({"version": 1, "backups": {"snapshots": {"copy_to_region": "eu-west-1"}}})
+    policy = snapshot_role.role_policy(copying, "123456789012", [VOLUME_KEY])
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    assert statements["CopyToTheCopyRegion"]["Resource"] == [
+        "arn:aws:ec2:us-east-1::snapshot/*",
+        "arn:aws:ec2:eu-west-1::snapshot/*",
+    ]
+    assert statements["UseTheKeysOfTheCopies"]["Resource"] == [VOLUME_KEY]
+    assert statements["LetEbsUseTheKeysOfTheCopies"]["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+
+
+def test_the_snapshot_roles_trust_policy_lets_only_dlm_assume_it():
+    from builder.aws import snapshot_role
+
+    assert snapshot_role.TRUST_POLICY["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "dlm.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]
+
+
+def test_the_snapshot_role_lint_can_fail():
+    from builder.aws import snapshot_role
+
+    broken = snapshot_role.role_policy(SNAPSHOT_CONFIG, "123456789012")
+    broken["Statement"][1]["Action"] = "ec2:CreateSnapshotz"
+    assert any(f.startswith("UNKNOWN_ACTION") and "ec2:CreateSnapshotz" in f for f in findings(broken))

@@ -87,7 +87,7 @@ def run(cfg, instance="alpha", **kwargs):
     return launch(clients, cfg, plan, log=lambda _line: None), sent
 
 
-def test_first_launch_creates_everything_with_the_right_properties(aws, baked):
+def test_first_launch_creates_everything_with_the_right_properties(aws, baked, dlm_standin):
     result, sent = run(config())
     ec2, iam = aws.client("ec2"), aws.client("iam")
 
@@ -143,8 +143,11 @@ def test_first_launch_creates_everything_with_the_right_properties(aws, baked):
             "owner credentials /ai-platform/instances/alpha/owner-credentials",
             "launch template ai-platform-alpha",
             "auto scaling group ai-platform-alpha",
+            "snapshot role ai-platform-snapshots",
+            f"snapshot policy {next(iter(dlm_standin.policies))}",
         ]
     )
+    assert tags[names.SNAPSHOT_POLICY_TAG] == "ai-platform"  # the one tag the snapshot policy targets
 
     [scaling] = aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
     assert (scaling["MinSize"], scaling["MaxSize"], scaling["DesiredCapacity"]) == (1, 1, 1)

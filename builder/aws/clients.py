@@ -45,6 +45,11 @@ class AwsClients:
         return self.client("iam")
 
     @cached_property
+    def dlm(self) -> Any:
+        """Amazon Data Lifecycle Manager (the platform's snapshot policy)."""
+        return self.client("dlm")
+
+    @cached_property
     def sts(self) -> Any:
         return self.client("sts")
 

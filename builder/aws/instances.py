@@ -28,6 +28,8 @@ class InstanceView:
     agent_detail: str
     health: str = "-"  # the instance's last health line (firstboot health, every minute), "-" before any
     group: str = "-"  # AWS: its Auto Scaling group of one, what it keeps and has
+    last_snapshot: dict | None = None  # AWS: the newest snapshot of its data volume (snapshot_policy.snapshot_report)
+    snapshot_warning: str | None = None  # AWS: that snapshot is too old, or there is none after two periods
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -95,6 +97,22 @@ def started_stacks(tags: dict[str, str]) -> bool | None:
             return None
         return AGENT_STEPS.index(match[1]) >= stacks
     return None
+
+
+def data_volumes_created(ec2: Any, platform: str) -> dict[str, Any]:
+    """When each instance's data volume was made, by instance name."""
+    volumes = ec2.describe_volumes(
+        Filters=[
+            {"Name": f"tag:{names.PLATFORM_TAG}", "Values": [platform]},
+            {"Name": f"tag:{names.ROLE_TAG}", "Values": [names.DATA_ROLE]},
+        ]
+    )["Volumes"]
+    made = {}
+    for volume in volumes:
+        tags = {tag["Key"]: tag["Value"] for tag in volume.get("Tags", [])}
+        if names.INSTANCE_TAG in tags:
+            made[tags[names.INSTANCE_TAG]] = volume["CreateTime"]
+    return made
 
 
 def terminate(ec2: Any, platform: str, name: str, log: Callable[[str], None]) -> list[str]:

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from builder import owner_credentials
-from builder.aws import group, iam, names, network
+from builder.aws import group, iam, names, network, snapshot_policy, snapshot_role
 from builder.aws.clients import AwsClients
 from builder.aws.instances import data_volume
+from builder.aws.snapshot_policy import PolicyPlan
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
 from builder.userdata import UserData, instance_document, render_user_data
@@ -47,6 +48,9 @@ class LaunchPlan:
     template_id: str | None  # None: to be created
     group_exists: bool
     user_data: UserData
+    snapshot_policy: PolicyPlan = field(default_factory=lambda: PolicyPlan("off"))
+    snapshot_role_exists: bool = False
+    volume_lacks_snapshot_tag: bool = False  # a data volume made before the snapshot policy
 
     def actions(self) -> list[str]:
         def verb(existing: str | None, what: str) -> str:
@@ -58,11 +62,23 @@ class LaunchPlan:
             verb(self.volume_id, "data volume"),
             verb(self.security_group_id, "security group"),
             ("reuse" if self.role_exists else "create") + " role and instance profile (policy kept current)",
+            *self._snapshot_actions(),
             ("new version of launch template " + self.template_id) if self.template_id else "create launch template",
             f"user-data {len(self.user_data.payload)} bytes{' (gzip)' if self.user_data.compressed else ''}",
             ("bring auto scaling group back to one instance" if self.group_exists else "create auto scaling group")
             + f" {self.group_name} (one instance in {self.zone}, replaced when it fails)",
         ]
+
+    def _snapshot_actions(self) -> list[str]:
+        actions = []
+        if self.volume_id and self.volume_lacks_snapshot_tag:
+            tag = f"{names.SNAPSHOT_POLICY_TAG}={self.platform}"
+            actions.append(f"tag data volume {self.volume_id} {tag} (the snapshot policy's target)")
+        if self.snapshot_policy.action != "off":
+            role = names.snapshot_role_name(self.platform)
+            verb = "reuse" if self.snapshot_role_exists else "create"
+            actions.append(f"{verb} snapshot role {role} (policy kept current)")
+        return [*actions, self.snapshot_policy.line()]
 
     @property
     def group_name(self) -> str:
@@ -103,6 +119,12 @@ def plan_launch(clients: AwsClients, config: PlatformConfig, instance: str, ami_
     document = instance_document(config, instance, "aws", volume_id=volume["VolumeId"] if volume else None)
     user_data = render_user_data(config, document)  # raises before any write if it is too large
     template = find_template(ec2, names.launch_template_name(config.name, instance))
+    snapshots, snapshot_role_exists = PolicyPlan("off"), False
+    if config.backups.snapshots.enabled:
+        role_arn = snapshot_role.role_arn(config, clients.account_id)
+        snapshots = snapshot_policy.plan_policy(clients.dlm, config, role_arn)
+        snapshot_role_exists = iam.role_exists(clients.iam, names.snapshot_role_name(config.name))
+    volume_tags = {tag["Key"]: tag["Value"] for tag in (volume or {}).get("Tags", [])}
     return LaunchPlan(
         platform=config.name,
         instance=instance,
@@ -117,6 +139,9 @@ def plan_launch(clients: AwsClients, config: PlatformConfig, instance: str, ami_
         template_id=template["LaunchTemplateId"] if template else None,
         group_exists=existing_group is not None,
         user_data=user_data,
+        snapshot_policy=snapshots,
+        snapshot_role_exists=snapshot_role_exists,
+        volume_lacks_snapshot_tag=volume is not None and volume_tags.get(names.SNAPSHOT_POLICY_TAG) != config.name,
     )
 
 
@@ -157,6 +182,7 @@ def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: C
         if iam.ensure_role(clients.iam, role, policy, names.tags(config.name, plan.instance)):
             log(f"created role and instance profile {role}")
             undo.append((f"role {role}", lambda: iam.delete_role(clients.iam, role)))
+        _ensure_snapshots(clients, config, plan, volume_id, undo, log)
         template_id, version = _put_template(ec2, config, plan, group_id, role, undo, log)
         instance_id = start_in_group(clients, config, plan, template_id, undo, log)
         log(f"launched {instance_id} from {plan.ami_id} (launch template version {version})")
@@ -182,11 +208,37 @@ def _kept(config: PlatformConfig, plan: LaunchPlan) -> list[str]:
         kept.append(f"security group {plan.security_group_id}")
     if plan.role_exists:
         kept.append(f"role {names.role_name_for(config.name, plan.instance)}")
+    if plan.snapshot_role_exists:
+        kept.append(f"snapshot role {names.snapshot_role_name(config.name)}")
+    if plan.snapshot_policy.action == "update":
+        kept.append(f"snapshot policy {plan.snapshot_policy.policy_id} (as the config has it)")
+    elif plan.snapshot_policy.action == "keep":
+        kept.append(f"snapshot policy {plan.snapshot_policy.policy_id}")
     if plan.template_id:
         kept.append(f"launch template {plan.template_id} (its default version as before)")
     if plan.group_exists:
         kept.append(f"auto scaling group {plan.group_name}")
     return kept
+
+
+def _ensure_snapshots(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, volume_id: str, undo, log):
+    """The data volume under the platform's snapshot policy: its target tag, the role DLM assumes, the
+    policy itself (created, updated or left as it is, as planned)."""
+    if plan.volume_id and plan.volume_lacks_snapshot_tag:
+        clients.ec2.create_tags(Resources=[volume_id], Tags=[{"Key": names.SNAPSHOT_POLICY_TAG, "Value": config.name}])
+        log(f"tagged data volume {volume_id} {names.SNAPSHOT_POLICY_TAG}={config.name}")
+    if plan.snapshot_policy.action == "off":
+        return
+    account = clients.account_id
+    policy = snapshot_role.role_policy(config, account, snapshot_role.copy_key_arns(clients, config))
+    role_arn, created = snapshot_role.ensure_role(clients.iam, config, policy)
+    role = names.snapshot_role_name(config.name)
+    if created:
+        log(f"created snapshot role {role}")
+        undo.append((f"snapshot role {role}", lambda: snapshot_role.delete_role(clients.iam, config.name)))
+    made = snapshot_policy.apply_policy(clients.dlm, config, plan.snapshot_policy, role_arn, created, log)
+    if made:
+        undo.append((f"snapshot policy {made}", lambda: clients.dlm.delete_lifecycle_policy(PolicyId=made)))
 
 
 def _create_volume(ec2: Any, config: PlatformConfig, plan: LaunchPlan, undo: list, log) -> str:
@@ -199,7 +251,11 @@ def _create_volume(ec2: Any, config: PlatformConfig, plan: LaunchPlan, undo: lis
         "TagSpecifications": [
             {
                 "ResourceType": "volume",
-                "Tags": names.tags(config.name, plan.instance, **{names.ROLE_TAG: names.DATA_ROLE}),
+                "Tags": names.tags(
+                    config.name,
+                    plan.instance,
+                    **{names.ROLE_TAG: names.DATA_ROLE, names.SNAPSHOT_POLICY_TAG: config.name},
+                ),
             }
         ],
     }

@@ -20,6 +20,18 @@ __all__ = [
 
 TAILSCALE_PORT = 41641  # WireGuard over UDP: the one inbound port
 
+# The one tag a platform's snapshot policy targets (value: the platform), on its data volumes only.
+# Data Lifecycle Manager targets a volume carrying ANY of a policy's target tags, so the platform and
+# role tags together would reach every platform's data volumes and this platform's root volumes:
+# one tag says both. A volume replaced by a restore loses it (it is kept, not snapshotted again).
+SNAPSHOT_POLICY_TAG = "ai-platform:snapshot-policy"
+SNAPSHOT_REASON_TAG = "ai-platform:snapshot-reason"  # scheduled | before-upgrade | manual
+
+
+def snapshot_role_name(platform: str) -> str:
+    """The role Data Lifecycle Manager assumes for the platform's snapshot policy (at most 42 characters)."""
+    return f"{platform}-snapshots"
+
 
 def security_group_name(platform: str) -> str:
     return f"{platform}-instances"

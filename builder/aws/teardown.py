@@ -1,7 +1,9 @@
 """What `builder destroy NAME --delete-data` removes besides the instance and its data volume:
 everything that existed only for that instance (its owner credentials, launch template, role and
-instance profile) and the platform's security group once no other instance uses it. Each is
-named as it goes; one that cannot go is named with the reason, and the rest still go."""
+instance profile, the snapshots of its data volume, confirmed with it) and what the platform shares
+once no other instance needs it (its security group; its snapshot policy and that policy's role
+once no data volume of the platform is left). Each is named as it goes; one that cannot go is
+named with the reason, and the rest still go."""
 
 from __future__ import annotations
 
@@ -9,15 +11,21 @@ from collections.abc import Callable
 from typing import Any
 
 from builder import owner_credentials
-from builder.aws import iam, names
+from builder.aws import iam, names, snapshot_policy, snapshot_role
 from builder.aws.launch import find_template
 from builder.config.schema import PlatformConfig
+from builder.words import counted
 
 
 def delete_instance_resources(
-    clients: Any, config: PlatformConfig, instance: str, log: Callable[[str], None]
+    clients: Any,
+    config: PlatformConfig,
+    instance: str,
+    log: Callable[[str], None],
+    snapshots: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
 ) -> list[str]:
-    """Delete what only `instance` used; returns what was deleted. Run after its instance ended."""
+    """Delete what only `instance` used; returns what was deleted. Run after its instance ended and its
+    data volume went. `snapshots`: (region, id) of its data volume's snapshots, as the user confirmed them."""
     ec2 = clients.ec2
     deleted: list[str] = []
 
@@ -51,12 +59,46 @@ def delete_instance_resources(
         return True
 
     attempt(f"role and instance profile {role}", role_and_profile)
+    gone = 0
+    for region, snapshot_id in snapshots:
+        regional = ec2 if region == config.aws.region else clients.client("ec2", region)
+        try:
+            regional.delete_snapshot(SnapshotId=snapshot_id)
+            gone += 1
+        except Exception as exc:  # keep going: the others still go
+            detail = exc.response["Error"]["Message"] if hasattr(exc, "response") else str(exc)
+            log(f"kept snapshot {snapshot_id} ({region}): {detail}")
+    if gone:
+        log(f"deleted {counted(gone, 'snapshot')} of {instance}'s data volume")
+        deleted.append(f"{counted(gone, 'snapshot')} of its data volume")
+    _delete_snapshot_policy_if_unused(clients, config, attempt, log)
     for group in _platform_security_groups(ec2, config.name):
         if _in_use(ec2, group["GroupId"]):
             log(f"kept security group {group['GroupId']}: another instance of {config.name} uses it")
             continue
         attempt(f"security group {group['GroupId']}", _deleter(ec2, group["GroupId"]))
     return deleted
+
+
+def _delete_snapshot_policy_if_unused(clients: Any, config: PlatformConfig, attempt, log) -> None:
+    """The platform's snapshot policy and its role serve every data volume of the platform: they go
+    with the last one. With backups.snapshots.enabled false builder touches no policy."""
+    if not config.backups.snapshots.enabled:
+        return
+    volumes = clients.ec2.describe_volumes(
+        Filters=[
+            {"Name": f"tag:{names.PLATFORM_TAG}", "Values": [config.name]},
+            {"Name": f"tag:{names.ROLE_TAG}", "Values": [names.DATA_ROLE]},
+        ]
+    )["Volumes"]
+    if volumes:
+        log(f"kept the snapshot policy of {config.name}: {counted(len(volumes), 'other data volume')} of it left")
+        return
+    attempt(
+        f"snapshot policy of {config.name}", lambda: snapshot_policy.delete_policy(clients.dlm, config.name) is not None
+    )
+    role = names.snapshot_role_name(config.name)
+    attempt(f"snapshot role {role}", lambda: snapshot_role.delete_role(clients.iam, config.name))
 
 
 def _deleter(ec2: Any, group_id: str) -> Callable[[], bool]:

@@ -45,6 +45,7 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
         for instance_name, found in sorted(groups.items()):
             if (name is None or instance_name == name) and not any(v.name == instance_name for v in views):
                 views.append(InstanceView(instance_name, "-", "none", "-", "", "-", "", group=group.summary(found)))
+        _add_snapshots(clients.ec2, config, views)
     if options.json:
         click.echo(json.dumps([view.to_json() for view in views], indent=2))
         return
@@ -65,6 +66,31 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
             click.echo(f"{'':<16} now: {view.health.removeprefix('ai-platform health: ')}")
         if view.group != "-":
             click.echo(f"{'':<16} group: {view.group}")
+        if target == "aws":
+            click.echo(f"{'':<16} snapshot: {_snapshot_line(view.last_snapshot)}")
+        if view.snapshot_warning:
+            click.echo(f"{'':<16} WARNING: {view.snapshot_warning}")
+
+
+def _add_snapshots(ec2, config, views: list) -> None:
+    """Each instance's last data-volume snapshot and its age, and a warning when it is too old."""
+    from builder.aws.instances import data_volumes_created
+    from builder.aws.snapshot_policy import last_snapshots, snapshot_report
+
+    newest = last_snapshots(ec2, config.name)
+    made = data_volumes_created(ec2, config.name)
+    for view in views:
+        view.last_snapshot, view.snapshot_warning = snapshot_report(
+            newest.get(view.name), made.get(view.name), config.backups.snapshots.enabled
+        )
+
+
+def _snapshot_line(summary: dict | None) -> str:
+    from builder.aws.snapshot_policy import age_in_words
+
+    if summary is None:
+        return "none yet"
+    return f"{summary['snapshot_id']}, {age_in_words(summary)} ago ({summary['reason']}, {summary['state']})"
 
 
 @click.command()
@@ -91,6 +117,11 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str | 
     ec2 = clients.ec2
     group_name = names.group_name(config.name, name)
     volume = data_volume(ec2, config.name, name)
+    from builder.aws.snapshot_policy import snapshots_everywhere
+
+    # What --delete-data deletes besides the volume: every snapshot of it, here and its copies.
+    snapshots = snapshots_everywhere(clients, config, name) if delete_data else []
+    snapshot_ids = [snapshot_id for _, snapshot_id in snapshots]
     if options.dry_run:
         running = [view.instance_id for view in list_instances(ec2, config.name, name)]
         found = group.find(clients.autoscaling, group_name)
@@ -102,6 +133,8 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str | 
                 "terminate": running,
                 "data_volume": volume["VolumeId"] if volume else None,
                 "data_volume_state": ("deleted" if delete_data else "kept") if volume else "none",
+                "snapshots": snapshot_ids,
+                "snapshots_state": "deleted" if delete_data else "kept",
             }
             click.echo(json.dumps(plan, indent=2))
             return
@@ -110,12 +143,18 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str | 
         click.echo(f"would terminate: {', '.join(running) or 'nothing'}")
         click.echo(f"would {'DELETE' if delete_data else 'keep'} data volume {volume['VolumeId'] if volume else '-'}")
         if delete_data:
+            click.echo(f"would DELETE {_snapshots_in_words(snapshot_ids)}")
+            click.echo(
+                f"would delete the snapshot policy and its role of {config.name} if no other data volume of it is left"
+            )
             click.echo(
                 f"would delete {name}'s owner credentials, launch template and role (and the security group if unused)"
             )
         return
-    if delete_data and volume:
-        _confirm_data_deletion(name, f"data volume {volume['VolumeId']}")
+    if delete_data and (volume or snapshots):
+        what = [f"data volume {volume['VolumeId']}"] if volume else []
+        what += [_snapshots_in_words(snapshot_ids)] if snapshots else []
+        _confirm_data_deletion(name, " and ".join(what))
     log = lambda line: click.echo(f"  {line}", err=True)  # noqa: E731
     # The group first, or it would replace the instance it loses; then any instance outside it
     # (launched by a builder before groups).
@@ -127,7 +166,7 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str | 
     if delete_data:  # the owner's logins go with the data they open, and what only this instance used
         from builder.aws.teardown import delete_instance_resources
 
-        removed = delete_instance_resources(clients, config, name, log)
+        removed = delete_instance_resources(clients, config, name, log, snapshots)
     kept = "deleted" if delete_data and volume else "kept"
     result = {
         "instance": name,
@@ -135,6 +174,8 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str | 
         "data_volume": volume["VolumeId"] if volume else None,
         "data_volume_state": kept if volume else "none",
         "deleted": removed,
+        "snapshots": snapshot_ids,  # with --delete-data: those it deleted (and named in the question)
+        "snapshots_state": "deleted" if delete_data else "kept",
     }
     if options.json:
         click.echo(json.dumps(result, indent=2))
@@ -145,6 +186,15 @@ def destroy(options: GlobalOptions, name: str, delete_data: bool, target: str | 
         )
         if removed:
             click.echo(f"{name}: also deleted {', '.join(removed)}")
+
+
+def _snapshots_in_words(ids: list[str]) -> str:
+    from builder.words import counted
+
+    if not ids:
+        return "no snapshot (there is none)"
+    shown = ", ".join(ids[:5]) + (", …" if len(ids) > 5 else "")
+    return f"its {counted(len(ids), 'snapshot')} ({shown})"
 
 
 def _confirm_data_deletion(name: str, what: str) -> None:

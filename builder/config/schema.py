@@ -651,6 +651,70 @@ class Local(Section):
         return self
 
 
+# A key ARN, as Data Lifecycle Manager's CmkArn takes it (botocore's dlm model: no alias, no bare id).
+_KEY_ARN = re.compile(r"arn:aws(-[a-z]{1,4}){0,2}:kms:(?P<region>([a-z]+-){2,3}\d):\d{12}:key/[A-Za-z0-9-]+")
+
+
+class Snapshots(Section):
+    """EBS snapshots of each data volume, taken off the volume by Amazon Data Lifecycle Manager on a
+    schedule of AWS's: one policy per platform (`builder launch` makes it and keeps it current)."""
+
+    enabled: bool = Field(
+        True,
+        description="Snapshot the data volumes on a schedule. false: builder makes, changes and deletes no "
+        "snapshot policy at all (for an account that forbids Data Lifecycle Manager, or snapshots taken "
+        "otherwise); one made before goes on until deleted in the EC2 console.",
+    )
+    # The on-volume backup (ai-platform-backup.timer) starts at 03:30 plus up to 30 min of random
+    # delay, instance time (UTC), and dumps for some minutes; DLM starts within the hour after its
+    # time, so 05:00 UTC takes each snapshot after that night's dump: it holds a consistent pg_dump.
+    time_utc: str = Field(
+        "05:00",
+        description="When the daily snapshot starts (UTC, HH:MM; AWS starts it within the hour after): after "
+        "the on-volume backup (03:30-04:00), so each snapshot also holds that night's consistent database dump.",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+    )
+    keep_daily: int = Field(7, ge=1, le=1000, description="Daily snapshots kept per data volume.")
+    keep_weekly: int = Field(
+        4, ge=0, le=1000, description="Weekly snapshots kept per data volume (0: no weekly schedule)."
+    )
+    weekly_day: Literal["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"] = Field(
+        "SUN", description="Day of the weekly snapshot (at time_utc): MON, TUE, WED, THU, FRI, SAT or SUN."
+    )
+    copy_to_region: Region | None = Field(
+        None,
+        description="Copy each snapshot to this region too (kept as long as the original): a copy that "
+        "outlives the region; null: no copy.",
+    )
+    copy_kms_key: str | None = Field(
+        None,
+        description="KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID, in copy_to_region) the copies are "
+        "encrypted with; null: that region's aws/ebs key. Snapshots themselves always have the data volume's key.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Snapshots:
+        if self.copy_kms_key is not None:
+            if self.copy_to_region is None:
+                raise ValueError("copy_kms_key: a key for the copies needs copy_to_region")
+            match = _KEY_ARN.fullmatch(self.copy_kms_key)
+            if match is None:
+                raise ValueError(
+                    "copy_kms_key: must be a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID); Data Lifecycle Manager "
+                    "takes no alias or bare key id"
+                )
+            if match["region"] != self.copy_to_region:
+                raise ValueError(
+                    f"copy_kms_key: the key is in {match['region']}, the copies in copy_to_region "
+                    f"{self.copy_to_region}: a key serves its own region only"
+                )
+        return self
+
+
+class Backups(Section):
+    snapshots: Snapshots = Field(default_factory=Snapshots, description="Snapshots of the data volumes, by AWS.")
+
+
 _SSH_KEY = re.compile(
     r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]{16,}( .*)?"
 )
@@ -692,6 +756,7 @@ class PlatformConfig(Section):
     image: Image = Field(default_factory=Image, description="The baked machine image.")
     local: Local = Field(default_factory=Local, description="The local qemu target.")
     ssh: Ssh = Field(default_factory=Ssh, description="SSH access (off by default; the tailnet is the way in).")
+    backups: Backups = Field(default_factory=Backups, description="Copies of the data off its volume.")
 
     @model_validator(mode="after")
     def _cross_section(self) -> PlatformConfig:
@@ -711,6 +776,10 @@ class PlatformConfig(Section):
         zone = self.data_volume.availability_zone
         if zone is not None and not zone.startswith(self.aws.region):
             raise ValueError(f"data_volume.availability_zone: {zone} is not a zone of aws.region {self.aws.region}")
+        if self.backups.snapshots.copy_to_region == self.aws.region:
+            raise ValueError(
+                f"backups.snapshots.copy_to_region: {self.aws.region} is aws.region itself; a copy goes to another"
+            )
         if self.aws.region in self.image.copy_to_regions:
             raise ValueError(f"image.copy_to_regions: {self.aws.region} is aws.region itself; the AMI is built there")
         if self.services.signal_api.account and not (
