@@ -186,6 +186,9 @@ def test_backups_and_restore_latest_swap_in_a_volume_from_the_snapshot_and_keep_
     [old] = ec2.describe_volumes(VolumeIds=[volume])["Volumes"]
     assert tags_of(old)["ai-platform:role"] == "data-replaced" and old["State"] == "available"  # kept, detached
     assert tags_of(old)["ai-platform:replaced-by"] == new["VolumeId"]
+    # The snapshot schedule follows the data onto the new volume and leaves the kept one.
+    assert tags_of(new)["ai-platform:snapshot-policy"] == PLATFORM
+    assert "ai-platform:snapshot-policy" not in tags_of(old)
     assert datetime.fromisoformat(tags_of(old)["ai-platform:replaced-at"]) <= datetime.now(timezone.utc)
     [group] = aws.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
     assert group["DesiredCapacity"] == 1 and restored["instance_id"] in [i["InstanceId"] for i in group["Instances"]]

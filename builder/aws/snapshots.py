@@ -235,10 +235,14 @@ def swap_in(ec2: Any, old: dict, new_volume_id: str, log: Callable[[str], None])
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     replaced = {names.ROLE_TAG: REPLACED_ROLE, REPLACED_BY_TAG: new_volume_id, REPLACED_AT_TAG: now}
     ec2.create_tags(Resources=[old["VolumeId"]], Tags=[{"Key": k, "Value": v} for k, v in replaced.items()])
+    # The schedule follows the data: the kept volume leaves the snapshot policy (the new one has its tag).
+    policy = [tag for tag in old.get("Tags", []) if tag["Key"] == names.SNAPSHOT_POLICY_TAG]
     try:
+        if policy:
+            ec2.delete_tags(Resources=[old["VolumeId"]], Tags=[{"Key": names.SNAPSHOT_POLICY_TAG}])
         ec2.create_tags(Resources=[new_volume_id], Tags=[{"Key": names.ROLE_TAG, "Value": names.DATA_ROLE}])
     except Exception:
-        ec2.create_tags(Resources=[old["VolumeId"]], Tags=[{"Key": names.ROLE_TAG, "Value": names.DATA_ROLE}])
+        ec2.create_tags(Resources=[old["VolumeId"]], Tags=[{"Key": names.ROLE_TAG, "Value": names.DATA_ROLE}, *policy])
         raise
     log(f"data volume is now {new_volume_id}; {old['VolumeId']} kept, tagged {names.ROLE_TAG}={REPLACED_ROLE}")
 
