@@ -118,14 +118,26 @@ class Volume:
     def partials(self) -> list[str]:
         return sorted(p.name for p in self.backups.glob(".partial-*"))
 
-    def with_older_backups(self) -> None:
-        """Two complete backups, made by the script and named as if made on earlier days."""
-        made = self.run("create")
-        assert made.returncode == 0, made.stderr
-        [name] = self.listed()
-        shutil.copytree(self.backups / name, self.backups / OLDER[0])
-        (self.backups / name).rename(self.backups / OLDER[1])
+    def with_older_backups(self, made: Path) -> None:
+        """Two complete backups, copies of one the script made, named as if made on earlier days."""
+        self.backups.mkdir(parents=True, exist_ok=True)
+        for name in OLDER:
+            shutil.copytree(made / "backup", self.backups / name)
+        shutil.copy(made / "last.json", self.backups / "last.json")
         assert self.listed() == OLDER[::-1]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory, cluster) -> Path:
+    """One complete backup and its record, made once for the module's tests to start from."""
+    root = tmp_path_factory.mktemp("made")
+    volume = Volume(root, cluster[0])
+    made = volume.run("create")
+    assert made.returncode == 0, made.stderr
+    [name] = volume.listed()
+    (volume.backups / name).rename(root / "backup")
+    (volume.backups / "last.json").rename(root / "last.json")
+    return root
 
 
 @pytest.fixture
@@ -179,8 +191,8 @@ FAILURES = {
 
 
 @pytest.mark.parametrize("failure", FAILURES, ids=list(FAILURES))
-def test_a_failed_step_fails_the_backup_leaves_nothing_partial_and_prunes_nothing(volume, failure):
-    volume.with_older_backups()
+def test_a_failed_step_fails_the_backup_leaves_nothing_partial_and_prunes_nothing(volume, made, failure):
+    volume.with_older_backups(made)
     injected, reason = FAILURES[failure]
     made = volume.run("create", AI_PLATFORM_BACKUP_KEEP="1", **injected)
     assert made.returncode == 1, made.stdout
@@ -216,8 +228,8 @@ def test_a_backup_killed_midway_removes_its_partial_folder(volume):
     assert volume.record()["last_attempt"]["reason"] == "stopped by SIGTERM"
 
 
-def test_what_a_crash_left_is_removed_and_a_folder_without_its_marker_never_counts(volume):
-    volume.with_older_backups()
+def test_what_a_crash_left_is_removed_and_a_folder_without_its_marker_never_counts(volume, made):
+    volume.with_older_backups(made)
     crashed = volume.backups / ".partial-20200103T000000Z"
     crashed.mkdir()
     (crashed / "alpha.dump").write_text("half a dump")
@@ -237,12 +249,19 @@ def test_what_a_crash_left_is_removed_and_a_folder_without_its_marker_never_coun
     assert refused.returncode == 1 and "no complete backup named '20200104T000000Z'" in refused.stderr
 
 
-def test_pruning_keeps_the_newest_complete_backups_and_the_count_must_be_at_least_one(volume):
-    volume.with_older_backups()
+def test_pruning_keeps_the_newest_complete_backups_and_the_count_must_be_at_least_one(volume, made):
+    volume.with_older_backups(made)
     made = volume.run("create", AI_PLATFORM_BACKUP_KEEP="2")
     assert made.returncode == 0, made.stderr
     listed = volume.listed()
     assert len(listed) == 2 and listed[1] == OLDER[1] and listed[0] > OLDER[1]
+    # A complete backup named after the new one (made while the clock ran ahead) does not push it out.
+    (volume.backups / listed[0]).rename(volume.backups / "20200103T000000Z")  # and frees the name of this second
+    shutil.copytree(volume.backups / OLDER[1], volume.backups / "20990101T000000Z")
+    made = volume.run("create", AI_PLATFORM_BACKUP_KEEP="1")
+    assert made.returncode == 0, made.stderr
+    listed = volume.listed()
+    assert len(listed) == 2 and listed[0] == "20990101T000000Z" and "2020" < listed[1] < "2099"
     for bad in ("0", "two", "-1"):
         refused = volume.run("create", AI_PLATFORM_BACKUP_KEEP=bad)
         assert refused.returncode == 1 and "AI_PLATFORM_BACKUP_KEEP must be a whole number" in refused.stderr
