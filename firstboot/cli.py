@@ -64,7 +64,8 @@ def _tag_progress(context: Context):
 
 
 def _health(settings: agent.Settings) -> int:
-    """Every stack's health now: the health file always, a console line and the AWS tag on a change."""
+    """Every stack's health now, and the on-volume backups' state: the health file always; for each, a
+    console line and its AWS tag on a change."""
     from firstboot import backup_record, health, instance_config
 
     config = instance_config.load_instance_config(settings.paths.instance_config)
