@@ -64,8 +64,9 @@ def _tag_progress(context: Context):
 
 
 def _health(settings: agent.Settings) -> int:
-    """Every stack's health now: the health file always, a console line and the AWS tag on a change."""
-    from firstboot import health, instance_config
+    """Every stack's health now, and the on-volume backups' state: the health file always; for each, a
+    console line and its AWS tag on a change."""
+    from firstboot import backup_record, health, instance_config
 
     config = instance_config.load_instance_config(settings.paths.instance_config)
     platform = settings.make_platform(config) if settings.make_platform else None
@@ -87,15 +88,30 @@ def _health(settings: agent.Settings) -> int:
         if signal_channel.follow(previous, found[health.SIGNAL_CHANNEL], platform.systemd.restart):
             print(f"firstboot: {account} was linked: {signal_channel.CLAWDBOT_UNIT} restarted", flush=True)
     line = health.summary(found)
-    if health.record(found, record_path):
+    previous_backup = health.previous_backup_line(record_path)
+    backup = backup_record.report(settings.paths.data_mount)
+    status = read_status(settings.paths.status) or {}
+    instance_id = status.get("instance_id") if config.target == "aws" else None
+    if health.record(found, record_path, backup=backup.to_json()):
         print(line, flush=True)  # the unit sends stdout to the console: `builder status` reads it there
-        status = read_status(settings.paths.status) or {}
-        if config.target == "aws" and status.get("instance_id"):
-            try:
-                health.publish_health_tag(platform.ec2, status["instance_id"], line)
-            except Exception as exc:  # the next change tries again; the file and console have it
-                print(f"firstboot: health tag not published: {type(exc).__name__}", file=sys.stderr)
+        _publish(instance_id, "health", lambda: health.publish_health_tag(platform.ec2, instance_id, line))
+    if backup.line() != previous_backup:
+        print(backup.line(), flush=True)
+        _publish(
+            instance_id, "backup", lambda: backup_record.publish_backup_tag(platform.ec2, instance_id, backup.line())
+        )
     return 0
+
+
+def _publish(instance_id: str | None, what: str, tag) -> None:
+    """On AWS, a changed line onto the instance's tag; a failure is said, and the next change tries again
+    (the health file and the console have the line)."""
+    if not instance_id:
+        return
+    try:
+        tag()
+    except Exception as exc:
+        print(f"firstboot: {what} tag not published: {type(exc).__name__}", file=sys.stderr)
 
 
 def _show_status(path: Path, as_json: bool) -> int:

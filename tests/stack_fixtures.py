@@ -44,6 +44,9 @@ class StackTree:
             "AI_PLATFORM_ETC": str(self.etc),
             "AI_PLATFORM_DATA": str(self.data),
             "AI_PLATFORM_MODELS": str(self.models),
+            # The data folder sits on this machine's own disk, whose fullness is not the platform's:
+            # ai-platform-backup's reserve is tested on a filesystem of its own (tests/test_backup_script.py).
+            "AI_PLATFORM_BACKUP_RESERVE_PERCENT": "0",
         }
 
     def stack(self, action: str, name: str, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from conftest import TAILSCALE_KEY
 from firstboot_machine import Machine
 from imds_standin import ImdsStandIn
 
-from firstboot import report, volume
+from firstboot import backup_record, health, report, volume
 from firstboot.cli import main
 from firstboot.platform import Platform
 from firstboot.storage import mount_unit_name
@@ -87,6 +87,12 @@ def test_first_boot_on_aws(tmp_path, aws, capsys):
     out = capsys.readouterr()
     everything = out.out + out.err + machine.paths.status.read_text() + str(tags)
     assert ANTHROPIC_KEY not in everything
+
+    # Then the health check, every minute: the on-volume backups' line reaches a tag of its own.
+    assert main(["health"], machine.settings(containers=lambda _project: [])) == 0
+    tags = tags_of(aws["ec2"], aws["instance_id"])
+    assert tags[backup_record.BACKUP_TAG] == "ai-platform backup: last good none; none yet"
+    assert tags[health.HEALTH_TAG].startswith("ai-platform health: ")
 
 
 def test_each_step_reaches_the_status_tags_as_it_finishes(tmp_path, aws):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pytest
 from conftest import AWS_ZONE as ZONE
@@ -46,6 +47,32 @@ def test_status_shows_the_agents_report(aws, launched, builder):
     text = builder("status", "alpha").out
     assert "agent: done" in text and "ai-platform firstboot: done (7 ok)" in text
     assert "group: ai-platform-alpha: keeps 1, has 1" in text
+    # The agent's backup line (firstboot/backup_record.py) carries the backup's time; status works out
+    # its age, and warns on an old one even when the agent's last word was ok (a stopped instance).
+    assert json.loads(builder("--json", "status").out)[0]["backup"] is None  # no word yet
+    ec2 = aws.client("ec2")
+    recent = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 5 * 3600))
+    line = f"ai-platform backup: last good {recent} (1.2 GiB); ok"
+    ec2.create_tags(Resources=[launched["instance_id"]], Tags=[{"Key": names.BACKUP_TAG, "Value": line}])
+    text = builder("status", "alpha").out
+    taken = f"{recent[:4]}-{recent[4:6]}-{recent[6:8]} {recent[9:11]}:{recent[11:13]}"
+    assert f"on-volume backup: last good {taken} UTC (5 h ago, 1.2 GiB)\n" in text
+
+    line = "ai-platform backup: last good 20250612T033000Z (1.2 GiB); ok"
+    ec2.create_tags(Resources=[launched["instance_id"]], Tags=[{"Key": names.BACKUP_TAG, "Value": line}])
+    text = builder("status", "alpha").out
+    assert "on-volume backup: last good 2025-06-12 03:30 UTC (" in text and "; WARNING: older than 48 h" in text
+    failed = "ai-platform backup: last good none; warning: last attempt 2025-06-15T03:30:00Z failed: no space"
+    ec2.create_tags(Resources=[launched["instance_id"]], Tags=[{"Key": names.BACKUP_TAG, "Value": failed}])
+    [view] = json.loads(builder("--json", "status").out)
+    assert view["backup"] == {
+        "line": failed,
+        "last_good": None,
+        "taken_at": None,
+        "age_hours": None,
+        "size": None,
+        "warning": "last attempt 2025-06-15T03:30:00Z failed: no space",
+    }
 
 
 def test_status_names_a_group_left_at_zero(aws, launched, builder):

@@ -77,3 +77,36 @@ def test_a_dry_run_with_a_local_image_names_it(builder, tmp_path):
     document = json.loads(builder("--json", "launch", "demo", "--target", "local", "--dry-run").out)
     assert document["image"] == str(disk) and document["data_disk_state"] == "created"
     assert not (tmp_path / "empty" / "ai-platform" / "data").exists()  # a dry run makes no data disk
+
+
+def test_local_status_shows_the_last_good_on_volume_backup_from_the_console(builder, tmp_path):
+    """Locally the agent's lines reach the console (firstboot health); status reads the last one."""
+    from builder.config.schema import PlatformConfig
+    from builder.local.instances import LocalInstance
+
+    local_config(tmp_path)
+    config = PlatformConfig.model_validate({"version": 1, "local": {"state_dir": str(tmp_path / "empty")}})
+    instance = LocalInstance(config, "alpha")
+    instance.directory.mkdir(parents=True)
+    (instance.directory / "state.json").write_text(
+        json.dumps({"instance_id": "local-0123", "pid": 2**22 + 1, "launched_at": 0})  # a pid no process has
+    )
+    instance.console.write_text(
+        "ai-platform backup: last good none; none yet\r\n"
+        "ai-platform health: 9/9 healthy\r\n"
+        "ai-platform backup: last good 20250612T033000Z (1.2 GiB); warning: older than 48 h\r\n"
+    )
+    text = builder("status", "--target", "local").out
+    assert "on-volume backup: last good 2025-06-12 03:30 UTC (" in text and "1.2 GiB); WARNING: older than 48 h" in text
+    [view] = json.loads(builder("--json", "status", "--target", "local").out)
+    assert view["backup"]["last_good"] == "20250612T033000Z" and view["backup"]["warning"] == "older than 48 h"
+    assert view["backup"]["taken_at"] == "2025-06-12T03:30:00Z" and view["backup"]["age_hours"] > 48
+
+
+def test_no_backup_line_yet_is_none_and_a_failed_first_attempt_is_a_warning():
+    from builder.backup_status import describe, summary
+
+    assert describe("-") is None  # no word from the agent yet: nothing shown
+    failed = describe("ai-platform backup: last good none; warning: last attempt 2025-06-15T03:30:00Z failed: no space")
+    assert summary(failed) == "none yet; WARNING: last attempt 2025-06-15T03:30:00Z failed: no space"
+    assert summary(describe("ai-platform backup: last good none; none yet")) == "none yet"

@@ -489,6 +489,8 @@ def test_a_backup_restores_a_dropped_database_table(platform):
     name = backups(environ)[0]
     backup = platform.data / "backups" / name
     assert {"litellm", "n8n", "dify", "dify_plugin"} <= set((backup / "databases").read_text().split())
+    # Checked in the data stack's own postgres (pg_restore --list of every dump), and recorded for the agent.
+    assert json.loads((platform.data / "backups" / "last.json").read_text())["last_good"]["name"] == name
     listing = subprocess.run(["tar", "-tzf", str(backup / "files.tar.gz")], capture_output=True, text=True).stdout
     assert "n8n/" in listing and "anythingllm/server.env" in listing
     # The real n8n's database is in it, its tables with it.

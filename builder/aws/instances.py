@@ -30,9 +30,12 @@ class InstanceView:
     group: str = "-"  # AWS: its Auto Scaling group of one, what it keeps and has
     last_snapshot: dict | None = None  # AWS: the newest snapshot of its data volume (snapshot_policy.snapshot_report)
     snapshot_warning: str | None = None  # AWS: that snapshot is too old, or there is none after two periods
+    backup: str = "-"  # the agent's line on the on-volume backups (firstboot/backup_record.py), "-" before any
 
     def to_json(self) -> dict:
-        return self.__dict__.copy()
+        from builder.backup_status import describe
+
+        return {**self.__dict__, "backup": describe(self.backup)}
 
 
 def list_instances(ec2: Any, platform: str, name: str | None = None) -> list[InstanceView]:
@@ -57,6 +60,7 @@ def list_instances(ec2: Any, platform: str, name: str | None = None) -> list[Ins
                         agent_state=tags.get(names.STATUS_TAG, "-"),
                         agent_detail=tags.get(names.STATUS_DETAIL_TAG, ""),
                         health=tags.get(names.HEALTH_TAG, "-"),
+                        backup=tags.get(names.BACKUP_TAG, "-"),
                     )
                 )
     return sorted(views, key=lambda view: (view.name, view.launched))

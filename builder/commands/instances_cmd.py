@@ -49,6 +49,8 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
     if options.json:
         click.echo(json.dumps([view.to_json() for view in views], indent=2))
         return
+    from builder.backup_status import describe, summary
+
     if not views:
         if target == "local":
             from builder.local.paths import platform_dir
@@ -64,6 +66,9 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
             click.echo(f"{'':<16} {view.agent_detail}")
         if view.health != "-":
             click.echo(f"{'':<16} now: {view.health.removeprefix('ai-platform health: ')}")
+        backup = describe(view.backup)
+        if backup:
+            click.echo(f"{'':<16} on-volume backup: {summary(backup)}")
         if view.group != "-":
             click.echo(f"{'':<16} group: {view.group}")
         if target == "aws":
@@ -243,6 +248,7 @@ def _local_views(config, name: str | None) -> list:
                 agent_state,
                 line,
                 instance.health(),
+                backup=instance.backup(),
             )
         )
     return views

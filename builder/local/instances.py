@@ -44,6 +44,7 @@ DEFAULT_USERS = {"debian-12": "debian", "ubuntu-22.04": "ubuntu"}
 SHUTDOWN_WAIT_SECONDS = 600
 SUMMARY = re.compile(r"ai-platform firstboot: (done|degraded|failed)\b[^\r\n]*")
 HEALTH = re.compile(r"ai-platform health: [^\r\n]*")
+BACKUP = re.compile(r"ai-platform backup: [^\r\n]*")
 # The agent's line for each finished step (firstboot.framework) and each stack that became healthy
 # (firstboot.services), on the console as on the journal.
 STEP = re.compile(
@@ -243,6 +244,12 @@ class LocalInstance:
         """The instance's last health line on the console (firstboot health), "-" before any."""
         text = self.console.read_text(errors="replace") if self.console.exists() else ""
         lines = HEALTH.findall(text)
+        return lines[-1].strip() if lines else "-"
+
+    def backup(self) -> str:
+        """The instance's last line on its on-volume backups (firstboot health), "-" before any."""
+        text = self.console.read_text(errors="replace") if self.console.exists() else ""
+        lines = BACKUP.findall(text)
         return lines[-1].strip() if lines else "-"
 
     def agent_steps(self) -> list[str]:
