@@ -145,8 +145,18 @@ def test_backups_and_restore_latest_swap_in_a_volume_from_the_snapshot_and_keep_
     assert [(s["snapshot_id"], s["reason"], s["state"]) for s in document["snapshots"]] == [
         (taken, "manual", "completed")
     ]
+    assert "on_volume_backups" not in document  # the agent has not reported a backup yet
     text = builder("backups", "alpha")
     assert text.code == 0 and taken in text.out and "manual" in text.out and "1 snapshot" in text.out
+    # The agent's last word on the on-volume backups (its backup tag) is listed beside the snapshots.
+    [instance] = [
+        i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"] if i["State"]["Name"] == "running"
+    ]
+    line = "ai-platform backup: last good 20250612T033000Z (1.2 GiB); ok"
+    ec2.create_tags(Resources=[instance["InstanceId"]], Tags=[{"Key": "ai-platform:backup", "Value": line}])
+    reported = json.loads(builder("--json", "backups", "alpha").out)["on_volume_backups"]
+    assert (reported["last_good"], reported["size"]) == ("20250612T033000Z", "1.2 GiB")
+    assert "WARNING: older than 48 h" in builder("backups", "alpha").out
 
     refused = builder("restore", "alpha", "--snapshot", foreign, "--yes")
     assert refused.code == 1 and "is not a snapshot of ai-platform/alpha's data volume" in refused.err

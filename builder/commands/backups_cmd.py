@@ -68,12 +68,21 @@ def backups(options: GlobalOptions, name: str, target: str | None) -> None:
         age = _age(_seconds_since(view.started, now))
         click.echo(f"  {view.snapshot_id:<22} {taken:<19} {age:>6} {view.size_gib:>4} GiB  {state:<14} {why}")
     if on_volume is not None:
-        click.echo(f"on-volume backups: {on_volume}")
+        from builder.backup_status import summary
+
+        click.echo(f"on-volume backup (the agent's last report): {summary(on_volume)}")
 
 
-def _on_volume_backups(clients, config, name: str):
-    """The last on-volume backups the agent reports (its health report): comes with the backup
-    script's report (issue #25, part 4); None until then, and nothing is shown."""
+def _on_volume_backups(clients, config, name: str) -> dict | None:
+    """The last good on-volume backup as the agent reports it (its backup tag, firstboot/backup_record.py),
+    from the newest instance that reported one; None before any report."""
+    from builder.aws.instances import list_instances
+    from builder.backup_status import describe
+
+    for view in reversed(list_instances(clients.ec2, config.name, name)):
+        described = describe(view.backup)
+        if described is not None:
+            return described
     return None
 
 
