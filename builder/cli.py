@@ -33,6 +33,7 @@ def cli() -> None:
 
 def _register() -> None:
     from builder.commands import (
+        backups_cmd,
         bake_cmd,
         config_cmd,
         credentials_cmd,
@@ -50,6 +51,8 @@ def _register() -> None:
     cli.add_command(config_cmd.config)
     cli.add_command(launch_cmd.launch)
     cli.add_command(upgrade_cmd.upgrade)
+    cli.add_command(backups_cmd.backups)
+    cli.add_command(backups_cmd.restore)
     cli.add_command(instances_cmd.status)
     cli.add_command(instances_cmd.destroy)
     cli.add_command(secrets_cmd.secrets)

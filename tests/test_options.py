@@ -22,6 +22,8 @@ from builder.options import PER_COMMAND
 # config's values change what it does), --json wherever the output has a JSON form, --dry-run
 # wherever the command changes something and can show the change instead.
 HONOURS = {
+    "backups": {"set", "json", "dry_run"},
+    "restore": {"set", "json", "dry_run"},
     "bake": {"set", "json", "dry_run"},
     "prune": {"set", "json", "dry_run"},
     "janitor": {"set", "json", "dry_run"},
@@ -47,6 +49,8 @@ HONOURS = {
 }
 # Arguments that get each command past its own checks to where the options are read.
 ARGUMENTS = {
+    "backups": ["x"],
+    "restore": ["x", "--latest"],
     "credentials": ["x"],
     "destroy": ["x"],
     "launch": ["x"],
