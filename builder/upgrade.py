@@ -30,6 +30,7 @@ from builder.errors import BuilderError, failure_line
 
 SETTLED = ("done", "degraded")
 BEFORE_UPGRADE = "before-upgrade"  # the snapshot's reason (ai-platform:snapshot-reason)
+STACKS_STEP = "services"  # the agent's step that starts the stacks (firstboot/agent.py): apps migrate there
 
 
 class UpgradeTarget(Protocol):
@@ -222,11 +223,15 @@ def _settle(target: UpgradeTarget, timeout: float, log: Callable[[str], None]) -
 
 class LocalUpgradeTarget:
     """A local instance under qemu; an image is a directory of the local image store (or any
-    directory holding a baked image's image.json)."""
+    directory holding a baked image's image.json). Its data copies are qcow2 snapshots of the data
+    disk (builder/local/data_snapshots.py); `upgrade_to` is the image it moves to, for their records."""
 
-    def __init__(self, instance, shutdown_wait: float | None = None):
+    def __init__(self, instance, shutdown_wait: float | None = None, upgrade_to: str | None = None):
         self.instance = instance
         self.shutdown_wait = shutdown_wait
+        self.upgrade_to = upgrade_to
+        self._console_before_start: tuple | None = None
+        self._started = False
 
     def image(self) -> str | None:
         record = self.instance.image_record()
@@ -238,13 +243,71 @@ class LocalUpgradeTarget:
         return self.instance.destroy(delete_data=False, log=log, shutdown_wait=self.shutdown_wait)
 
     def start(self, image: str, log: Callable[[str], None]) -> None:
+        self._started, self._console_before_start = True, _fingerprint(self.instance.console)
         self.instance.launch(log=log, image=local_image(Path(image)))
 
     def wait(self, timeout: float, log: Callable[[str], None]) -> tuple[str, str]:
         return self.instance.wait(timeout, lambda state, line: None, on_step=log)
 
+    def snapshot_data(self, reason: str, log: Callable[[str], None]) -> str:
+        """A copy of the data disk while the instance is stopped (so the copy is consistent); its id."""
+        from builder.local import data_snapshots
+
+        if self.instance.running():
+            raise BuilderError(f"{self.instance.name} still runs: its data disk is copied only once it is stopped")
+        upgrade = {"upgrade_from": self.image(), "upgrade_to": self.upgrade_to} if reason == "before-upgrade" else {}
+        return data_snapshots.take(self.instance, reason, log, **upgrade).id
+
+    def started_stacks(self) -> bool:
+        """Whether the guest of the last start() got as far as starting its stacks, read off its
+        console (the root disk, with the agent's status file, is gone once the instance stops):
+        the agent's `services` step began once the step before it ended. False only where the
+        console says so: qemu never wrote it for that start, or the agent's lines end before."""
+        if not self._started:
+            return True
+        console = self.instance.console
+        if _fingerprint(console) in (None, self._console_before_start):
+            return False  # launch makes the console anew when qemu starts: no guest ran on the disk
+        lines = self.instance.agent_steps()
+        if not lines:
+            return True  # nothing of the agent on it: not known
+        return any(_began_stacks(line) for line in lines)
+
+    def restore_data(self, snapshot: str, log: Callable[[str], None]) -> str:
+        """While the instance is stopped: its data disk becomes a copy of `snapshot`; the disk it
+        replaced is kept and marked (a .json beside it), never deleted."""
+        from builder.local import data_snapshots
+
+        replaced = data_snapshots.restore(self.instance, data_snapshots.find(self.instance, snapshot), log)
+        if replaced is None:
+            return f"{self.instance.name} had no data disk: the copy of {snapshot} is its first"
+        return f"the data disk the new image ran on is kept: {replaced.disk}"
+
     def relaunch_hint(self, image: str) -> str:
         return f"builder upgrade {self.instance.name} --target local --image {image}"
+
+
+def _fingerprint(path: Path) -> tuple | None:
+    """What tells one version of a file from the next: None when there is none."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return (found.st_ino, found.st_mtime_ns, found.st_size)
+
+
+def _began_stacks(line: str) -> bool:
+    """Whether an agent's console line shows its step that starts the stacks under way."""
+    from firstboot.agent import STEPS
+
+    names = [step.name for step in STEPS]
+    before = names[names.index(STACKS_STEP) - 1]
+    return (
+        f"step {STACKS_STEP}:" in line
+        or "firstboot: healthy:" in line
+        or f"step {before}: ok" in line
+        or f"step {before}: already done" in line
+    )
 
 
 def local_image(directory: Path):

@@ -1,6 +1,7 @@
 """The whole chain as a user runs it: the image the session baked (tests/local_bake.py), launched with
 `builder launch NAME --target local --wait` and its own user-data (no test seed), opened through the
-edge, destroyed and launched again on the same data disk.
+edge, snapshotted while it runs, destroyed, restored from the snapshot and started again by
+`builder upgrade` on the restored disk (two boots in all: the restore shares the upgrade's).
 
 The only thing the test adds to the bake's config is what a user may add: an SSH key
 (`ssh.authorized_keys`), so that it can look inside the instance (containers, the data volume) the
@@ -249,22 +250,64 @@ def new_image_like(baked: Path, store: Path) -> Path:
     return target
 
 
-def test_data_and_secrets_survive_destroy_and_an_upgrade_onto_a_new_image(chain, local_bake):
-    """Destroyed, then started again by `builder upgrade` from another image on the same data disk:
-    the workflow, the file on the volume, the secrets and the edge's certificate are all still there."""
-    note = f"workflow-{uuid.uuid4()}"
-    posted = requests.post(chain.url(8446, "/rest/workflows"), data=note, verify=False, timeout=30)
+def litellm_master_key_hash(chain: Chain) -> str:
+    """The sha256 of the master key LiteLLM's container runs with (the key itself never leaves the VM)."""
+    labels = "--filter label=com.docker.compose.project=ai-platform-litellm"
+    container = chain.ssh(f"docker ps -q {labels} --filter label=com.docker.compose.service=litellm").strip()
+    return chain.ssh(f"docker exec {container} printenv LITELLM_MASTER_KEY | sha256sum").split()[0]
+
+
+def test_a_restore_brings_back_the_snapshot_and_the_upgrade_keeps_data_and_secrets(chain, local_bake):
+    """A snapshot of the running instance (live, through qemu's QMP monitor), then more data written;
+    destroyed; restored from the snapshot while stopped (the disk it replaces is kept); started again
+    by `builder upgrade` from another image on the restored disk: the restore's boot is the one the
+    upgrade makes anyway. What was written before the snapshot is back (a workflow in Postgres, a
+    file on the volume), what was written after is gone, and the secrets, LiteLLM's master key and
+    the edge's certificate are the same."""
+    kept, lost = f"workflow-{uuid.uuid4()}", f"workflow-{uuid.uuid4()}"
+    posted = requests.post(chain.url(8446, "/rest/workflows"), data=kept, verify=False, timeout=30)
     assert posted.status_code == 200, posted.text
-    assert note in get(chain.url(8446, "/standin/posts")).json()["posts"]
-    chain.ssh(f"mkdir -p /mnt/data/media && echo {note} > /mnt/data/media/kept.txt")
+    assert kept in get(chain.url(8446, "/standin/posts")).json()["posts"]
+    # `sync`: a live snapshot holds what a power cut would leave; a file still in the guest's cache is not on the disk.
+    chain.ssh(f"mkdir -p /mnt/data/media && echo {kept} > /mnt/data/media/kept.txt && sync")
     secrets_before = chain.ssh("sha256sum /mnt/data/platform/secrets.env").split()[0]
+    master_key_before = litellm_master_key_hash(chain)
     certificate_before = chain.served_certificate(8443)
     first_id = chain.launched["instance_id"]
+
+    started = time.monotonic()
+    taken = chain.run("--json", "backups", NAME, "--target", "local", "--take", timeout=900)
+    assert taken.returncode == 0, taken.stderr
+    snapshot = json.loads(taken.stdout)
+    print(f"live snapshot {snapshot['id']}: {time.monotonic() - started:.0f} s, {snapshot['size_bytes'] >> 20} MiB")
+    assert (snapshot["reason"], snapshot["consistency"]) == ("manual", "crash-consistent")
+    posted = requests.post(chain.url(8446, "/rest/workflows"), data=lost, verify=False, timeout=30)
+    assert posted.status_code == 200, posted.text
+    chain.ssh(f"echo {lost} > /mnt/data/media/after.txt && sync")
 
     destroyed = chain.destroy()
     assert destroyed.returncode == 0, destroyed.stderr
     assert json.loads(destroyed.stdout)["shutdown"] == "clean", destroyed.stderr
     print(f"destroy: {destroyed.stderr.strip()}")
+
+    disk = chain.config.parent / "state/ai-platform/data" / f"{NAME}.img"
+    before = disk.stat()
+    restore = [chain.builder, "--config", str(chain.config), "restore", NAME, "--target", "local"]
+    refused = subprocess.run([*restore, "--latest"], input="", capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "nothing was stopped or changed" in refused.stderr, refused.stderr
+    assert (disk.stat().st_ino, disk.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    started = time.monotonic()
+    restored = chain.run(
+        "--json", "restore", NAME, "--target", "local", "--snapshot", snapshot["id"], "--yes", timeout=900
+    )
+    assert restored.returncode == 0, restored.stderr
+    print(f"restore onto the stopped instance: {time.monotonic() - started:.0f} s")
+    result = json.loads(restored.stdout)
+    assert result["started"] is False  # it was stopped: the upgrade's boot starts it
+    replaced = Path(result["replaced_disk"])
+    # The replaced disk keeps every byte, what was written after the snapshot too (read off its ext4).
+    shown = subprocess.run(["debugfs", "-R", "cat /media/after.txt", str(replaced)], capture_output=True, text=True)
+    assert shown.stdout.strip() == lost, shown.stderr
 
     # The owner adds a service from the catalogue; the new image holds it (see the module's docstring).
     added = chain.run("service", "add", ADDED_SERVICE)
@@ -283,10 +326,16 @@ def test_data_and_secrets_survive_destroy_and_an_upgrade_onto_a_new_image(chain,
     shown = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(root)], capture_output=True, text=True)
     info = json.loads(shown.stdout)
     assert info["backing-filename"] == str(image / "root.qcow2")  # its root disk is the new image's
-    assert note in get(chain.url(8446, "/standin/posts")).json()["posts"]
-    assert chain.ssh("cat /mnt/data/media/kept.txt").strip() == note
+    posts = get(chain.url(8446, "/standin/posts")).json()["posts"]
+    assert kept in posts and lost not in posts, posts
+    assert chain.ssh("cat /mnt/data/media/kept.txt").strip() == kept
+    assert chain.ssh("test -e /mnt/data/media/after.txt && echo there || echo gone").strip() == "gone"
     assert chain.ssh("sha256sum /mnt/data/platform/secrets.env").split()[0] == secrets_before
+    assert litellm_master_key_hash(chain) == master_key_before
     assert chain.served_certificate(8443) == certificate_before
+    assert replaced.is_file()  # kept, never deleted
+    listed = json.loads(chain.run("--json", "backups", NAME, "--target", "local").stdout)
+    assert [disk["disk"] for disk in listed["replaced_disks"]] == [str(replaced)]
 
 
 def test_the_service_added_from_a_template_runs_behind_the_edge_after_the_upgrade(chain):

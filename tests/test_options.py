@@ -22,7 +22,7 @@ from builder.options import PER_COMMAND
 # config's values change what it does), --json wherever the output has a JSON form, --dry-run
 # wherever the command changes something and can show the change instead.
 HONOURS = {
-    "backups": {"set", "json"},
+    "backups": {"set", "json", "dry_run"},
     "restore": {"set", "json", "dry_run"},
     "bake": {"set", "json", "dry_run"},
     "prune": {"set", "json", "dry_run"},

@@ -207,3 +207,14 @@ def test_backups_and_restore_latest_swap_in_a_volume_from_the_snapshot_and_keep_
     [attached] = new["Attachments"] or ec2.describe_volumes(VolumeIds=[new["VolumeId"]])["Volumes"][0]["Attachments"]
     assert attached["InstanceId"] == restored["instance_id"]
     assert f"tag {volume} ai-platform:role=data" in restored["back"]
+
+    # A snapshot taken by hand, of the data volume in use: its dry run takes none.
+    count = len(snapshots.list_snapshots(ec2, PLATFORM, "alpha"))
+    planned = builder("--json", "--dry-run", "backups", "alpha", "--take")
+    assert planned.code == 0, planned.err
+    assert json.loads(planned.out)["data_volume"] == new["VolumeId"]
+    assert len(snapshots.list_snapshots(ec2, PLATFORM, "alpha")) == count
+    assert builder("--dry-run", "backups", "alpha").code == 2  # a listing changes nothing: no dry run of it
+    taken_now = json.loads(builder("--json", "backups", "alpha", "--take").out)["snapshot"]
+    [made] = ec2.describe_snapshots(SnapshotIds=[taken_now])["Snapshots"]
+    assert made["VolumeId"] == new["VolumeId"] and tags_of(made)["ai-platform:snapshot-reason"] == "manual"

@@ -20,25 +20,34 @@ SNAPSHOT_ID = re.compile(r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")
 @click.command()
 @click.argument("name")
 @target_option()
-@command_options("set", "json")
+@click.option(
+    "--take",
+    is_flag=True,
+    help="Take a snapshot of the data now (while it runs: crash-consistent, as after a power cut; stopped: clean).",
+)
+@command_options("set", "json", "dry_run")
 @click.pass_obj
-def backups(options: GlobalOptions, name: str, target: str | None) -> None:
-    """List instance NAME's snapshots of its data volume, newest first: when, how old, their size
-    and state, and why (scheduled, manual, or before an upgrade, with its images)."""
+def backups(options: GlobalOptions, name: str, target: str | None, take: bool) -> None:
+    """List instance NAME's snapshots of its data, newest first: when, how old, their size and
+    state, and why (scheduled, manual, or before an upgrade, with its images); --take takes one."""
     from builder.commands.config_cmd import load
     from builder.commands.target import resolve
     from builder.userdata import check_instance_name
 
-    check_instance_name(name)
+    check_instance_name(name)  # the name becomes a path on the local target: nothing outside state_dir
     config = load(options).config
     if resolve(target, config) == "local":
-        return _local(name).list_backups(options, config, name)
+        return _local_backups(options, config, name, take)
     from builder.aws.clients import AwsClients
     from builder.aws.instances import data_volume
     from builder.aws.snapshots import list_snapshots
 
     clients = AwsClients(config)
     volume = data_volume(clients.ec2, config.name, name)
+    if take:
+        return _take_aws(options, clients, config, name, volume)
+    if options.dry_run:
+        raise click.UsageError("--dry-run goes with --take (listing changes nothing)")
     views = list_snapshots(clients.ec2, config.name, name)
     now = datetime.now(timezone.utc)
     on_volume = _on_volume_backups(clients, config, name)
@@ -71,6 +80,29 @@ def backups(options: GlobalOptions, name: str, target: str | None) -> None:
         from builder.backup_status import summary
 
         click.echo(f"on-volume backup (the agent's last report): {summary(on_volume)}")
+
+
+def _take_aws(options: GlobalOptions, clients, config, name: str, volume: dict | None) -> None:
+    from builder.aws import snapshots
+    from builder.errors import BuilderError
+
+    if volume is None:
+        raise BuilderError(f"{config.name}/{name} has no data volume to snapshot (`builder launch {name}` makes one)")
+    attached = bool(volume.get("Attachments"))
+    consistency = "crash-consistent" if attached else "clean"
+    if options.dry_run:
+        if options.json:
+            plan = {"dry_run": True, "instance": name, "data_volume": volume["VolumeId"], "consistency": consistency}
+            click.echo(json.dumps(plan, indent=2))
+        else:
+            click.echo(f"would take a {consistency} snapshot of {volume['VolumeId']} (dry run: nothing changed)")
+        return
+    log = lambda line: click.echo(f"  {line}", err=True)  # noqa: E731
+    taken = snapshots.snapshot_volume(clients.ec2, config.name, name, volume["VolumeId"], snapshots.MANUAL, log)
+    if options.json:
+        click.echo(json.dumps({"instance": name, "snapshot": taken, "consistency": consistency}, indent=2))
+    else:
+        click.echo(f"{config.name}/{name}: took {taken} of {volume['VolumeId']} ({consistency}; EBS completes it)")
 
 
 def _on_volume_backups(clients, config, name: str) -> dict | None:
@@ -125,7 +157,7 @@ def restore(
     check_instance_name(name)
     config = load(options).config
     if resolve(target, config) == "local":
-        return _local(name).restore(options, config, name, snapshot_id, yes=yes, wait=wait, wait_timeout=wait_timeout)
+        return _local_restore(options, config, name, snapshot_id, yes=yes, wait_timeout=wait_timeout)
     if snapshot_id is not None and not SNAPSHOT_ID.match(snapshot_id):
         raise BuilderError(f"--snapshot: {snapshot_id!r} is not a snapshot id (snap- and 8 or 17 hex digits)")
     from builder.aws.clients import AwsClients
@@ -144,7 +176,11 @@ def restore(
                 click.echo(f"  - {action}")
         return
     if not yes:
-        _confirm(name, plan)
+        _confirm(
+            name,
+            f"This stops {name} and puts its data back as it was at {plan.snapshot.started} "
+            f"({plan.snapshot.snapshot_id}); what was written since stays only on {plan.volume_id}, which is kept",
+        )
     log = lambda line: click.echo(f"  {line}", err=True)  # noqa: E731
     result = run_restore(
         clients, plan, log, wait=wait, wait_timeout=wait_timeout, on_change=_progress(quiet=options.json)
@@ -170,15 +206,12 @@ def restore(
     click.echo(f"  {back_hint(name, restored)}")
 
 
-def _confirm(name: str, plan) -> None:
+def _confirm(name: str, what: str) -> None:
     from builder.errors import BuilderError
 
     # Typed, not a flag alone: what was written since the snapshot leaves the instance (it stays on
-    # the replaced volume, which is kept).
-    question = (
-        f"This stops {name} and puts its data back as it was at {plan.snapshot.started} ({plan.snapshot.snapshot_id}); "
-        f"what was written since stays only on {plan.volume_id}, which is kept. Type {name} to confirm"
-    )
+    # the replaced volume or disk, which is kept).
+    question = f"{what}. Type {name} to confirm"
     if sys.stdin.isatty():
         typed = click.prompt(question, default="", show_default=False)
     else:  # piped (`echo NAME | builder restore ...`), or closed: nobody to ask
@@ -207,19 +240,115 @@ def _progress(quiet: bool):
     return progress
 
 
-def _local(name: str):
-    """The local target's side (builder/local/data_snapshots.py), where it has landed."""
-    import importlib.util
+# The local target: its data disk's snapshots (builder/local/data_snapshots.py).
 
+
+def _local_backups(options: GlobalOptions, config, name: str, take: bool) -> None:
+    from builder.local import data_snapshots
+    from builder.local.instances import LocalInstance
+
+    instance = LocalInstance(config, name)
+    if take:
+        return _take_local(options, instance)
+    if options.dry_run:
+        raise click.UsageError("--dry-run goes with --take (listing changes nothing)")
+    snapshots = data_snapshots.list_snapshots(instance)
+    replaced = data_snapshots.replaced_disks(instance)
+    if options.json:
+        document = {
+            "instance": name,
+            "target": "local",
+            "data_disk": str(instance.data_disk),
+            "snapshots": [snapshot.to_json() for snapshot in snapshots],
+            "replaced_disks": [disk.to_json() for disk in replaced],
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
+    _print_local(instance, snapshots, replaced)
+
+
+def _take_local(options: GlobalOptions, instance) -> None:
     from builder.errors import BuilderError
-
-    if importlib.util.find_spec("builder.local.data_snapshots") is None:
-        raise BuilderError(
-            f"backups and restore of {name} are not yet on the local target (--target local); they are on aws"
-        )
     from builder.local import data_snapshots
 
-    return data_snapshots
+    running = instance.running()
+    if not instance.data_disk.is_file():
+        raise BuilderError(f"{instance.name} has no data disk to snapshot ({instance.data_disk})")
+    if options.dry_run:
+        how = data_snapshots.CRASH if running else data_snapshots.CLEAN
+        plan = {"dry_run": True, "instance": instance.name, "running": running, "consistency": how}
+        if options.json:
+            click.echo(json.dumps({**plan, "data_disk": str(instance.data_disk)}, indent=2))
+        else:
+            state = "while it runs" if running else "while it is stopped"
+            click.echo(f"would take a {how} snapshot of {instance.data_disk} {state} (dry run: nothing changed)")
+        return
+    snapshot = data_snapshots.take(instance, "manual", log=lambda line: click.echo(f"  {line}", err=True))
+    if options.json:
+        click.echo(json.dumps(snapshot.to_json(), indent=2))
+    else:
+        click.echo(f"{instance.name}: took {snapshot.id} ({snapshot.consistency}) at {snapshot.taken_at}")
+
+
+def _print_local(instance, snapshots: list, replaced: list) -> None:
+    from builder.words import bytes_in_words, counted
+
+    click.echo(f"{instance.name} (local): {counted(len(snapshots), 'snapshot')} of {instance.data_disk}")
+    for snapshot in snapshots:
+        why = snapshot.reason
+        if snapshot.reason == "before-upgrade":
+            why += f" {snapshot.upgrade_from or '(not recorded)'} -> {snapshot.upgrade_to or '(not recorded)'}"
+        size = bytes_in_words(snapshot.size_bytes)
+        click.echo(f"  {snapshot.id:<24} {snapshot.taken_at}  {size:>10}  {snapshot.consistency:<16}  {why}")
+    if not snapshots:
+        click.echo(f"  (none: `builder backups {instance.name} --target local --take` takes one)")
+    for disk in replaced:
+        click.echo(f"replaced, kept: {disk.disk} (at {disk.replaced_at}, by a restore of {disk.replaced_by})")
+
+
+def _local_restore(options: GlobalOptions, config, name: str, snapshot_id, yes: bool, wait_timeout: int) -> None:
+    from builder.local import data_snapshots
+    from builder.local.instances import LocalInstance
+
+    instance = LocalInstance(config, name)
+    snapshot = data_snapshots.find(instance, snapshot_id)
+    plan = data_snapshots.restore_plan(instance, snapshot)
+    if options.dry_run:
+        if options.json:
+            click.echo(json.dumps({"dry_run": True, **plan}, indent=2))
+            return
+        click.echo(f"restore plan for {config.name}/{name} (local; dry run: nothing changed)")
+        for line in _plan_lines(plan):
+            click.echo(f"  {line}")
+        return
+    if not yes:
+        what = f"This puts {name}'s data back as it was at {snapshot.taken_at} ({snapshot.id}): "
+        _confirm(name, what + "; ".join(_plan_lines(plan)))
+    log = lambda line: click.echo(f"  {line}", err=True)  # noqa: E731
+    result = data_snapshots.restore_instance(
+        instance, snapshot, log, wait_timeout, on_step=lambda line: log(line.removeprefix("firstboot: "))
+    )
+    if options.json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    kept = f"; the disk it replaced is kept: {result['replaced_disk']}" if result["replaced_disk"] else ""
+    click.echo(f"{config.name}/{name}: data disk restored from {snapshot.id}{kept}")
+    if result["started"]:
+        click.echo(f"{config.name}/{name}: running again, agent {result['agent_state']}")
+    else:
+        click.echo(f"{config.name}/{name}: not running; `builder launch {name} --target local` starts it on this data")
+
+
+def _plan_lines(plan: dict) -> list[str]:
+    lines = ["stop it cleanly"] if plan["running"] else []
+    lines.append(f"make {plan['data_disk']} anew from {plan['snapshot']['path']}")
+    if plan["replaced_disk"]:
+        lines.append(f"keep the disk it has as {plan['replaced_disk']}")
+    if plan["running"]:
+        lines.append(f"start it again from {plan['restarts_on']} and wait for its agent")
+    else:
+        lines.append("leave it stopped (it is not running): its next launch starts on the restored disk")
+    return lines
 
 
 def _seconds_since(iso: str, now: datetime) -> int:

@@ -86,8 +86,8 @@ def _local(config, name: str, image: Path | None):
         raise BuilderError(f"no local instance {name} to upgrade: `builder launch {name} --target local` makes one")
     new = image if image is not None else current_image(config).disk.parent
     local_image(new)  # a whole image, before anything stops
-    moving = LocalUpgradeTarget(instance)
-    return moving, UpgradePlan(name, moving.image(), str(new.resolve()))
+    moving = LocalUpgradeTarget(instance, upgrade_to=str(new.resolve()))
+    return moving, UpgradePlan(name, moving.image(), moving.upgrade_to)
 
 
 def _aws(config, name: str, ami: str | None):

@@ -4,6 +4,8 @@ Everything lives under local.state_dir/<platform>/:
 
     images/current.json       the image `builder bake --target local` produced (disk, kernel, initrd)
     data/<name>.img           each instance's data disk: kept across destroy and launch, like the EBS volume
+    data/<name>.replaced-*    a data disk a restore swapped out: kept, never deleted (with its record)
+    snapshots/<name>/         snapshots of the data disk (builder/local/data_snapshots.py)
     instances/<name>/         one running instance: root overlay, seed, console.log, state.json
 
 qemu runs detached; its monitor socket sits in the temp dir (a UNIX socket path holds 107 bytes).
@@ -135,6 +137,11 @@ class LocalInstance:
         digest = hashlib.sha256(str(self.directory).encode()).hexdigest()[:16]
         return Path(tempfile.gettempdir()) / f"ai-platform-{digest}.monitor"
 
+    @property
+    def qmp(self) -> Path:
+        """qemu's JSON monitor (QMP), beside the human one: what a live snapshot of the data disk talks to."""
+        return self.monitor.with_suffix(".qmp")
+
     def state(self) -> dict | None:
         path = self.directory / "state.json"
         return json.loads(path.read_text()) if path.exists() else None
@@ -219,6 +226,7 @@ class LocalInstance:
             host_forwards=forwards,
             forward_address=settings.forward_address,
             monitor=self.monitor,
+            qmp=self.qmp,
             fw_cfg=fw_cfg,
         )
         with open(self.directory / "qemu.log", "wb") as qemu_log:
@@ -295,6 +303,7 @@ class LocalInstance:
         for leftover in ("root.qcow2", "seed.iso", "state.json"):
             (self.directory / leftover).unlink(missing_ok=True)
         self.monitor.unlink(missing_ok=True)
+        self.qmp.unlink(missing_ok=True)
         if delete_data and self.data_disk.exists():
             self.data_disk.unlink()
             log(f"deleted data disk {self.data_disk}")

@@ -14,6 +14,8 @@ from pathlib import Path
 # The address qemu's user-mode network gives the guest (its built-in DHCP server starts at .15):
 # host forwards (hostfwd) arrive there, so the edge must listen on it.
 GUEST_ADDRESS = "10.0.2.15"
+# The data disk's drive id: its name on qemu's monitors (a live snapshot backs it up by this name).
+DATA_DRIVE = "data"
 
 
 def make_seed(path: Path, instance_id: str, hostname: str, user_data: str) -> Path:
@@ -53,6 +55,7 @@ def qemu_command(
     kernel_args: str = "",
     no_reboot: bool = False,
     monitor: Path | None = None,
+    qmp: Path | None = None,
     fw_cfg: dict[str, Path] | None = None,
 ) -> list[str]:
     """`kernel`/`initrd`: booted from outside with `kernel_args`; None: the root disk's boot loader.
@@ -82,8 +85,8 @@ def qemu_command(
         ("-drive", f"file={root},if=none,id=root,format=qcow2"),
         # Booted from outside, the kernel holds boot index 0; otherwise the root disk's boot loader does.
         ("-device", "virtio-blk-pci,drive=root" + (",bootindex=0" if kernel is None else "")),
-        ("-drive", f"file={data_disk},if=none,id=data,format=raw"),
-        ("-device", f"virtio-blk-pci,drive=data,serial={data_serial}"),
+        ("-drive", f"file={data_disk},if=none,id={DATA_DRIVE},format=raw"),
+        ("-device", f"virtio-blk-pci,drive={DATA_DRIVE},serial={data_serial}"),
         ("-drive", f"file={seed},if=virtio,format=raw,readonly=on"),
         ("-netdev", netdev),
         ("-device", "virtio-net-pci,netdev=net0"),
@@ -91,6 +94,8 @@ def qemu_command(
     ]
     if monitor is not None:
         options.append(("-monitor", f"unix:{monitor},server,nowait"))
+    if qmp is not None:  # the JSON monitor: block jobs a program follows (a live snapshot of the data disk)
+        options.append(("-qmp", f"unix:{qmp},server=on,wait=off"))
     # Files for the guest outside its disks and seed (the owner's credentials): root reads them at
     # /sys/firmware/qemu_fw_cfg/by_name/NAME/raw. Never in the seed, which is user-data.
     options += [("-fw_cfg", f"name={name},file={path}") for name, path in (fw_cfg or {}).items()]
