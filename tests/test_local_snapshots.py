@@ -102,6 +102,7 @@ def test_a_snapshot_while_stopped_is_a_clean_sparse_copy_with_its_record(instanc
     assert [s.id for s in data_snapshots.list_snapshots(instance)] == [snapshot.id]
     assert not list(data_snapshots.snapshots_dir(instance).glob("*partial*"))
     assert any(snapshot.id in line for line in lines)
+    assert data_snapshots.snapshots_dir(instance).stat().st_mode & 0o777 == 0o700  # the host's other users: out
 
 
 def test_two_snapshots_in_the_same_second_get_their_own_ids_and_the_newest_is_the_latest(instance):

@@ -134,6 +134,7 @@ def take(
         raise BuilderError(f"{instance.name} has no data disk to snapshot ({disk})")
     directory = snapshots_dir(instance)
     directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)  # copies of the owner's secrets and databases: no other user of the host reads them
     snapshot_id = _unique(directory, "snap-" + _stamp())
     partial = directory / f"{snapshot_id}.partial.qcow2"
     final = directory / f"{snapshot_id}.qcow2"
