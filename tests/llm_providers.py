@@ -111,9 +111,14 @@ def start_providers() -> Providers:
     return Providers(server.server_address[1], free_port(), server, stop, hits)
 
 
-def fallback_config(rendered: dict, providers: Providers, ollama_path: str = "/ollama") -> dict:
+def fallback_config(
+    rendered: dict, providers: Providers, ollama_path: str = "/ollama", hang_timeout: float | None = None
+) -> dict:
     """The rendered config with its Ollama on the stand-in, and per case a copy of its cloud
-    `smart` route (same timeouts and retries) on that case's endpoint, falling back as `smart` does."""
+    `smart` route (same timeouts and retries) on that case's endpoint, falling back as `smart` does.
+    `hang_timeout` shortens the hung provider's timeout only: the tests show that the route's own
+    timeout gives way (without it the request would wait for LiteLLM's request_timeout); the bench
+    keeps the rendered one, whose cost it measures."""
     config = json.loads(json.dumps(rendered))
     config["general_settings"].pop("database_url", None)
     for entry in config["model_list"]:
@@ -126,6 +131,8 @@ def fallback_config(rendered: dict, providers: Providers, ollama_path: str = "/o
     [auto] = [entry for entry in config["model_list"] if entry["model_name"] == "auto"]
     for case, path in CASES.items():
         params = {**smart["litellm_params"], "api_base": providers.base(path)}
+        if case == "hang" and hang_timeout is not None:
+            params["timeout"] = hang_timeout
         config["model_list"].append({"model_name": f"smart-{case}", "litellm_params": params})
         config["router_settings"]["fallbacks"].append({f"smart-{case}": rules["smart"]})
         # `auto` as rendered, its cloud tiers on this case's endpoint.

@@ -101,6 +101,8 @@ class HostBridge:
     def close(self) -> None:
         for listener in self._listeners:
             listener.close()
+        for path in self.sockets.values():  # a closed socket's file stays: a later bridge binds it again
+            path.unlink(missing_ok=True)
 
 
 def main() -> int:

@@ -117,6 +117,13 @@ class BuildInstanceVm:
             time.sleep(2)
         raise AssertionError(f"the build VM's SSH did not answer in {timeout:g} s:\n{self.console.read_text()[-3000:]}")
 
+    def ssh(self, key: Path, command: str) -> None:
+        """`command` as the build user (the tests' own steps between bakes, not Packer's)."""
+        options = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+        target = ["-i", str(key), "-p", str(self.ssh_port), "ubuntu@127.0.0.1"]
+        result = subprocess.run(["ssh", *options, *target, command], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{command}: {result.stderr[-2000:]}"
+
     def close(self) -> None:
         self.process.kill()
         self.process.wait(30)
@@ -167,6 +174,7 @@ def aws_bake(tmp_path_factory):
         for pin in openclaw_plugins.pins():
             openclaw_plugins.fetch(pin)
         vm.wait_for_ssh()
+        failed = failed_bake_first(config, command, env, moto, vm, key, root)
         started = time.monotonic()
         result = bake_in_namespace(command, env, moto, vm, key, root)
         print(f"aws bake (moto + local VM): {time.monotonic() - started:.0f} s")
@@ -181,6 +189,7 @@ def aws_bake(tmp_path_factory):
             "command": command,
             "env": env,
             "result": json.loads(result.stdout),
+            "failed": failed,
         }
     finally:
         if vm is not None:
@@ -188,6 +197,32 @@ def aws_bake(tmp_path_factory):
         registry.stop()
         models.stop()
         moto.stop()
+
+
+def failed_bake_first(config: Path, command: list[str], env, moto, vm, key, root: Path) -> dict:
+    """A bake with a dead apt mirror, on the build VM the good bake then uses (one boot, not two).
+
+    It fails at 10-apt.sh's first fetch, after that script pointed the VM's apt sources at the dead
+    mirror: those sources (all the failed bake changed that a second bake does not set again) are
+    put back over SSH before the good bake, as a fresh build instance has them."""
+    ec2 = moto.client("ec2", REGION)
+    dead = f"http://10.0.2.2:{free_port()}/debian"
+    failing = root / "failing.yaml"
+    failing.write_text(config.read_text().replace("  mirrors:\n", f"  mirrors:\n    apt: {dead}\n"))
+    failing_command = [*command, "--force"]
+    failing_command[failing_command.index("--config") + 1] = str(failing)
+    vm.ssh(key, "sudo cp -a /etc/apt /var/tmp/apt-before-failed-bake")
+    result = bake_in_namespace(failing_command, env, moto, vm, key, root)
+    vm.ssh(key, "sudo sh -c 'rm -rf /etc/apt && mv /var/tmp/apt-before-failed-bake /etc/apt'")
+    reservations = ec2.describe_instances(Filters=[{"Name": "tag:ai-platform:role", "Values": ["image-build"]}])
+    groups = [group["GroupName"] for group in ec2.describe_security_groups()["SecurityGroups"]]
+    return {
+        "dead": dead,
+        "result": result,
+        "images": ec2.describe_images(Owners=["self"])["Images"],
+        "build_states": {i["State"]["Name"] for r in reservations["Reservations"] for i in r["Instances"]},
+        "packer_groups": [name for name in groups if name.startswith("packer")],
+    }
 
 
 def bake_in_namespace(command, env, moto, vm, key, directory) -> subprocess.CompletedProcess:
@@ -286,27 +321,13 @@ def test_the_same_inputs_return_the_ami_without_building(aws_bake):
     assert again["cached"] is True and again["image"] == aws_bake["result"]["image"]
 
 
-def test_a_failed_aws_bake_leaves_nothing_behind(aws_bake, tmp_path):
-    """A dead apt mirror fails the bake at its first fetch, on a fresh build VM: the error names the
-    URL and the setting; Packer terminates its instance and deletes its group; no AMI is made."""
-    ec2 = aws_bake["ec2"]
-    before = {image["ImageId"] for image in ec2.describe_images(Owners=["self"])["Images"]}
-    dead = f"http://10.0.2.2:{free_port()}/debian"
-    config = tmp_path / "platform.yaml"
-    config.write_text(aws_bake["config"].read_text().replace("  mirrors:\n", f"  mirrors:\n    apt: {dead}\n"))
-    command = [*aws_bake["command"], "--force"]
-    command[command.index("--config") + 1] = str(config)
-    vm = BuildInstanceVm(tmp_path, aws_bake["key"].with_suffix(".pub").read_text().strip())
-    try:
-        vm.wait_for_ssh()
-        result = bake_in_namespace(command, aws_bake["env"], aws_bake["moto"], vm, aws_bake["key"], tmp_path)
-    finally:
-        vm.close()
-    assert result.returncode == 1
-    assert "image.mirrors.apt" in result.stderr and dead in result.stderr
-    assert {image["ImageId"] for image in ec2.describe_images(Owners=["self"])["Images"]} == before
-    reservations = ec2.describe_instances(Filters=[{"Name": "tag:ai-platform:role", "Values": ["image-build"]}])
-    states = {i["State"]["Name"] for r in reservations["Reservations"] for i in r["Instances"]}
-    assert states == {"terminated"}, states
-    groups = ec2.describe_security_groups()["SecurityGroups"]
-    assert [g["GroupName"] for g in groups if g["GroupName"].startswith("packer")] == []
+def test_a_failed_aws_bake_leaves_nothing_behind(aws_bake):
+    """A dead apt mirror fails the bake at its first fetch (made before the good bake, on the same
+    build VM): the error names the URL and the setting; Packer terminates its instance and deletes
+    its group; no AMI is made."""
+    failed = aws_bake["failed"]
+    assert failed["result"].returncode == 1, failed["result"].stdout[-2000:]
+    assert "image.mirrors.apt" in failed["result"].stderr and failed["dead"] in failed["result"].stderr
+    assert failed["images"] == []
+    assert failed["build_states"] == {"terminated"}, failed["build_states"]
+    assert failed["packer_groups"] == []
