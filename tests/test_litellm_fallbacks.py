@@ -30,7 +30,8 @@ HANG_TIMEOUT = 5
 def proxy(tmp_path_factory):
     providers = start_providers()
     rendered = litellm.litellm_config(SETTINGS, ["openai"])
-    running = start_proxy(imported(LITELLM), fallback_config(rendered, providers, hang_timeout=HANG_TIMEOUT), tmp_path_factory.mktemp("litellm"))
+    config = fallback_config(rendered, providers, hang_timeout=HANG_TIMEOUT)
+    running = start_proxy(imported(LITELLM), config, tmp_path_factory.mktemp("litellm"))
     try:
         yield running
     finally:
