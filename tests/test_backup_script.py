@@ -233,9 +233,11 @@ def test_what_a_crash_left_is_removed_and_a_folder_without_its_marker_never_coun
     crashed = volume.backups / ".partial-20200103T000000Z"
     crashed.mkdir()
     (crashed / "alpha.dump").write_text("half a dump")
-    unmarked = volume.backups / "20200104T000000Z"  # newer than the complete ones, but not complete
+    unmarked = volume.backups / "20200104T000000Z"  # newer than the complete ones, but not complete:
     shutil.copytree(volume.backups / OLDER[1], unmarked)
     (unmarked / "complete").unlink()
+    dump = next(unmarked.glob("*.dump"))
+    dump.write_bytes(b"not a dump")  # one of its dumps does not read back
 
     made = volume.run("create", AI_PLATFORM_BACKUP_KEEP="1")
     assert made.returncode == 0, made.stderr
@@ -247,6 +249,32 @@ def test_what_a_crash_left_is_removed_and_a_folder_without_its_marker_never_coun
     assert "removed backup 20200102T000000Z (keeping the newest 1)" in made.stdout
     refused = volume.run("restore", unmarked.name)
     assert refused.returncode == 1 and "no complete backup named '20200104T000000Z'" in refused.stderr
+
+
+def test_the_earlier_scripts_backups_count_once_their_dumps_read_back_and_its_empty_one_never(volume, made):
+    """The script before the marker renamed a backup once written: on a volume it left, its backups
+    count (and are pruned in turn, so their space comes back); its empty one (no database list, when
+    its listing failed) does not."""
+    volume.backups.mkdir(parents=True)
+    earlier = volume.backups / "20200101T000000Z"
+    shutil.copytree(made / "backup", earlier)
+    (earlier / "complete").unlink()
+    empty = volume.backups / "20200102T000000Z"
+    empty.mkdir()
+    shutil.copy(earlier / "globals.sql", empty)
+    shutil.copy(earlier / "files.tar.gz", empty)
+    made_now = volume.run("create", AI_PLATFORM_BACKUP_KEEP="2")
+    assert made_now.returncode == 0, made_now.stderr
+    assert f"counted {earlier.name} as a backup" in made_now.stdout
+    uncounted = "not counted as backups (no 'complete' marker; remove them when not needed)"
+    assert f"{uncounted}: {empty.name}" in made_now.stdout
+    listed = volume.listed()
+    assert len(listed) == 2 and listed[1] == earlier.name
+    time.sleep(1.1)  # backup names are timestamps to the second
+    again = volume.run("create", AI_PLATFORM_BACKUP_KEEP="2")  # the earlier one is pruned now
+    assert again.returncode == 0, again.stderr
+    assert f"removed backup {earlier.name} (keeping the newest 2)" in again.stdout and not earlier.exists()
+    assert empty.is_dir()
 
 
 def test_pruning_keeps_the_newest_complete_backups_and_the_count_must_be_at_least_one(volume, made):
