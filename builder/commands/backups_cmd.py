@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from datetime import datetime, timezone
 
 import click
@@ -207,25 +206,11 @@ def restore(
 
 
 def _confirm(name: str, what: str) -> None:
-    from builder.errors import BuilderError
+    from builder.commands.confirm import typed_name
 
-    # Typed, not a flag alone: what was written since the snapshot leaves the instance (it stays on
-    # the replaced volume or disk, which is kept).
-    question = f"{what}. Type {name} to confirm"
-    if sys.stdin.isatty():
-        typed = click.prompt(question, default="", show_default=False)
-    else:  # piped (`echo NAME | builder restore ...`), or closed: nobody to ask
-        click.echo(f"{question}: ", nl=False, err=True)
-        line = sys.stdin.readline()
-        if not line:
-            raise BuilderError(
-                "cannot ask for the confirmation: standard input is closed; nothing was stopped or changed "
-                f"(run it in a terminal, pipe the name: echo {name} | builder restore {name} ..., or pass --yes)"
-            )
-        typed = line.strip()
-        click.echo("", err=True)  # the answer came from a pipe: what follows starts on a line of its own
-    if typed != name:
-        raise BuilderError("confirmation did not match: nothing was stopped or changed")
+    # What was written since the snapshot leaves the instance (it stays on the replaced volume or
+    # disk, which is kept).
+    typed_name(name, what, "nothing was stopped or changed", f"echo {name} | builder restore {name} ..., or pass --yes")
 
 
 def _progress(quiet: bool):

@@ -203,25 +203,15 @@ def _snapshots_in_words(ids: list[str]) -> str:
 
 
 def _confirm_data_deletion(name: str, what: str) -> None:
-    import sys
+    from builder.commands.confirm import typed_name
 
-    from builder.errors import BuilderError
-
-    # Typed, not a flag alone: the volume is every byte of this instance's data.
-    question = f"This deletes {what} for good. Type {name} to confirm"
-    if sys.stdin.isatty():
-        typed = click.prompt(question, default="", show_default=False)
-    else:  # piped (`echo NAME | builder destroy ...`), or closed: nobody to ask
-        click.echo(f"{question}: ", nl=False, err=True)
-        line = sys.stdin.readline()
-        if not line:
-            raise BuilderError(
-                f"cannot ask for the confirmation: standard input is closed; nothing was terminated or deleted "
-                f"(run it in a terminal, or pipe the name: echo {name} | builder destroy {name} --delete-data)"
-            )
-        typed = line.strip()
-    if typed != name:
-        raise BuilderError("confirmation did not match: nothing was terminated or deleted")
+    # The volume is every byte of this instance's data.
+    typed_name(
+        name,
+        f"This deletes {what} for good",
+        "nothing was terminated or deleted",
+        f"echo {name} | builder destroy {name} --delete-data",
+    )
 
 
 def _local_views(config, name: str | None) -> list:
