@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import signal
-import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from postgres_cluster import POSTGRES_BIN, running_cluster
 from stack_fixtures import BACKUP
 
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 STANDIN = Path(__file__).parent / "standins" / "docker_exec.py"
 OLDER = ["20200101T000000Z", "20200102T000000Z"]  # complete backups made before the run under test
 
@@ -38,38 +35,21 @@ def cluster():
     """A PostgreSQL 15 cluster run by the `postgres` user (it refuses root) on a private socket, with
     two databases (one owned by a role of its own, as the apps' are) and a row in each: yields the
     environment that points the Postgres tools at it, and psql."""
-    user = pwd.getpwnam("postgres")
-    root = Path(tempfile.mkdtemp(prefix="backup-pg-"))  # not under pytest's 0700 tmp: the server enters it
-    os.chown(root, user.pw_uid, user.pw_gid)
-    data = root / "data"
+    with running_cluster("backup-pg-") as running:
+        environ = {"PGHOST": str(running.root), "PGPORT": running.port}
 
-    def as_postgres(*command):
-        subprocess.run(["runuser", "-u", "postgres", "--", *map(str, command)], check=True, capture_output=True)
+        def psql(sql: str, database: str = "postgres") -> str:
+            command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-U", "postgres", "-d", database, "-c", sql]
+            result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **environ})
+            assert result.returncode == 0, f"psql failed on {sql}:\n{result.stderr}"
+            return result.stdout
 
-    as_postgres(POSTGRES_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
-    options = f"-c listen_addresses='' -c unix_socket_directories={root} -p {port}"
-    as_postgres(POSTGRES_BIN / "pg_ctl", "-D", data, "-o", options, "-w", "-l", root / "log", "start")
-    environ = {"PGHOST": str(root), "PGPORT": port}
-
-    def psql(sql: str, database: str = "postgres") -> str:
-        command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-U", "postgres", "-d", database, "-c", sql]
-        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **environ})
-        assert result.returncode == 0, f"psql failed on {sql}:\n{result.stderr}"
-        return result.stdout
-
-    try:
         psql("CREATE ROLE app_owner LOGIN PASSWORD 'not-a-secret'")
         psql("CREATE DATABASE alpha")
         psql("CREATE DATABASE beta OWNER app_owner")
         for database in ("alpha", "beta"):
             psql(f"CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept in {database}')", database)
         yield environ, psql
-    finally:
-        as_postgres(POSTGRES_BIN / "pg_ctl", "-D", data, "-m", "fast", "stop")
-        shutil.rmtree(root)
 
 
 class Volume:

@@ -12,20 +12,15 @@ with the columns the platform relies on: each app's virtual key, its alias, and 
 from __future__ import annotations
 
 import importlib.util
-import os
-import pwd
 import re
-import shutil
-import socket
 import subprocess
-import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
+from postgres_cluster import POSTGRES_BIN, running_cluster
 from real_images import CACHE, LITELLM_VERSION
 
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 WHEELS = CACHE / "pypi"
 
 pytestmark = pytest.mark.skipif(
@@ -85,34 +80,19 @@ def postgres():
 
     Returns psql as root (trust on the socket) for SQL or a file of it.
     """
-    user = pwd.getpwnam("postgres")
-    root = Path(tempfile.mkdtemp(prefix="litellm-pg-"))  # not under pytest's 0700 tmp: the server enters it
-    os.chown(root, user.pw_uid, user.pw_gid)
-    data = root / "data"
+    with running_cluster("litellm-pg-") as running:
+        root, port = running.root, running.port
 
-    def as_postgres(*command):
-        subprocess.run(["runuser", "-u", "postgres", "--", *map(str, command)], check=True, capture_output=True)
+        def psql(sql: str | None = None, *, file: Path | None = None, database: str = "litellm") -> str:
+            command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-h", str(root), "-p", port]
+            command += ["-U", "postgres"]
+            command += ["-d", database] + (["-f", str(file)] if file else ["-c", sql])
+            result = subprocess.run(command, capture_output=True, text=True)
+            assert result.returncode == 0, f"psql failed on {file or sql}:\n{result.stderr}"
+            return result.stdout
 
-    as_postgres(POSTGRES_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
-    options = f"-c listen_addresses='' -c unix_socket_directories={root} -p {port}"
-    as_postgres(POSTGRES_BIN / "pg_ctl", "-D", data, "-o", options, "-w", "-l", root / "log", "start")
-
-    def psql(sql: str | None = None, *, file: Path | None = None, database: str = "litellm") -> str:
-        command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-h", str(root), "-p", port, "-U", "postgres"]
-        command += ["-d", database] + (["-f", str(file)] if file else ["-c", sql])
-        result = subprocess.run(command, capture_output=True, text=True)
-        assert result.returncode == 0, f"psql failed on {file or sql}:\n{result.stderr}"
-        return result.stdout
-
-    try:
         psql("CREATE DATABASE litellm", database="postgres")
         yield psql
-    finally:
-        as_postgres(POSTGRES_BIN / "pg_ctl", "-D", data, "-m", "fast", "stop")
-        shutil.rmtree(root)
 
 
 def declared_tables(schema: str) -> set[str]:
