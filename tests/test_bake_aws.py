@@ -99,6 +99,8 @@ class BuildInstanceVm:
                 "-drive", f"file={seed},if=virtio,format=raw,readonly=on",
                 "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
                 "-device", "virtio-net-pci,netdev=net0",
+                # The host's entropy, as builder/local/qemu.py gives every launched VM.
+                "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0",
                 "-serial", f"file:{self.console}",
             ],
             stdout=subprocess.DEVNULL,

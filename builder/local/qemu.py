@@ -90,6 +90,11 @@ def qemu_command(
         ("-drive", f"file={seed},if=virtio,format=raw,readonly=on"),
         ("-netdev", netdev),
         ("-device", "virtio-net-pci,netdev=net0"),
+        # The host's entropy for the guest's kernel: without it, under TCG, a boot could spin for
+        # minutes in the kernel's jitter entropy before its random pool was ready (a soft lockup in
+        # systemd-random-seed, seen in CI).
+        ("-object", "rng-random,id=rng0,filename=/dev/urandom"),
+        ("-device", "virtio-rng-pci,rng=rng0"),
         ("-serial", f"file:{serial_log}"),
     ]
     if monitor is not None:
