@@ -9,8 +9,8 @@ after its name, stops it with a usage error (exit 2) naming the option and the c
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
-import sys
 
 import click
 import pytest
@@ -153,7 +153,7 @@ def options_read(module_name: str, function: str, seen: set | None = None) -> se
     if (module_name, function) in seen:
         return set()
     seen.add((module_name, function))
-    functions, imported = _functions(sys.modules[module_name])
+    functions, imported = _functions(importlib.import_module(module_name))  # imported by no other test, maybe
     attributes = {attribute: name for name, (_, attribute) in PER_COMMAND.items()}
     found = set()
     for node in ast.walk(functions[function]):

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import tarfile
+import tempfile
 from pathlib import Path, PurePosixPath
 
 from builder.errors import BuilderError
@@ -60,9 +61,10 @@ def fetch(pin: dict, session=None, timeout: float = 120) -> bytes:
         raise BuilderError(f"{what}: {pin['tarball']} answered HTTP {response.status_code}")
     check_integrity(response.content, pin["integrity"], what)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cached.with_suffix(".partial")
-    temporary.write_bytes(response.content)
-    temporary.replace(cached)
+    # A name of its own: two bakes on one host may fetch the same tarball at once.
+    with tempfile.NamedTemporaryFile(dir=cached.parent, prefix=f".{cached.name}.", delete=False) as temporary:
+        temporary.write(response.content)
+    Path(temporary.name).replace(cached)
     return response.content
 
 

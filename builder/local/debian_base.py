@@ -11,6 +11,7 @@ with `-kernel`/`-initrd` and `root=LABEL=root`.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
@@ -86,12 +87,30 @@ def build_debian_base(
     if image.exists():
         log(f"debian base image: cached at {target}")
         return image
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # One build of a base at a time: a second bake (or test) on this host waits for the first one's
+    # and uses it, instead of building it again and then finding its place taken.
+    with open(cache_dir / f".debian-12-{key}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("debian base image: another build of it runs on this host; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if image.exists():
+            log(f"debian base image: built meanwhile at {target}")
+            return image
+        _build(target, mirror, extra_packages, log)
+    log(f"debian base image: built at {target}")
+    return image
+
+
+def _build(target: Path, mirror: str, extra_packages: tuple[str, ...], log) -> None:
+    cache_dir = target.parent
     for tool in ("mmdebstrap", "mkfs.ext4", "qemu-img"):
         if shutil.which(tool) is None:
             raise BaseImageError(
                 f"{tool} is missing: run scripts/setup (it installs mmdebstrap, e2fsprogs, qemu-utils)"
             )
-    cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-") as work:
         rootfs = Path(work) / "rootfs"
         packages = ",".join(sorted({*PACKAGES, *extra_packages}))
@@ -117,8 +136,6 @@ def build_debian_base(
         _run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(rootfs), str(raw)], "mkfs.ext4 -d failed")
         _run(["qemu-img", "convert", "-c", "-O", "qcow2", str(raw), str(staging / "root.qcow2")], "qemu-img failed")
         staging.rename(target)  # whole or absent: an interrupted build leaves no half image in the cache
-    log(f"debian base image: built at {target}")
-    return image
 
 
 def _newest(directory: Path, pattern: str) -> Path:
