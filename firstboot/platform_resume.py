@@ -30,8 +30,6 @@ AGENT_UNIT = "ai-platform-firstboot.service"
 UP = ("active", "activating", "reloading")
 
 
-
-
 def resume(
     systemd: Any,
     mount_unit: str = mount_unit_name(MOUNT_POINT),

@@ -46,7 +46,7 @@ class UserManager:
         self.runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.units / "idle.target").write_text("[Unit]\nDescription=nothing at start\n")
         env = {**self.env, "XDG_CONFIG_HOME": str(self.root / "config"), "HOME": str(self.root)}
-        script = "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec \"$0\" --user --unit=idle.target"
+        script = 'mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec "$0" --user --unit=idle.target'
         self.process = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(SYSTEMD)],
             env=env,

@@ -136,7 +136,9 @@ def test_restarting_docker_leaves_every_stack_up_and_checks_it_again(manager):
 
 def test_the_stack_unit_main_shipped_took_every_stack_down_with_docker(manager):
     """The check above fails on the unit before #26 (Requires=docker.service): the restart propagated."""
-    before = (UNITS / "ai-platform-stack@.service").read_text().replace("Wants=docker.service", "Requires=docker.service")
+    before = (
+        (UNITS / "ai-platform-stack@.service").read_text().replace("Wants=docker.service", "Requires=docker.service")
+    )
     log = install_platform(manager, stack_unit=before)
     start_platform(manager)
     manager.systemctl("restart", DOCKER)
@@ -153,7 +155,9 @@ def test_a_dockerd_that_exits_is_started_again_and_the_stacks_stay_up(manager):
     manager.systemctl("kill", "--kill-whom=main", "--signal=SIGTERM", DOCKER)
     deadline = time.monotonic() + 60
     while not (manager.show(DOCKER, "MainPID") not in ("0", first) and active(manager, [DOCKER])):
-        assert time.monotonic() < deadline, f"dockerd not back: {manager.systemctl('status', DOCKER, check=False).stdout}"
+        assert time.monotonic() < deadline, (
+            f"dockerd not back: {manager.systemctl('status', DOCKER, check=False).stdout}"
+        )
         time.sleep(0.2)
     manager.settle()
     print(f"dockerd back and every stack reloaded {time.monotonic() - began:.1f} s after it died")
@@ -167,14 +171,16 @@ def test_the_data_volume_going_away_and_back_brings_docker_and_the_stacks_back(m
     log = install_platform(manager)
     device = tmp_path / "by-uuid-device"
     systemd = UserSystemd(manager, device)
-    assert platform_resume.resume(systemd, device_present=lambda device: Path(device).exists()) is None  # the agent is not done: the stacks are its
+    assert (
+        platform_resume.resume(systemd, device_present=lambda device: Path(device).exists()) is None
+    )  # the agent is not done: the stacks are its
     start_platform(manager)
 
     manager.systemctl("stop", VOLUME)  # what systemd does to the mount when its device goes
     manager.settle()
-    assert manager.systemctl("is-active", DOCKER, services.PLATFORM_TARGET, *STACK_UNITS, check=False).stdout.split() == (
-        ["inactive"] * (2 + len(STACK_UNITS))
-    )
+    assert manager.systemctl(
+        "is-active", DOCKER, services.PLATFORM_TARGET, *STACK_UNITS, check=False
+    ).stdout.split() == (["inactive"] * (2 + len(STACK_UNITS)))
     assert {f"down {stack}" for stack in stack_names()} <= set(calls(log))  # stopped cleanly, in order
 
     said = platform_resume.resume(systemd, mount_unit=VOLUME, device_present=lambda device: Path(device).exists())
@@ -189,7 +195,9 @@ def test_the_data_volume_going_away_and_back_brings_docker_and_the_stacks_back(m
     manager.settle()
     print(f"the platform was back {time.monotonic() - began:.1f} s after the health check saw the volume")
     assert active(manager, [VOLUME, DOCKER, services.PLATFORM_TARGET, *STACK_UNITS])
-    assert platform_resume.resume(systemd, mount_unit=VOLUME, device_present=lambda device: Path(device).exists()) is None
+    assert (
+        platform_resume.resume(systemd, mount_unit=VOLUME, device_present=lambda device: Path(device).exists()) is None
+    )
 
 
 def test_docker_stopped_while_the_stacks_run_is_started_again(manager, tmp_path):
