@@ -98,7 +98,7 @@ def start_platform(manager: UserManager) -> dict[str, str]:
     manager.systemctl("start", services.PLATFORM_TARGET)
     manager.settle()
     manager.systemctl("start", platform_resume.AGENT_UNIT)  # the agent is done once the stacks are healthy
-    assert active(manager, STACK_UNITS + [DOCKER, VOLUME, services.PLATFORM_TARGET])
+    assert active(manager, [*STACK_UNITS, DOCKER, VOLUME, services.PLATFORM_TARGET])
     return {unit: manager.show(unit, "ActiveEnterTimestampMonotonic") for unit in STACK_UNITS}
 
 
