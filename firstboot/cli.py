@@ -66,7 +66,7 @@ def _tag_progress(context: Context):
 def _health(settings: agent.Settings) -> int:
     """Every stack's health now, and the on-volume backups' state: the health file always; for each, a
     console line and its AWS tag on a change."""
-    from firstboot import backup_record, health, instance_config
+    from firstboot import backup_record, health, instance_config, platform_resume, storage
 
     config = instance_config.load_instance_config(settings.paths.instance_config)
     platform = settings.make_platform(config) if settings.make_platform else None
@@ -74,6 +74,10 @@ def _health(settings: agent.Settings) -> int:
         from firstboot.platform import Platform
 
         platform = Platform(config)
+    mount_unit = storage.mount_unit_name(str(settings.paths.data_mount))
+    resumed = platform_resume.resume(platform.systemd, mount_unit)
+    if resumed:
+        print(f"firstboot: {resumed}", flush=True)
     stacks = health.instance_stacks(settings.paths.systemd_dir)
     found = health.check(stacks, platform.systemd, settings.containers or health.docker_states)
     record_path = settings.paths.state_dir / "health.json"

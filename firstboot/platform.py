@@ -47,6 +47,10 @@ class Systemd:
         checked = self._property(unit, "ConditionTimestampMonotonic") not in ("", "0")
         return checked and self._property(unit, "ConditionResult") == "no"
 
+    def show(self, unit: str, name: str) -> str:
+        """One property of the unit as `systemctl show` gives it ("" when it has none)."""
+        return self._property(unit, name)
+
     @staticmethod
     def _property(unit: str, name: str) -> str:
         result = subprocess.run(

@@ -55,6 +55,9 @@ class SystemdStandIn:
     def condition_failed(self, unit: str) -> bool:
         return unit in self.condition_unmet
 
+    def show(self, unit: str, name: str) -> str:
+        return ""  # no unit has a recorded activation: firstboot/platform_resume.py leaves them be
+
     def active_state(self, unit: str) -> str:
         if ("start", "ai-platform.target") not in self.calls:
             return "inactive"

@@ -160,3 +160,34 @@ def test_docker_waits_for_the_data_volume_once_the_agent_wrote_its_mount(boot_ro
     dependencies = result.stdout + result.stderr
     assert "Requires: mnt-data.mount" in dependencies
     assert "After: mnt-data.mount" in dependencies
+
+
+def test_stacks_want_docker_and_do_not_require_it(boot_root):
+    """systemd.unit(5): a unit that Requires= another is stopped or restarted with it, so `systemctl
+    restart docker` took every stack down and up; Wants= starts Docker with a stack and nothing more.
+    tests/test_docker_restarts.py plays the restart on a real systemd."""
+    install(boot_root, {unit.name: unit.read_text() for unit in unit_files()}, enabled_names())
+    for name in STACK_INSTANCES:
+        found = dependencies(boot_root, f"ai-platform-stack@{name}.service")
+        assert "Wants: docker.service" in found and "After: docker.service" in found
+        assert "Requires: docker.service" not in found and "BindsTo: docker.service" not in found
+
+
+def test_docker_is_restarted_however_it_dies_and_then_reloads_the_running_stacks(boot_root):
+    """The image's docker.service drop-ins over the distribution's docker.service, verified by systemd
+    with the commands they run present (stubs where this machine has none)."""
+    for command in ("usr/sbin/dockerd", "bin/kill", "bin/systemctl"):
+        stub = boot_root / command
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text("#!/bin/sh\n")
+        stub.chmod(0o755)
+    install(boot_root, {unit.name: unit.read_text() for unit in unit_files()}, enabled_names())
+    result = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={boot_root}", "docker.service"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and (result.stdout + result.stderr).strip() == ""
+    found = dependencies(boot_root, "docker.service")
+    assert "Restart: always" in found
+    assert 'try-reload-or-restart "ai-platform-stack@*.service"' in found
+    stack = dependencies(boot_root, "ai-platform-stack@data.service")
+    assert "-> ExecReload:" in stack and "ai-platform-stack up data" in stack
