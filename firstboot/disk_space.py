@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import math
 import os
 import re
@@ -202,7 +203,10 @@ def droppable_backups(data_mount: Path) -> list[Path]:
         return []
     complete = sorted(path.parent for path in folder.glob(f"2*/{MARKER}") if path.is_file())
     partial = sorted(path for path in folder.glob(".partial-*") if path.is_dir())
-    return partial + complete[:-1]
+    last_good = None  # the one the record names stays too (a clock that ran ahead may have named a newer one)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        last_good = json.loads((data_mount / RECORD).read_text(encoding="utf-8")).get("last_good", {}).get("name")
+    return partial + [path for path in complete[:-1] if path.name != last_good]
 
 
 def folder_bytes(path: Path) -> int:

@@ -96,13 +96,22 @@ def wait_for_the_server_to_exit(cluster: Cluster) -> None:
 
 
 def backups(mount: Path) -> None:
-    """Three complete 6 MiB backups, one folder without the marker, one left by a run that did not finish."""
+    """Four complete 6 MiB backups (the record names the second newest, as after a clock that ran ahead),
+    one folder without the marker, one left by a run that did not finish."""
     folder = mount / "backups"
+    (folder / "20250104T033000Z").mkdir(parents=True)
+    (folder / "20250104T033000Z" / "files.tar.gz").write_bytes(b"\1" * 6 * MiB)
+    (folder / "20250104T033000Z" / MARKER).write_text("checked\n")
+    (folder / "last.json").write_text(json.dumps({"last_good": {"name": "20250103T033000Z"}}))
     for name in ("20250101T033000Z", "20250102T033000Z", "20250103T033000Z", "20241231T000000Z", ".partial-x"):
         (folder / name).mkdir(parents=True)
         (folder / name / "files.tar.gz").write_bytes(b"\1" * (6 * MiB if name.startswith("2025") else MiB))
         if name.startswith("2025"):
             (folder / name / MARKER).write_text("checked\n")
+
+
+def backup_folders(mount: Path) -> list[str]:
+    return sorted(path.name for path in (mount / "backups").iterdir() if path.is_dir())
 
 
 def health(machine: Machine, capsys) -> tuple[str, str]:
@@ -133,12 +142,13 @@ def test_a_full_volume_is_warned_of_then_dropped_from_then_given_its_reserve_and
         line, said = health(machine, capsys)
         assert "warning: under 20% free" in line and "dropped" not in said
         assert disk_line(line).endswith("WARNING: under 20% free")
-        assert sorted(p.name for p in (mount / "backups").iterdir() if p.name != ".lock") == [
+        assert backup_folders(mount) == [
             ".partial-x",
             "20241231T000000Z",
             "20250101T033000Z",
             "20250102T033000Z",
             "20250103T033000Z",
+            "20250104T033000Z",
         ]
 
         # Under 10% free: the unfinished backup and the older complete ones go, oldest first, until 20% is free.
@@ -146,8 +156,9 @@ def test_a_full_volume_is_warned_of_then_dropped_from_then_given_its_reserve_and
         line, said = health(machine, capsys)
         assert "firstboot: data volume: dropped backups .partial-x, 20250101T033000Z, 20250102T033000Z" in said
         assert "dropped backups .partial-x, 20250101T033000Z, 20250102T033000Z (" in line
-        kept = sorted(p.name for p in (mount / "backups").iterdir() if p.name != ".lock")
-        assert kept == ["20241231T000000Z", "20250103T033000Z"]  # the newest complete one; the uncounted folder
+        kept = backup_folders(mount)
+        # The newest complete one, the one the record names, and the folder that never counted.
+        assert kept == ["20241231T000000Z", "20250103T033000Z", "20250104T033000Z"]
         assert sql(cluster, "SELECT count(*) FROM kept").stdout.strip() == "1000"
 
         # Full: the postgres user takes the rest, Postgres PANICs writing WAL and does not start again.
