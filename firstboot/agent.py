@@ -23,6 +23,7 @@ from typing import Any
 
 from firstboot import (
     custom_services,
+    disk_space,
     env,
     gdrive,
     identity,
@@ -83,6 +84,7 @@ class Settings:
     containers: Callable[[str], Any] | None = (
         None  # `firstboot health`: a compose project's containers (default: docker)
     )
+    disk: disk_space.Thresholds = field(default_factory=disk_space.Thresholds)  # the data volume's room
 
 
 def read_config(context: Context) -> str:
@@ -139,7 +141,13 @@ def prepare_storage(context: Context) -> str:
     device = storage.wait_for_device(
         storage.volume_serial(volume_id), settings.device_timeout, sys_block=paths.sys_block, dev_dir=paths.dev_dir
     )
-    prepared = storage.prepare(device)
+    prepared = storage.prepare(device, reserve_percent=settings.disk.reserve_percent)
+    # A volume made before the reserve (mkfs -m 0) gets it now, before anything writes to it.
+    try:
+        reserve = disk_space.keep_reserve(device, disk_space.space_from_superblock(device), settings.disk)
+    except (disk_space.DiskError, KeyError, ValueError) as exc:
+        reserve = f"reserve not checked: {exc}"
+        context.warn(reserve)
     unit = paths.systemd_dir / storage.mount_unit_name(str(paths.data_mount))
     text = storage.mount_unit(prepared.uuid, str(paths.data_mount))
     if not unit.exists() or unit.read_text(encoding="utf-8") != text:
@@ -149,7 +157,7 @@ def prepare_storage(context: Context) -> str:
     context.platform.systemd.start(unit.name)
     context.values["volume_is_new"] = prepared.formatted
     action = "new filesystem made" if prepared.formatted else "existing filesystem kept"
-    return f"{volume_id} on {device.name}: {action}, mounted at {paths.data_mount}"
+    return f"{volume_id} on {device.name}: {action}, mounted at {paths.data_mount}; {reserve}"
 
 
 def join_tailnet(context: Context) -> str:

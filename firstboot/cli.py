@@ -66,7 +66,7 @@ def _tag_progress(context: Context):
 def _health(settings: agent.Settings) -> int:
     """Every stack's health now, and the on-volume backups' state: the health file always; for each, a
     console line and its AWS tag on a change."""
-    from firstboot import backup_record, health, instance_config, platform_resume, storage
+    from firstboot import backup_record, disk_space, health, instance_config, platform_resume, storage
 
     config = instance_config.load_instance_config(settings.paths.instance_config)
     platform = settings.make_platform(config) if settings.make_platform else None
@@ -94,9 +94,11 @@ def _health(settings: agent.Settings) -> int:
     line = health.summary(found)
     previous_backup = health.previous_backup_line(record_path)
     backup = backup_record.report(settings.paths.data_mount)
+    previous_disk = health.previous_disk(record_path)
+    disk = _watch_disk(settings, previous_disk.get("dropped"))
     status = read_status(settings.paths.status) or {}
     instance_id = status.get("instance_id") if config.target == "aws" else None
-    if health.record(found, record_path, backup=backup.to_json()):
+    if health.record(found, record_path, backup=backup.to_json(), disk=disk.to_json()):
         print(line, flush=True)  # the unit sends stdout to the console: `builder status` reads it there
         _publish(instance_id, "health", lambda: health.publish_health_tag(platform.ec2, instance_id, line))
     if backup.line() != previous_backup:
@@ -104,7 +106,23 @@ def _health(settings: agent.Settings) -> int:
         _publish(
             instance_id, "backup", lambda: backup_record.publish_backup_tag(platform.ec2, instance_id, backup.line())
         )
+    for action in disk.actions:
+        print(f"firstboot: data volume: {action}", flush=True)  # the disk line below stays the last one
+    if disk.line() != previous_disk.get("line"):
+        print(disk.line(), flush=True)
+        _publish(instance_id, "disk", lambda: disk_space.publish_disk_tag(platform.ec2, instance_id, disk.line()))
     return 0
+
+
+def _watch_disk(settings: agent.Settings, dropped: str | None):
+    """The data volume's room now (firstboot/disk_space.py); a failure to read it is its warning."""
+    from firstboot import disk_space
+
+    try:
+        paths = settings.paths
+        return disk_space.watch(paths.data_mount, settings.disk, mountinfo=paths.mountinfo, previous_dropped=dropped)
+    except (disk_space.DiskError, OSError, KeyError, ValueError) as exc:
+        return disk_space.DiskReport(None, (f"not measured: {exc}",), (), None)
 
 
 def _publish(instance_id: str | None, what: str, tag) -> None:

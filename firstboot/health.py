@@ -4,8 +4,8 @@ A stack unit is active once its stack was healthy at start (a oneshot stays acti
 is read from the containers: a stack is healthy when each of its containers runs and none reports
 its healthcheck as unhealthy or still starting. The result goes to /var/lib/ai-platform/health.json
 (every run), to a console line and, on AWS, to the instance's health tag (only when it changed):
-what `builder status` shows. The same file carries the on-volume backups' state (firstboot/backup_record.py),
-whose line is reported the same way, on its own tag.
+what `builder status` shows. The same file carries the on-volume backups' state (firstboot/backup_record.py)
+and the data volume's room (firstboot/disk_space.py), whose lines are reported the same way, each on its own tag.
 """
 
 from __future__ import annotations
@@ -122,9 +122,18 @@ def previous_backup_line(path: Path = HEALTH_PATH) -> str | None:
     return None
 
 
-def record(health: dict[str, str], path: Path = HEALTH_PATH, backup: dict | None = None) -> bool:
-    """Write the health file (with the backups' state when given); True when the stacks' health
-    differs from the last record."""
+def previous_disk(path: Path = HEALTH_PATH) -> dict:
+    """The disk part of the last record ({} before any)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return json.loads(path.read_text()).get("disk") or {}
+    return {}
+
+
+def record(
+    health: dict[str, str], path: Path = HEALTH_PATH, backup: dict | None = None, disk: dict | None = None
+) -> bool:
+    """Write the health file (with the backups' state and the disk's when given); True when the
+    stacks' health differs from the last record."""
     previous = None
     if path.exists():
         with contextlib.suppress(ValueError):
@@ -132,6 +141,8 @@ def record(health: dict[str, str], path: Path = HEALTH_PATH, backup: dict | None
     document = {"version": 1, "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "stacks": health}
     if backup is not None:
         document["backup"] = backup
+    if disk is not None:
+        document["disk"] = disk
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(document, indent=2) + "\n", mode=0o644)
     return previous != health

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firstboot.disk_space import RESERVE_PERCENT
+
 DATA_LABEL = "ai-platform-data"  # ext4 labels hold at most 16 bytes: this is exactly 16
 DATA_FS_TYPE = "ext4"
 MOUNT_POINT = "/mnt/data"
@@ -130,7 +132,7 @@ class PreparedVolume:
     formatted: bool  # True: this run made the filesystem; False: the existing one was kept
 
 
-def prepare(device: Path, label: str = DATA_LABEL) -> PreparedVolume:
+def prepare(device: Path, label: str = DATA_LABEL, reserve_percent: float = RESERVE_PERCENT) -> PreparedVolume:
     """Apply the reuse rules to `device`; the result names the filesystem to mount."""
     found = probe(device, label)
     if found.kind == PLATFORM and found.uuid:
@@ -141,7 +143,7 @@ def prepare(device: Path, label: str = DATA_LABEL) -> PreparedVolume:
             f"{DATA_FS_TYPE} filesystem labelled {label!r}. Nothing was changed and no service was started. "
             "Attach the right volume, or check this one by hand."
         )
-    _make_filesystem(device, label)
+    _make_filesystem(device, label, reserve_percent)
     made = probe(device, label)
     if made.kind != PLATFORM or not made.uuid:
         raise StorageError(f"mkfs.{DATA_FS_TYPE} on {device} did not leave the platform's filesystem ({made.kind})")
@@ -183,11 +185,11 @@ def mount_unit(uuid: str, where: str = MOUNT_POINT) -> str:
     )
 
 
-def _make_filesystem(device: Path, label: str) -> None:
+def _make_filesystem(device: Path, label: str, reserve_percent: float) -> None:
     # Only ever called right after a probe found the device blank (see the module docstring).
-    # -m 0: no blocks reserved for root on a volume that holds only data.
+    # -m: blocks reserved for root, room the agent can give back to the apps (firstboot/disk_space.py).
     result = subprocess.run(
-        [f"mkfs.{DATA_FS_TYPE}", "-q", "-m", "0", "-L", label, str(device)],
+        [f"mkfs.{DATA_FS_TYPE}", "-q", "-m", f"{reserve_percent:g}", "-L", label, str(device)],
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,

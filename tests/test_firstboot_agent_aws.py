@@ -14,7 +14,7 @@ from conftest import TAILSCALE_KEY
 from firstboot_machine import Machine
 from imds_standin import ImdsStandIn
 
-from firstboot import backup_record, health, report, volume
+from firstboot import backup_record, disk_space, health, report, volume
 from firstboot.cli import main
 from firstboot.platform import Platform
 from firstboot.storage import mount_unit_name
@@ -93,6 +93,8 @@ def test_first_boot_on_aws(tmp_path, aws, capsys):
     tags = tags_of(aws["ec2"], aws["instance_id"])
     assert tags[backup_record.BACKUP_TAG] == "ai-platform backup: last good none; none yet"
     assert tags[health.HEALTH_TAG].startswith("ai-platform health: ")
+    # And the data volume's room, on its own tag (here no volume is mounted at the test's data folder).
+    assert tags[disk_space.DISK_TAG].startswith("ai-platform disk: not measured; warning: nothing is mounted at ")
 
 
 def test_each_step_reaches_the_status_tags_as_it_finishes(tmp_path, aws):

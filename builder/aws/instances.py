@@ -31,11 +31,13 @@ class InstanceView:
     last_snapshot: dict | None = None  # AWS: the newest snapshot of its data volume (snapshot_policy.snapshot_report)
     snapshot_warning: str | None = None  # AWS: that snapshot is too old, or there is none after two periods
     backup: str = "-"  # the agent's line on the on-volume backups (firstboot/backup_record.py), "-" before any
+    disk: str = "-"  # the agent's line on the data volume's room (firstboot/disk_space.py), "-" before any
 
     def to_json(self) -> dict:
+        from builder import disk_status
         from builder.backup_status import describe
 
-        return {**self.__dict__, "backup": describe(self.backup)}
+        return {**self.__dict__, "backup": describe(self.backup), "disk": disk_status.describe(self.disk)}
 
 
 def list_instances(ec2: Any, platform: str, name: str | None = None) -> list[InstanceView]:
@@ -61,6 +63,7 @@ def list_instances(ec2: Any, platform: str, name: str | None = None) -> list[Ins
                         agent_detail=tags.get(names.STATUS_DETAIL_TAG, ""),
                         health=tags.get(names.HEALTH_TAG, "-"),
                         backup=tags.get(names.BACKUP_TAG, "-"),
+                        disk=tags.get(names.DISK_TAG, "-"),
                     )
                 )
     return sorted(views, key=lambda view: (view.name, view.launched))

@@ -50,6 +50,7 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
         click.echo(json.dumps([view.to_json() for view in views], indent=2))
         return
     from builder.backup_status import describe, summary
+    from builder.disk_status import disk_line
 
     if not views:
         if target == "local":
@@ -66,6 +67,9 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
             click.echo(f"{'':<16} {view.agent_detail}")
         if view.health != "-":
             click.echo(f"{'':<16} now: {view.health.removeprefix('ai-platform health: ')}")
+        disk = disk_line(view.disk)
+        if disk:
+            click.echo(f"{'':<16} data volume: {disk}")
         backup = describe(view.backup)
         if backup:
             click.echo(f"{'':<16} on-volume backup: {summary(backup)}")
@@ -239,6 +243,7 @@ def _local_views(config, name: str | None) -> list:
                 line,
                 instance.health(),
                 backup=instance.backup(),
+                disk=instance.disk(),
             )
         )
     return views
