@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from firstboot_machine import Machine
@@ -97,11 +98,12 @@ def grow_volume(image, device, size: int) -> None:
 
 
 def can_resize_online() -> bool:
-    effective = int(next(line for line in open("/proc/self/status") if line.startswith("CapEff:")).split()[1], 16)
+    status = Path("/proc/self/status").read_text().splitlines()
+    effective = int(next(line for line in status if line.startswith("CapEff:")).split()[1], 16)
     return bool(effective & (1 << 24))  # CAP_SYS_RESOURCE
 
 
-@pytest.mark.skipif(not can_resize_online(), reason="root here lacks CAP_SYS_RESOURCE, which ext4's online resize needs")
+@pytest.mark.skipif(not can_resize_online(), reason="root lacks CAP_SYS_RESOURCE, which online resize needs")
 def test_grow_data_grows_the_mounted_filesystem_online_and_keeps_its_files(mounted, tmp_path, capsys):
     image, device, mount_point, mount = mounted
     mount()
