@@ -9,8 +9,8 @@ after its name, stops it with a usage error (exit 2) naming the option and the c
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
-import sys
 
 import click
 import pytest
@@ -24,6 +24,7 @@ from builder.options import PER_COMMAND
 HONOURS = {
     "backups": {"set", "json", "dry_run"},
     "restore": {"set", "json", "dry_run"},
+    "resize": {"set", "json", "dry_run"},
     "bake": {"set", "json", "dry_run"},
     "prune": {"set", "json", "dry_run"},
     "janitor": {"set", "json", "dry_run"},
@@ -51,6 +52,7 @@ HONOURS = {
 ARGUMENTS = {
     "backups": ["x"],
     "restore": ["x", "--latest"],
+    "resize": ["x", "--size", "20"],
     "credentials": ["x"],
     "destroy": ["x"],
     "launch": ["x"],
@@ -153,7 +155,8 @@ def options_read(module_name: str, function: str, seen: set | None = None) -> se
     if (module_name, function) in seen:
         return set()
     seen.add((module_name, function))
-    functions, imported = _functions(sys.modules[module_name])
+    # Imported here: a command imports its helpers' modules only when it runs, so one may not be loaded yet.
+    functions, imported = _functions(importlib.import_module(module_name))
     attributes = {attribute: name for name, (_, attribute) in PER_COMMAND.items()}
     found = set()
     for node in ast.walk(functions[function]):
