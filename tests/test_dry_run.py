@@ -247,7 +247,7 @@ def test_aws_dry_runs_change_nothing_there_or_here(aws, baked, builder, tmp_path
     assert "would DELETE data volume vol-" in said["destroy alpha --delete-data"]
     resize = json.loads(said["--json resize alpha --size 160"])
     assert (resize["dry_run"], resize["data_volume"], resize["to_gib"], resize["resized"]) == (True, volume, 160, False)
-    assert f"grow data volume {volume} (gp3, attached to i-" in said["resize alpha --size 150"]
+    assert f"grow data volume {volume} (gp3, detached) from 100 to 150 GiB" in said["resize alpha --size 150"]
     prune = json.loads(said["--json prune --keep 1"])
     assert prune["dry_run"] is True and len(prune["removed"]) == 1
 
