@@ -41,6 +41,7 @@ def _register() -> None:
         instances_cmd,
         launch_cmd,
         preflight_cmd,
+        resize_cmd,
         secrets_cmd,
         service_cmd,
         signal_cmd,
@@ -55,6 +56,7 @@ def _register() -> None:
     cli.add_command(backups_cmd.restore)
     cli.add_command(instances_cmd.status)
     cli.add_command(instances_cmd.destroy)
+    cli.add_command(resize_cmd.resize)
     cli.add_command(secrets_cmd.secrets)
     cli.add_command(images_cmd.images)
     cli.add_command(bake_cmd.bake)

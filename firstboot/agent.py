@@ -2,7 +2,8 @@
 
 config    read the per-instance document cloud-init delivered
 identity  who this instance is (IMDSv2 on AWS, cloud-init's instance data locally)
-storage   attach the data volume, find it by serial, reuse rules, mount it at /mnt/data
+storage   attach the data volume, find it by serial, reuse rules, grow its filesystem into a larger
+          volume, mount it at /mnt/data
 tailscale tailscaled's node identity onto the data volume (the same node on a new instance), join
           the tailnet (auth key from SSM, only when not still joined), the edge's TLS certificate
 secrets   generated secrets kept on the volume, provider keys from SSM, the stacks' .env
@@ -23,6 +24,7 @@ from typing import Any
 
 from firstboot import (
     custom_services,
+    data_growth,
     disk_space,
     env,
     gdrive,
@@ -142,6 +144,7 @@ def prepare_storage(context: Context) -> str:
         storage.volume_serial(volume_id), settings.device_timeout, sys_block=paths.sys_block, dev_dir=paths.dev_dir
     )
     prepared = storage.prepare(device, reserve_percent=settings.disk.reserve_percent)
+    grown = "" if prepared.formatted else _grow_data(context, device, paths.mountinfo)
     # A volume made before the reserve (mkfs -m 0) gets it now, before anything writes to it.
     try:
         reserve = disk_space.keep_reserve(device, disk_space.space_from_superblock(device), settings.disk)
@@ -157,7 +160,18 @@ def prepare_storage(context: Context) -> str:
     context.platform.systemd.start(unit.name)
     context.values["volume_is_new"] = prepared.formatted
     action = "new filesystem made" if prepared.formatted else "existing filesystem kept"
-    return f"{volume_id} on {device.name}: {action}, mounted at {paths.data_mount}; {reserve}"
+    return f"{volume_id} on {device.name}: {action}{grown}, mounted at {paths.data_mount}; {reserve}"
+
+
+def _grow_data(context: Context, device: Path, mountinfo: Path) -> str:
+    """A volume made larger since the last boot (`builder resize`): its filesystem grown to fill it.
+    A failure is a warning: the platform runs on the size it had."""
+    try:
+        growth = data_growth.grow(device, mountinfo, log=framework_log.info)
+    except data_growth.GrowthError as exc:
+        context.warn(f"the data volume is larger than its filesystem, which was not grown: {exc}")
+        return ""
+    return f" ({growth.line()})" if growth else ""
 
 
 def join_tailnet(context: Context) -> str:

@@ -1,4 +1,5 @@
-"""`firstboot run [--only STEP] [--skip STEP]` and `firstboot status [--json]`.
+"""`firstboot run [--only STEP] [--skip STEP]`, `firstboot status [--json]`, `firstboot health` (the
+timer's) and `firstboot grow-data`.
 
 Exit codes, as cloud-init's: 0 done, 1 failed, 2 done with recoverable warnings.
 """
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
     show = commands.add_parser("status", help="show the last run's report")
     show.add_argument("--json", action="store_true", help="the status file as it is")
     commands.add_parser("health", help="check every stack's containers now; report a change (timer)")
+    commands.add_parser("grow-data", help="grow the data filesystem into a volume made larger, online")
     arguments = parser.parse_args(argv)
     settings = settings or agent.Settings()
 
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
         return _show_status(settings.paths.status, arguments.json)
     if arguments.command == "health":
         return _health(settings)
+    if arguments.command == "grow-data":
+        return _grow_data(settings)
     logging.basicConfig(level=logging.INFO, format="firstboot: %(message)s", stream=sys.stderr)
     try:
         steps = select(agent.STEPS, arguments.only, arguments.skip)
@@ -91,6 +95,7 @@ def _health(settings: agent.Settings) -> int:
         previous = health.previous_record(record_path).get(health.SIGNAL_CHANNEL)
         if signal_channel.follow(previous, found[health.SIGNAL_CHANNEL], platform.systemd.restart):
             print(f"firstboot: {account} was linked: {signal_channel.CLAWDBOT_UNIT} restarted", flush=True)
+    _follow_data_growth(settings)
     line = health.summary(found)
     previous_backup = health.previous_backup_line(record_path)
     backup = backup_record.report(settings.paths.data_mount)
@@ -123,6 +128,48 @@ def _watch_disk(settings: agent.Settings, dropped: str | None):
         return disk_space.watch(paths.data_mount, settings.disk, mountinfo=paths.mountinfo, previous_dropped=dropped)
     except (disk_space.DiskError, OSError, KeyError, ValueError) as exc:
         return disk_space.DiskReport(None, (f"not measured: {exc}",), (), None)
+
+
+def _grow_data(settings: agent.Settings) -> int:
+    """`firstboot grow-data`: the data filesystem grown now into its volume, if larger; 1 when it failed
+    or no data volume is mounted."""
+    from firstboot import data_growth
+
+    paths = settings.paths
+    device = data_growth.device_mounted_at(paths.data_mount, paths.mountinfo)
+    if device is None:
+        print(f"firstboot: nothing is mounted at {paths.data_mount}: nothing to grow", file=sys.stderr)
+        return 1
+    try:
+        growth = data_growth.grow(device, paths.mountinfo)
+    except data_growth.GrowthError as exc:
+        print(f"firstboot: {exc}", file=sys.stderr)
+        return 1
+    print(f"{DATA_PREFIX} {growth.line()}" if growth else f"{DATA_PREFIX} {device} has no room to grow into")
+    return 0
+
+
+DATA_PREFIX = "ai-platform data:"
+
+
+def _follow_data_growth(settings: agent.Settings) -> None:
+    """Every health check: a data volume made larger while the instance runs (`builder resize`) gets
+    its filesystem grown online. A growth is said on the console; a failure once, not every minute."""
+    from firstboot import data_growth
+
+    paths = settings.paths
+    said = paths.state_dir / "data-growth.txt"
+    try:
+        growth = data_growth.grow_mounted(paths.data_mount, paths.mountinfo)
+        line = growth.line() if growth else None
+    except (data_growth.GrowthError, OSError) as exc:  # the health check goes on either way
+        line = f"the data filesystem could not grow into its larger volume: {exc}"
+        if said.exists() and said.read_text(encoding="utf-8") == line:
+            return
+    if line is not None:
+        print(f"{DATA_PREFIX} {line}", flush=True)
+        said.parent.mkdir(parents=True, exist_ok=True)
+        said.write_text(line, encoding="utf-8")
 
 
 def _publish(instance_id: str | None, what: str, tag) -> None:

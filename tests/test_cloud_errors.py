@@ -35,6 +35,7 @@ AWS_COMMANDS = [
     ("upgrade", "alpha", "--dry-run"),
     ("backups", "alpha"),
     ("restore", "alpha", "--latest", "--dry-run"),
+    ("resize", "alpha", "--size", "20"),
     ("bake", "--target", "aws", "--dry-run"),
 ]
 

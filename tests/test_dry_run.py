@@ -37,7 +37,7 @@ def aws_state(aws) -> dict:
     templates = ec2.describe_launch_templates()["LaunchTemplates"]
     return {
         "instances": sorted((i["InstanceId"], i["State"]["Name"]) for i in instances),
-        "volumes": sorted((v["VolumeId"], v["State"]) for v in ec2.describe_volumes()["Volumes"]),
+        "volumes": sorted((v["VolumeId"], v["State"], v["Size"]) for v in ec2.describe_volumes()["Volumes"]),
         "images": sorted(i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]),
         "snapshots": sorted(s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]),
         "security groups": sorted(
@@ -204,7 +204,7 @@ def test_images_lock_dry_run_asks_the_registries_and_writes_nothing(builder, tmp
 
 
 def test_aws_dry_runs_change_nothing_there_or_here(aws, baked, builder, tmp_path):
-    """launch, upgrade, restore, destroy, prune, janitor and bake, each with --dry-run, on an account with an
+    """launch, upgrade, restore, destroy, resize, prune, janitor and bake, each with --dry-run, on an account with an
     instance launched (for real) and a newer AMI to move to."""
     ec2 = aws.client("ec2")
     base = ec2.describe_images()["Images"][0]
@@ -226,6 +226,8 @@ def test_aws_dry_runs_change_nothing_there_or_here(aws, baked, builder, tmp_path
         ["--json", "restore", "alpha", "--snapshot", snapshot],
         ["destroy", "alpha", "--delete-data"],
         ["--json", "destroy", "alpha"],
+        ["resize", "alpha", "--size", "150"],
+        ["--json", "resize", "alpha", "--size", "160"],
         ["--json", "prune", "--keep", "1"],
         ["janitor", "--older-than", "0m"],
         ["bake", "--target", "aws"],
@@ -243,6 +245,9 @@ def test_aws_dry_runs_change_nothing_there_or_here(aws, baked, builder, tmp_path
     assert destroy["dry_run"] is True and destroy["group"] == "ai-platform-alpha"
     assert destroy["data_volume_state"] == "kept"
     assert "would DELETE data volume vol-" in said["destroy alpha --delete-data"]
+    resize = json.loads(said["--json resize alpha --size 160"])
+    assert (resize["dry_run"], resize["data_volume"], resize["to_gib"], resize["resized"]) == (True, volume, 160, False)
+    assert f"grow data volume {volume} (gp3, detached) from 100 to 150 GiB" in said["resize alpha --size 150"]
     prune = json.loads(said["--json prune --keep 1"])
     assert prune["dry_run"] is True and len(prune["removed"]) == 1
 
@@ -272,6 +277,7 @@ def test_a_local_dry_run_writes_nothing_in_the_state_dir(builder, tmp_path):
         ["upgrade", "alpha", "--target", "local", "--image", str(new)],
         ["destroy", "alpha", "--target", "local", "--delete-data"],
         ["--json", "destroy", "alpha", "--target", "local"],
+        ["resize", "alpha", "--target", "local", "--size", "2"],
         ["bake", "--target", "local"],
     ):
         result = builder(*args, "--dry-run")

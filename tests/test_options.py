@@ -24,6 +24,7 @@ from builder.options import PER_COMMAND
 HONOURS = {
     "backups": {"set", "json", "dry_run"},
     "restore": {"set", "json", "dry_run"},
+    "resize": {"set", "json", "dry_run"},
     "bake": {"set", "json", "dry_run"},
     "prune": {"set", "json", "dry_run"},
     "janitor": {"set", "json", "dry_run"},
@@ -51,6 +52,7 @@ HONOURS = {
 ARGUMENTS = {
     "backups": ["x"],
     "restore": ["x", "--latest"],
+    "resize": ["x", "--size", "20"],
     "credentials": ["x"],
     "destroy": ["x"],
     "launch": ["x"],
@@ -153,7 +155,8 @@ def options_read(module_name: str, function: str, seen: set | None = None) -> se
     if (module_name, function) in seen:
         return set()
     seen.add((module_name, function))
-    functions, imported = _functions(importlib.import_module(module_name))  # imported by no other test, maybe
+    # Imported here: a command imports its helpers' modules only when it runs, so one may not be loaded yet.
+    functions, imported = _functions(importlib.import_module(module_name))
     attributes = {attribute: name for name, (_, attribute) in PER_COMMAND.items()}
     found = set()
     for node in ast.walk(functions[function]):
