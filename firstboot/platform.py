@@ -221,4 +221,5 @@ def _raise_passing(name: str, error: Exception) -> None:
     """AwsUnavailable from `error` when it is a passing failure; nothing otherwise."""
     reason = passing_failure(error)
     if reason is not None:
-        raise AwsUnavailable(f"{name} failed ({reason}), a passing AWS failure: {error}") from error
+        said = getattr(error, "response", {}).get("Error", {}).get("Message") or str(error)
+        raise AwsUnavailable(f"{name} failed for a passing reason ({reason}: {said})") from error
