@@ -61,9 +61,7 @@ def test_an_unreachable_control_server_is_a_passing_failure_with_the_key_redacte
     monkeypatch.setenv("FAKE_TAILSCALE_FAIL_UP", "99")
     with pytest.raises(tailscale.TailscaleUnavailable) as error:
         tailscale.join(cli, lambda: KEY, "ai-platform-alpha", (), attempts=2, sleep=lambda _: None)
-    assert "failed 2 times; last error: backend error: control server unreachable (key [redacted])" in str(
-        error.value
-    )
+    assert "failed 2 times; last error: backend error: control server unreachable (key [redacted])" in str(error.value)
     assert KEY not in str(error.value)
 
 
