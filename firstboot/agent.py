@@ -102,7 +102,7 @@ def read_config(context: Context) -> str:
     if settings.make_platform is None:
         from firstboot.platform import Platform
 
-        context.platform = Platform(config)
+        context.platform = Platform(config, sleep=settings.sleep, clock=settings.clock)
     else:
         context.platform = settings.make_platform(config)
     if hasattr(context.platform, "on_wait"):  # a wait for IAM propagation shows in the running step

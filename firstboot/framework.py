@@ -184,8 +184,10 @@ def _run_patiently(step: Step, context: Context, record: StepRecord, retry: Retr
         try:
             return step.run(context) or ""
         except TransientError as exc:
+            if step.always:  # the report is not held up: its failure is only a warning
+                raise
             waited = retry.clock() - first_try
-            if step.always or waited + pause > retry.deadline:
+            if waited + pause > retry.deadline:
                 raise TransientError(
                     f"{exc} (a passing failure, still there after {tries} tries over {waited:.0f} s: "
                     "the agent's unit starts it again)"
