@@ -10,6 +10,10 @@ secrets   generated secrets kept on the volume, provider keys from SSM, the stac
 stacks    the stacks' per-instance files: LiteLLM's models, the edge's addresses, ports and index
 services  start ai-platform.target with this instance's stacks; wait until each is healthy
 report    the status file (after every step) and the instance's status tags (AWS)
+
+A step that meets a passing outage (the metadata service, SSM, Tailscale's control server, EC2
+throttling) raises TransientError and is tried again until `Settings.transient_deadline`; what
+only a person can fix (a bad config, a refused auth key, a volume another instance holds) fails at once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +43,7 @@ from firstboot import (
     volume,
 )
 from firstboot.apps import MODULES, edge
-from firstboot.framework import PER_BOOT, Context, Step, StepFailed
+from firstboot.framework import PER_BOOT, Context, Step, StepFailed, TransientError
 from firstboot.framework import log as framework_log
 from firstboot.instance_config import EDGE_APPS
 from firstboot.report import publish_status_tags
@@ -79,6 +84,11 @@ class Settings:
     attach_timeout: float = 900
     services_timeout: float = 1800  # first start pulls nothing (images are baked) but runs migrations
     poll_interval: float = 2
+    # A step failing for a passing reason is tried again this long (seconds from its first try); then
+    # the agent exits 75 and ai-platform-firstboot.service starts it again.
+    transient_deadline: float = 1200
+    sleep: Callable[[float], None] = time.sleep  # every wait of the boot steps (tests pass their own clock)
+    clock: Callable[[], float] = time.monotonic
     rclone: str = "/usr/local/bin/rclone"  # the pinned rclone the bake installs (image/provision/45-rclone.sh)
     tailscale: tailscale.TailscaleCli = field(default_factory=tailscale.TailscaleCli)
     make_platform: Callable[[instance_config.InstanceConfig], Any] | None = None  # default: firstboot.platform
@@ -96,7 +106,7 @@ def read_config(context: Context) -> str:
     if settings.make_platform is None:
         from firstboot.platform import Platform
 
-        context.platform = Platform(config)
+        context.platform = Platform(config, sleep=settings.sleep, clock=settings.clock)
     else:
         context.platform = settings.make_platform(config)
     if hasattr(context.platform, "on_wait"):  # a wait for IAM propagation shows in the running step
@@ -107,10 +117,20 @@ def read_config(context: Context) -> str:
 def find_identity(context: Context) -> str:
     settings: Settings = context.values["settings"]
     config = context.values["config"]
-    if config.target == "aws":
-        found = identity.imds_identity(config.imds_endpoint, deadline_seconds=settings.imds_deadline)
-    else:
-        found = identity.cloud_init_identity(settings.paths.cloud_init_data)
+    try:
+        if config.target == "aws":
+            found = identity.imds_identity(
+                config.imds_endpoint,
+                deadline_seconds=settings.imds_deadline,
+                clock=settings.clock,
+                sleep=settings.sleep,
+            )
+        else:
+            found = identity.cloud_init_identity(settings.paths.cloud_init_data)
+    except identity.ImdsUnavailable as exc:
+        raise TransientError(str(exc)) from exc
+    except identity.IdentityError as exc:
+        raise StepFailed(str(exc)) from None
     if found.region and found.region != config.region:
         raise StepFailed(
             f"this instance runs in {found.region}, but its config is for {config.region}: "
@@ -135,6 +155,8 @@ def prepare_storage(context: Context) -> str:
             instance_name=config.instance,
             availability_zone=me.availability_zone,
             timeout=settings.attach_timeout,
+            clock=settings.clock,
+            sleep=settings.sleep,
             log=framework_log.info,  # the console shows the wait
         )
         volume_id = attached.volume_id
@@ -208,12 +230,14 @@ def join_tailnet(context: Context) -> str:
     except RuntimeError as exc:  # systemctl: tailscaled missing from the image, or the mount refused
         raise StepFailed(f"tailscaled's state could not be put on the data volume: {exc}") from None
     try:
-        tailscale.wait_settled(settings.tailscale)
-        joined = tailscale.join(settings.tailscale, auth_key, wanted.hostname, wanted.tags)
+        tailscale.wait_settled(settings.tailscale, sleep=settings.sleep)
+        joined = tailscale.join(settings.tailscale, auth_key, wanted.hostname, wanted.tags, sleep=settings.sleep)
         node = settings.tailscale.status()
         made = tailscale.install_certificate(
             settings.tailscale, node, paths.tls_dir, self_signed_dir, wanted.hostname, context.warn
         )
+    except tailscale.TailscaleUnavailable as exc:
+        raise TransientError(str(exc)) from None
     except tailscale.TailscaleError as exc:
         raise StepFailed(str(exc)) from None
     # The edge binds to the tailnet address: the .env contract can ask for it as instance:tailscale_ip.

@@ -1,7 +1,8 @@
 """`firstboot run [--only STEP] [--skip STEP]`, `firstboot status [--json]`, `firstboot health` (the
 timer's) and `firstboot grow-data`.
 
-Exit codes, as cloud-init's: 0 done, 1 failed, 2 done with recoverable warnings.
+Exit codes, as cloud-init's: 0 done, 1 failed, 2 done with recoverable warnings; and 75 failed for a
+passing reason (an outage that outlasted the retries), which the unit answers by starting the agent again.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import sys
 from pathlib import Path
 
 from firstboot import agent
-from firstboot.framework import Context, UnknownStep, run_steps, select
-from firstboot.status import EXIT_CODES, read_status
+from firstboot.framework import Context, Retry, UnknownStep, run_steps, select
+from firstboot.status import exit_code, read_status
 
 
 def main(argv: list[str] | None = None, settings: agent.Settings | None = None) -> int:
@@ -50,9 +51,10 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
             print("firstboot: another run is in progress; not starting a second one", file=sys.stderr)
             return 1
         context = Context(state_dir=settings.paths.state_dir, platform=None, values={"settings": settings})
-        status = run_steps(steps, context, settings.paths.status, on_step=_tag_progress(context))
+        retry = Retry(deadline=settings.transient_deadline, sleep=settings.sleep, clock=settings.clock)
+        status = run_steps(steps, context, settings.paths.status, on_step=_tag_progress(context), retry=retry)
     print(status.summary(), flush=True)  # the unit sends stdout to the console too
-    return EXIT_CODES[status.state]
+    return exit_code(status.state, status.first_error)
 
 
 def _tag_progress(context: Context):
@@ -200,7 +202,7 @@ def _show_status(path: Path, as_json: bool) -> int:
             print(f"  {step['name']:<10} {step['state']:<8} {seconds:>9}  {step['detail']}")
             for warning in step["warnings"]:
                 print(f"  {'':<10} warning: {warning}")
-    return EXIT_CODES.get(document["state"], 1)
+    return exit_code(document["state"], document.get("first_error"))
 
 
 if __name__ == "__main__":

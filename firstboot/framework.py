@@ -4,6 +4,11 @@ Frequencies are data, as in cloud-init: PER_BOOT steps run every boot and must c
 when all is already right); PER_INSTANCE steps run once per instance id, recorded by a marker
 under state_dir/instances/<instance-id>/, so a new instance from the same image or volume runs
 them again. A marker is written only after the step succeeded: a killed run repeats the step.
+
+A step that fails for a passing reason (TransientError: a service it needs is out or throttles) is
+tried again with growing pauses until `Retry.deadline`; past it the run fails with the failure
+marked transient, and the agent's exit status tells its unit to start it again. Every other failure
+stops the run at once with its reason. Re-running a step is safe because PER_BOOT steps converge.
 """
 
 from __future__ import annotations
@@ -25,6 +30,25 @@ log = logging.getLogger("firstboot")
 
 class StepFailed(Exception):
     """A step cannot reach its goal; the message says why and what to do."""
+
+
+class TransientError(StepFailed):
+    """A step cannot reach its goal now, for a reason that passes: a service it needs (the metadata
+    service, SSM, Tailscale's control server, EC2) is out, slow or throttling. Tried again."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How long, and how, a step that failed for a passing reason is tried again."""
+
+    deadline: float = 1200  # seconds from the step's first try: a short outage is waited out
+    first_pause: float = 5
+    longest_pause: float = 60
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
+NO_RETRY = Retry(deadline=0)
 
 
 @dataclass(frozen=True)
@@ -90,9 +114,11 @@ def run_steps(
     context: Context,
     status_path: Path,
     on_step: Callable[[Status, StepRecord], None] | None = None,
+    retry: Retry = NO_RETRY,
 ) -> Status:
-    """`on_step` hears of each finished step (the AWS target tags the instance with it, so that
-    `builder launch --wait` prints the boot step by step); its failure never fails the boot."""
+    """`retry` says how a step that raised TransientError is tried again. `on_step` hears of each
+    finished step (the AWS target tags the instance with it, so that `builder launch --wait` prints
+    the boot step by step); its failure never fails the boot."""
     status = Status(steps=[StepRecord(step.name) for step in steps])
     context.status, context.status_path = status, status_path
     write_status(status, status_path)
@@ -112,7 +138,7 @@ def run_steps(
         warnings_before = len(context.warnings)
         started = time.monotonic()
         try:
-            detail = step.run(context) or ""
+            detail = _run_patiently(step, context, record, retry)
         except Exception as exc:  # a step's failure is reported, never a traceback on the console
             record.seconds = round(time.monotonic() - started, 3)
             message = context.redact(str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}")
@@ -121,7 +147,10 @@ def run_steps(
                 record.state = "ok"
             else:
                 record.state, record.detail = FAILED, message
-                status.first_error = status.first_error or {"step": step.name, "message": message}
+                if status.first_error is None:
+                    status.first_error = {"step": step.name, "message": message}
+                    if isinstance(exc, TransientError):  # the exit status asks for another run (status.exit_code)
+                        status.first_error["transient"] = True
                 failed = True
                 log.error("step %s: failed after %.2f s: %s", step.name, record.seconds, message)
         else:
@@ -144,6 +173,34 @@ def run_steps(
     status.finished_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_status(status, status_path)
     return status
+
+
+def _run_patiently(step: Step, context: Context, record: StepRecord, retry: Retry) -> str:
+    """The step's result; a passing failure is tried again, each wait in the status file while it lasts,
+    until the next try would start past the deadline."""
+    first_try, pause, tries = retry.clock(), retry.first_pause, 0
+    while True:
+        tries += 1
+        try:
+            return step.run(context) or ""
+        except TransientError as exc:
+            if step.always:  # the report is not held up: its failure is only a warning
+                raise
+            waited = retry.clock() - first_try
+            if waited + pause > retry.deadline:
+                raise TransientError(
+                    f"{exc} (a passing failure, still there after {tries} tries over {waited:.0f} s: "
+                    "the agent's unit starts it again)"
+                ) from exc
+            message = context.redact(
+                f"waiting: {exc} (try {tries} failed, {waited:.0f} s so far, trying again in {pause:.0f} s)"
+            )
+            log.warning("step %s: %s", step.name, message)
+            record.detail = message
+            if context.status is not None and context.status_path is not None:
+                write_status(context.status, context.status_path)
+            retry.sleep(pause)
+            pause = min(pause * 2, retry.longest_pause)
 
 
 def _final_state(status: Status, context: Context) -> str:

@@ -1,7 +1,8 @@
 """Who this instance is: id, zone and region.
 
 On AWS from IMDSv2 (a session token first, then the instance identity document), with bounded
-retries and a deadline, and never through a proxy: an HTTP(S)_PROXY in the environment must not
+retries and a deadline (past it ImdsUnavailable: a passing outage, which the agent waits out longer),
+and never through a proxy: an HTTP(S)_PROXY in the environment must not
 see the metadata service. On the local target from cloud-init's instance data (NoCloud).
 """
 
@@ -21,6 +22,10 @@ CLOUD_INIT_INSTANCE_DATA = Path("/run/cloud-init/instance-data.json")
 
 class IdentityError(Exception):
     pass
+
+
+class ImdsUnavailable(IdentityError):
+    """The metadata service did not answer within the deadline: on EC2 it always comes back."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ def imds_identity(
         except (OSError, ValueError, KeyError) as exc:  # URLError is an OSError; bad JSON a ValueError
             last_error = f"{type(exc).__name__}: {exc}"
         if clock() + delay > deadline:
-            raise IdentityError(
+            raise ImdsUnavailable(
                 f"instance metadata (IMDSv2 at {endpoint}) did not answer within "
                 f"{deadline_seconds:g} s; last error: {last_error}"
             )

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-from firstboot.framework import StepFailed
+from firstboot.framework import StepFailed, TransientError
 from firstboot.instance_config import DEFAULT_IMDS, InstanceConfig
 
 log = logging.getLogger("firstboot")
@@ -66,10 +66,18 @@ class Systemd:
 
 
 class Platform:
-    def __init__(self, config: InstanceConfig, systemd: Systemd | None = None, patience: float | None = None):
+    def __init__(
+        self,
+        config: InstanceConfig,
+        systemd: Systemd | None = None,
+        patience: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.config = config
         self.systemd = systemd or Systemd()
         self.patience = PATIENCE_SECONDS if patience is None else patience
+        self.sleep, self.clock = sleep, clock
         # Told of each wait for IAM propagation while it lasts (the agent puts it in the status file).
         self.on_wait: Callable[[str], None] = lambda _message: None
 
@@ -77,6 +85,8 @@ class Platform:
         return Patient(
             self._boto3_client(service),
             deadline=self.patience,
+            sleep=self.sleep,
+            clock=self.clock,
             on_wait=lambda message: self.on_wait(message),  # looked up at the wait: set after the client
         )
 
@@ -112,14 +122,44 @@ PATIENCE_SECONDS = 180.0
 
 
 class IamNotPropagated(StepFailed):
-    """A call still refused (or still without credentials) when the wait for IAM propagation ran out."""
+    """A call still refused when the wait for IAM propagation ran out: the role's policy may lack it."""
+
+
+class AwsUnavailable(TransientError):
+    """A call that failed for a passing reason: throttled, a server error, no connection (each still so
+    after botocore's own retries), or no credentials from the metadata service yet."""
+
+
+def passing_failure(error: Exception) -> str | None:
+    """Why an AWS call failed for a passing reason, or None: the throttling and transient errors that
+    botocore's standard retry mode itself retries (its own checkers judge)."""
+    from botocore.exceptions import ClientError
+    from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
+
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        context = RetryContext(1, parsed_response=error.response, http_response=_HttpStatus(status))
+        reason = error.response.get("Error", {}).get("Code") or f"HTTP {status}"
+    else:
+        context, reason = RetryContext(1, caught_exception=error), type(error).__name__
+    checkers = (ThrottledRetryableChecker(), TransientRetryableChecker())
+    return reason if any(checker.is_retryable(context) for checker in checkers) else None
+
+
+class _HttpStatus:
+    """The one attribute of botocore's AWSResponse that its transient-error checker reads."""
+
+    def __init__(self, status_code: int | None):
+        self.status_code = status_code
 
 
 class Patient:
     """A boto3 client whose calls wait out IAM propagation: a refusal (or no credentials yet) is tried
     again with growing pauses for `deadline` seconds, each wait logged with its reason and told to
-    `on_wait`. Any other error is raised as it is; the same one past the deadline as IamNotPropagated,
-    which says which call, why, and how long it waited (the status file's first error then says so)."""
+    `on_wait`. A refusal past the deadline raises IamNotPropagated, which says which call, why, and how
+    long it waited (the status file's first error then says so). A passing failure (throttled, a server
+    error, no connection, no credentials past the deadline) raises AwsUnavailable, which the agent waits
+    out by trying its step again. Any other error is raised as it is."""
 
     def __init__(
         self,
@@ -142,7 +182,7 @@ class Patient:
             return attribute
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            from botocore.exceptions import ClientError, NoCredentialsError
+            from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
             started, pause = self._clock(), 2.0
             while True:
@@ -151,10 +191,19 @@ class Patient:
                 except ClientError as exc:
                     reason, error = exc.response.get("Error", {}).get("Code", ""), exc
                     if reason not in PROPAGATION_ERRORS:
+                        _raise_passing(name, exc)
                         raise
                 except NoCredentialsError as exc:
                     reason, error = "no credentials from the instance role yet", exc
+                except BotoCoreError as exc:
+                    _raise_passing(name, exc)
+                    raise
                 waited = self._clock() - started
+                if waited + pause > self._deadline and isinstance(error, NoCredentialsError):
+                    raise AwsUnavailable(
+                        f"{name}: still no credentials from the instance role after waiting {waited:.0f} s "
+                        "(the metadata service gives none yet)"
+                    ) from error
                 if waited + pause > self._deadline:
                     raise IamNotPropagated(
                         f"{name} still refused ({reason}) after waiting {waited:.0f} s for the instance role's IAM "
@@ -170,3 +219,11 @@ class Patient:
                 pause = min(pause * 2, 30)
 
         return call
+
+
+def _raise_passing(name: str, error: Exception) -> None:
+    """AwsUnavailable from `error` when it is a passing failure; nothing otherwise."""
+    reason = passing_failure(error)
+    if reason is not None:
+        said = getattr(error, "response", {}).get("Error", {}).get("Message") or str(error)
+        raise AwsUnavailable(f"{name} failed for a passing reason ({reason}: {said})") from error

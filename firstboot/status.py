@@ -4,9 +4,11 @@
      "instance_id": …, "started_at": …, "finished_at": …,
      "steps": [{"name", "state": "pending" | "running" | "ok" | "skipped" | "failed", "seconds", "detail",
                 "warnings"}],
-     "first_error": {"step", "message"} | null}
+     "first_error": {"step", "message", "transient": true (only when it is)} | null}
 
-Exit codes follow cloud-init: 0 done, 1 failed, 2 done with recoverable warnings ("degraded").
+Exit codes follow cloud-init: 0 done, 1 failed, 2 done with recoverable warnings ("degraded"); and
+75 (sysexits' EX_TEMPFAIL) failed for a passing reason, which ai-platform-firstboot.service answers
+by starting the agent again (Restart=on-failure; RestartPreventExitStatus=1 keeps a permanent failure failed).
 Every text that reaches the file passes through `Redactor`, which knows the secret values of this run.
 """
 
@@ -24,6 +26,14 @@ STATUS_VERSION = 1
 
 RUNNING, DONE, DEGRADED, FAILED = "running", "done", "degraded", "failed"
 EXIT_CODES = {DONE: 0, FAILED: 1, DEGRADED: 2}
+EXIT_TRANSIENT = 75
+
+
+def exit_code(state: str, first_error: dict | None) -> int:
+    """The agent's exit status for a run that ended in `state`; an unknown state counts as failed."""
+    if state == FAILED and (first_error or {}).get("transient"):
+        return EXIT_TRANSIENT
+    return EXIT_CODES.get(state, EXIT_CODES[FAILED])
 
 
 @dataclass

@@ -3,7 +3,9 @@
 Already joined (tailscaled keeps its state in /var/lib/tailscale, a bind mount of the data
 volume's copy: see tailscale_state.py) -> nothing to do. Otherwise `tailscale up` with the auth
 key read from SSM through the instance role, the configured hostname and tags, retried with
-backoff. The certificate for NGINX is the node's own
+backoff. A refusal of the key or the tags fails at once (TailscaleError: only a new key or config
+cures it); anything else, such as the control server out of reach, is a passing failure
+(TailscaleUnavailable) that the agent waits out. The certificate for NGINX is the node's own
 from `tailscale cert` when the tailnet offers HTTPS names; otherwise a self-signed one, made once
 and kept on the data volume so that clients see the same certificate on every instance.
 """
@@ -25,6 +27,17 @@ SELF_SIGNED_DAYS = 825  # the longest validity Apple clients accept for a TLS se
 
 class TailscaleError(Exception):
     pass
+
+
+class TailscaleUnavailable(TailscaleError):
+    """`tailscale up` kept failing for a reason other than a refusal: the control server out of reach,
+    a timeout. Such failures pass."""
+
+
+# What the control server answers when the key or the requested tags are refused ("backend error:
+# invalid key: API key does not exist", "... requested tags [tag:x] are invalid or not permitted"):
+# trying again cannot help.
+REFUSALS = ("invalid key", "are invalid or not permitted")
 
 
 @dataclass
@@ -107,7 +120,9 @@ def join(
     attempts: int = 4,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
-    """Join unless already joined; True when this call joined. `auth_key` is read only if needed."""
+    """Join unless already joined; True when this call joined. `auth_key` is read only if needed.
+    A refused key or tag raises TailscaleError at once; other failures, `attempts` times over,
+    TailscaleUnavailable."""
     if is_running(cli.status()):
         return False
     key = auth_key()
@@ -117,13 +132,14 @@ def join(
         result = cli.up(key, hostname, tags)
         if result.returncode == 0 and is_running(cli.status()):
             return True
-        errors.append(
-            (result.stderr or result.stdout or f"exit {result.returncode}").strip().replace(key, "[redacted]")
-        )
+        error = (result.stderr or result.stdout or f"exit {result.returncode}").strip().replace(key, "[redacted]")
+        if any(refusal in error for refusal in REFUSALS):
+            raise TailscaleError(f"tailscale up was refused: {error}")
+        errors.append(error)
         if attempt < attempts:
             sleep(delay)
             delay *= 2
-    raise TailscaleError(f"tailscale up failed {attempts} times; last error: {errors[-1]}")
+    raise TailscaleUnavailable(f"tailscale up failed {attempts} times; last error: {errors[-1]}")
 
 
 def install_certificate(

@@ -6,6 +6,10 @@ replaced while the one before still shuts down and lets go of the volume; after 
 reported. The instance role allows exactly DescribeVolumes and AttachVolume on volumes tagged for
 this platform instance.
 
+EC2 that throttles or is briefly out (the agent's client raises TransientError for it, see
+firstboot/platform.py) is looked at again until the same deadline; past it, that passing failure is
+raised for the agent to wait out, while a volume another instance still holds is reported at once.
+
 `ec2` is a boto3 EC2 client (or anything with the same three methods), injected by the caller.
 """
 
@@ -15,6 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from firstboot.framework import TransientError
 
 # Tags that mark a platform instance's data volume; `builder launch` writes them.
 PLATFORM_TAG = "ai-platform:platform"
@@ -73,10 +79,24 @@ def ensure_attached(
     deadline = clock() + timeout
     attached_now = False
     waited_for: set[str] = set()
+    passing: TransientError | None = None  # the last look or attach that failed for a passing reason
+    told = ""
     while True:
-        volume = find_data_volume(
-            ec2, platform=platform, instance_name=instance_name, availability_zone=availability_zone
-        )
+        if passing is not None:
+            if clock() >= deadline:
+                raise passing
+            if str(passing) != told:  # once per kind of failure, not every poll
+                told = str(passing)
+                log(f"EC2 did not answer ({told}): trying again")
+            sleep(poll_interval)
+        try:
+            volume = find_data_volume(
+                ec2, platform=platform, instance_name=instance_name, availability_zone=availability_zone
+            )
+        except TransientError as exc:
+            passing = exc
+            continue
+        passing = None
         volume_id, state = volume["VolumeId"], volume["State"]
         holders = {a["InstanceId"] for a in volume.get("Attachments", []) if a.get("State") != "detached"}
         others = holders - {instance_id}
@@ -94,8 +114,12 @@ def ensure_attached(
         if instance_id in holders and _attachment_state(volume, instance_id) == "attached":
             return AttachedVolume(volume_id, attached_now)
         if state == "available" and not holders:
-            ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device_name)
-            attached_now = True
+            try:
+                ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device_name)
+                attached_now = True
+            except TransientError as exc:  # the next look tells whether it went through after all
+                passing = exc
+                continue
         elif state in ("error", "deleting", "deleted"):
             raise VolumeError(f"{volume_id} is in state {state!r} and cannot be attached")
         # creating, attaching, or just asked to attach: look again until the deadline.

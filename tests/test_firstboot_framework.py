@@ -6,8 +6,19 @@ import json
 
 import pytest
 
-from firstboot.framework import PER_INSTANCE, Context, Step, StepFailed, UnknownStep, run_steps, select
+from firstboot.framework import (
+    PER_INSTANCE,
+    Context,
+    Retry,
+    Step,
+    StepFailed,
+    TransientError,
+    UnknownStep,
+    run_steps,
+    select,
+)
 from firstboot.identity import Identity
+from firstboot.status import EXIT_TRANSIENT, exit_code
 
 
 def context_for(tmp_path, instance_id="i-aaa"):
@@ -98,3 +109,65 @@ def test_selection():
         select(steps, only=["c"])
     with pytest.raises(UnknownStep, match="cannot be skipped"):
         select(steps, skip=["config"])
+
+
+class Clock:
+    def __init__(self):
+        self.now, self.sleeps = 0.0, []
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_a_passing_failure_is_tried_again_with_growing_pauses_each_wait_in_the_status_file(tmp_path):
+    seen = []
+
+    def outage(context):
+        seen.append(json.loads((tmp_path / "status.json").read_text())["steps"][0]["detail"])
+        if len(seen) < 4:
+            raise TransientError("SSM did not answer (key s3cr3t-value)")
+        return "reached"
+
+    context, clock = context_for(tmp_path), Clock()
+    context.redact.register("s3cr3t-value")
+    retry = Retry(deadline=600, first_pause=5, longest_pause=15, sleep=clock.sleep, clock=lambda: clock.now)
+    status = run_steps([Step("one", outage)], context, tmp_path / "status.json", retry=retry)
+    assert (status.state, status.steps[0].detail, status.first_error) == ("done", "reached", None)
+    assert clock.sleeps == [5, 10, 15]
+    assert seen[0] == "" and seen[3] == (
+        "waiting: SSM did not answer (key [redacted]) (try 3 failed, 15 s so far, trying again in 15 s)"
+    )
+
+
+def test_a_passing_failure_past_the_deadline_fails_the_run_marked_transient(tmp_path):
+    def outage(context):
+        raise TransientError("control server unreachable")
+
+    clock = Clock()
+    retry = Retry(deadline=60, first_pause=5, longest_pause=30, sleep=clock.sleep, clock=lambda: clock.now)
+    steps = [Step("one", outage), Step("two", lambda c: pytest.fail("must not run"))]
+    status = run_steps(steps, context_for(tmp_path), tmp_path / "status.json", retry=retry)
+    assert clock.sleeps == [5, 10, 20] and clock.now <= 60
+    assert status.state == "failed" and [s.state for s in status.steps] == ["failed", "skipped"]
+    assert status.first_error == {
+        "step": "one",
+        "message": "control server unreachable (a passing failure, still there after 4 tries over 35 s: "
+        "the agent's unit starts it again)",
+        "transient": True,
+    }
+    assert exit_code(status.state, status.first_error) == EXIT_TRANSIENT
+
+
+def test_any_other_failure_stops_the_run_at_once(tmp_path):
+    tries, clock = [], Clock()
+    retry = Retry(deadline=600, sleep=clock.sleep, clock=lambda: clock.now)
+
+    def refused(context):
+        tries.append(1)
+        raise StepFailed("the auth key was refused")
+
+    status = run_steps([Step("one", refused)], context_for(tmp_path), tmp_path / "status.json", retry=retry)
+    assert (len(tries), clock.sleeps) == (1, [])
+    assert status.first_error == {"step": "one", "message": "the auth key was refused"}
+    assert exit_code(status.state, status.first_error) == 1

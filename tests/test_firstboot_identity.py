@@ -46,7 +46,8 @@ def test_gives_up_at_the_deadline(imds):
     def sleep(seconds):
         now[0] += seconds
 
-    with pytest.raises(identity.IdentityError, match="did not answer within 20 s; last error: HTTPError"):
+    # ImdsUnavailable: a passing failure, which the agent waits out longer (test_firstboot_outages.py).
+    with pytest.raises(identity.ImdsUnavailable, match="did not answer within 20 s; last error: HTTPError"):
         identity.imds_identity(imds.url, deadline_seconds=20, clock=lambda: now[0], sleep=sleep)
     assert now[0] <= 20
 
@@ -56,5 +57,6 @@ def test_cloud_init_instance_data_for_the_local_target(tmp_path):
     path.write_text(json.dumps({"v1": {"instance_id": "local-alpha", "availability_zone": None, "region": None}}))
     assert identity.cloud_init_identity(path) == identity.Identity("local-alpha", None, None)
     path.write_text("{}")
-    with pytest.raises(identity.IdentityError, match="no cloud-init instance data"):
+    with pytest.raises(identity.IdentityError, match="no cloud-init instance data") as raised:
         identity.cloud_init_identity(path)
+    assert not isinstance(raised.value, identity.ImdsUnavailable)  # no later run would find it either

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 from botocore.stub import Stubber
 
-from firstboot.framework import StepFailed
-from firstboot.platform import IamNotPropagated, Patient
+from firstboot.framework import StepFailed, TransientError
+from firstboot.platform import AwsUnavailable, IamNotPropagated, Patient
 
 
 @pytest.fixture
@@ -86,3 +86,52 @@ def test_no_credentials_yet_is_waited_out_too():
     clock = Clock()
     assert Patient(Client(), sleep=clock.sleep, clock=lambda: clock.now).describe_volumes() == {"Volumes": []}
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("code", "http_status", "reason"),
+    [
+        ("ThrottlingException", 400, "ThrottlingException"),  # SSM's throttling
+        ("RequestLimitExceeded", 503, "RequestLimitExceeded"),  # EC2's
+        ("InternalServerError", 500, "InternalServerError"),
+    ],
+)
+def test_a_passing_failure_is_raised_for_the_agent_to_wait_out(ssm, code, http_status, reason):
+    """Still failing once botocore's own retries are spent (the Stubber answers past them): the step waits."""
+    client, stubber = ssm
+    stubber.add_client_error("get_parameter", service_error_code=code, http_status_code=http_status)
+    clock = Clock()
+    with pytest.raises(AwsUnavailable) as raised:
+        Patient(client, sleep=clock.sleep, clock=lambda: clock.now).get_parameter(Name="/p")
+    assert str(raised.value).startswith(f"get_parameter failed for a passing reason ({reason}: ")
+    assert isinstance(raised.value, TransientError) and clock.sleeps == []
+
+
+def test_no_connection_is_a_passing_failure_too():
+    class Client:
+        def get_parameter(self, **_):
+            raise EndpointConnectionError(endpoint_url="https://ssm.us-east-1.amazonaws.com/")
+
+    with pytest.raises(AwsUnavailable, match=r"get_parameter failed for a passing reason \(EndpointConnectionError: "):
+        Patient(Client()).get_parameter(Name="/p")
+
+
+def test_no_credentials_past_the_patience_is_a_passing_failure():
+    """The metadata service gives the role's credentials: while it gives none, only time helps."""
+
+    class Client:
+        def describe_volumes(self):
+            raise NoCredentialsError()
+
+    clock = Clock()
+    with pytest.raises(AwsUnavailable, match="describe_volumes: still no credentials from the instance role after"):
+        Patient(Client(), deadline=30, sleep=clock.sleep, clock=lambda: clock.now).describe_volumes()
+    assert clock.sleeps == [2.0, 4.0, 8.0, 16.0]
+
+
+def test_a_refusal_past_the_patience_stays_permanent(ssm):
+    client, stubber = ssm
+    stubber.add_client_error("get_parameter", service_error_code="AccessDeniedException")
+    with pytest.raises(IamNotPropagated) as raised:
+        Patient(client, deadline=0).get_parameter(Name="/p")
+    assert not isinstance(raised.value, TransientError)  # the role's policy may lack it: a person must look

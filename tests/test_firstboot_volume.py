@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from botocore.exceptions import ClientError
 
 from firstboot import volume
+from firstboot.framework import TransientError
+from firstboot.platform import Patient
 
 ZONE = "us-east-1a"
 
@@ -133,3 +136,68 @@ def test_a_replaced_instances_volume_is_taken_over_once_the_old_instance_lets_go
     assert (attached.volume_id, attached.attached_now) == (volume_id, True)
     attachments = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"]
     assert [a["InstanceId"] for a in attachments] == [new]
+
+
+class ThrottledEc2:
+    """A moto client behind the agent's Patient, whose calls are throttled (RequestLimitExceeded, as EC2
+    answers once botocore's own retries are spent) while `throttled` is set."""
+
+    def __init__(self, ec2):
+        self.ec2, self.throttled, self.calls = ec2, True, []
+
+    def __getattr__(self, name):
+        def call(**kwargs):
+            self.calls.append(name)
+            if self.throttled:
+                error = {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded."}
+                raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 503}}, name)
+            return getattr(self.ec2, name)(**kwargs)
+
+        return call
+
+
+def test_a_throttled_ec2_is_looked_at_again_until_it_answers(moto):
+    ec2 = moto.client("ec2")
+    instance_id, volume_id = launch(ec2), data_volume(ec2)
+    throttled, now, lines = ThrottledEc2(ec2), [0.0], []
+
+    def sleep(seconds):
+        now[0] += seconds
+        throttled.throttled = now[0] < 30  # throttled for the first half minute
+
+    attached = attach(
+        Patient(throttled),
+        instance_id,
+        poll_interval=5,
+        timeout=300,
+        clock=lambda: now[0],
+        sleep=sleep,
+        log=lines.append,
+    )
+    assert (attached.volume_id, attached.attached_now) == (volume_id, True)
+    assert throttled.calls[:6] == ["describe_volumes"] * 6 and "attach_volume" in throttled.calls
+    assert lines == [  # once, not every look
+        "EC2 did not answer (describe_volumes failed for a passing reason (RequestLimitExceeded: Request limit "
+        "exceeded.)): trying again"
+    ]
+
+
+def test_throttling_past_the_wait_is_a_passing_failure_but_a_volume_held_past_it_is_not(moto):
+    ec2 = moto.client("ec2")
+    other, me = launch(ec2), launch(ec2)
+    volume_id = data_volume(ec2)
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    throttled = ThrottledEc2(ec2)
+    with pytest.raises(TransientError, match="describe_volumes failed for a passing reason"):
+        attach(Patient(throttled), me, poll_interval=5, timeout=60, clock=lambda: now[0], sleep=sleep)
+    assert 60 <= now[0] <= 65
+
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=other, Device="/dev/sdf")
+    throttled.throttled, now[0] = False, 0.0
+    with pytest.raises(volume.VolumeError, match=f"still attached to {other} after 60 s") as raised:
+        attach(Patient(throttled), me, poll_interval=5, timeout=60, clock=lambda: now[0], sleep=sleep)
+    assert not isinstance(raised.value, TransientError)  # the agent reports it at once: a person must choose
