@@ -373,6 +373,39 @@ def test_the_owner_gets_in_with_the_credentials_builder_shows(chain):
     assert chain.ssh(f"grep -c '^OPENCLAW_GATEWAY_TOKEN={token}$' /etc/ai-platform/stack.env").strip() == "1"
 
 
+def test_docker_restarts_and_a_resize_of_the_data_disk_leave_every_stack_running(chain):
+    """Issue #26, on the booted platform: the data disk grown by `builder resize` while it runs (the
+    health check grows the mounted ext4 within a minute, checked last so that the Docker checks fill
+    the wait); `systemctl restart docker`, as an update does it, and dockerd killed: every stack stays
+    up with the same containers (tests/vm_docker_checks.py)."""
+    from vm_docker_checks import kill_dockerd_keeps_every_stack, restart_docker_keeps_every_stack
+
+    from firstboot.cli import DATA_PREFIX
+
+    def data_bytes() -> int:
+        return int(chain.ssh("df -B1 --output=size /mnt/data | tail -1").strip())
+
+    chain.ssh("echo before-the-resize > /mnt/data/resize-check")
+    before = data_bytes()
+    resized = chain.run("--json", "resize", NAME, "--target", "local", "--size", str(-(-before // 1024**3) + 1))
+    assert resized.returncode == 0, resized.stderr
+    assert json.loads(resized.stdout)["running"] is True
+    started = time.monotonic()
+
+    restarted = restart_docker_keeps_every_stack(chain.ssh, chain.stacks)
+    print(f"systemctl restart docker: every stack whole after {restarted:.0f} s")
+    killed = kill_dockerd_keeps_every_stack(chain.ssh, chain.stacks)
+    print(f"dockerd killed: every stack whole after {killed:.0f} s")
+
+    while data_bytes() < before + 512 * 1024**2:
+        assert time.monotonic() - started < 300, f"the filesystem did not grow: {chain.console_tail()}"
+        time.sleep(5)
+    print(f"data filesystem grown {time.monotonic() - started:.0f} s after the resize")
+    said = chain.ssh("journalctl --no-pager -o cat -u ai-platform-health.service")
+    assert f"{DATA_PREFIX} data filesystem grown from" in said, said[-3000:]
+    assert chain.ssh("cat /mnt/data/resize-check").strip() == "before-the-resize"
+
+
 def wait_for_health(chain: Chain, wanted: str, timeout: float = 300) -> str:
     deadline = time.monotonic() + timeout
     seen = ""
