@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from firstboot import (
+    certificate,
+    certificate_report,
     custom_services,
     env,
     gdrive,
@@ -60,6 +62,7 @@ class Paths:
     mountinfo: Path = Path("/proc/self/mountinfo")
     fw_cfg_dir: Path = Path("/sys/firmware/qemu_fw_cfg/by_name")
     etc_dir: Path = Path("/etc/ai-platform")
+    ca_bundle: Path = certificate.CA_BUNDLE  # what browsers trust, as far as this machine knows
 
     @property
     def status(self) -> Path:
@@ -83,6 +86,7 @@ class Settings:
     containers: Callable[[str], Any] | None = (
         None  # `firstboot health`: a compose project's containers (default: docker)
     )
+    edge_reload: Callable[[], str] | None = None  # a changed certificate (default: certificate.reload_edge)
 
 
 def read_config(context: Context) -> str:
@@ -156,13 +160,9 @@ def join_tailnet(context: Context) -> str:
     settings: Settings = context.values["settings"]
     config = context.values["config"]
     paths = settings.paths
-    self_signed_dir = paths.data_mount / "platform" / "tls"
     if config.tailscale is None:
-        hostname = f"{config.platform}-{config.instance}"
-        made = tailscale.install_certificate(
-            settings.tailscale, None, paths.tls_dir, self_signed_dir, hostname, context.warn
-        )
-        return f"no tailnet configured; {made}"
+        wanted = certificate.wanted_from(None, f"{config.platform}-{config.instance}", config.stack.public_host)
+        return f"no tailnet configured; {serve_certificate(context, None, wanted)}"
     wanted = config.tailscale
 
     def auth_key() -> str:
@@ -189,15 +189,40 @@ def join_tailnet(context: Context) -> str:
         tailscale.wait_settled(settings.tailscale)
         joined = tailscale.join(settings.tailscale, auth_key, wanted.hostname, wanted.tags)
         node = settings.tailscale.status()
-        made = tailscale.install_certificate(
-            settings.tailscale, node, paths.tls_dir, self_signed_dir, wanted.hostname, context.warn
-        )
+        names = certificate.wanted_from(node, wanted.hostname, config.stack.public_host)
+        made = serve_certificate(context, settings.tailscale, names)
     except tailscale.TailscaleError as exc:
         raise StepFailed(str(exc)) from None
     # The edge binds to the tailnet address: the .env contract can ask for it as instance:tailscale_ip.
     context.values["tailscale_ip"] = tailscale.first_ipv4(node)
     context.values["tailnet_name"] = tailscale.dns_name(node)
     return f"{'joined as' if joined else 'already joined as'} {wanted.hostname} ({kept}); {made}"
+
+
+def serve_certificate(context: Context, cli, names: certificate.Wanted) -> str:
+    """The edge's certificate (firstboot/certificate.py) and its report: the console, on AWS the
+    instance's certificate tag; a running edge reloads when it changed."""
+    settings: Settings = context.values["settings"]
+    paths = settings.paths
+    try:
+        served = certificate.install(
+            cli, names, paths.tls_dir, paths.data_mount / "platform" / "tls", context.warn, ca_bundle=paths.ca_bundle
+        )
+        if served.changed:
+            (settings.edge_reload or certificate.reload_edge)()
+    except certificate.CertificateError as exc:
+        raise StepFailed(str(exc)) from None
+    report = certificate_report.of_served(served)
+    certificate_report.record(report, paths.state_dir)
+    print(report.line(), flush=True)  # the console: `builder status` reads it there on the local target
+    config = context.values["config"]
+    me = context.values.get("identity")
+    if config.target == "aws" and me is not None:
+        try:
+            certificate_report.publish_certificate_tag(context.platform.ec2, me.instance_id, report)
+        except Exception as exc:  # the console and the state file have the line; the daily run tries again
+            context.warn(f"the certificate tag was not published: {type(exc).__name__}")
+    return served.describe()
 
 
 def write_secrets(context: Context) -> str:
