@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,7 +215,8 @@ def serve_certificate(context: Context, cli, names: certificate.Wanted) -> str:
         raise StepFailed(str(exc)) from None
     report = certificate_report.of_served(served)
     certificate_report.record(report, paths.state_dir)
-    print(report.line(), flush=True)  # the console: `builder status` reads it there on the local target
+    # The console (stderr reaches it as stdout does): `builder status` reads it there on the local target.
+    print(report.line(), file=sys.stderr, flush=True)
     config = context.values["config"]
     me = context.values.get("identity")
     if config.target == "aws" and me is not None:

@@ -43,6 +43,7 @@ RENEWAL_FAILING_DAYS = 14  # a tailnet certificate this close to its end: its re
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # ca-certificates: what Debian/Ubuntu trust
 HSTS_MAX_AGE = 31536000
 DAY = 86400
+CLOCK_SLACK = 300  # seconds
 TAILNET, SELF_SIGNED = "tailnet", "self-signed"
 
 
@@ -60,7 +61,8 @@ class Certificate:
     sha256: str  # the fingerprint of its DER form, lower-case hex
 
     def valid_at(self, now: float) -> bool:
-        return self.not_before <= now < self.not_after
+        # A certificate issued a moment ago may start after `now` was read (by a CA without backdating).
+        return self.not_before - CLOCK_SLACK <= now < self.not_after
 
     def days_left(self, now: float) -> float:
         return (self.not_after - now) / DAY
@@ -190,7 +192,7 @@ def browsers_trust(cert: Path, name: str, ca_bundle: Path, now: float) -> bool:
         "-untrusted",
         str(cert),
         "-attime",
-        str(int(now)),
+        str(int(max(now, time.time()))),  # (not before a certificate issued a moment ago starts)
         "-verify_hostname",
         name,
         str(cert),

@@ -53,7 +53,13 @@ def test_each_statement_allows_only_what_the_agent_needs():
         ),
     }
     tag_keys = POLICY["Statement"][2]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]
-    assert set(tag_keys) == {names.STATUS_TAG, names.STATUS_DETAIL_TAG, names.HEALTH_TAG, names.BACKUP_TAG}
+    assert set(tag_keys) == {
+        names.STATUS_TAG,
+        names.STATUS_DETAIL_TAG,
+        names.HEALTH_TAG,
+        names.BACKUP_TAG,
+        names.CERTIFICATE_TAG,
+    }
     assert all(s["Effect"] == "Allow" and "*" not in s["Action"] for s in POLICY["Statement"])
 
 

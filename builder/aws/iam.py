@@ -70,7 +70,13 @@ def instance_policy(
             "Condition": {
                 **its_own,
                 "ForAllValues:StringEquals": {
-                    "aws:TagKeys": [names.STATUS_TAG, names.STATUS_DETAIL_TAG, names.HEALTH_TAG, names.BACKUP_TAG]
+                    "aws:TagKeys": [
+                        names.STATUS_TAG,
+                        names.STATUS_DETAIL_TAG,
+                        names.HEALTH_TAG,
+                        names.BACKUP_TAG,
+                        names.CERTIFICATE_TAG,
+                    ]
                 },
             },
         },

@@ -31,11 +31,13 @@ class InstanceView:
     last_snapshot: dict | None = None  # AWS: the newest snapshot of its data volume (snapshot_policy.snapshot_report)
     snapshot_warning: str | None = None  # AWS: that snapshot is too old, or there is none after two periods
     backup: str = "-"  # the agent's line on the on-volume backups (firstboot/backup_record.py), "-" before any
+    certificate: str = "-"  # the agent's line on the edge's certificate (firstboot/certificate_report.py)
 
     def to_json(self) -> dict:
         from builder.backup_status import describe
+        from builder.certificate_status import describe as describe_certificate
 
-        return {**self.__dict__, "backup": describe(self.backup)}
+        return {**self.__dict__, "backup": describe(self.backup), "certificate": describe_certificate(self.certificate)}
 
 
 def list_instances(ec2: Any, platform: str, name: str | None = None) -> list[InstanceView]:
@@ -61,6 +63,7 @@ def list_instances(ec2: Any, platform: str, name: str | None = None) -> list[Ins
                         agent_detail=tags.get(names.STATUS_DETAIL_TAG, ""),
                         health=tags.get(names.HEALTH_TAG, "-"),
                         backup=tags.get(names.BACKUP_TAG, "-"),
+                        certificate=tags.get(names.CERTIFICATE_TAG, "-"),
                     )
                 )
     return sorted(views, key=lambda view: (view.name, view.launched))

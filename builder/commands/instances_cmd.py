@@ -50,6 +50,8 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
         click.echo(json.dumps([view.to_json() for view in views], indent=2))
         return
     from builder.backup_status import describe, summary
+    from builder.certificate_status import describe as describe_certificate
+    from builder.certificate_status import summary as certificate_summary
 
     if not views:
         if target == "local":
@@ -69,6 +71,9 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
         backup = describe(view.backup)
         if backup:
             click.echo(f"{'':<16} on-volume backup: {summary(backup)}")
+        certificate = describe_certificate(view.certificate)
+        if certificate:
+            click.echo(f"{'':<16} certificate: {certificate_summary(certificate)}")
         if view.group != "-":
             click.echo(f"{'':<16} group: {view.group}")
         if target == "aws":
@@ -239,6 +244,7 @@ def _local_views(config, name: str | None) -> list:
                 line,
                 instance.health(),
                 backup=instance.backup(),
+                certificate=instance.certificate(),
             )
         )
     return views

@@ -47,6 +47,7 @@ SHUTDOWN_WAIT_SECONDS = 600
 SUMMARY = re.compile(r"ai-platform firstboot: (done|degraded|failed)\b[^\r\n]*")
 HEALTH = re.compile(r"ai-platform health: [^\r\n]*")
 BACKUP = re.compile(r"ai-platform backup: [^\r\n]*")
+CERTIFICATE = re.compile(r"ai-platform certificate: [^\r\n]*")
 # The agent's line for each finished step (firstboot.framework) and each stack that became healthy
 # (firstboot.services), on the console as on the journal.
 STEP = re.compile(
@@ -258,6 +259,12 @@ class LocalInstance:
         """The instance's last line on its on-volume backups (firstboot health), "-" before any."""
         text = self.console.read_text(errors="replace") if self.console.exists() else ""
         lines = BACKUP.findall(text)
+        return lines[-1].strip() if lines else "-"
+
+    def certificate(self) -> str:
+        """The instance's last line on the edge's certificate (firstboot), "-" before any."""
+        text = self.console.read_text(errors="replace") if self.console.exists() else ""
+        lines = CERTIFICATE.findall(text)
         return lines[-1].strip() if lines else "-"
 
     def agent_steps(self) -> list[str]:
