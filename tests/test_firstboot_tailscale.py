@@ -51,4 +51,3 @@ def test_failure_is_reported_with_the_key_redacted(cli):
         tailscale.join(cli, lambda: wrong, "ai-platform-alpha", (), attempts=2, sleep=lambda _: None)
     assert "failed 2 times; last error: backend error: invalid key: [redacted]" in str(error.value)
     assert wrong not in str(error.value)
-
