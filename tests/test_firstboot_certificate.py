@@ -295,3 +295,27 @@ done
     assert fingerprint(before) == certificate.inspect(tmp_path / "self/tls/tls.crt").sha256
     assert "strict-transport-security: max-age=31536000" in after.lower()
     assert fingerprint(after) == certificate.inspect(tmp_path / "tailnet/tls/tls.crt").sha256
+
+
+def test_the_edge_reload_checks_the_files_first_and_skips_a_stopped_edge():
+    """The docker calls reload_edge makes (a recording stand-in for docker: the edge container is the
+    real nginx's job above; Docker's side is `docker exec`)."""
+    calls = []
+
+    def docker(listed: str, check_rc: int = 0):
+        def run(arguments, **_):
+            calls.append(arguments[1:])
+            rc = check_rc if arguments[-1] == "-q" and "exec" in arguments else 0
+            return subprocess.CompletedProcess(arguments, rc, listed if arguments[1] == "ps" else "", "bad key")
+
+        return run
+
+    assert "not running" in certificate.reload_edge(docker(""))
+    assert calls[-1][:2] == ["ps", "-q"] and "label=com.docker.compose.project=ai-platform-edge" in calls[-1]
+    calls.clear()
+    assert certificate.reload_edge(docker("c0ffee\n")) == "the edge reloaded"
+    assert calls[1:] == [["exec", "c0ffee", "nginx", "-t", "-q"], ["exec", "c0ffee", "nginx", "-s", "reload"]]
+    calls.clear()
+    with pytest.raises(certificate.CertificateError, match="refuses its files, not reloaded: bad key"):
+        certificate.reload_edge(docker("c0ffee\n", check_rc=1))
+    assert ["exec", "c0ffee", "nginx", "-s", "reload"] not in calls
