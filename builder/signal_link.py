@@ -9,9 +9,13 @@ signal-cli holds: the link is done when the config's number is among them.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from builder.errors import BuilderError
 
@@ -62,6 +66,28 @@ class SignalApi:
         if not uri.startswith("sgnl://"):
             raise BuilderError(f"the Signal API sent no device link (got {uri[:60]!r})")
         return uri
+
+
+def pinned_certificate(base: str, sha256: str, directory: Path, timeout: float = 30) -> str:
+    """The edge's certificate, when it is exactly the one its agent reported (its SHA-256), in a file
+    for requests to verify against: a self-signed certificate is trusted by its fingerprint, and the
+    name in the URL must still be one it carries. Anything else: refused, before the owner's password
+    is sent."""
+    address = urlsplit(base)
+    try:
+        pem = ssl.get_server_certificate((address.hostname, address.port or 443), timeout=timeout)
+    except OSError as exc:
+        raise BuilderError(f"{base} cannot be reached ({exc.__class__.__name__})") from None
+    presented = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+    if presented != sha256:
+        raise BuilderError(
+            f"{base} presents a certificate (sha256 {presented[:16]}…) that is not the one the instance reported "
+            f"(sha256 {sha256[:16]}…): the owner's password is not sent. If the instance changed its certificate "
+            "since, its report follows within a minute of the change: try again"
+        )
+    path = Path(directory) / "edge-certificate.pem"
+    path.write_text(pem)
+    return str(path)
 
 
 def qr_text(uri: str) -> str:

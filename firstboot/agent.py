@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from firstboot import (
+    certificate,
+    certificate_report,
     custom_services,
     data_growth,
     disk_space,
@@ -68,6 +71,7 @@ class Paths:
     mountinfo: Path = Path("/proc/self/mountinfo")
     fw_cfg_dir: Path = Path("/sys/firmware/qemu_fw_cfg/by_name")
     etc_dir: Path = Path("/etc/ai-platform")
+    ca_bundle: Path = certificate.CA_BUNDLE  # what browsers trust, as far as this machine knows
 
     @property
     def status(self) -> Path:
@@ -97,6 +101,7 @@ class Settings:
         None  # `firstboot health`: a compose project's containers (default: docker)
     )
     disk: disk_space.Thresholds = field(default_factory=disk_space.Thresholds)  # the data volume's room
+    edge_reload: Callable[[], str] | None = None  # a changed certificate (default: certificate.reload_edge)
 
 
 def read_config(context: Context) -> str:
@@ -200,13 +205,9 @@ def join_tailnet(context: Context) -> str:
     settings: Settings = context.values["settings"]
     config = context.values["config"]
     paths = settings.paths
-    self_signed_dir = paths.data_mount / "platform" / "tls"
     if config.tailscale is None:
-        hostname = f"{config.platform}-{config.instance}"
-        made = tailscale.install_certificate(
-            settings.tailscale, None, paths.tls_dir, self_signed_dir, hostname, context.warn
-        )
-        return f"no tailnet configured; {made}"
+        wanted = certificate.wanted_from(None, f"{config.platform}-{config.instance}", config.stack.public_host)
+        return f"no tailnet configured; {serve_certificate(context, None, wanted)}"
     wanted = config.tailscale
 
     def auth_key() -> str:
@@ -233,9 +234,8 @@ def join_tailnet(context: Context) -> str:
         tailscale.wait_settled(settings.tailscale, sleep=settings.sleep)
         joined = tailscale.join(settings.tailscale, auth_key, wanted.hostname, wanted.tags, sleep=settings.sleep)
         node = settings.tailscale.status()
-        made = tailscale.install_certificate(
-            settings.tailscale, node, paths.tls_dir, self_signed_dir, wanted.hostname, context.warn
-        )
+        names = certificate.wanted_from(node, wanted.hostname, config.stack.public_host)
+        made = serve_certificate(context, settings.tailscale, names)
     except tailscale.TailscaleUnavailable as exc:
         raise TransientError(str(exc)) from None
     except tailscale.TailscaleError as exc:
@@ -244,6 +244,33 @@ def join_tailnet(context: Context) -> str:
     context.values["tailscale_ip"] = tailscale.first_ipv4(node)
     context.values["tailnet_name"] = tailscale.dns_name(node)
     return f"{'joined as' if joined else 'already joined as'} {wanted.hostname} ({kept}); {made}"
+
+
+def serve_certificate(context: Context, cli, names: certificate.Wanted) -> str:
+    """The edge's certificate (firstboot/certificate.py) and its report: the console, on AWS the
+    instance's certificate tag; a running edge reloads when it changed."""
+    settings: Settings = context.values["settings"]
+    paths = settings.paths
+    try:
+        served = certificate.install(
+            cli, names, paths.tls_dir, paths.data_mount / "platform" / "tls", context.warn, ca_bundle=paths.ca_bundle
+        )
+        if served.changed:
+            (settings.edge_reload or certificate.reload_edge)()
+    except certificate.CertificateError as exc:
+        raise StepFailed(str(exc)) from None
+    report = certificate_report.of_served(served)
+    certificate_report.record(report, paths.state_dir)
+    # The console (stderr reaches it as stdout does): `builder status` reads it there on the local target.
+    print(report.line(), file=sys.stderr, flush=True)
+    config = context.values["config"]
+    me = context.values.get("identity")
+    if config.target == "aws" and me is not None:
+        try:
+            certificate_report.publish_certificate_tag(context.platform.ec2, me.instance_id, report)
+        except Exception as exc:  # the console and the state file have the line; the daily run tries again
+            context.warn(f"the certificate tag was not published: {type(exc).__name__}")
+    return served.describe()
 
 
 def write_secrets(context: Context) -> str:

@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
     show.add_argument("--json", action="store_true", help="the status file as it is")
     commands.add_parser("health", help="check every stack's containers now; report a change (timer)")
     commands.add_parser("grow-data", help="grow the data filesystem into a volume made larger, online")
+    commands.add_parser(
+        "certificate", help="renew the edge's certificate when due; reload the edge on a change (timer)"
+    )
     arguments = parser.parse_args(argv)
     settings = settings or agent.Settings()
 
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
         return _health(settings)
     if arguments.command == "grow-data":
         return _grow_data(settings)
+    if arguments.command == "certificate":
+        return _certificate(settings)
     logging.basicConfig(level=logging.INFO, format="firstboot: %(message)s", stream=sys.stderr)
     try:
         steps = select(agent.STEPS, arguments.only, arguments.skip)
@@ -172,6 +177,59 @@ def _follow_data_growth(settings: agent.Settings) -> None:
         print(f"{DATA_PREFIX} {line}", flush=True)
         said.parent.mkdir(parents=True, exist_ok=True)
         said.write_text(line, encoding="utf-8")
+
+
+def _certificate(settings: agent.Settings) -> int:
+    """The daily renewal (ai-platform-certificate.timer): the certificate the boot would serve now, the
+    edge reloaded only when a file changed, the report line on the console and the tag when it changed."""
+    from firstboot import certificate, certificate_report, instance_config
+
+    paths = settings.paths
+    config = instance_config.load_instance_config(paths.instance_config)
+    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(paths.state_dir / "firstboot.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a boot run serves a certificate itself
+            print("firstboot: a boot run is in progress; the certificate is left to it", file=sys.stderr)
+            return 0
+        cli = settings.tailscale if config.tailscale else None
+        hostname = config.tailscale.hostname if config.tailscale else f"{config.platform}-{config.instance}"
+        wanted = certificate.wanted_from(cli.status() if cli else None, hostname, config.stack.public_host)
+        warnings: list[str] = []
+        try:
+            served = certificate.install(
+                cli,
+                wanted,
+                paths.tls_dir,
+                paths.data_mount / "platform" / "tls",
+                warnings.append,
+                ca_bundle=paths.ca_bundle,
+            )
+            done = (settings.edge_reload or certificate.reload_edge)() if served.changed else "edge not reloaded"
+        except certificate.CertificateError as exc:
+            print(f"firstboot: certificate: {exc}", file=sys.stderr)
+            return 1
+    for warning in warnings:
+        print(f"firstboot: warning: {warning}", file=sys.stderr)
+    print(f"firstboot: certificate: {served.describe()}; {done}", file=sys.stderr)
+    report = certificate_report.of_served(served)
+    if certificate_report.record(report, paths.state_dir):
+        print(report.line(), flush=True)  # the unit sends stdout to the console: `builder status` reads it
+        status = read_status(paths.status) or {}
+        instance_id = status.get("instance_id") if config.target == "aws" else None
+        if instance_id:
+            platform = settings.make_platform(config) if settings.make_platform else None
+            if platform is None:
+                from firstboot.platform import Platform
+
+                platform = Platform(config)
+            _publish(
+                instance_id,
+                "certificate",
+                lambda: certificate_report.publish_certificate_tag(platform.ec2, instance_id, report),
+            )
+    return 0
 
 
 def _publish(instance_id: str | None, what: str, tag) -> None:

@@ -1,28 +1,22 @@
-"""Joining the tailnet, and the edge's TLS certificate.
+"""Joining the tailnet.
 
 Already joined (tailscaled keeps its state in /var/lib/tailscale, a bind mount of the data
 volume's copy: see tailscale_state.py) -> nothing to do. Otherwise `tailscale up` with the auth
 key read from SSM through the instance role, the configured hostname and tags, retried with
 backoff. A refusal of the key or the tags fails at once (TailscaleError: only a new key or config
 cures it); anything else, such as the control server out of reach, is a passing failure
-(TailscaleUnavailable) that the agent waits out. The certificate for NGINX is the node's own
-from `tailscale cert` when the tailnet offers HTTPS names; otherwise a self-signed one, made once
-and kept on the data volume so that clients see the same certificate on every instance.
+(TailscaleUnavailable) that the agent waits out. The edge's certificate (`tailscale cert`, or a
+self-signed one): firstboot/certificate.py.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-TLS_CERT = "tls.crt"
-TLS_KEY = "tls.key"
-SELF_SIGNED_DAYS = 825  # the longest validity Apple clients accept for a TLS server certificate
 
 
 class TailscaleError(Exception):
@@ -64,8 +58,12 @@ class TailscaleCli:
             arguments.append(f"--advertise-tags={','.join(tags)}")
         return self._run(*arguments)
 
-    def cert(self, domain: str, cert_file: Path, key_file: Path) -> subprocess.CompletedProcess:
-        return self._run("cert", f"--cert-file={cert_file}", f"--key-file={key_file}", domain)
+    def cert(
+        self, domain: str, cert_file: Path, key_file: Path, min_validity: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """With min_validity (a Go duration), tailscaled renews first when the one it holds ends sooner."""
+        validity = [f"--min-validity={min_validity}"] if min_validity else []
+        return self._run("cert", f"--cert-file={cert_file}", f"--key-file={key_file}", *validity, domain)
 
     def _run(self, *arguments: str) -> subprocess.CompletedProcess:
         try:
@@ -140,65 +138,3 @@ def join(
             sleep(delay)
             delay *= 2
     raise TailscaleUnavailable(f"tailscale up failed {attempts} times; last error: {errors[-1]}")
-
-
-def install_certificate(
-    cli: TailscaleCli, status: dict | None, tls_dir: Path, self_signed_dir: Path, hostname: str, warn: Callable
-) -> str:
-    """Put a certificate and key for NGINX into tls_dir; say which kind."""
-    tls_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-    domains = (status or {}).get("CertDomains") or []
-    if domains:
-        result = cli.cert(domains[0], tls_dir / TLS_CERT, tls_dir / TLS_KEY)
-        if result.returncode == 0:
-            (tls_dir / TLS_KEY).chmod(0o600)
-            return f"tailnet certificate for {domains[0]}"
-        warn(f"tailscale cert {domains[0]} failed ({result.stderr.strip()}); using the self-signed certificate")
-    names = [hostname, *domains]
-    made = ensure_self_signed(self_signed_dir, names)
-    shutil.copyfile(self_signed_dir / TLS_CERT, tls_dir / TLS_CERT)
-    key = tls_dir / TLS_KEY
-    key.touch(mode=0o600)
-    key.chmod(0o600)
-    shutil.copyfile(self_signed_dir / TLS_KEY, key)
-    return f"self-signed certificate for {', '.join(names)}" + (" (made now)" if made else "")
-
-
-def ensure_self_signed(directory: Path, names: list[str]) -> bool:
-    """A self-signed certificate kept in `directory` (on the data volume); True when made now."""
-    cert, key = directory / TLS_CERT, directory / TLS_KEY
-    if cert.exists() and key.exists():
-        return False
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    san = ",".join([*(f"DNS:{name}" for name in names), "DNS:localhost", "IP:127.0.0.1"])
-    result = subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            str(SELF_SIGNED_DAYS),
-            "-subj",
-            f"/CN={names[0]}",
-            "-addext",
-            f"subjectAltName={san}",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        key.unlink(missing_ok=True)
-        cert.unlink(missing_ok=True)
-        raise TailscaleError(f"openssl could not make a self-signed certificate: {result.stderr.strip()}")
-    key.chmod(0o600)
-    return True

@@ -26,6 +26,72 @@ def save(state: dict) -> None:
     STATE.write_text(json.dumps(state))
 
 
+def cert(state: dict, domain: str, options: dict) -> int:
+    """As tailscaled does: the certificate it holds for `domain` while it has at least --min-validity
+    left (any time left without the flag), else a new one. Let's Encrypt is played by a CA of the
+    test's ($FAKE_TAILSCALE_CA_DIR: ca.crt, ca.key) issuing for $FAKE_TAILSCALE_CERT_DAYS days; with
+    $FAKE_TAILSCALE_CERT_FAIL it answers that message and writes nothing. Without a CA: text files."""
+    if os.environ.get("FAKE_TAILSCALE_CERT_FAIL"):
+        save(state)
+        print(os.environ["FAKE_TAILSCALE_CERT_FAIL"], file=sys.stderr)
+        return 1
+    ca = os.environ.get("FAKE_TAILSCALE_CA_DIR")
+    if not ca:
+        Path(options["cert-file"]).write_text(f"FAKE CERTIFICATE for {domain}\n")
+        Path(options["key-file"]).write_text("FAKE KEY\n")
+        save(state)
+        return 0
+    import subprocess
+    import time
+
+    held = Path(ca) / f"held-{domain}"
+    wanted = int(options.get("min-validity", "0h").removesuffix("h")) * 3600
+    left = state.get("held", {}).get(domain, 0) - time.time()
+    if left <= wanted or not Path(f"{held}.crt").exists():
+        days = os.environ.get("FAKE_TAILSCALE_CERT_DAYS", "90")
+        run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+        run(
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            f"/CN={domain}",
+            "-keyout",
+            f"{held}.key",
+            "-out",
+            f"{held}.csr",
+        )
+        extensions = Path(f"{held}.ext")
+        extensions.write_text(f"subjectAltName=DNS:{domain}\nextendedKeyUsage=serverAuth\n")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{held}.csr",
+            "-CA",
+            f"{ca}/ca.crt",
+            "-CAkey",
+            f"{ca}/ca.key",
+            "-CAcreateserial",
+            "-days",
+            days,
+            "-extfile",
+            str(extensions),
+            "-out",
+            f"{held}.crt",
+        )
+        state.setdefault("held", {})[domain] = time.time() + int(days) * 86400
+        state["issued"] = state.get("issued", 0) + 1
+    Path(options["cert-file"]).write_bytes(Path(f"{held}.crt").read_bytes())
+    Path(options["key-file"]).write_bytes(Path(f"{held}.key").read_bytes())
+    save(state)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     state = load()
     state["calls"].append(argv)
@@ -38,6 +104,7 @@ def main(argv: list[str]) -> int:
         shown = {key: state[key] for key in ("BackendState", "CertDomains")}
         if state["BackendState"] == "Running":  # an address from the CGNAT range tailnets use; never contacted
             shown["Self"] = {"TailscaleIPs": ["100.101.102.103", "fd7a:115c:a1e0::1"]}
+            shown["Self"]["DNSName"] = os.environ.get("FAKE_TAILSCALE_DNS_NAME", "")
         print(json.dumps(shown))
         return 0
     if command == "up":
@@ -57,10 +124,7 @@ def main(argv: list[str]) -> int:
         save(state)
         return 0
     if command == "cert":
-        Path(options["cert-file"]).write_text(f"FAKE CERTIFICATE for {argv[-1]}\n")
-        Path(options["key-file"]).write_text("FAKE KEY\n")
-        save(state)
-        return 0
+        return cert(state, argv[-1], options)
     save(state)
     return 2
 

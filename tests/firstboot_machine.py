@@ -78,6 +78,7 @@ class Machine:
         self.root = root
         self.disk_dir = disk_dir or root / "disks"
         self.systemd = SystemdStandIn()
+        self.edge_reloads = 0  # the certificate changed while the edge ran (docker exec … nginx -s reload)
         self.paths = agent.Paths(
             instance_config=root / "etc/ai-platform/instance.json",
             cloud_init_data=root / "run/cloud-init/instance-data.json",
@@ -108,9 +109,14 @@ class Machine:
             "services_timeout": 2,
             "poll_interval": 0.01,
             "make_platform": lambda config: Platform(config, systemd=self.systemd),
+            "edge_reload": self._reload_edge,
         }
         values.update(overrides)
         return agent.Settings(**values)
+
+    def _reload_edge(self) -> str:
+        self.edge_reloads += 1
+        return "the edge reloaded (stand-in)"
 
     def disk(self, volume_id: str, name: str = "vdb", size: int = 64 * 1024 * 1024) -> Path:
         """A data disk with the serial EBS would show for `volume_id`."""

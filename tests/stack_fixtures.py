@@ -18,7 +18,7 @@ from pathlib import Path
 from conftest import REPO
 
 from builder import images
-from firstboot import custom_services, env, stack_config, tailscale
+from firstboot import certificate, custom_services, env, stack_config
 from firstboot.instance_config import StackSettings
 
 ROOTFS = REPO / "image" / "rootfs"
@@ -117,8 +117,9 @@ def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None 
         custom={name: manifest[name] for name in services if name in manifest},
     )
     stack_config.write_stack_files(tree.etc, instance)
-    # The edge's certificate, made as the agent makes it without a tailnet (self-signed).
-    tailscale.ensure_self_signed(tree.etc / "tls", ["localhost"])
+    # The edge's certificate and hsts.conf, made as the agent makes them without a tailnet (self-signed).
+    wanted = certificate.Wanted("ai-platform-test", public_host="127.0.0.1")
+    certificate.install(None, wanted, tree.etc / "tls", base / "volume-tls", lambda warning: None)
     return tree
 
 

@@ -15,6 +15,7 @@ from firstboot_machine import Machine
 from imds_standin import ImdsStandIn
 
 from firstboot import backup_record, disk_space, health, report, volume
+from firstboot.certificate_report import CERTIFICATE_TAG
 from firstboot.cli import main
 from firstboot.platform import Platform
 from firstboot.storage import mount_unit_name
@@ -110,10 +111,13 @@ def test_each_step_reaches_the_status_tags_as_it_finishes(tmp_path, aws):
         return made
 
     main(["run"], machine.settings(make_platform=platform))
-    details = [{t["Key"]: t["Value"] for t in call["Tags"]} for call in sent]
+    tagged = [{t["Key"]: t["Value"] for t in call["Tags"]} for call in sent]
+    details = [d for d in tagged if report.STATUS_TAG in d]  # (the certificate's tag is one of its own)
     running = [d[report.STATUS_DETAIL_TAG].split(":")[0] for d in details if d[report.STATUS_TAG] == "running"]
     assert running == ["identity", "storage", "tailscale", "secrets", "gdrive", "stacks", "services"]  # from the id on
     assert details[-1][report.STATUS_TAG] == "degraded"  # then the report's outcome
+    certificate = tags_of(aws["ec2"], aws["instance_id"])[CERTIFICATE_TAG]
+    assert certificate.startswith("ai-platform certificate: self-signed ai-platform-alpha until ")
 
 
 def test_the_report_tags_a_failure_too(tmp_path, aws):

@@ -137,7 +137,9 @@ def test_an_edge_out_of_reach_on_aws_points_at_the_tailnet_not_only_the_instance
     (tmp_path / "platform.yaml").write_text(f"version: 1\nservices:\n  signal_api:\n    account: '{ACCOUNT}'\n")
     config = PlatformConfig.model_validate({"version": 1})
     owner_credentials.ensure_aws(aws.client("ssm"), config, "alpha", lambda _line: None)
-    monkeypatch.setattr(endpoints, "tailnet_bases", lambda _config, _name: {"main": f"https://127.0.0.1:{free_port()}"})
+    monkeypatch.setattr(
+        endpoints, "tailnet_bases", lambda _config, _name, _host=None: {"main": f"https://127.0.0.1:{free_port()}"}
+    )
     result = builder("signal", "link", "alpha", "--timeout", "1")
     assert result.code == 1
     assert "cannot be reached" in result.err and "on the tailnet (`tailscale status` lists" in result.err, result.err

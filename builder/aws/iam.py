@@ -76,6 +76,7 @@ def instance_policy(
                         names.HEALTH_TAG,
                         names.BACKUP_TAG,
                         names.DISK_TAG,
+                        names.CERTIFICATE_TAG,
                     ]
                 },
             },

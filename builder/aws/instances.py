@@ -32,12 +32,19 @@ class InstanceView:
     snapshot_warning: str | None = None  # AWS: that snapshot is too old, or there is none after two periods
     backup: str = "-"  # the agent's line on the on-volume backups (firstboot/backup_record.py), "-" before any
     disk: str = "-"  # the agent's line on the data volume's room (firstboot/disk_space.py), "-" before any
+    certificate: str = "-"  # the agent's line on the edge's certificate (firstboot/certificate_report.py)
 
     def to_json(self) -> dict:
         from builder import disk_status
         from builder.backup_status import describe
+        from builder.certificate_status import describe as describe_certificate
 
-        return {**self.__dict__, "backup": describe(self.backup), "disk": disk_status.describe(self.disk)}
+        return {
+            **self.__dict__,
+            "backup": describe(self.backup),
+            "disk": disk_status.describe(self.disk),
+            "certificate": describe_certificate(self.certificate),
+        }
 
 
 def list_instances(ec2: Any, platform: str, name: str | None = None) -> list[InstanceView]:
@@ -64,6 +71,7 @@ def list_instances(ec2: Any, platform: str, name: str | None = None) -> list[Ins
                         health=tags.get(names.HEALTH_TAG, "-"),
                         backup=tags.get(names.BACKUP_TAG, "-"),
                         disk=tags.get(names.DISK_TAG, "-"),
+                        certificate=tags.get(names.CERTIFICATE_TAG, "-"),
                     )
                 )
     return sorted(views, key=lambda view: (view.name, view.launched))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from firstboot.backup_record import BACKUP_TAG
+from firstboot.certificate_report import CERTIFICATE_TAG
 from firstboot.disk_space import DISK_TAG
 from firstboot.health import HEALTH_TAG
 from firstboot.report import STATUS_DETAIL_TAG, STATUS_TAG
@@ -12,6 +13,7 @@ from firstboot.volume import DATA_ROLE, INSTANCE_TAG, PLATFORM_TAG, ROLE_TAG
 
 __all__ = [
     "BACKUP_TAG",
+    "CERTIFICATE_TAG",
     "DATA_ROLE",
     "DISK_TAG",
     "HEALTH_TAG",

@@ -54,7 +54,10 @@ def credentials(options: GlobalOptions, name: str, target: str | None) -> None:
 
         values = owner_credentials.read_aws(AwsClients(config).client("ssm"), config, name)
         where = f"SSM {owner_credentials.parameter_name(config, name)}"
-        bases = tailnet_bases(config, name)
+        from builder.endpoints import reported_certificate
+
+        certificate = reported_certificate(config, name, target)
+        bases = tailnet_bases(config, name, certificate.name if certificate else None)
     if values is None:
         raise BuilderError(
             f"{config.name}/{name} has no owner credentials yet ({where}): "

@@ -50,6 +50,8 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
         click.echo(json.dumps([view.to_json() for view in views], indent=2))
         return
     from builder.backup_status import describe, summary
+    from builder.certificate_status import describe as describe_certificate
+    from builder.certificate_status import summary as certificate_summary
     from builder.disk_status import disk_line
 
     if not views:
@@ -73,6 +75,9 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
         backup = describe(view.backup)
         if backup:
             click.echo(f"{'':<16} on-volume backup: {summary(backup)}")
+        certificate = describe_certificate(view.certificate)
+        if certificate:
+            click.echo(f"{'':<16} certificate: {certificate_summary(certificate)}")
         if view.group != "-":
             click.echo(f"{'':<16} group: {view.group}")
         if target == "aws":
@@ -244,6 +249,7 @@ def _local_views(config, name: str | None) -> list:
                 instance.health(),
                 backup=instance.backup(),
                 disk=instance.disk(),
+                certificate=instance.certificate(),
             )
         )
     return views

@@ -95,7 +95,14 @@ def _follow(clients, config, name: str, instance_id: str, timeout: int, quiet: b
     )
     if state == "failed":
         raise BuilderError(f"{name} ({group_instance() or instance_id}) failed its first boot: {detail}")
-    return {"agent_state": state, "agent_detail": detail, "urls": service_urls(config, name)}
+    from builder.endpoints import reported_certificate
+
+    certificate = reported_certificate(config, name, "aws", clients.ec2)  # the name it carries, in the URLs
+    return {
+        "agent_state": state,
+        "agent_detail": detail,
+        "urls": service_urls(config, name, certificate and certificate.name),
+    }
 
 
 def _launch_local(options: GlobalOptions, config, name: str, wait: bool, wait_timeout: int) -> None:

@@ -48,6 +48,7 @@ SUMMARY = re.compile(r"ai-platform firstboot: (done|degraded|failed)\b[^\r\n]*")
 HEALTH = re.compile(r"ai-platform health: [^\r\n]*")
 BACKUP = re.compile(r"ai-platform backup: [^\r\n]*")
 DISK = re.compile(r"ai-platform disk: [^\r\n]*")
+CERTIFICATE = re.compile(r"ai-platform certificate: [^\r\n]*")
 # The agent's line for each finished step (firstboot.framework) and each stack that became healthy
 # (firstboot.services), on the console as on the journal.
 STEP = re.compile(
@@ -251,20 +252,23 @@ class LocalInstance:
 
     def health(self) -> str:
         """The instance's last health line on the console (firstboot health), "-" before any."""
-        text = self.console.read_text(errors="replace") if self.console.exists() else ""
-        lines = HEALTH.findall(text)
-        return lines[-1].strip() if lines else "-"
+        return self._last_console_line(HEALTH)
 
     def backup(self) -> str:
         """The instance's last line on its on-volume backups (firstboot health), "-" before any."""
-        text = self.console.read_text(errors="replace") if self.console.exists() else ""
-        lines = BACKUP.findall(text)
-        return lines[-1].strip() if lines else "-"
+        return self._last_console_line(BACKUP)
 
     def disk(self) -> str:
         """The instance's last line on its data volume's room (firstboot health), "-" before any."""
+        return self._last_console_line(DISK)
+
+    def certificate(self) -> str:
+        """The instance's last line on the edge's certificate (firstboot), "-" before any."""
+        return self._last_console_line(CERTIFICATE)
+
+    def _last_console_line(self, pattern: re.Pattern) -> str:
         text = self.console.read_text(errors="replace") if self.console.exists() else ""
-        lines = DISK.findall(text)
+        lines = pattern.findall(text)
         return lines[-1].strip() if lines else "-"
 
     def agent_steps(self) -> list[str]:

@@ -6,4 +6,5 @@ install -m 0644 "$PAYLOAD/images.lock.json" /opt/ai-platform/images.lock.json
 # rclone's mount is readable by the containers' users only with allow_other.
 grep -qx user_allow_other /etc/fuse.conf 2>/dev/null || echo user_allow_other >>/etc/fuse.conf
 systemctl daemon-reload
-systemctl enable ai-platform-firstboot.service ai-platform-backup.timer ai-platform-health.timer
+systemctl enable ai-platform-firstboot.service ai-platform-backup.timer ai-platform-health.timer \
+    ai-platform-certificate.timer

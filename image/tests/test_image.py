@@ -21,6 +21,8 @@ UNITS = [
     "ai-platform-backup.timer",
     "ai-platform-health.service",
     "ai-platform-health.timer",
+    "ai-platform-certificate.service",
+    "ai-platform-certificate.timer",
 ]
 
 
@@ -112,6 +114,7 @@ def test_stack_units_verify(host):
 def test_backup_and_health_timers_are_enabled(host):
     assert host.service("ai-platform-backup.timer").is_enabled
     assert host.service("ai-platform-health.timer").is_enabled
+    assert host.service("ai-platform-certificate.timer").is_enabled
 
 
 def test_the_bakes_apt_shortcuts_are_undone(host):
