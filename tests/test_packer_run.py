@@ -39,7 +39,7 @@ build {
 """
 
 
-def run(tmp_path, fail: bool):
+def run(tmp_path, fail: bool, env: dict | None = None):
     template = tmp_path / "t.pkr.hcl"
     template.write_text(TEMPLATE)
     steps, output = [], []
@@ -49,8 +49,26 @@ def run(tmp_path, fail: bool):
         tmp_path,
         lambda elapsed, text: steps.append((elapsed, text)),
         output.append,
+        env=env,
     )
     return outcome, steps, output
+
+
+def test_a_work_folder_too_deep_for_plugin_sockets_gets_a_short_temporary_folder(tmp_path):
+    """A long state_dir (or pytest-xdist's deeper temporary folders): Packer's plugin sockets in it
+    would be over the 107 bytes a unix socket's path may hold, and every plugin failed to start."""
+    import os
+
+    deep = tmp_path / ("d" * (packer_run.SOCKET_PATH_MAX - len(str(tmp_path))))
+    deep.mkdir()
+    crashed, _, _ = run(tmp_path, fail=False, env={**os.environ, "TMPDIR": str(deep)})
+    assert crashed.returncode != 0  # what the bake met before it chose the folder
+    with packer_run.temporary_dir(deep) as temporary:
+        assert temporary != deep and len(str(temporary / packer_run.PLUGIN_SOCKET)) <= packer_run.SOCKET_PATH_MAX
+        outcome, _, _ = run(tmp_path, fail=False, env={**os.environ, "TMPDIR": str(temporary)})
+    assert outcome.returncode == 0 and not temporary.exists()
+    with packer_run.temporary_dir(tmp_path) as temporary:
+        assert temporary == tmp_path  # a work folder that fits is used as it is
 
 
 def test_steps_output_and_manifest_of_a_good_run(tmp_path):

@@ -228,22 +228,20 @@ def execute(
 
 def _build(config, bake, work, template_path, var_file, source, log, on_step, on_output, ec2) -> dict:
     assert bake.packer is not None
-    outcome = packer_run.run_packer(
-        [
-            bake.packer.binary,
-            "build",
-            "-machine-readable",
-            "-color=false",
-            f"-only={source}",
-            f"-var-file={var_file}",
-            str(template_path),
-        ],
-        log,
-        template.REPO_ROOT,
-        on_step,
-        on_output,
-        env={**os.environ, "TMPDIR": str(work), "PACKER_CACHE_DIR": str(work / "packer_cache"), "PACKER_NO_COLOR": "1"},
-    )
+    command = [
+        bake.packer.binary,
+        "build",
+        "-machine-readable",
+        "-color=false",
+        f"-only={source}",
+        f"-var-file={var_file}",
+        str(template_path),
+    ]
+    with packer_run.temporary_dir(work) as temporary:
+        environment = {"TMPDIR": str(temporary), "PACKER_CACHE_DIR": str(work / "packer_cache"), "PACKER_NO_COLOR": "1"}
+        outcome = packer_run.run_packer(
+            command, log, template.REPO_ROOT, on_step, on_output, env={**os.environ, **environment}
+        )
     if outcome.returncode != 0:
         reason = packer_run.failure_reason(outcome)
         tail = "\n".join(f"  {line}" for line in outcome.last_output)

@@ -9,12 +9,14 @@ would run on, orphaned. The janitor finds whatever a killed Packer could not.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import signal
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,3 +132,21 @@ def ami_ids(artifact_id: str) -> dict[str, str]:
     """amazon-ebs artifact ids are "region:ami-…,region:ami-…" (one per copy)."""
     pairs = [item.split(":", 1) for item in artifact_id.split(",") if ":" in item]
     return {region: ami for region, ami in pairs}
+
+
+# Packer's plugins answer on unix sockets it makes in TMPDIR (packer-plugin + 10 digits), and a
+# socket's path holds at most 107 bytes (sun_path): in a deeper folder every plugin fails to start
+# ("bind: invalid argument") and Packer crashes.
+SOCKET_PATH_MAX = 107
+PLUGIN_SOCKET = "packer-plugin0123456789"
+
+
+@contextlib.contextmanager
+def temporary_dir(work: Path) -> Iterator[Path]:
+    """Packer's TMPDIR: the bake's work folder (its disk, cleaned with it) where a plugin socket's
+    path fits; else a short folder of its own in the system's temporary folder, removed after."""
+    if len(str(work / PLUGIN_SOCKET).encode()) <= SOCKET_PATH_MAX:
+        yield work
+        return
+    with tempfile.TemporaryDirectory(prefix="ai-platform-packer-") as short:
+        yield Path(short)
