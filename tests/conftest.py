@@ -145,14 +145,17 @@ def local_bake(tmp_path_factory):
     yield from bake(tmp_path_factory.mktemp("bake"))
 
 
-# scripts/test runs the suite on two pytest-xdist workers (`--dist loadgroup`), one work unit per
-# group below, handed out in this order. A unit stays on one worker, so module- and session-scoped
-# fixtures are made once: each module is its own unit, except the tests that share the local bake
+# scripts/test runs the suite on two pytest-xdist workers, one work unit at a time per worker, the
+# units handed out in the order below. A unit stays on one worker, so its module- and session-scoped
+# fixtures are made once: each module is its own unit, except the two that share the local bake
 # (the bake and the chain that boots it, about 35 of CI's minutes: first, on a worker of their own)
 # and the modules that run the platform's stacks on this host's Docker, which publish the edge's
 # fixed ports (8443-8448) and the shared `ai-platform` network: one after another.
-LOCAL_IMAGE_GROUP = "local-image"
-DOCKER_PLATFORM_GROUP = "docker-platform"
+# (xdist's own `--dist loadgroup` cannot do this under pytest 9.2: it renames tests' ids, which
+# pytest 9.2 no longer reads, so its groups fall apart. The scheduler below groups by module path.)
+LOCAL_IMAGE_UNIT = "local-image"
+LOCAL_IMAGE_MODULES = {"test_bake_local.py", "test_chain_local.py"}
+DOCKER_PLATFORM_UNIT = "docker-platform"
 DOCKER_PLATFORM_MODULES = {
     "test_stack_docker.py",
     "test_custom_services.py",
@@ -161,30 +164,40 @@ DOCKER_PLATFORM_MODULES = {
 }
 # The longest units after the local image's, longest first (CI's "seconds per test module" line):
 # started early, they end while the other worker still has the local image's.
-LONG_UNITS = ["test_bake_aws.py", DOCKER_PLATFORM_GROUP, "test_firstboot_vm.py", "test_preflight.py"]
+LONG_UNITS = ["test_bake_aws.py", DOCKER_PLATFORM_UNIT, "test_firstboot_vm.py", "test_preflight.py"]
 
 
-def work_unit(item: pytest.Item) -> str:
-    module = item.nodeid.split("::")[0].removeprefix("tests/")
-    if "local_bake" in getattr(item, "fixturenames", ()):
-        return LOCAL_IMAGE_GROUP
+def work_unit(nodeid: str) -> str:
+    module = nodeid.split("::")[0].removeprefix("tests/")
+    if module in LOCAL_IMAGE_MODULES:
+        return LOCAL_IMAGE_UNIT
     if module in DOCKER_PLATFORM_MODULES:
-        return DOCKER_PLATFORM_GROUP
+        return DOCKER_PLATFORM_UNIT
     return module
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks into each test's id
 def pytest_collection_modifyitems(config, items):
     def rank(item: pytest.Item) -> int:
-        group = work_unit(item)
-        if group == LOCAL_IMAGE_GROUP:
+        unit = work_unit(item.nodeid)
+        if unit == LOCAL_IMAGE_UNIT:
             return 0
-        return 1 + LONG_UNITS.index(group) if group in LONG_UNITS else 1 + len(LONG_UNITS)
+        return 1 + LONG_UNITS.index(unit) if unit in LONG_UNITS else 1 + len(LONG_UNITS)
 
     items.sort(key=rank)  # stable: the order within a unit, and of the short units, stays
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(work_unit(item)))
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, there only where it is installed
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        """xdist's scope scheduling with work_unit() as the scope, in collection order."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order above (xdist's default sorts by test count)
+    return ByWorkUnit(config, log)
 
 
 # Seconds per test module (setup, call and teardown of its tests), printed after pytest's last line
