@@ -210,7 +210,18 @@ def pytest_runtest_logreport(report):
     _module_seconds[module] = _module_seconds.get(module, 0.0) + report.duration
 
 
+def pytest_configure(config):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # the run's own process: a new list of what was measured
+        from measured import MEASURED
+
+        MEASURED.unlink(missing_ok=True)
+
+
 def pytest_unconfigure(config):
+    from measured import MEASURED
+
+    if not os.environ.get("PYTEST_XDIST_WORKER") and MEASURED.exists():
+        print("\nmeasured on the way:\n" + "".join(f"  {line}" for line in MEASURED.read_text().splitlines(True)))
     if not _module_seconds:
         return
     ranked = sorted(_module_seconds.items(), key=lambda item: -item[1])

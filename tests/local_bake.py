@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from bake_sources import ModelRegistry, Registry, stand_in_lock
+from measured import say
 
 from builder.config.schema import PlatformConfig
 
@@ -99,7 +100,7 @@ def bake(root: Path):
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=3600)
         seconds = time.monotonic() - started
         assert result.returncode == 0, result.stderr[-5000:]
-        print(f"local bake: {seconds:.0f} s")
+        say(f"local bake: {seconds:.0f} s")
         yield {
             "root": root,
             "config": config,

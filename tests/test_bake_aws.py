@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from bake_sources import ModelRegistry, Registry, stand_in_lock
 from conftest import REPO
+from measured import say
 from moto_server import MotoServer, free_port
 from netns import HostBridge
 
@@ -179,7 +180,7 @@ def aws_bake(tmp_path_factory):
         failed = failed_bake_first(config, command, env, moto, vm, key, root)
         started = time.monotonic()
         result = bake_in_namespace(command, env, moto, vm, key, root)
-        print(f"aws bake (moto + local VM): {time.monotonic() - started:.0f} s")
+        say(f"aws bake (moto + local VM): {time.monotonic() - started:.0f} s")
         assert result.returncode == 0, result.stderr[-6000:]
         yield {
             "root": root,

@@ -41,6 +41,7 @@ import requests
 import urllib3
 from conftest import REPO
 from local_bake import ADDED_SERVICE, needs_local_bake
+from measured import say
 
 from builder.bake.payload import new_ssh_key
 from builder.local.qemu import make_overlay
@@ -158,7 +159,7 @@ def chain(local_bake, tmp_path_factory):
     chain = Chain(root, local_bake["command"][0], config, key)
     try:
         chain.launch()
-        print(f"first launch: done after {chain.launched['seconds']:.0f} s")
+        say(f"first launch: done after {chain.launched['seconds']:.0f} s")
         for step in chain.launched.get("agent_steps", []):
             print(f"  [{step['at_seconds']:6.1f} s] {step['line']}")
         yield chain
@@ -279,7 +280,7 @@ def test_a_restore_brings_back_the_snapshot_and_the_upgrade_keeps_data_and_secre
     taken = chain.run("--json", "backups", NAME, "--target", "local", "--take", timeout=900)
     assert taken.returncode == 0, taken.stderr
     snapshot = json.loads(taken.stdout)
-    print(f"live snapshot {snapshot['id']}: {time.monotonic() - started:.0f} s, {snapshot['size_bytes'] >> 20} MiB")
+    say(f"live snapshot {snapshot['id']}: {time.monotonic() - started:.0f} s, {snapshot['size_bytes'] >> 20} MiB")
     assert (snapshot["reason"], snapshot["consistency"]) == ("manual", "crash-consistent")
     posted = requests.post(chain.url(8446, "/rest/workflows"), data=lost, verify=False, timeout=30)
     assert posted.status_code == 200, posted.text
@@ -288,7 +289,7 @@ def test_a_restore_brings_back_the_snapshot_and_the_upgrade_keeps_data_and_secre
     destroyed = chain.destroy()
     assert destroyed.returncode == 0, destroyed.stderr
     assert json.loads(destroyed.stdout)["shutdown"] == "clean", destroyed.stderr
-    print(f"destroy: {destroyed.stderr.strip()}")
+    say(f"destroy: {destroyed.stderr.strip()}")
 
     disk = chain.config.parent / "state/ai-platform/data" / f"{NAME}.img"
     before = disk.stat()
@@ -301,7 +302,7 @@ def test_a_restore_brings_back_the_snapshot_and_the_upgrade_keeps_data_and_secre
         "--json", "restore", NAME, "--target", "local", "--snapshot", snapshot["id"], "--yes", timeout=900
     )
     assert restored.returncode == 0, restored.stderr
-    print(f"restore onto the stopped instance: {time.monotonic() - started:.0f} s")
+    say(f"restore onto the stopped instance: {time.monotonic() - started:.0f} s")
     result = json.loads(restored.stdout)
     assert result["started"] is False  # it was stopped: the upgrade's boot starts it
     replaced = Path(result["replaced_disk"])
@@ -319,7 +320,7 @@ def test_a_restore_brings_back_the_snapshot_and_the_upgrade_keeps_data_and_secre
     assert planned.returncode == 0, planned.stderr
     assert json.loads(planned.stdout)["image"] == {"from": str(baked), "to": str(image)}
     upgraded = chain.upgrade(image)
-    print(f"upgrade onto {image.name}: {upgraded['state']} after {upgraded['seconds']:.0f} s")
+    say(f"upgrade onto {image.name}: {upgraded['state']} after {upgraded['seconds']:.0f} s")
     assert (upgraded["state"], upgraded["image"]) == ("upgraded", str(image)), upgraded
     assert chain.launched["instance_id"] != first_id
     root = chain.config.parent / "state/ai-platform/instances" / NAME / "root.qcow2"
@@ -393,14 +394,14 @@ def test_docker_restarts_and_a_resize_of_the_data_disk_leave_every_stack_running
     started = time.monotonic()
 
     restarted = restart_docker_keeps_every_stack(chain.ssh, chain.stacks)
-    print(f"systemctl restart docker: every stack whole after {restarted:.0f} s")
+    say(f"systemctl restart docker: every stack whole after {restarted:.0f} s")
     killed = kill_dockerd_keeps_every_stack(chain.ssh, chain.stacks)
-    print(f"dockerd killed: every stack whole after {killed:.0f} s")
+    say(f"dockerd killed: every stack whole after {killed:.0f} s")
 
     while data_bytes() < before + 512 * 1024**2:
         assert time.monotonic() - started < 300, f"the filesystem did not grow: {chain.console_tail()}"
         time.sleep(5)
-    print(f"data filesystem grown {time.monotonic() - started:.0f} s after the resize")
+    say(f"data filesystem grown {time.monotonic() - started:.0f} s after the resize")
     said = chain.ssh("journalctl --no-pager -o cat -u ai-platform-health.service")
     assert f"{DATA_PREFIX} data filesystem grown from" in said, said[-3000:]
     assert chain.ssh("cat /mnt/data/resize-check").strip() == "before-the-resize"

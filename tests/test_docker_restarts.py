@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from measured import say
 from systemd_user_manager import UserManager, available
 
 from firstboot import platform_resume, services
@@ -125,7 +126,7 @@ def test_restarting_docker_leaves_every_stack_up_and_checks_it_again(manager):
     began = time.monotonic()
     manager.systemctl("restart", DOCKER)
     manager.settle()
-    print(f"docker restarted and every stack reloaded in {time.monotonic() - began:.1f} s")
+    say(f"docker restarted and every stack reloaded in {time.monotonic() - began:.1f} s")
     assert active(manager, STACK_UNITS)
     # Never deactivated: the same activation, and no `ai-platform-stack down`.
     assert {unit: manager.show(unit, "ActiveEnterTimestampMonotonic") for unit in STACK_UNITS} == started
@@ -160,7 +161,7 @@ def test_a_dockerd_that_exits_is_started_again_and_the_stacks_stay_up(manager):
         )
         time.sleep(0.2)
     manager.settle()
-    print(f"dockerd back and every stack reloaded {time.monotonic() - began:.1f} s after it died")
+    say(f"dockerd back and every stack reloaded {time.monotonic() - began:.1f} s after it died")
     assert manager.show(DOCKER, "NRestarts") == "1"
     assert {unit: manager.show(unit, "ActiveEnterTimestampMonotonic") for unit in STACK_UNITS} == started
     assert not [call for call in calls(log) if call.startswith("down")]
@@ -193,7 +194,7 @@ def test_the_data_volume_going_away_and_back_brings_docker_and_the_stacks_back(m
     said = platform_resume.resume(systemd, mount_unit=VOLUME, device_present=lambda device: Path(device).exists())
     assert said is not None and "started it again" in said
     manager.settle()
-    print(f"the platform was back {time.monotonic() - began:.1f} s after the health check saw the volume")
+    say(f"the platform was back {time.monotonic() - began:.1f} s after the health check saw the volume")
     assert active(manager, [VOLUME, DOCKER, services.PLATFORM_TARGET, *STACK_UNITS])
     assert (
         platform_resume.resume(systemd, mount_unit=VOLUME, device_present=lambda device: Path(device).exists()) is None
