@@ -40,6 +40,7 @@ def _register() -> None:
         images_cmd,
         instances_cmd,
         launch_cmd,
+        power_cmd,
         preflight_cmd,
         resize_cmd,
         secrets_cmd,
@@ -56,6 +57,8 @@ def _register() -> None:
     cli.add_command(backups_cmd.restore)
     cli.add_command(instances_cmd.status)
     cli.add_command(instances_cmd.destroy)
+    cli.add_command(power_cmd.start)
+    cli.add_command(power_cmd.stop)
     cli.add_command(resize_cmd.resize)
     cli.add_command(secrets_cmd.secrets)
     cli.add_command(images_cmd.images)

@@ -19,8 +19,10 @@ from typing import Any
 
 from builder import owner_credentials
 from builder.aws import group, iam, names, network, snapshot_policy, snapshot_role
+from builder.aws import schedule as group_schedule
 from builder.aws.clients import AwsClients
 from builder.aws.instances import data_volume
+from builder.aws.schedule import SchedulePlan
 from builder.aws.snapshot_policy import PolicyPlan
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
@@ -51,6 +53,7 @@ class LaunchPlan:
     snapshot_policy: PolicyPlan = field(default_factory=lambda: PolicyPlan("off"))
     snapshot_role_exists: bool = False
     volume_lacks_snapshot_tag: bool = False  # a data volume made before the snapshot policy
+    schedule: SchedulePlan | None = None  # the group's scheduled actions (aws.schedule)
 
     def actions(self) -> list[str]:
         def verb(existing: str | None, what: str) -> str:
@@ -67,6 +70,7 @@ class LaunchPlan:
             f"user-data {len(self.user_data.payload)} bytes{' (gzip)' if self.user_data.compressed else ''}",
             ("bring auto scaling group back to one instance" if self.group_exists else "create auto scaling group")
             + f" {self.group_name} (one instance in {self.zone}, replaced when it fails)",
+            *(self.schedule.lines() if self.schedule else []),
         ]
 
     def _snapshot_actions(self) -> list[str]:
@@ -142,6 +146,11 @@ def plan_launch(clients: AwsClients, config: PlatformConfig, instance: str, ami_
         snapshot_policy=snapshots,
         snapshot_role_exists=snapshot_role_exists,
         volume_lacks_snapshot_tag=volume is not None and volume_tags.get(names.SNAPSHOT_POLICY_TAG) != config.name,
+        schedule=group_schedule.plan(
+            clients.autoscaling if existing_group else None,
+            config.aws.schedule,
+            names.group_name(config.name, instance),
+        ),
     )
 
 
@@ -185,6 +194,8 @@ def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: C
         _ensure_snapshots(clients, config, plan, volume_id, undo, log)
         template_id, version = _put_template(ec2, config, plan, group_id, role, undo, log)
         instance_id = start_in_group(clients, config, plan, template_id, undo, log)
+        if plan.schedule is not None:  # after the group exists; a new group's are removed with it
+            group_schedule.apply(clients.autoscaling, plan.schedule, log)
         log(f"launched {instance_id} from {plan.ami_id} (launch template version {version})")
     except Exception as exc:
         removed = _roll_back(undo, log)

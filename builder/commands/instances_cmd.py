@@ -46,8 +46,10 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
             if (name is None or instance_name == name) and not any(v.name == instance_name for v in views):
                 views.append(InstanceView(instance_name, "-", "none", "-", "", "-", "", group=group.summary(found)))
         _add_snapshots(clients.ec2, config, views)
+    schedule = _schedule_report(config) if target == "aws" else None
     if options.json:
-        click.echo(json.dumps([view.to_json() for view in views], indent=2))
+        extra = {"schedule": schedule} if schedule else {}
+        click.echo(json.dumps([{**view.to_json(), **extra} for view in views], indent=2))
         return
     from builder.backup_status import describe, summary
     from builder.certificate_status import describe as describe_certificate
@@ -80,10 +82,29 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
             click.echo(f"{'':<16} certificate: {certificate_summary(certificate)}")
         if view.group != "-":
             click.echo(f"{'':<16} group: {view.group}")
+        if schedule:
+            click.echo(f"{'':<16} schedule: {schedule['summary']}; next: {schedule['next'] or 'none'}")
         if target == "aws":
             click.echo(f"{'':<16} snapshot: {_snapshot_line(view.last_snapshot)}")
         if view.snapshot_warning:
             click.echo(f"{'':<16} WARNING: {view.snapshot_warning}")
+
+
+def _schedule_report(config) -> dict | None:
+    """aws.schedule in words and its next change (the same for each instance of the platform)."""
+    from datetime import datetime, timezone
+
+    from builder.hours import next_change
+
+    schedule = config.aws.schedule
+    if schedule is None:
+        return None
+    change = next_change(schedule, datetime.now(timezone.utc))
+    times = [f"{action} {getattr(schedule, action)!r}" for action in ("start", "stop") if getattr(schedule, action)]
+    return {
+        "summary": f"{', '.join(times)} ({schedule.timezone})",
+        "next": change.in_words(schedule.timezone) if change else None,
+    }
 
 
 def _add_snapshots(ec2, config, views: list) -> None:

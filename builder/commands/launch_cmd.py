@@ -44,12 +44,17 @@ def launch(
     for finding in capacity.check_memory(config, "aws", instance_memory_mib(clients.ec2, config.aws.instance_type)):
         click.echo(f"note: {finding.message()}", err=True)
     if options.dry_run:
+        cost = _cost_estimate(clients, config)
         if options.json:
-            click.echo(json.dumps({"instance": name, "dry_run": True, "plan": plan.actions()}, indent=2))
+            document = {"instance": name, "dry_run": True, "plan": plan.actions(), "estimate": cost.to_json()}
+            click.echo(json.dumps(document, indent=2))
         else:
             click.echo(f"plan for {config.name}/{name} in {config.aws.region} (dry run: nothing changed):")
             for action in plan.actions():
                 click.echo(f"  - {action}")
+            click.echo("estimate of a month's cost (AWS Price List, on-demand, USD):")
+            for line in cost.lines():
+                click.echo(f"  - {line}")
         return
     result = run_launch(clients, config, plan, log=lambda line: click.echo(f"  {line}", err=True))
     summary = {
@@ -67,6 +72,16 @@ def launch(
         click.echo(f"{config.name}/{name}: {result.instance_id} launched, data volume {result.volume_id}")
         for service, url in summary.get("urls", {}).items():
             click.echo(f"  {service:<12} {url}")
+
+
+def _cost_estimate(clients, config):
+    """The month's cost from the Price List API; where it cannot be asked, parts say unknown and why."""
+    from datetime import datetime, timezone
+
+    from builder.aws.cost_estimate import estimate
+    from builder.aws.pricing import pricing_client
+
+    return estimate(pricing_client(clients.session), config, datetime.now(timezone.utc))
 
 
 def _follow(clients, config, name: str, instance_id: str, timeout: int, quiet: bool) -> dict:

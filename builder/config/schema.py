@@ -111,6 +111,43 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
 
 
+def _cron(value: str) -> str:
+    from builder.cron import parse
+
+    parse(value)  # raises CronError (a ValueError): pydantic names the field
+    return value
+
+
+def _timezone(value: str) -> str:
+    from builder.cron import check_timezone
+
+    return check_timezone(value)
+
+
+class Schedule(Section):
+    """When the instance runs: Auto Scaling scheduled actions on its group (builder/aws/schedule.py)."""
+
+    timezone: Annotated[str, AfterValidator(_timezone)] = Field(
+        "UTC", description="IANA time zone the start and stop times are in (e.g. Europe/Berlin); DST is followed."
+    )
+    start: Annotated[str, AfterValidator(_cron)] | None = Field(
+        None,
+        description='When the instance starts: a five-field cron expression (minute hour day month weekday), e.g. '
+        '"0 8 * * 1-5". null: started only by `builder start`.',
+    )
+    stop: Annotated[str, AfterValidator(_cron)] | None = Field(
+        None,
+        description='When the instance stops (its data volume kept), e.g. "0 20 * * 1-5". null: stopped only by '
+        "`builder stop` (a start-only schedule).",
+    )
+
+    @model_validator(mode="after")
+    def _some_time(self) -> Schedule:
+        if self.start is None and self.stop is None:
+            raise ValueError("schedule: give start, stop or both (or remove schedule: always on)")
+        return self
+
+
 class AwsSettings(Section):
     region: Region = Field("us-east-1", description="AWS region of the instance, its volume and the AMI.")
     profile: str | None = Field(None, description="AWS CLI profile to use; null uses the default chain.")
@@ -130,6 +167,11 @@ class AwsSettings(Section):
         default_factory=list,
         description="CIDRs allowed to reach SSH (22/tcp). Empty: no inbound port but Tailscale's 41641/udp. "
         "0.0.0.0/0 (the whole internet) is warned about.",
+    )
+    schedule: Schedule | None = Field(
+        None,
+        description="Hours the instance runs (its group's scheduled actions); null: always on. "
+        "`builder start`/`builder stop` switch it by hand in between.",
     )
 
     @model_validator(mode="after")
