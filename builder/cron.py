@@ -31,7 +31,7 @@ _FIELDS = (
     ("month", 1, 12, _MONTHS),
     ("day of week", 0, 7, _DAYS),
 )
-FORMAT = "five fields: minute hour day-of-month month day-of-week, e.g. \"0 8 * * 1-5\""
+FORMAT = 'five fields: minute hour day-of-month month day-of-week, e.g. "0 8 * * 1-5"'
 
 
 class CronError(ValueError):
@@ -96,12 +96,12 @@ def parse(expression: str) -> Cron:
     parts = expression.split()
     if len(parts) != 5:
         raise CronError(f"{expression!r} has {len(parts)} fields; a recurrence has {FORMAT}")
-    values = [_field(part, *spec) for part, spec in zip(parts, _FIELDS)]
+    values = [_field(part, *spec) for part, spec in zip(parts, _FIELDS, strict=True)]
     weekdays = frozenset(day % 7 for day in values[4])
     cron = Cron(expression, *map(frozenset, values[:4]), weekdays, parts[2] == "*", parts[4] == "*")
-    if not any(cron.fires_on(date(2024, month, day)) for month in cron.months for day in cron.days if _real(month, day)):
-        if cron.any_weekday:  # e.g. "0 8 31 2 *": no such day
-            raise CronError(f"{expression!r} names no day that exists (day of month {parts[2]}, month {parts[3]})")
+    days = [date(2024, month, day) for month in cron.months for day in cron.days if _real(month, day)]
+    if cron.any_weekday and not days:  # e.g. "0 8 31 2 *": no such day
+        raise CronError(f"{expression!r} names no day that exists (day of month {parts[2]}, month {parts[3]})")
     return cron
 
 

@@ -44,13 +44,15 @@ class Estimate:
         return sum((item.usd for item in self.items), Decimal(0))
 
     def lines(self) -> list[str]:
-        lines = [f"{item.what}: {item.quantity} = {_shown(item)}" for item in self.items]
+        reasons = [item.reason for item in self.items if item.usd is None]
+        shared = reasons[0] if len(reasons) > 1 and len(set(reasons)) == 1 else ""  # the API did not answer: once
+        lines = [f"{item.what}: {item.quantity} = {_shown(item, shared)}" for item in self.items]
         total = self.total
         if total is None:
-            lines.append("total: unknown (a price above is unknown)")
+            lines.append("total: unknown (a price above is unknown" + (f": {shared})" if shared else ")"))
         else:
             lines.append(f"total: ${total:.2f} a month (on-demand prices; without data transfer and other services)")
-        return lines + [f"hours: {self.hours_basis}"]
+        return [*lines, f"hours: {self.hours_basis}"]
 
     def to_json(self) -> dict:
         return {"items": [i.to_json() for i in self.items], "total_usd": _money(self.total), "hours": self.hours_basis}
@@ -60,9 +62,9 @@ def _money(usd: Decimal | None) -> str | None:
     return None if usd is None else f"{usd:.2f}"
 
 
-def _shown(item: Item) -> str:
+def _shown(item: Item, shared_reason: str = "") -> str:
     if item.usd is None:
-        return f"unknown ({item.reason})"
+        return "unknown" if item.reason == shared_reason else f"unknown ({item.reason})"
     return f"${item.usd:.2f}" + (f" ({item.reason})" if item.reason else "")
 
 
@@ -101,22 +103,37 @@ def estimate(client: Any, config: Any, now: datetime) -> Estimate:
 
     instance_type = config.aws.instance_type
     item(
-        f"instance {instance_type}", f"{hours.hours:g} h", Decimal(str(hours.hours)),
+        f"instance {instance_type}",
+        f"{hours.hours:g} h",
+        Decimal(str(hours.hours)),
         ("AmazonEC2", f"{instance_type} on-demand Linux in {region}"),
-        regionCode=region, instanceType=instance_type, operatingSystem="Linux", tenancy="Shared",
-        preInstalledSw="NA", capacitystatus="Used", licenseModel="No License required",
+        regionCode=region,
+        instanceType=instance_type,
+        operatingSystem="Linux",
+        tenancy="Shared",
+        preInstalledSw="NA",
+        capacitystatus="Used",
+        licenseModel="No License required",
     )
     root_gib = config.image.root_volume_size_gib
     item(
-        "root volume (gp3, exists while the instance runs)", f"{root_gib} GiB x {share:.2f} month",
-        root_gib * share, ("AmazonEC2", f"gp3 storage in {region}"),
-        regionCode=region, productFamily="Storage", volumeApiName="gp3",
+        "root volume (gp3, exists while the instance runs)",
+        f"{root_gib} GiB x {share:.2f} month",
+        root_gib * share,
+        ("AmazonEC2", f"gp3 storage in {region}"),
+        regionCode=region,
+        productFamily="Storage",
+        volumeApiName="gp3",
     )
     volume = config.data_volume
     item(
-        f"data volume ({volume.type}, all month)", f"{volume.size_gib} GiB", Decimal(volume.size_gib),
+        f"data volume ({volume.type}, all month)",
+        f"{volume.size_gib} GiB",
+        Decimal(volume.size_gib),
         ("AmazonEC2", f"{volume.type} storage in {region}"),
-        regionCode=region, productFamily="Storage", volumeApiName=volume.type,
+        regionCode=region,
+        productFamily="Storage",
+        volumeApiName=volume.type,
     )
     _volume_performance(item, volume, region)
     _snapshots(item, config, region)
@@ -129,21 +146,33 @@ def _volume_performance(item, volume, region: str) -> None:
         extra_mibps = max(0, (volume.throughput_mibps or GP3_BASE_MIBPS) - GP3_BASE_MIBPS)
         if extra_iops:
             item(
-                "data volume IOPS over gp3's 3000", f"{extra_iops} IOPS", Decimal(extra_iops),
+                "data volume IOPS over gp3's 3000",
+                f"{extra_iops} IOPS",
+                Decimal(extra_iops),
                 ("AmazonEC2", f"gp3 IOPS in {region}"),
-                regionCode=region, productFamily="System Operation", volumeApiName="gp3",
+                regionCode=region,
+                productFamily="System Operation",
+                volumeApiName="gp3",
             )
         if extra_mibps:
             item(
-                "data volume throughput over gp3's 125 MiB/s", f"{extra_mibps} MiB/s", Decimal(extra_mibps),
+                "data volume throughput over gp3's 125 MiB/s",
+                f"{extra_mibps} MiB/s",
+                Decimal(extra_mibps),
                 ("AmazonEC2", f"gp3 throughput in {region}"),
-                regionCode=region, productFamily="Provisioned Throughput", volumeApiName="gp3",
+                regionCode=region,
+                productFamily="Provisioned Throughput",
+                volumeApiName="gp3",
             )
     elif volume.iops:  # io1/io2: provisioned IOPS (io2's tiers show as several prices: unknown)
         item(
-            f"data volume provisioned IOPS ({volume.type})", f"{volume.iops} IOPS", Decimal(volume.iops),
+            f"data volume provisioned IOPS ({volume.type})",
+            f"{volume.iops} IOPS",
+            Decimal(volume.iops),
             ("AmazonEC2", f"{volume.type} IOPS in {region}"),
-            regionCode=region, productFamily="System Operation", volumeApiName=volume.type,
+            regionCode=region,
+            productFamily="System Operation",
+            volumeApiName=volume.type,
         )
 
 
@@ -163,6 +192,11 @@ def _snapshots(item, config, region: str) -> None:
     for where in [region, *([snapshots.copy_to_region] if snapshots.copy_to_region else [])]:
         label = "snapshots" if where == region else f"snapshot copies in {where}"
         item(
-            label, f"{gib} GiB", Decimal(gib), ("AmazonEC2", f"EBS snapshot storage in {where}", standard_snapshot),
-            assumed, regionCode=where, productFamily="Storage Snapshot",
+            label,
+            f"{gib} GiB",
+            Decimal(gib),
+            ("AmazonEC2", f"EBS snapshot storage in {where}", standard_snapshot),
+            assumed,
+            regionCode=where,
+            productFamily="Storage Snapshot",
         )

@@ -56,7 +56,10 @@ def summary(group: dict) -> str:
     live = sum(instance["LifecycleState"] in LIVE_STATES for instance in group.get("Instances", []))
     line = f"{group['AutoScalingGroupName']}: keeps {group['DesiredCapacity']}, has {live}"
     if group["DesiredCapacity"] == 0:
-        line += " (stopped: by `builder stop` or aws.schedule, `builder start NAME` starts it; after an upgrade cut short, `builder launch NAME`)"
+        line += (
+            " (stopped: by `builder stop` or aws.schedule, `builder start NAME` starts it; "
+            "after an upgrade cut short, `builder launch NAME`)"
+        )
     return line
 
 

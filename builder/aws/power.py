@@ -172,4 +172,6 @@ def _volume_state(ec2: Any, volume_id: str | None) -> str | None:
         return None
     volume = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
     attached = [a for a in volume.get("Attachments", []) if a.get("State") != "detached"]
-    return volume["State"] if not attached else f"{volume['State']}, {attached[0]['State']} to {attached[0]['InstanceId']}"
+    if not attached:
+        return volume["State"]
+    return f"{volume['State']}, {attached[0]['State']} to {attached[0]['InstanceId']}"

@@ -47,7 +47,10 @@ def lookup(client: Any, service: str, what: str, pick=None, **attributes: str) -
     try:
         while True:
             page = client.get_products(
-                ServiceCode=service, Filters=filters, FormatVersion="aws_v1", MaxResults=100,
+                ServiceCode=service,
+                Filters=filters,
+                FormatVersion="aws_v1",
+                MaxResults=100,
                 **({"NextToken": token} if token else {}),
             )
             products += [json.loads(item) for item in page.get("PriceList", [])]

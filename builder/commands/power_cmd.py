@@ -42,7 +42,8 @@ def start(options: GlobalOptions, name: str, target: str | None, wait: bool, wai
 
         instance_id = group.wait_for_instance(clients.autoscaling, plan.group_name)
         click.echo(f"  instance {instance_id} started; following its agent", err=True)
-        result.update(instance_id=instance_id, **_follow(clients, config, name, instance_id, wait_timeout, options.json))
+        followed = _follow(clients, config, name, instance_id, wait_timeout, options.json)
+        result.update(instance_id=instance_id, **followed)
     if options.json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -102,8 +103,10 @@ def _plan(options: GlobalOptions, name: str, target: str | None, action: str):
     check_instance_name(name)
     config = load(options).config
     if resolve(target, config) == "local":
-        how = f"`builder launch {name} --target local` boots it again" if action == "start" else (
-            f"`builder destroy {name} --target local` powers it off and keeps its data disk"
+        how = (
+            f"`builder launch {name} --target local` boots it again"
+            if action == "start"
+            else (f"`builder destroy {name} --target local` powers it off and keeps its data disk")
         )
         raise BuilderError(f"`builder {action}` is not for the local target: {how}")
     from builder.aws.clients import AwsClients

@@ -132,7 +132,7 @@ class Schedule(Section):
     )
     start: Annotated[str, AfterValidator(_cron)] | None = Field(
         None,
-        description='When the instance starts: a five-field cron expression (minute hour day month weekday), e.g. '
+        description="When the instance starts: a five-field cron expression (minute hour day month weekday), e.g. "
         '"0 8 * * 1-5". null: started only by `builder start`.',
     )
     stop: Annotated[str, AfterValidator(_cron)] | None = Field(
