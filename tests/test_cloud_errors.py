@@ -25,6 +25,8 @@ AWS_COMMANDS = [
     ("status", "alpha", "--json"),
     ("credentials", "alpha"),
     ("destroy", "alpha"),
+    ("start", "alpha"),
+    ("stop", "alpha", "--dry-run"),
     ("secrets", "list"),
     ("secrets", "set", "tailscale-auth-key"),
     ("prune", "--dry-run"),

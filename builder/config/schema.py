@@ -170,8 +170,11 @@ class AwsSettings(Section):
     )
     schedule: Schedule | None = Field(
         None,
-        description="Hours the instance runs (its group's scheduled actions); null: always on. "
-        "`builder start`/`builder stop` switch it by hand in between.",
+        description="Hours the instance runs, carried out by its Auto Scaling group's scheduled actions; null: "
+        "always on. Keys: `timezone` (IANA name, default UTC; DST followed), `start` and `stop` (five-field cron: "
+        'minute hour day-of-month month day-of-week, e.g. {timezone: Europe/Berlin, start: "0 8 * * 1-5", stop: '
+        '"0 20 * * 1-5"}). Start only: stopped by hand; stop only: started by hand. `builder start`/`builder stop` '
+        "switch it in between.",
     )
 
     @model_validator(mode="after")
