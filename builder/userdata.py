@@ -103,6 +103,12 @@ def instance_document(
             "auth_key_parameter": config.tailscale.auth_key_parameter,
             "hostname": hostname_for(config, instance),
             "tags": list(config.tailscale.tags),
+            # Only when set: documents of configs without one stay as they were.
+            **(
+                {"oauth_client_parameter": config.tailscale.oauth_client_parameter}
+                if config.tailscale.oauth_client_parameter
+                else {}
+            ),
         }
         if tailnet
         else None,

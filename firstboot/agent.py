@@ -42,6 +42,7 @@ from firstboot import (
     stack_config,
     storage,
     tailscale,
+    tailscale_oauth,
     tailscale_state,
     volume,
 )
@@ -95,6 +96,7 @@ class Settings:
     clock: Callable[[], float] = time.monotonic
     rclone: str = "/usr/local/bin/rclone"  # the pinned rclone the bake installs (image/provision/45-rclone.sh)
     tailscale: tailscale.TailscaleCli = field(default_factory=tailscale.TailscaleCli)
+    tailscale_api: str = tailscale_oauth.API_URL  # where an OAuth client mints keys (tests: a stand-in)
     make_platform: Callable[[instance_config.InstanceConfig], Any] | None = None  # default: firstboot.platform
     signal_accounts: Callable[[], Any] | None = None  # `firstboot health`: signal-cli's numbers (default: docker)
     containers: Callable[[str], Any] | None = (
@@ -211,6 +213,8 @@ def join_tailnet(context: Context) -> str:
     wanted = config.tailscale
 
     def auth_key() -> str:
+        if wanted.oauth_client_parameter:
+            return _minted_auth_key(context, wanted)
         key = _ssm_secret(context, wanted.auth_key_parameter)
         if key is None:
             raise StepFailed(
@@ -446,6 +450,23 @@ def report(context: Context) -> str:
     if config is None or me is None or config.target != "aws":
         return "status file only"
     return publish_status_tags(context.platform.ec2, me.instance_id, context.status)
+
+
+def _minted_auth_key(context: Context, wanted: instance_config.Tailscale) -> str:
+    """This instance's own single-use key, minted from the OAuth client in SSM (tailscale_oauth.py);
+    a refusal raises TailscaleError (the step fails), an outage TailscaleUnavailable (it is retried)."""
+    settings: Settings = context.values["settings"]
+    stored = _ssm_secret(context, wanted.oauth_client_parameter)
+    if stored is None:
+        raise StepFailed(
+            f"SSM parameter {wanted.oauth_client_parameter} (the Tailscale OAuth client) not found; "
+            "store it with `builder secrets set-tailscale-oauth`"
+        )
+    client = tailscale_oauth.OAuthClient.parse(stored, wanted.oauth_client_parameter)
+    context.redact.register(client.client_secret)
+    key = tailscale_oauth.mint_auth_key(client, wanted.tags, api_url=settings.tailscale_api)
+    context.redact.register(key)
+    return key
 
 
 def _ssm_secret(context: Context, parameter: str) -> str | None:

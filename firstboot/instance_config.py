@@ -14,6 +14,7 @@ Version 1, as JSON (the standard library reads it):
       "region": "us-east-1",
       "data_volume": {"id": "vol-…"},       # id: required on "local" (the disk's serial); on "aws" found by tags
       "tailscale": {"auth_key_parameter": "/…", "hostname": "…", "tags": ["tag:…"]},   # or null: no tailnet
+                                          # (+ "oauth_client_parameter": "/…": mint the key from it)
       "providers": {"anthropic": "/…", "openai": null},                              # SSM parameter names
       "services": ["ollama", "litellm", …],
       "ollama": {"models": ["llama3.2:3b"], "embedding_model": "nomic-embed-text:v1.5",   # optional
@@ -68,6 +69,8 @@ class Tailscale:
     auth_key_parameter: str
     hostname: str
     tags: tuple[str, ...]
+    # Set: the instance mints its own key from this OAuth client and never reads auth_key_parameter.
+    oauth_client_parameter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,13 +186,23 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
     tailscale = None
     tailscale_doc = reader.mapping(document, "tailscale", required=False)
     if tailscale_doc is not None:
-        reader.no_unknown(tailscale_doc, {"auth_key_parameter", "hostname", "tags"}, "tailscale.")
+        reader.no_unknown(
+            tailscale_doc, {"auth_key_parameter", "hostname", "tags", "oauth_client_parameter"}, "tailscale."
+        )
         tailscale = Tailscale(
             auth_key_parameter=reader.text(
                 tailscale_doc, "auth_key_parameter", _PARAMETER, "an SSM parameter name", prefix="tailscale."
             ),
             hostname=reader.text(tailscale_doc, "hostname", _NAME, "a DNS label", prefix="tailscale."),
             tags=tuple(reader.list_of(tailscale_doc, "tags", _TAG, "tag:NAME", prefix="tailscale.")),
+            oauth_client_parameter=reader.text(
+                tailscale_doc,
+                "oauth_client_parameter",
+                _PARAMETER,
+                "an SSM parameter name or null",
+                required=False,
+                prefix="tailscale.",
+            ),
         )
     providers_doc = reader.mapping(document, "providers", required=False) or {}
     reader.no_unknown(providers_doc, {"anthropic", "openai"}, "providers.")

@@ -21,6 +21,7 @@ from builder import owner_credentials
 from builder.aws import group, iam, names, network, snapshot_policy, snapshot_role
 from builder.aws.clients import AwsClients
 from builder.aws.instances import data_volume
+from builder.aws.secrets import tailnet_credential_parameter
 from builder.aws.snapshot_policy import PolicyPlan
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
@@ -162,7 +163,7 @@ def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: C
         if made and plan.volume_id is None:  # new logins for a new volume: nothing else opens with them
             ssm = clients.client("ssm")
             undo.append((f"owner credentials {owner}", lambda: ssm.delete_parameter(Name=owner)))
-        parameters = [config.tailscale.auth_key_parameter, owner]
+        parameters = [tailnet_credential_parameter(config), owner]
         parameters += [
             p for p in (config.providers.anthropic_api_key_parameter, config.providers.openai_api_key_parameter) if p
         ]

@@ -417,6 +417,12 @@ class Tailscale(Section):
         "/ai-platform/tailscale/auth-key",
         description="SSM SecureString parameter holding the Tailscale auth key (read by the instance role).",
     )
+    oauth_client_parameter: SsmParameter | None = Field(
+        None,
+        description="SSM SecureString parameter holding a Tailscale OAuth client (auth_keys scope, the tags "
+        "below): each instance mints its own single-use key from it and auth_key_parameter is not used. "
+        "Recommended; store it with `builder secrets set-tailscale-oauth`.",
+    )
     hostname_pattern: str = Field(
         "{platform}-{instance}",
         description="Tailscale hostname; {platform} and {instance} are replaced.",
