@@ -64,9 +64,7 @@ class OAuthClient:
         return client
 
 
-def mint_auth_key(
-    client: OAuthClient, tags: tuple[str, ...], *, api_url: str = API_URL, timeout: float = 30
-) -> str:
+def mint_auth_key(client: OAuthClient, tags: tuple[str, ...], *, api_url: str = API_URL, timeout: float = 30) -> str:
     """A single-use, pre-authorized auth key for `tags`, minted with `client`."""
     if not tags:  # an OAuth client's keys are always tagged (oauthkey.go: "oauth authkeys require --advertise-tags")
         raise OAuthRefused("tailscale.tags is empty: keys minted by an OAuth client must carry the platform's tags")

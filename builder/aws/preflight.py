@@ -269,7 +269,11 @@ def ssm_parameters(clients: AwsClients, config: PlatformConfig) -> Check:
             "fail",
             f"{', '.join(missing)} not found in {config.aws.region}",
             "store each with `builder secrets set` (SecureString)"
-            + ("; the OAuth client with `builder secrets set-tailscale-oauth`" if config.tailscale.oauth_client_parameter in missing else ""),
+            + (
+                "; the OAuth client with `builder secrets set-tailscale-oauth`"
+                if config.tailscale.oauth_client_parameter in missing
+                else ""
+            ),
         )
     keys = sorted({p.get("KeyId", "alias/aws/ssm") for p in found.values() if p.get("Type") == "SecureString"})
     return Check("SSM parameters", "ok", f"{', '.join(named)} present (keys: {', '.join(keys) or 'none'})")
