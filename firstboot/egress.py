@@ -191,9 +191,7 @@ def apply(policy: Policy, run=subprocess.run) -> None:
     """Write both chains (atomically) and make sure every jump to them is in place, at the top.
     Converges: running it again changes nothing but the chains' content."""
     _iptables(run, "-N", "DOCKER-USER", check=False)  # dockerd makes it; before dockerd, so do we
-    restored = run(
-        ["iptables-restore", "--noflush", "-w"], input=restore_input(policy), capture_output=True, text=True
-    )
+    restored = run(["iptables-restore", "--noflush", "-w"], input=restore_input(policy), capture_output=True, text=True)
     if restored.returncode != 0:
         raise EgressError(f"iptables-restore refused the egress rules: {restored.stderr.strip()}")
     for chain, rule in jumps(policy):

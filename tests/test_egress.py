@@ -151,7 +151,10 @@ def lab():
         cleanups.append(lambda: _run("docker", "network", "rm", NETWORK, check=False))
         prefix = subnet.rsplit(".", 1)[0]
         gateway, client, dependency = f"{prefix}.1", f"{prefix}.10", f"{prefix}.20"
-        containers = {"client": (client, ["sleep", "infinity"]), "dependency": (dependency, ["python3", "-c", DEPENDENCY_SERVER])}
+        containers = {
+            "client": (client, ["sleep", "infinity"]),
+            "dependency": (dependency, ["python3", "-c", DEPENDENCY_SERVER]),
+        }
         for role, (address, command) in containers.items():
             name = f"{NETWORK}-{role}"
             cleanups.append(lambda name=name: _run("docker", "rm", "-f", name, check=False))
@@ -237,7 +240,8 @@ def test_service_addresses_match_the_compose_files():
     for name in egress.SERVICE_ADDRESSES:
         compose = yaml.safe_load((STACKS / name / "compose.yaml").read_text())
         for service in compose["services"].values():
-            network = (service.get("networks") or {}).get("ai-platform") if isinstance(service.get("networks"), dict) else None
+            networks = service.get("networks")
+            network = networks.get("ai-platform") if isinstance(networks, dict) else None
             if network and network.get("ipv4_address"):
                 found[name] = network["ipv4_address"]
     assert found == egress.SERVICE_ADDRESSES
@@ -260,7 +264,8 @@ def test_rules_order_and_defaults(tmp_path):
     assert "-A AIP-EGRESS -d 100.64.0.0/10 -j REJECT --reject-with icmp-admin-prohibited" in rules
     assert "-A AIP-EGRESS -d 169.254.0.0/16 -j REJECT --reject-with icmp-admin-prohibited" in rules
     # Before the agent has written its file: the defaults, the tailnet and link-local closed.
-    assert egress.load_policy(tmp_path / "missing.json", [resolv]).blocked() == (egress.TAILNET_V4, egress.LINK_LOCAL_V4)
+    defaults = egress.load_policy(tmp_path / "missing.json", [resolv])
+    assert defaults.blocked() == (egress.TAILNET_V4, egress.LINK_LOCAL_V4)
 
 
 @pytest.mark.parametrize(
