@@ -1,5 +1,5 @@
 """`firstboot run [--only STEP] [--skip STEP]`, `firstboot status [--json]`, `firstboot health` (the
-timer's) and `firstboot grow-data`.
+timer's), `firstboot grow-data` and `firstboot egress` (each time dockerd starts).
 
 Exit codes, as cloud-init's: 0 done, 1 failed, 2 done with recoverable warnings; and 75 failed for a
 passing reason (an outage that outlasted the retries), which the unit answers by starting the agent again.
@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from firstboot import agent
+from firstboot import agent, egress
 from firstboot.framework import Context, Retry, UnknownStep, run_steps, select
 from firstboot.status import exit_code, read_status
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
     commands.add_parser(
         "certificate", help="renew the edge's certificate when due; reload the edge on a change (timer)"
     )
+    commands.add_parser("egress", help="apply the containers' egress policy (/etc/ai-platform/egress.json) to iptables")
     arguments = parser.parse_args(argv)
     settings = settings or agent.Settings()
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
         return _grow_data(settings)
     if arguments.command == "certificate":
         return _certificate(settings)
+    if arguments.command == "egress":
+        return _egress(settings.paths.etc_dir / "egress.json")
     logging.basicConfig(level=logging.INFO, format="firstboot: %(message)s", stream=sys.stderr)
     try:
         steps = select(agent.STEPS, arguments.only, arguments.skip)
@@ -241,6 +244,17 @@ def _publish(instance_id: str | None, what: str, tag) -> None:
         tag()
     except Exception as exc:
         print(f"firstboot: {what} tag not published: {type(exc).__name__}", file=sys.stderr)
+
+
+def _egress(policy_path: Path) -> int:
+    """Run each time dockerd starts (docker.service.d/30-ai-platform-egress.conf) and by the agent
+    once it has written the instance's policy."""
+    try:
+        egress.apply(egress.load_policy(policy_path))
+    except egress.EgressError as exc:
+        print(f"firstboot egress: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _show_status(path: Path, as_json: bool) -> int:
