@@ -1,6 +1,7 @@
 """The platform back on its feet after systemd stopped it underneath: run by the health check every minute.
 
-Two ways the platform stops with no one asking, and what brings it back:
+Two ways the platform stops with no one asking, and what brings it back (a stop by hand, with the
+volume in place, is left as it is):
 - The data volume goes away at runtime (detached, or the device fails). Its mount unit is bound to the
   device (systemd.mount(5): block-device file systems gain BindsTo= on their device), so systemd stops
   it, and with it everything that requires /mnt/data (RequiresMountsFor=): Docker, the stacks,
@@ -40,8 +41,12 @@ def resume(
         return None
     target = systemd.active_state(PLATFORM_TARGET)
     if target not in UP:
+        if systemd.active_state(mount_unit) in UP:
+            # Stopped with the volume in place: by hand (`ai-platform-backup restore-files` asks for
+            # it), not by a volume that went away. Left as it is: starting it would write under a restore.
+            return None
         device = systemd.show(mount_unit, "What")
-        if systemd.active_state(mount_unit) not in UP and device and not device_present(device):
+        if device and not device_present(device):
             return (
                 f"the data volume ({device}) is gone: Docker and the stacks are stopped and nothing on the "
                 f"volume is touched; they start again on their own within a minute of it coming back"

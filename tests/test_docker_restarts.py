@@ -201,6 +201,19 @@ def test_the_data_volume_going_away_and_back_brings_docker_and_the_stacks_back(m
     )
 
 
+def test_the_platform_stopped_by_hand_with_its_volume_in_place_is_left_stopped(manager, tmp_path):
+    """`systemctl stop ai-platform.target`, as `ai-platform-backup restore-files` asks: not started
+    again under the restore (the volume's mount is still active: it did not go away)."""
+    install_platform(manager)
+    start_platform(manager)
+    manager.systemctl("stop", services.PLATFORM_TARGET)
+    manager.settle()
+    systemd = UserSystemd(manager, tmp_path / "device")
+    assert platform_resume.resume(systemd, mount_unit=VOLUME) is None
+    manager.settle()
+    assert manager.systemctl("is-active", services.PLATFORM_TARGET, check=False).stdout.strip() == "inactive"
+
+
 def test_docker_stopped_while_the_stacks_run_is_started_again(manager, tmp_path):
     install_platform(manager)
     started = start_platform(manager)
