@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
     if arguments.command == "certificate":
         return _certificate(settings)
     if arguments.command == "egress":
-        return _egress(settings.paths.etc_dir / "egress.json")
+        return _egress(settings)
     logging.basicConfig(level=logging.INFO, format="firstboot: %(message)s", stream=sys.stderr)
     try:
         steps = select(agent.STEPS, arguments.only, arguments.skip)
@@ -113,7 +113,9 @@ def _health(settings: agent.Settings) -> int:
     disk = _watch_disk(settings, previous_disk.get("dropped"))
     status = read_status(settings.paths.status) or {}
     instance_id = status.get("instance_id") if config.target == "aws" else None
-    if health.record(found, record_path, backup=backup.to_json(), disk=disk.to_json()):
+    previous_egress = health.previous_egress_line(record_path)
+    egress_state = _follow_egress(settings, platform.systemd)
+    if health.record(found, record_path, backup=backup.to_json(), disk=disk.to_json(), egress=egress_state):
         print(line, flush=True)  # the unit sends stdout to the console: `builder status` reads it there
         _publish(instance_id, "health", lambda: health.publish_health_tag(platform.ec2, instance_id, line))
     if backup.line() != previous_backup:
@@ -123,10 +125,26 @@ def _health(settings: agent.Settings) -> int:
         )
     for action in disk.actions:
         print(f"firstboot: data volume: {action}", flush=True)  # the disk line below stays the last one
+    if egress_state and egress_state["line"] != previous_egress:
+        print(egress_state["line"], flush=True)
     if disk.line() != previous_disk.get("line"):
         print(disk.line(), flush=True)
         _publish(instance_id, "disk", lambda: disk_space.publish_disk_tag(platform.ec2, instance_id, disk.line()))
     return 0
+
+
+def _follow_egress(settings: agent.Settings, systemd) -> dict | None:
+    """The egress policy's last outcome for the health file; while it failed, its unit is started
+    again (every minute: the health timer's period). None before dockerd's first start has tried."""
+    from firstboot import egress_report
+
+    report = egress_report.read(settings.paths.state_dir)
+    if report is not None and not report.enforced:
+        try:
+            systemd.restart(egress_report.EGRESS_UNIT)
+        except Exception as exc:  # the health check goes on; the next minute tries again
+            print(f"firstboot: {egress_report.EGRESS_UNIT} not started again: {exc}", file=sys.stderr)
+    return report.to_json() if report else None
 
 
 def _watch_disk(settings: agent.Settings, dropped: str | None):
@@ -246,15 +264,27 @@ def _publish(instance_id: str | None, what: str, tag) -> None:
         print(f"firstboot: {what} tag not published: {type(exc).__name__}", file=sys.stderr)
 
 
-def _egress(policy_path: Path) -> int:
-    """Run each time dockerd starts (docker.service.d/30-ai-platform-egress.conf) and by the agent
-    once it has written the instance's policy."""
+def _egress(settings: agent.Settings) -> int:
+    """Run each time dockerd starts (docker.service.d/30-ai-platform-egress.conf, whose failure does not
+    stop dockerd) and by ai-platform-egress.service. Fails open and says so (firstboot/egress.py's
+    docstring says why): the outcome goes to the report the health check carries and retries."""
+    from firstboot import egress_report
+
+    apply = settings.egress_apply or egress.apply
+    policy_path = settings.paths.etc_dir / "egress.json"
     try:
-        egress.apply(egress.load_policy(policy_path))
+        policy = egress.load_policy(policy_path)
+        fallback = ""
     except egress.EgressError as exc:
-        print(f"firstboot egress: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        policy, fallback = egress.default_policy(), f"defaults only ({exc})"
+    try:
+        apply(policy)
+        report = egress_report.EgressReport(True, fallback or egress.describe(policy))
+    except (egress.EgressError, OSError) as exc:  # OSError: no iptables at all
+        report = egress_report.EgressReport(False, str(exc))
+    egress_report.write(report, settings.paths.state_dir)
+    print(report.line(), file=sys.stdout if report.enforced and not fallback else sys.stderr, flush=True)
+    return 0 if report.enforced else 1
 
 
 def _show_status(path: Path, as_json: bool) -> int:

@@ -24,7 +24,19 @@ container has no IPv6 address or route: the tailnet's fd7a:115c:a1e0::/48 is out
 without a rule, and none is written.
 
 Re-applied whenever dockerd starts (docker.service.d/30-ai-platform-egress.conf): after a reboot
-the kernel has no rules, and a new dockerd re-inserts only its own jump to DOCKER-USER.
+the kernel has no rules, and a new dockerd re-inserts only its own jump to DOCKER-USER; and by
+ai-platform-egress.service, which the agent starts when it wrote a new policy file.
+
+When the rules cannot be applied: fail open, loudly. Docker and the stacks keep running without
+the rules; the failure is on the console and in the health report (firstboot/egress_report.py:
+`ai-platform egress: NOT ENFORCED: ...`, health.json's `egress`, `builder status`), and the health
+check tries again each minute. Why not a closed fallback (no forwarding out of the platform's
+bridges): the platform promises data and availability first, and closed would take every app off
+its model providers and the owner's workflows off the internet until a person steps in; the
+failures to expect (iptables missing or its kernel backend refusing) would also refuse the
+fallback's own rules; and an open instance is what every instance was before this policy. A policy
+file that cannot be read is narrower: the defaults (tailnet, link-local, the host's ports closed)
+are applied instead, and the report says so.
 """
 
 from __future__ import annotations
@@ -62,7 +74,7 @@ class EgressError(Exception):
 class Policy:
     """What containers coming in by `interfaces` may reach. Every range is IPv4 CIDR text."""
 
-    private: tuple[str, ...] = ()  # the VPC's CIDRs (AWS), or the instance's own network (local)
+    vpc: tuple[str, ...] = ()  # the VPC's CIDR blocks (AWS, from the instance metadata); none locally
     allow: tuple[str, ...] = ()  # the owner's additions: reachable whatever else says
     offline: tuple[str, ...] = ()  # source addresses cut off from all but the platform and `allow`
     host_ports: tuple[int, ...] = ()  # TCP ports of the host the containers may reach
@@ -80,7 +92,7 @@ class Policy:
         return f"{self.chain_prefix}-HOST"
 
     def blocked(self) -> tuple[str, ...]:
-        return (*self.blocked_always, *self.private)
+        return (*self.blocked_always, *self.vpc)
 
 
 def parse_cidr(value: str, where: str) -> str:
@@ -95,28 +107,40 @@ def parse_cidr(value: str, where: str) -> str:
 
 
 def load_policy(path: Path = POLICY_PATH, resolv_confs: Sequence[Path] = RESOLV_CONF_PATHS) -> Policy:
-    """The policy the agent wrote (its file), or the defaults before it has: the tailnet,
-    link-local and the host's ports are closed from Docker's first start on a new instance."""
+    """The policy the agent wrote (its file, `policy_document`), or the defaults before it has: the
+    tailnet, link-local and the host's ports are closed from Docker's first start on a new instance."""
     document: dict = {}
     if path.exists():
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise EgressError(f"{path}: not JSON ({exc})") from None
+        except (OSError, ValueError) as exc:
+            raise EgressError(f"{path}: cannot be read as JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise EgressError(f"{path}: must be a JSON object")
     ports = document.get("host_ports", [])
-    if not all(isinstance(port, int) and 0 < port < 65536 for port in ports):
+    if not isinstance(ports, list) or not all(isinstance(port, int) and 0 < port < 65536 for port in ports):
         raise EgressError(f"{path}: host_ports: {ports!r} must be TCP ports (1-65535)")
+    offline = document.get("offline_services", [])
+    unknown = [name for name in offline if name not in SERVICE_ADDRESSES]
+    if not isinstance(offline, list) or unknown:
+        raise EgressError(f"{path}: offline_services: {offline!r} may name only {', '.join(SERVICE_ADDRESSES)}")
     return Policy(
-        private=tuple(parse_cidr(c, f"{path}: private") for c in document.get("private", [])),
+        vpc=tuple(parse_cidr(c, f"{path}: vpc") for c in document.get("vpc", [])),
         allow=tuple(parse_cidr(c, f"{path}: allow") for c in document.get("allow", [])),
-        offline=tuple(parse_cidr(a, f"{path}: offline") for a in document.get("offline", [])),
+        offline=tuple(f"{SERVICE_ADDRESSES[name]}/32" for name in offline),
         host_ports=tuple(ports),
         nameservers=host_nameservers(resolv_confs),
     )
 
 
-def policy_document(private: Sequence[str], allow: Sequence[str], offline_services: Sequence[str]) -> dict:
-    """The policy file's content, as the agent writes it from the instance's config."""
+def default_policy(resolv_confs: Sequence[Path] = RESOLV_CONF_PATHS) -> Policy:
+    """What applies when the policy file cannot be read: the tailnet, link-local and the host's ports."""
+    return Policy(nameservers=host_nameservers(resolv_confs))
+
+
+def policy_document(vpc: Sequence[str], allow: Sequence[str], offline_services: Sequence[str]) -> dict:
+    """The policy file's content (/etc/ai-platform/egress.json), as the agent writes it from the
+    instance's config and, on AWS, the VPC's ranges from the instance metadata."""
     unknown = [name for name in offline_services if name not in SERVICE_ADDRESSES]
     if unknown:
         raise EgressError(
@@ -124,11 +148,23 @@ def policy_document(private: Sequence[str], allow: Sequence[str], offline_servic
             "(the services with a fixed address on the platform's network)"
         )
     return {
-        "private": [parse_cidr(c, "private") for c in private],
+        "version": 1,
+        "vpc": [parse_cidr(c, "vpc") for c in vpc],
         "allow": [parse_cidr(c, "security.egress.allow") for c in allow],
-        "offline": [f"{SERVICE_ADDRESSES[name]}/32" for name in offline_services],
+        "offline_services": list(offline_services),
         "host_ports": [],
     }
+
+
+def describe(policy: Policy) -> str:
+    """What the policy closes beyond the defaults, for the report line."""
+    names = {f"{address}/32": name for name, address in SERVICE_ADDRESSES.items()}
+    parts = [f"VPC {', '.join(policy.vpc)} closed" if policy.vpc else "no VPC range known"]
+    if policy.allow:
+        parts.append(f"allowed {', '.join(policy.allow)}")
+    if policy.offline:
+        parts.append(f"off the internet: {', '.join(names.get(a, a) for a in policy.offline)}")
+    return "; ".join(parts)
 
 
 def host_nameservers(paths: Sequence[Path] = RESOLV_CONF_PATHS) -> tuple[str, ...]:

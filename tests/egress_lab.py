@@ -173,7 +173,7 @@ def egress_lab():
 
 def lab_policy(**changes) -> egress.Policy:
     fields = {
-        "private": (VPC,),
+        "vpc": (VPC,),
         "nameservers": (VPC_NAMESERVER,),
         "interfaces": (BRIDGE,),
         "chain_prefix": CHAIN_PREFIX,
