@@ -6,7 +6,8 @@ carries the line into health.json and onto the console, and starts ai-platform-e
 again while the last try failed. Lines:
 
     ai-platform egress: enforced; VPC 10.0.0.0/16 closed; allowed 10.0.5.0/24; off the internet: n8n
-    ai-platform egress: NOT ENFORCED: iptables-restore refused ...; containers reach all the host reaches; retried each minute
+    ai-platform egress: NOT ENFORCED: iptables-restore refused ...; containers reach all the host
+        reaches; retried each minute
 """
 
 from __future__ import annotations
@@ -31,9 +32,7 @@ class EgressReport:
     def line(self) -> str:
         if self.enforced:
             return f"{LINE_PREFIX} enforced; {self.detail}"
-        return (
-            f"{LINE_PREFIX} NOT ENFORCED: {self.detail}; containers reach all the host reaches; retried each minute"
-        )
+        return f"{LINE_PREFIX} NOT ENFORCED: {self.detail}; containers reach all the host reaches; retried each minute"
 
     def to_json(self) -> dict:
         return {"enforced": self.enforced, "detail": self.detail, "line": self.line()}
