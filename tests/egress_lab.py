@@ -152,6 +152,7 @@ def egress_lab():
         cleanups.append(host_port.server.close)
         yield {
             "client": f"{NETWORK}-client",
+            "neighbour": f"{NETWORK}-dependency",  # another container of the network, not cut off
             "client_address": client,
             "targets": {
                 "internet": f"tcp:{WORLD_SIDE}:8080",
@@ -181,9 +182,9 @@ def lab_policy(**changes) -> egress.Policy:
     return egress.Policy(**{**fields, **changes})
 
 
-def probe(lab, targets: dict[str, str] | None = None) -> dict[str, str]:
-    """From the client container: each target's "ok" or the error's name (EHOSTUNREACH, ...)."""
+def probe(lab, targets: dict[str, str] | None = None, container: str | None = None) -> dict[str, str]:
+    """From the client container (or `container`): each target's "ok" or the error's name (EHOSTUNREACH, ...)."""
     targets = targets or lab["targets"]
-    out = run("docker", "exec", lab["client"], "python3", "-c", PROBE, *targets.values()).stdout
+    out = run("docker", "exec", container or lab["client"], "python3", "-c", PROBE, *targets.values()).stdout
     results = json.loads(out)
     return {name: results[target] for name, target in targets.items()}

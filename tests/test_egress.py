@@ -61,6 +61,8 @@ def test_policy_on_real_containers(lab):
     again = probe(lab)
     assert again["tailnet"] == "ok", again  # security.egress.allow
     assert again["internet"] == "EHOSTUNREACH", again  # services.NAME.internet: false
+    internet = {"internet": lab["targets"]["internet"]}
+    assert probe(lab, internet, container=lab["neighbour"]) == {"internet": "ok"}  # its neighbour is not cut off
     assert again["dependency"] == "ok", again  # still reaches the platform's containers
     assert again["vpc"] == "EHOSTUNREACH", again
     assert len(_rules_mentioning(f"-i {BRIDGE} -j {CHAIN_PREFIX}-EGRESS")) == 1

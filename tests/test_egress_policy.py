@@ -123,3 +123,17 @@ def test_the_instance_config_refuses_a_bad_egress_section(section, named):
     }
     with pytest.raises(instance_config.InstanceConfigError, match=named.replace(".", r"\.")):
         instance_config.parse_instance_config(document, "instance.json")
+
+
+def test_the_config_reaches_the_instance_document_and_the_agent_reads_it():
+    from builder.config.schema import PlatformConfig
+    from builder.userdata import instance_document
+
+    config = PlatformConfig.model_validate(
+        {"version": 1, "security": {"egress": {"allow": ["10.0.5.0/24"]}}, "services": {"n8n": {"internet": False}}}
+    )
+    document = instance_document(config, "alpha", "aws")
+    assert document["egress"] == {"allow": ["10.0.5.0/24"], "offline": ["n8n"]}
+    parsed = instance_config.parse_instance_config(document, "instance.json")
+    assert parsed.egress_allow == ("10.0.5.0/24",) and parsed.egress_offline == ("n8n",)
+    assert "egress" not in instance_document(PlatformConfig.model_validate({"version": 1}), "alpha", "aws")
