@@ -137,6 +137,9 @@ def instance_document(
         document["gdrive"] = {**place, "remote": gdrive.remote, "read_only": gdrive.read_only}
     if config.services.signal_api.account:
         document["signal"] = {"account": config.services.signal_api.account}
+    offline = [name for name, service in config.services.seed().items() if service.enabled and not service.internet]
+    if config.security.egress.allow or offline:  # absent by default: an older agent knows no such field
+        document["egress"] = {"allow": list(config.security.egress.allow), "offline": offline}
     if public:
         document["edge"]["public"] = public
     if owner_credentials is None and target == "aws":

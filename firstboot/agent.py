@@ -7,7 +7,8 @@ storage   attach the data volume, find it by serial, reuse rules, grow its files
 tailscale tailscaled's node identity onto the data volume (the same node on a new instance), join
           the tailnet (auth key from SSM, only when not still joined), the edge's TLS certificate
 secrets   generated secrets kept on the volume, provider keys from SSM, the stacks' .env
-stacks    the stacks' per-instance files: LiteLLM's models, the edge's addresses, ports and index
+stacks    the stacks' per-instance files: LiteLLM's models, the edge's addresses, ports and index;
+          the containers' egress policy (what they may reach) written and applied
 services  start ai-platform.target with this instance's stacks; wait until each is healthy
 report    the status file (after every step) and the instance's status tags (AWS)
 
@@ -104,6 +105,7 @@ class Settings:
     )
     disk: disk_space.Thresholds = field(default_factory=disk_space.Thresholds)  # the data volume's room
     edge_reload: Callable[[], str] | None = None  # a changed certificate (default: certificate.reload_edge)
+    egress_apply: Callable[[Any], None] | None = None  # `firstboot egress`: the rules (default: egress.apply)
 
 
 def read_config(context: Context) -> str:
@@ -405,7 +407,29 @@ def render_stack_files(context: Context) -> str:
         raise StepFailed(str(exc)) from None
     for warning in warnings:
         context.warn(warning)
-    return f"{len(changed)} files written" if changed else "unchanged"
+    egress = write_egress_policy(context)
+    return (f"{len(changed)} files written" if changed else "unchanged") + egress
+
+
+def write_egress_policy(context: Context) -> str:
+    """/etc/ai-platform/egress.json from the config and the VPC's ranges (firstboot/egress_policy.py);
+    when it changed, the rules follow (ai-platform-egress.service) before the stacks start. A failure
+    to apply is a warning: the containers' egress fails open (firstboot/egress.py says why)."""
+    from firstboot import egress_policy, egress_report
+
+    settings: Settings = context.values["settings"]
+    config = context.values["config"]
+    try:
+        vpc = egress_policy.vpc_cidr_blocks(config.imds_endpoint) if config.target == "aws" else []
+    except egress_policy.VpcUnknown as exc:
+        raise TransientError(str(exc)) from exc
+    if not egress_policy.write_policy(settings.paths.etc_dir, egress_policy.document_for(config, vpc)):
+        return ""
+    try:
+        context.platform.systemd.start(egress_report.EGRESS_UNIT)
+    except RuntimeError as exc:
+        context.warn(f"egress policy written but not applied: {exc}")
+    return "; egress policy written"
 
 
 def baked_custom_services(context: Context, stacks_dir, running) -> dict:

@@ -1,5 +1,5 @@
 """`firstboot run [--only STEP] [--skip STEP]`, `firstboot status [--json]`, `firstboot health` (the
-timer's) and `firstboot grow-data`.
+timer's), `firstboot grow-data` and `firstboot egress` (each time dockerd starts).
 
 Exit codes, as cloud-init's: 0 done, 1 failed, 2 done with recoverable warnings; and 75 failed for a
 passing reason (an outage that outlasted the retries), which the unit answers by starting the agent again.
@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from firstboot import agent
+from firstboot import agent, egress
 from firstboot.framework import Context, Retry, UnknownStep, run_steps, select
 from firstboot.status import exit_code, read_status
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
     commands.add_parser(
         "certificate", help="renew the edge's certificate when due; reload the edge on a change (timer)"
     )
+    commands.add_parser("egress", help="apply the containers' egress policy (/etc/ai-platform/egress.json) to iptables")
     arguments = parser.parse_args(argv)
     settings = settings or agent.Settings()
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
         return _grow_data(settings)
     if arguments.command == "certificate":
         return _certificate(settings)
+    if arguments.command == "egress":
+        return _egress(settings)
     logging.basicConfig(level=logging.INFO, format="firstboot: %(message)s", stream=sys.stderr)
     try:
         steps = select(agent.STEPS, arguments.only, arguments.skip)
@@ -110,7 +113,9 @@ def _health(settings: agent.Settings) -> int:
     disk = _watch_disk(settings, previous_disk.get("dropped"))
     status = read_status(settings.paths.status) or {}
     instance_id = status.get("instance_id") if config.target == "aws" else None
-    if health.record(found, record_path, backup=backup.to_json(), disk=disk.to_json()):
+    previous_egress = health.previous_egress_line(record_path)
+    egress_state = _follow_egress(settings, platform.systemd)
+    if health.record(found, record_path, backup=backup.to_json(), disk=disk.to_json(), egress=egress_state):
         print(line, flush=True)  # the unit sends stdout to the console: `builder status` reads it there
         _publish(instance_id, "health", lambda: health.publish_health_tag(platform.ec2, instance_id, line))
     if backup.line() != previous_backup:
@@ -120,10 +125,26 @@ def _health(settings: agent.Settings) -> int:
         )
     for action in disk.actions:
         print(f"firstboot: data volume: {action}", flush=True)  # the disk line below stays the last one
+    if egress_state and egress_state["line"] != previous_egress:
+        print(egress_state["line"], flush=True)
     if disk.line() != previous_disk.get("line"):
         print(disk.line(), flush=True)
         _publish(instance_id, "disk", lambda: disk_space.publish_disk_tag(platform.ec2, instance_id, disk.line()))
     return 0
+
+
+def _follow_egress(settings: agent.Settings, systemd) -> dict | None:
+    """The egress policy's last outcome for the health file; while it failed, its unit is started
+    again (every minute: the health timer's period). None before dockerd's first start has tried."""
+    from firstboot import egress_report
+
+    report = egress_report.read(settings.paths.state_dir)
+    if report is not None and not report.enforced:
+        try:
+            systemd.restart(egress_report.EGRESS_UNIT)
+        except Exception as exc:  # the health check goes on; the next minute tries again
+            print(f"firstboot: {egress_report.EGRESS_UNIT} not started again: {exc}", file=sys.stderr)
+    return report.to_json() if report else None
 
 
 def _watch_disk(settings: agent.Settings, dropped: str | None):
@@ -241,6 +262,29 @@ def _publish(instance_id: str | None, what: str, tag) -> None:
         tag()
     except Exception as exc:
         print(f"firstboot: {what} tag not published: {type(exc).__name__}", file=sys.stderr)
+
+
+def _egress(settings: agent.Settings) -> int:
+    """Run each time dockerd starts (docker.service.d/30-ai-platform-egress.conf, whose failure does not
+    stop dockerd) and by ai-platform-egress.service. Fails open and says so (firstboot/egress.py's
+    docstring says why): the outcome goes to the report the health check carries and retries."""
+    from firstboot import egress_report
+
+    apply = settings.egress_apply or egress.apply
+    policy_path = settings.paths.etc_dir / "egress.json"
+    try:
+        policy = egress.load_policy(policy_path)
+        fallback = ""
+    except egress.EgressError as exc:
+        policy, fallback = egress.default_policy(), f"defaults only ({exc})"
+    try:
+        apply(policy)
+        report = egress_report.EgressReport(True, fallback or egress.describe(policy))
+    except (egress.EgressError, OSError) as exc:  # OSError: no iptables at all
+        report = egress_report.EgressReport(False, str(exc))
+    egress_report.write(report, settings.paths.state_dir)
+    print(report.line(), file=sys.stdout if report.enforced and not fallback else sys.stderr, flush=True)
+    return 0 if report.enforced else 1
 
 
 def _show_status(path: Path, as_json: bool) -> int:

@@ -5,7 +5,8 @@ is read from the containers: a stack is healthy when each of its containers runs
 its healthcheck as unhealthy or still starting. The result goes to /var/lib/ai-platform/health.json
 (every run), to a console line and, on AWS, to the instance's health tag (only when it changed):
 what `builder status` shows. The same file carries the on-volume backups' state (firstboot/backup_record.py)
-and the data volume's room (firstboot/disk_space.py), whose lines are reported the same way, each on its own tag.
+and the data volume's room (firstboot/disk_space.py), whose lines are reported the same way, each on its own tag;
+and whether the egress policy is in force (firstboot/egress_report.py: its line on the console).
 """
 
 from __future__ import annotations
@@ -129,8 +130,19 @@ def previous_disk(path: Path = HEALTH_PATH) -> dict:
     return {}
 
 
+def previous_egress_line(path: Path = HEALTH_PATH) -> str | None:
+    """The egress line of the last record (firstboot/egress_report.py; None before any)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return (json.loads(path.read_text()).get("egress") or {}).get("line")
+    return None
+
+
 def record(
-    health: dict[str, str], path: Path = HEALTH_PATH, backup: dict | None = None, disk: dict | None = None
+    health: dict[str, str],
+    path: Path = HEALTH_PATH,
+    backup: dict | None = None,
+    disk: dict | None = None,
+    egress: dict | None = None,
 ) -> bool:
     """Write the health file (with the backups' state and the disk's when given); True when the
     stacks' health differs from the last record."""
@@ -143,6 +155,8 @@ def record(
         document["backup"] = backup
     if disk is not None:
         document["disk"] = disk
+    if egress is not None:
+        document["egress"] = egress
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(document, indent=2) + "\n", mode=0o644)
     return previous != health

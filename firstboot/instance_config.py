@@ -25,7 +25,8 @@ Version 1, as JSON (the standard library reads it):
                "app_ports": {"anythingllm": 8444, "dify": 8445, "n8n": 8446}},
       "endpoints": {"imds": "http://169.254.169.254", "aws": null},  # stand-ins for the local target and tests
       "gdrive": {"parameter": "/…" or "fw_cfg": "opt/…", "remote": "gdrive", "read_only": true},  # optional
-      "signal": {"account": "+15551234567"}                                                       # optional
+      "signal": {"account": "+15551234567"},                                                      # optional
+      "egress": {"allow": ["10.0.5.0/24"], "offline": ["n8n"]}   # optional: security.egress.allow, services.*.internet
     }
 """
 
@@ -36,6 +37,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from firstboot.egress import SERVICE_ADDRESSES, EgressError, parse_cidr
 
 INSTANCE_CONFIG_PATH = Path("/etc/ai-platform/instance.json")
 SUPPORTED_VERSION = 1
@@ -121,6 +124,8 @@ class InstanceConfig:
     owner_parameter: str | None = None
     owner_fw_cfg: str | None = None
     gdrive: Gdrive | None = None  # where the owner's rclone config is delivered, and how to mount it
+    egress_allow: tuple[str, ...] = ()  # security.egress.allow: IPv4 ranges containers may reach
+    egress_offline: tuple[str, ...] = ()  # the services with `internet: false`
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,7 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         "owner_credentials",
         "gdrive",
         "signal",
+        "egress",
     }
     reader.no_unknown(document, known, "")
     target = reader.choice(document, "target", TARGETS)
@@ -255,7 +261,24 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         ),
         owner_fw_cfg=reader.text(owner, "fw_cfg", _FW_CFG, "opt/NAME", required=False, prefix="owner_credentials."),
         gdrive=gdrive,
+        **_egress(reader, document),
     )
+
+
+def _egress(reader: _Reader, document: dict) -> dict:
+    """security.egress.allow and the services cut off the internet (firstboot/egress_policy.py)."""
+    section = reader.mapping(document, "egress", required=False) or {}
+    reader.no_unknown(section, {"allow", "offline"}, "egress.")
+    allow, offline = section.get("allow", []), section.get("offline", [])
+    if not isinstance(allow, list):
+        raise reader.fail("egress.allow", "must be a list of IPv4 ranges (CIDR)")
+    try:
+        ranges = tuple(parse_cidr(value, "egress.allow") for value in allow)
+    except EgressError as exc:
+        raise InstanceConfigError(f"{reader.source}: {exc}") from None
+    if not isinstance(offline, list) or not all(name in SERVICE_ADDRESSES for name in offline):
+        raise reader.fail("egress.offline", f"may name only {', '.join(SERVICE_ADDRESSES)}")
+    return {"egress_allow": ranges, "egress_offline": tuple(offline)}
 
 
 def _stack_settings(reader: _Reader, document: dict) -> StackSettings:

@@ -8,6 +8,7 @@ stop on a failure.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -125,6 +126,41 @@ def build_ssh(clients: AwsClients, config: PlatformConfig) -> Check:
         "host's public address; packer.pkr.hcl has no Session Manager or bastion option)",
         "bake in a public subnet (a 0.0.0.0/0 route to an internet gateway, public IPs on launch): "
         "`builder --set aws.subnet_id=subnet-... bake --target aws`; the instances may stay in this one",
+    )
+
+
+# The platform's Docker network (image/rootfs/opt/ai-platform/stacks/*/compose.yaml: fixed addresses,
+# the edge at .2); fixed, not configurable: every compose file and the egress policy name its addresses.
+DOCKER_NETWORK = "172.20.0.0/16"
+
+
+def vpc_range(clients: AwsClients, config: PlatformConfig) -> Check:
+    """A warning when the launch subnet's VPC overlaps the platform's Docker network: on the instance the
+    bridge's route wins, so the VPC's addresses there are out of reach, the VPC resolver (its base + 2,
+    172.20.0.2 in a 172.20.0.0/16 VPC) among them, which is the edge's fixed address."""
+    try:
+        found = network.subnet_for(clients.ec2, config.aws.subnet_id, config.data_volume.availability_zone)
+        [vpc] = clients.ec2.describe_vpcs(VpcIds=[found["VpcId"]])["Vpcs"]
+    except network.NetworkError:
+        return Check("VPC range", "warn", "no subnet to check (see the subnet check)")
+    blocks = [a["CidrBlock"] for a in vpc.get("CidrBlockAssociationSet", []) if a.get("CidrBlock")]
+    blocks = blocks or [vpc["CidrBlock"]]
+    docker = ipaddress.ip_network(DOCKER_NETWORK)
+    overlapping = [block for block in blocks if ipaddress.ip_network(block).overlaps(docker)]
+    if not overlapping:
+        return Check("VPC range", "ok", f"{found['VpcId']} ({', '.join(blocks)}) is clear of {DOCKER_NETWORK}")
+    resolver = ipaddress.ip_network(overlapping[0])[2]
+    clash = (
+        f"; its resolver {resolver} is the edge's fixed address: the instance resolves no name"
+        if resolver in docker
+        else ""
+    )
+    return Check(
+        "VPC range",
+        "warn",
+        f"{found['VpcId']}'s {', '.join(overlapping)} overlaps the platform's Docker network {DOCKER_NETWORK} "
+        f"(fixed): the instance cannot reach those VPC addresses{clash}",
+        "launch into a VPC (aws.subnet_id) whose ranges leave out 172.20.0.0/16",
     )
 
 
@@ -378,6 +414,7 @@ def base_ami(clients: AwsClients, config: PlatformConfig) -> Check:
 ALL: dict[str, Callable[[AwsClients, PlatformConfig], Check]] = {
     "credentials": credentials,
     "subnet": subnet,
+    "VPC range": vpc_range,
     "build SSH": build_ssh,
     "instance type": instance_type,
     "vCPU quota": vcpu_quota,
@@ -385,10 +422,10 @@ ALL: dict[str, Callable[[AwsClients, PlatformConfig], Check]] = {
     "KMS keys": kms_keys,
     "base AMI": base_ami,
 }
-FOR_LAUNCH = ("credentials", "subnet", "instance type", "vCPU quota", "SSM parameters", "KMS keys")
+FOR_LAUNCH = ("credentials", "subnet", "VPC range", "instance type", "vCPU quota", "SSM parameters", "KMS keys")
 FOR_BAKE = ("credentials", "subnet", "build SSH", "instance type", "KMS keys", "base AMI")
 # No vCPU quota: an upgrade ends the instance before it starts the next, of the same type.
-FOR_UPGRADE = ("credentials", "subnet", "instance type", "SSM parameters", "KMS keys")
+FOR_UPGRADE = ("credentials", "subnet", "VPC range", "instance type", "SSM parameters", "KMS keys")
 
 
 def run(clients: AwsClients, config: PlatformConfig, names: tuple[str, ...] = tuple(ALL)) -> list[Check]:
