@@ -6,6 +6,24 @@ GpuInfo). An NVIDIA type gets the "gpu" image (the NVIDIA driver and Container T
 stack with the device reservation: image/provision/25-nvidia.sh); every other type, and the local
 target (no GPU passthrough to qemu), the "cpu" image. A type with another maker's GPU (AMD's g4ad)
 gets the cpu image: the toolkit drives NVIDIA GPUs only.
+
+Why the GPU image starts from AWS's Deep Learning Base OSS NVIDIA Driver GPU AMI (Ubuntu 22.04),
+found like the CPU base by owner and name filter at bake time (image.gpu_base_ami_owner,
+image.gpu_base_ami_name_filter), rather than installing the driver on Canonical's base:
+- kernel and driver come paired and tested by AWS for its GPU types; a driver built or chosen here
+  against Canonical's kernel could fall out of step with the next kernel update;
+- the bake installs no driver and no toolkit (no DKMS build, no NVIDIA apt repository and its key
+  to trust): minutes less, and nothing here pins a driver version;
+- AWS patches it: a new release of the AMI every few weeks, picked up by the next bake as the
+  CPU image picks up Canonical's;
+- it is Ubuntu 22.04 like the CPU image, so one provisioning serves both; its Docker (docker-ce,
+  with the toolkit set up) is kept instead of docker.io (image/provision/10-apt.sh).
+NVIDIA's known issue: under systemd's cgroup driver a `systemctl daemon-reload` can take the GPUs
+from running containers (NVIDIA/nvidia-docker#1730; the toolkit's install guide). The agent reloads
+units (firstboot/services.py when it writes drop-ins, agent.py, tailscale_state.py), and health
+runs every minute, so "never reload while a GPU container runs" cannot be kept. The GPU image
+holds Docker to the cgroupfs driver instead, NVIDIA's documented workaround
+(image/provision/25-nvidia.sh), and the image suite checks it.
 """
 
 from __future__ import annotations

@@ -368,8 +368,10 @@ def base_ami(clients: AwsClients, config: PlatformConfig) -> Check:
     from builder.errors import BuilderError
 
     variant = gpu.instance_variant(clients.ec2, config.aws.instance_type)
-    settings = "image.gpu_base_ami_owner / image.gpu_base_ami_name_filter" if variant == gpu.GPU else (
-        "image.base_ami_owner / image.base_ami_name_filter"
+    settings = (
+        "image.gpu_base_ami_owner / image.gpu_base_ami_name_filter"
+        if variant == gpu.GPU
+        else ("image.base_ami_owner / image.base_ami_name_filter")
     )
     try:
         found = newest_base_ami(clients.ec2, config, variant)

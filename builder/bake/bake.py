@@ -126,6 +126,7 @@ def gpu_steps(gpus) -> dict:
         ],
     }
 
+
 def image_contents(config: PlatformConfig, target: str, pins: list, recorded: dict[str, int]) -> dict:
     """What the image holds, with the sizes the disk check counts (builder/capacity.py)."""
     needed, sizes = capacity.image_disk_gb([pin.variable for pin in pins], config.ollama.baked, recorded)
@@ -177,7 +178,11 @@ def newest_base_ami(ec2, config: PlatformConfig, variant: str = "cpu") -> str:
             "image.gpu_base_ami_name_filter",
         )
     else:
-        owner, name_filter, setting = base_ami_owner(config), config.image.base_ami_name_filter, "image.base_ami_name_filter"
+        owner, name_filter, setting = (
+            base_ami_owner(config),
+            config.image.base_ami_name_filter,
+            "image.base_ami_name_filter",
+        )
     images = ec2.describe_images(
         Owners=[owner],
         Filters=[
@@ -188,9 +193,7 @@ def newest_base_ami(ec2, config: PlatformConfig, variant: str = "cpu") -> str:
         ],
     )["Images"]
     if not images:
-        raise BuilderError(
-            f"no AMI of owner {owner} matches {setting} {name_filter!r} in {config.aws.region}"
-        )
+        raise BuilderError(f"no AMI of owner {owner} matches {setting} {name_filter!r} in {config.aws.region}")
     return max(images, key=lambda image: image.get("CreationDate", ""))["ImageId"]
 
 
