@@ -38,7 +38,7 @@ def report(run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> 
         return f"degraded: the NVIDIA driver does not answer ({said}); Ollama runs on the CPU"
     gpus = []
     for row in rows:
-        name, memory, driver = [part.strip() for part in (row.split(",") + ["?", "?"])[:3]]
+        name, memory, driver = [part.strip() for part in [*row.split(","), "?", "?"][:3]]
         gpus.append(f"{name}, {memory}, driver {driver}")
     return "; ".join(gpus)
 

@@ -103,7 +103,7 @@ def test_a_gpu_config_bakes_its_own_image_with_the_driver_steps_and_checks_in_it
 def test_the_gpu_base_is_found_by_its_own_filter_and_a_miss_names_it(aws):
     base = aws.client("ec2").describe_images()["Images"][0]
     cfg = gpu_config(base, image={"gpu_base_ami_owner": base["OwnerId"], "gpu_base_ami_name_filter": "no-such-*"})
-    with pytest.raises(Exception, match="image.gpu_base_ami_name_filter 'no-such-\\*'"):
+    with pytest.raises(Exception, match=r"image\.gpu_base_ami_name_filter .no-such-\*."):
         baking.plan(cfg, "aws", ec2=aws.client("ec2"), force=True)
     assert PlatformConfig(version=1).image.gpu_base_ami_owner == "amazon"
 
@@ -112,7 +112,7 @@ def test_launch_picks_the_image_whose_variant_fits_and_names_the_field_otherwise
     ec2 = aws.client("ec2")
     source = ec2.describe_images()["Images"][0]["ImageId"]
     make_tagged_ami(ec2, source, "ai-platform-cpu", {"ai-platform:platform": "ai-platform"})  # before #28: cpu
-    with pytest.raises(LaunchError, match="aws.instance_type: .* cpu images, and this instance type needs the gpu"):
+    with pytest.raises(LaunchError, match=r"aws\.instance_type: .* cpu images, and this instance type needs the gpu"):
         find_image(ec2, "ai-platform", None, "gpu")
     gpu_ami = make_tagged_ami(
         ec2, source, "ai-platform-gpu", {"ai-platform:platform": "ai-platform", "ai-platform:variant": "gpu"}
