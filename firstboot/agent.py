@@ -67,6 +67,7 @@ class Paths:
     data_mount: Path = Path(storage.MOUNT_POINT)
     env_contract: Path = Path("/opt/ai-platform/env-contract.json")
     stacks_dir: Path = Path("/opt/ai-platform/stacks")
+    image_variant: Path = Path("/opt/ai-platform/image-variant")  # "gpu" on the GPU image (firstboot/gpu.py)
     env_file: Path = Path("/etc/ai-platform/stack.env")
     tls_dir: Path = Path("/etc/ai-platform/tls")
     tailscale_state: Path = Path("/var/lib/tailscale")

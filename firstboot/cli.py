@@ -105,6 +105,10 @@ def _health(settings: agent.Settings) -> int:
         previous = health.previous_record(record_path).get(health.SIGNAL_CHANNEL)
         if signal_channel.follow(previous, found[health.SIGNAL_CHANNEL], platform.systemd.restart):
             print(f"firstboot: {account} was linked: {signal_channel.CLAWDBOT_UNIT} restarted", flush=True)
+    from firstboot import gpu
+
+    if gpu.is_gpu_image(settings.paths.image_variant):
+        found[health.GPU] = gpu.report()
     _follow_data_growth(settings)
     line = health.summary(found)
     previous_backup = health.previous_backup_line(record_path)

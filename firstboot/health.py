@@ -94,20 +94,23 @@ def check(
 
 
 SIGNAL_CHANNEL = "signal channel"  # not a stack: Clawdbot's channel (firstboot/signal_channel.py)
+GPU = "gpu"  # not a stack: the GPU image's GPU (firstboot/gpu.py)
 
 
 def summary(health: dict[str, str]) -> str:
     """N/M healthy over the stacks that run; one that is off (gdrive without its rclone config) is
     named apart, neither healthy nor a problem, as is the Signal channel (linked, or waiting)."""
     channel = health.get(SIGNAL_CHANNEL)
-    stacks = {s: h for s, h in health.items() if s != SIGNAL_CHANNEL}
+    gpu = health.get(GPU)  # the GPU image's GPU (firstboot/gpu.py): named apart, as the channel
+    stacks = {s: h for s, h in health.items() if s not in (SIGNAL_CHANNEL, GPU)}
     running = {s: h for s, h in stacks.items() if h != "off"}
     healthy = [s for s, h in running.items() if h == "healthy"]
     others = [f"{s} {h}" for s, h in running.items() if h != "healthy"]
     off = [s for s, h in stacks.items() if h == "off"]
     line = f"{CONSOLE_PREFIX} {len(healthy)}/{len(running)} healthy"
     line += "".join(f"; {other}" for other in others) + (f"; off: {', '.join(off)}" if off else "")
-    return line + (f"; {SIGNAL_CHANNEL} {channel}" if channel else "")
+    line += f"; {SIGNAL_CHANNEL} {channel}" if channel else ""
+    return line + (f"; gpu {gpu}" if gpu else "")
 
 
 def previous_record(path: Path = HEALTH_PATH) -> dict[str, str]:

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from builder.aws import network
+from builder.aws import gpu, network
 from builder.aws.clients import AwsClients
 from builder.aws.errors import explain
 from builder.aws.launch import xen_refusal
@@ -227,7 +227,11 @@ def instance_type(clients: AwsClients, config: PlatformConfig) -> Check:
         return Check("instance type", "fail", refusal)
     vcpus = described["VCpuInfo"]["DefaultVCpus"]
     memory = described["MemoryInfo"]["SizeInMiB"] // 1024
-    return Check("instance type", "ok", f"{wanted} in {zone}: Nitro, {vcpus} vCPUs, {memory} GiB")
+    detail = f"{wanted} in {zone}: Nitro, {vcpus} vCPUs, {memory} GiB"
+    gpus = gpu.gpus_of(described)  # EC2's GpuInfo: the image variant follows it (builder/aws/gpu.py)
+    if gpus is not None:
+        detail += f", {gpus.text()}: the {gpu.variant_of(described)} image"
+    return Check("instance type", "ok", detail)
 
 
 def _family_letters(instance_type: str) -> str:
@@ -404,11 +408,18 @@ def base_ami(clients: AwsClients, config: PlatformConfig) -> Check:
     from builder.bake.bake import base_ami_owner, newest_base_ami
     from builder.errors import BuilderError
 
+    variant = gpu.instance_variant(clients.ec2, config.aws.instance_type)
+    settings = (
+        "image.gpu_base_ami_owner / image.gpu_base_ami_name_filter"
+        if variant == gpu.GPU
+        else ("image.base_ami_owner / image.base_ami_name_filter")
+    )
     try:
-        found = newest_base_ami(clients.ec2, config)
+        found = newest_base_ami(clients.ec2, config, variant)
     except BuilderError as exc:
-        return Check("base AMI", "fail", str(exc), "set image.base_ami_owner / image.base_ami_name_filter")
-    return Check("base AMI", "ok", f"{found} (owner {base_ami_owner(config)})")
+        return Check("base AMI", "fail", str(exc), f"set {settings}")
+    owner = config.image.gpu_base_ami_owner if variant == gpu.GPU else base_ami_owner(config)
+    return Check("base AMI", "ok", f"{found} (owner {owner}) for the {variant} image")
 
 
 ALL: dict[str, Callable[[AwsClients, PlatformConfig], Check]] = {

@@ -562,6 +562,17 @@ class Image(Section):
         "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*",
         description="Name filter for the base AMI; the newest match is used and recorded.",
     )
+    # The GPU image's base (an NVIDIA aws.instance_type, by EC2's GpuInfo): AWS's Deep Learning Base
+    # AMI with the driver and the NVIDIA Container Toolkit (why: builder/aws/gpu.py).
+    gpu_base_ami_owner: str = Field(
+        "amazon",
+        description="Owner of the GPU image's base AMI (an account id, or the alias 'amazon').",
+        pattern=r"^(amazon|\d{12})$",
+    )
+    gpu_base_ami_name_filter: str = Field(
+        "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *",
+        description="Name filter for the GPU image's base AMI (an NVIDIA GPU instance type); the newest match is used.",
+    )
     ami_name: str = Field(
         "{platform}-{build_id}",
         description="Name of baked AMIs; {platform} and {build_id} are replaced ({build_id} is required).",
