@@ -15,7 +15,8 @@ from typing import Any
 
 PLATFORM_TARGET = "ai-platform.target"
 STACK_UNIT = "ai-platform-stack@{}.service"
-# Always run, around the instance's services: the shared data services first, the edge last.
+# Always run, around the instance's services. The order here is only the report's: the units'
+# drop-ins order each stack after the ones its start needs (the edge after none).
 FIRST_STACKS = ("data",)
 LAST_STACKS = ("edge",)
 # Services that are host units rather than compose stacks.
@@ -31,7 +32,7 @@ log = logging.getLogger("firstboot")
 
 
 def platform_units(services: Sequence[str]) -> list[str]:
-    """Every unit the instance runs, in start order: data services, the enabled services, the edge."""
+    """Every unit the instance runs, as the report lists them: data services, the enabled services, the edge."""
     names = [*FIRST_STACKS, *(s for s in services if s not in FIRST_STACKS + LAST_STACKS), *LAST_STACKS]
     return [HOST_UNITS.get(name) or STACK_UNIT.format(name) for name in names]
 
