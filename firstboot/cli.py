@@ -103,6 +103,7 @@ def _health(settings: agent.Settings) -> int:
         if signal_channel.follow(previous, found[health.SIGNAL_CHANNEL], platform.systemd.restart):
             print(f"firstboot: {account} was linked: {signal_channel.CLAWDBOT_UNIT} restarted", flush=True)
     _follow_data_growth(settings)
+    _show_on_the_index(settings, found)
     line = health.summary(found)
     previous_backup = health.previous_backup_line(record_path)
     backup = backup_record.report(settings.paths.data_mount)
@@ -124,6 +125,17 @@ def _health(settings: agent.Settings) -> int:
         print(disk.line(), flush=True)
         _publish(instance_id, "disk", lambda: disk_space.publish_disk_tag(platform.ec2, instance_id, disk.line()))
     return 0
+
+
+def _show_on_the_index(settings: agent.Settings, found: dict[str, str]) -> None:
+    """Each stack's health on the edge's index page (firstboot/edge_state.py)."""
+    from firstboot import edge_state, health
+
+    stacks = {stack: state for stack, state in found.items() if stack != health.SIGNAL_CHANNEL}
+    try:
+        edge_state.write(settings.paths.etc_dir, stacks)
+    except OSError as exc:  # the health check goes on either way
+        print(f"firstboot: the edge's state file not written: {exc}", file=sys.stderr)
 
 
 def _watch_disk(settings: agent.Settings, dropped: str | None):
