@@ -52,7 +52,7 @@ def serve_dns() -> None:
 
 def app(port: int, status: int, body: bytes) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
