@@ -141,6 +141,10 @@ def instance_document(
         document["owner_credentials"] = owner_credentials
     if endpoints:
         document["endpoints"] = endpoints
+    if target == "aws" and not config.image.root_volume_initialization_rate_mibps:
+        # A root volume from a snapshot reads each block from S3 at its first read: the agent reads the
+        # baked models ahead after boot, unless the launch pays AWS to initialize the volume.
+        document["models_read_ahead"] = True
     return document
 
 

@@ -73,6 +73,7 @@ class Paths:
     fw_cfg_dir: Path = Path("/sys/firmware/qemu_fw_cfg/by_name")
     etc_dir: Path = Path("/etc/ai-platform")
     ca_bundle: Path = certificate.CA_BUNDLE  # what browsers trust, as far as this machine knows
+    models_dir: Path = Path("/opt/ai-platform/models")  # the baked models (firstboot/readahead.py)
 
     @property
     def status(self) -> Path:

@@ -1,5 +1,5 @@
 """`firstboot run [--only STEP] [--skip STEP]`, `firstboot status [--json]`, `firstboot health` (the
-timer's) and `firstboot grow-data`.
+timer's), `firstboot grow-data` and `firstboot readahead` (ai-platform-readahead.service's).
 
 Exit codes, as cloud-init's: 0 done, 1 failed, 2 done with recoverable warnings; and 75 failed for a
 passing reason (an outage that outlasted the retries), which the unit answers by starting the agent again.
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
     commands.add_parser(
         "certificate", help="renew the edge's certificate when due; reload the edge on a change (timer)"
     )
+    commands.add_parser("readahead", help="read the baked models once, so their first load is not slow (AWS)")
     arguments = parser.parse_args(argv)
     settings = settings or agent.Settings()
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
         return _grow_data(settings)
     if arguments.command == "certificate":
         return _certificate(settings)
+    if arguments.command == "readahead":
+        return _read_ahead(settings)
     logging.basicConfig(level=logging.INFO, format="firstboot: %(message)s", stream=sys.stderr)
     try:
         steps = select(agent.STEPS, arguments.only, arguments.skip)
@@ -121,6 +124,7 @@ def _health(settings: agent.Settings) -> int:
         )
     for action in disk.actions:
         print(f"firstboot: data volume: {action}", flush=True)  # the disk line below stays the last one
+    _report_read_ahead(settings, instance_id, platform)
     if disk.line() != previous_disk.get("line"):
         print(disk.line(), flush=True)
         _publish(instance_id, "disk", lambda: disk_space.publish_disk_tag(platform.ec2, instance_id, disk.line()))
@@ -136,6 +140,41 @@ def _show_on_the_index(settings: agent.Settings, found: dict[str, str]) -> None:
         edge_state.write(settings.paths.etc_dir, stacks)
     except OSError as exc:  # the health check goes on either way
         print(f"firstboot: the edge's state file not written: {exc}", file=sys.stderr)
+
+
+def _read_ahead(settings: agent.Settings) -> int:
+    """`firstboot readahead`: the baked models read once (firstboot/readahead.py), when the instance
+    config asks for it (AWS, its root volume not initialized by AWS); its line on the console."""
+    from firstboot import instance_config, readahead
+
+    paths = settings.paths
+    config = instance_config.load_instance_config(paths.instance_config)
+    if not config.models_read_ahead:
+        print(f"{readahead.PREFIX} not needed here (not AWS, or AWS initializes the root volume)", flush=True)
+        return 0
+    if not paths.models_dir.is_dir():
+        print(f"{readahead.PREFIX} no models at {paths.models_dir}", flush=True)
+        return 0
+    state = readahead.read_ahead(paths.models_dir, paths.state_dir / "readahead.json")
+    print(readahead.line(state), flush=True)
+    return 0
+
+
+def _report_read_ahead(settings: agent.Settings, instance_id: str | None, platform) -> None:
+    """The read-ahead's line, each time it moved (its state file; none where it does not run): in the
+    health report, on the console and, on AWS, its own tag (`builder status`)."""
+    from firstboot import readahead
+
+    state_path = settings.paths.state_dir / "readahead.json"
+    if not state_path.exists():
+        return
+    line = readahead.line(readahead.load(state_path))
+    said = settings.paths.state_dir / "readahead-said.txt"
+    if said.exists() and said.read_text(encoding="utf-8") == line:
+        return
+    print(line, flush=True)
+    _publish(instance_id, "readahead", lambda: readahead.publish_tag(platform.ec2, instance_id, line))
+    said.write_text(line, encoding="utf-8")
 
 
 def _watch_disk(settings: agent.Settings, dropped: str | None):

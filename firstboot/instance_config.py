@@ -118,6 +118,7 @@ class InstanceConfig:
     owner_parameter: str | None = None
     owner_fw_cfg: str | None = None
     gdrive: Gdrive | None = None  # where the owner's rclone config is delivered, and how to mount it
+    models_read_ahead: bool = False  # AWS without paid volume initialization: firstboot/readahead.py runs
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,12 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         "owner_credentials",
         "gdrive",
         "signal",
+        "models_read_ahead",
     }
     reader.no_unknown(document, known, "")
+    models_read_ahead = document.get("models_read_ahead", False)
+    if not isinstance(models_read_ahead, bool):
+        raise reader.fail("models_read_ahead", "must be true or false")
     target = reader.choice(document, "target", TARGETS)
     volume = reader.mapping(document, "data_volume", required=False) or {}
     reader.no_unknown(volume, {"id"}, "data_volume.")
@@ -242,6 +247,7 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         ),
         owner_fw_cfg=reader.text(owner, "fw_cfg", _FW_CFG, "opt/NAME", required=False, prefix="owner_credentials."),
         gdrive=gdrive,
+        models_read_ahead=models_read_ahead,
     )
 
 
