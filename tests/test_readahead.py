@@ -39,7 +39,7 @@ class CountingOpen:
         self.stop_after = stop_after
 
     def __call__(self, *args, **kwargs):
-        handle = builtins.open(*args, **kwargs)
+        handle = builtins.open(*args, **kwargs)  # noqa: SIM115 (closed by the wrapper's __exit__)
         counter = self
 
         class Counted:
