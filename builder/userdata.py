@@ -150,6 +150,12 @@ def instance_document(
         document["owner_credentials"] = owner_credentials
     if endpoints:
         document["endpoints"] = endpoints
+    if target == "aws" and config.image.root_volume_initialization_rate_mibps:
+        # A root volume from a snapshot reads each block from S3 at its first read: the agent on AWS
+        # reads the baked models ahead after boot, unless the launch pays AWS to initialize the volume.
+        # Said only then: an agent baked before the read-ahead refuses keys it does not know, and the
+        # default launch must still boot such an image.
+        document["models_read_ahead"] = False
     return document
 
 

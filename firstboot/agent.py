@@ -35,6 +35,7 @@ from firstboot import (
     custom_services,
     data_growth,
     disk_space,
+    edge_state,
     env,
     gdrive,
     identity,
@@ -51,7 +52,7 @@ from firstboot.apps import MODULES, edge
 from firstboot.framework import PER_BOOT, Context, Step, StepFailed, TransientError
 from firstboot.framework import log as framework_log
 from firstboot.instance_config import EDGE_APPS
-from firstboot.report import publish_status_tags
+from firstboot.report import publish_running_detail, publish_status_tags
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Paths:
     fw_cfg_dir: Path = Path("/sys/firmware/qemu_fw_cfg/by_name")
     etc_dir: Path = Path("/etc/ai-platform")
     ca_bundle: Path = certificate.CA_BUNDLE  # what browsers trust, as far as this machine knows
+    models_dir: Path = Path("/opt/ai-platform/models")  # the baked models (firstboot/readahead.py)
 
     @property
     def status(self) -> Path:
@@ -464,9 +466,32 @@ def start_services(context: Context) -> str:
             timeout=settings.services_timeout,
             poll_interval=settings.poll_interval,
             warn=context.warn,
+            on_change=_stack_progress(context),
         )
     except services.ServicesError as exc:
         raise StepFailed(str(exc)) from None
+
+
+def _stack_progress(context: Context):
+    """Each stack as it becomes healthy: on the edge's index (its state file), in the status file's
+    running step and, on AWS, on the status tags `builder launch --wait` follows. None of it can fail
+    the boot: the step's result still tells the outcome."""
+    settings: Settings = context.values["settings"]
+
+    def heard(states: dict[str, str], off: set[str], line: str) -> None:
+        try:
+            edge_state.write(settings.paths.etc_dir, edge_state.from_units(states, off))
+        except OSError as exc:
+            framework_log.warning("the edge's state file not written: %s", exc)
+        context.progress(line)
+        config, instance_id = context.values.get("config"), context.instance_id
+        if config is not None and config.target == "aws" and instance_id:
+            try:
+                publish_running_detail(context.platform.ec2, instance_id, f"services: {line}")
+            except Exception as exc:  # progress is a courtesy, as the steps' own tags are
+                framework_log.warning("progress of the stacks not reported: %s", context.redact(str(exc)))
+
+    return heard
 
 
 def report(context: Context) -> str:

@@ -126,6 +126,7 @@ class InstanceConfig:
     gdrive: Gdrive | None = None  # where the owner's rclone config is delivered, and how to mount it
     egress_allow: tuple[str, ...] = ()  # security.egress.allow: IPv4 ranges containers may reach
     egress_offline: tuple[str, ...] = ()  # the services with `internet: false`
+    models_read_ahead: bool = True  # on AWS firstboot/readahead.py runs, unless AWS initializes the root volume
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,12 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         "gdrive",
         "signal",
         "egress",
+        "models_read_ahead",
     }
     reader.no_unknown(document, known, "")
+    models_read_ahead = document.get("models_read_ahead", True)
+    if not isinstance(models_read_ahead, bool):
+        raise reader.fail("models_read_ahead", "must be true or false")
     target = reader.choice(document, "target", TARGETS)
     volume = reader.mapping(document, "data_volume", required=False) or {}
     reader.no_unknown(volume, {"id"}, "data_volume.")
@@ -262,6 +267,7 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         owner_fw_cfg=reader.text(owner, "fw_cfg", _FW_CFG, "opt/NAME", required=False, prefix="owner_credentials."),
         gdrive=gdrive,
         **_egress(reader, document),
+        models_read_ahead=models_read_ahead,
     )
 
 

@@ -23,6 +23,7 @@ UNITS = [
     "ai-platform-health.timer",
     "ai-platform-certificate.service",
     "ai-platform-certificate.timer",
+    "ai-platform-readahead.service",
 ]
 
 
