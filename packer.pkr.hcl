@@ -55,6 +55,11 @@ variable "source_image" {
   description = "The base the bake starts from (AMI id, or the local base's identity), for the BOM."
   default     = ""
 }
+variable "gpu_image" {
+  type        = bool
+  description = "The GPU image (an instance type with an NVIDIA GPU): image/provision/25-nvidia.sh runs only then."
+  default     = false
+}
 
 # The AMI.
 variable "aws_region" {
@@ -295,6 +300,7 @@ build {
     scripts = [
       "image/provision/10-apt.sh",
       "image/provision/20-docker.sh",
+      "image/provision/25-nvidia.sh", # the GPU image only (gpu_image); the CPU image passes through
       "image/provision/30-tailscale.sh",
       "image/provision/40-agent.sh",
       "image/provision/45-rclone.sh",
@@ -314,6 +320,7 @@ build {
       "SOURCE_IMAGE=${var.source_image}",
       "BUILD_ID=${var.build_id}",
       "INPUT_HASH=${var.input_hash}",
+      "GPU_IMAGE=${var.gpu_image}",
     ]
     execute_command = "sudo env {{ .Vars }} sh '{{ .Path }}'"
   }

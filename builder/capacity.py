@@ -195,3 +195,38 @@ def check_memory(config: PlatformConfig, target: str, instance_memory_mib: int |
         configured, setting = instance_memory_mib, f"aws.instance_type ({config.aws.instance_type})"
     detail = "the enabled services' documented needs and the system"
     return [Finding("memory", needed, configured, "MiB", setting, detail)] if configured < needed else []
+
+
+def check_gpu(
+    config: PlatformConfig,
+    gpu_name: str,
+    gpu_count: int,
+    gpu_memory_mib: int,
+    recorded: Mapping[str, int] | None = None,
+) -> list[str]:
+    """What the instance type's GPU memory (EC2's GpuInfo) cannot hold of the baked models, by their
+    weights' size (model_size: the lock's record first). Weights only: Ollama also needs room for
+    the context (its KV cache), so a model that just fits may still be split. Ollama splits a model
+    that does not fit between the GPU and the CPU (slower), and unloads one model to load another."""
+    total_mib = gpu_count * gpu_memory_mib
+    where = f"{gpu_count} × {gpu_name} with {gpu_memory_mib / 1024:.1f} GiB each"
+    sizes = [model_size(model, recorded) for model in config.ollama.baked]
+    known = [s for s in sizes if s.gb is not None]
+    notes = []
+    too_big = [s for s in known if s.gb * 1e9 / 2**20 > total_mib]
+    if too_big:
+        names = ", ".join(s.text() for s in too_big)
+        notes.append(
+            f"the GPU ({where}) cannot hold {names}: Ollama will split it between the GPU and the CPU "
+            "(much slower); choose a type with more GPU memory (aws.instance_type) or a smaller model (ollama.models)"
+        )
+    together = sum(s.gb for s in known) * 1e9 / 2**20
+    if not too_big and len(known) > 1 and together > total_mib:
+        notes.append(
+            f"the baked models together ({together / 1024:.1f} GiB of weights) exceed the GPU's "
+            f"{total_mib / 1024:.1f} GiB ({where}): Ollama holds only some at once and loads the others in turn"
+        )
+    unknown = [s.model for s in sizes if s.gb is None]
+    if unknown:
+        notes.append(f"the GPU fit of {', '.join(unknown)} is unknown: its size is unknown (run the image lock)")
+    return notes

@@ -103,6 +103,12 @@ def instance_document(
             "auth_key_parameter": config.tailscale.auth_key_parameter,
             "hostname": hostname_for(config, instance),
             "tags": list(config.tailscale.tags),
+            # Only when set: documents of configs without one stay as they were.
+            **(
+                {"oauth_client_parameter": config.tailscale.oauth_client_parameter}
+                if config.tailscale.oauth_client_parameter
+                else {}
+            ),
         }
         if tailnet
         else None,
@@ -131,6 +137,9 @@ def instance_document(
         document["gdrive"] = {**place, "remote": gdrive.remote, "read_only": gdrive.read_only}
     if config.services.signal_api.account:
         document["signal"] = {"account": config.services.signal_api.account}
+    offline = [name for name, service in config.services.seed().items() if service.enabled and not service.internet]
+    if config.security.egress.allow or offline:  # absent by default: an older agent knows no such field
+        document["egress"] = {"allow": list(config.security.egress.allow), "offline": offline}
     if public:
         document["edge"]["public"] = public
     if owner_credentials is None and target == "aws":
@@ -141,6 +150,12 @@ def instance_document(
         document["owner_credentials"] = owner_credentials
     if endpoints:
         document["endpoints"] = endpoints
+    if target == "aws" and config.image.root_volume_initialization_rate_mibps:
+        # A root volume from a snapshot reads each block from S3 at its first read: the agent on AWS
+        # reads the baked models ahead after boot, unless the launch pays AWS to initialize the volume.
+        # Said only then: an agent baked before the read-ahead refuses keys it does not know, and the
+        # default launch must still boot such an image.
+        document["models_read_ahead"] = False
     return document
 
 

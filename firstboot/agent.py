@@ -7,7 +7,8 @@ storage   attach the data volume, find it by serial, reuse rules, grow its files
 tailscale tailscaled's node identity onto the data volume (the same node on a new instance), join
           the tailnet (auth key from SSM, only when not still joined), the edge's TLS certificate
 secrets   generated secrets kept on the volume, provider keys from SSM, the stacks' .env
-stacks    the stacks' per-instance files: LiteLLM's models, the edge's addresses, ports and index
+stacks    the stacks' per-instance files: LiteLLM's models, the edge's addresses, ports and index;
+          the containers' egress policy (what they may reach) written and applied
 services  start ai-platform.target with this instance's stacks; wait until each is healthy
 report    the status file (after every step) and the instance's status tags (AWS)
 
@@ -34,6 +35,7 @@ from firstboot import (
     custom_services,
     data_growth,
     disk_space,
+    edge_state,
     env,
     gdrive,
     identity,
@@ -42,6 +44,7 @@ from firstboot import (
     stack_config,
     storage,
     tailscale,
+    tailscale_oauth,
     tailscale_state,
     volume,
 )
@@ -49,7 +52,7 @@ from firstboot.apps import MODULES, edge
 from firstboot.framework import PER_BOOT, Context, Step, StepFailed, TransientError
 from firstboot.framework import log as framework_log
 from firstboot.instance_config import EDGE_APPS
-from firstboot.report import publish_status_tags
+from firstboot.report import publish_running_detail, publish_status_tags
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Paths:
     data_mount: Path = Path(storage.MOUNT_POINT)
     env_contract: Path = Path("/opt/ai-platform/env-contract.json")
     stacks_dir: Path = Path("/opt/ai-platform/stacks")
+    image_variant: Path = Path("/opt/ai-platform/image-variant")  # "gpu" on the GPU image (firstboot/gpu.py)
     env_file: Path = Path("/etc/ai-platform/stack.env")
     tls_dir: Path = Path("/etc/ai-platform/tls")
     tailscale_state: Path = Path("/var/lib/tailscale")
@@ -72,6 +76,7 @@ class Paths:
     fw_cfg_dir: Path = Path("/sys/firmware/qemu_fw_cfg/by_name")
     etc_dir: Path = Path("/etc/ai-platform")
     ca_bundle: Path = certificate.CA_BUNDLE  # what browsers trust, as far as this machine knows
+    models_dir: Path = Path("/opt/ai-platform/models")  # the baked models (firstboot/readahead.py)
 
     @property
     def status(self) -> Path:
@@ -95,6 +100,7 @@ class Settings:
     clock: Callable[[], float] = time.monotonic
     rclone: str = "/usr/local/bin/rclone"  # the pinned rclone the bake installs (image/provision/45-rclone.sh)
     tailscale: tailscale.TailscaleCli = field(default_factory=tailscale.TailscaleCli)
+    tailscale_api: str = tailscale_oauth.API_URL  # where an OAuth client mints keys (tests: a stand-in)
     make_platform: Callable[[instance_config.InstanceConfig], Any] | None = None  # default: firstboot.platform
     signal_accounts: Callable[[], Any] | None = None  # `firstboot health`: signal-cli's numbers (default: docker)
     containers: Callable[[str], Any] | None = (
@@ -102,6 +108,7 @@ class Settings:
     )
     disk: disk_space.Thresholds = field(default_factory=disk_space.Thresholds)  # the data volume's room
     edge_reload: Callable[[], str] | None = None  # a changed certificate (default: certificate.reload_edge)
+    egress_apply: Callable[[Any], None] | None = None  # `firstboot egress`: the rules (default: egress.apply)
 
 
 def read_config(context: Context) -> str:
@@ -211,6 +218,8 @@ def join_tailnet(context: Context) -> str:
     wanted = config.tailscale
 
     def auth_key() -> str:
+        if wanted.oauth_client_parameter:
+            return _minted_auth_key(context, wanted)
         key = _ssm_secret(context, wanted.auth_key_parameter)
         if key is None:
             raise StepFailed(
@@ -401,7 +410,29 @@ def render_stack_files(context: Context) -> str:
         raise StepFailed(str(exc)) from None
     for warning in warnings:
         context.warn(warning)
-    return f"{len(changed)} files written" if changed else "unchanged"
+    egress = write_egress_policy(context)
+    return (f"{len(changed)} files written" if changed else "unchanged") + egress
+
+
+def write_egress_policy(context: Context) -> str:
+    """/etc/ai-platform/egress.json from the config and the VPC's ranges (firstboot/egress_policy.py);
+    when it changed, the rules follow (ai-platform-egress.service) before the stacks start. A failure
+    to apply is a warning: the containers' egress fails open (firstboot/egress.py says why)."""
+    from firstboot import egress_policy, egress_report
+
+    settings: Settings = context.values["settings"]
+    config = context.values["config"]
+    try:
+        vpc = egress_policy.vpc_cidr_blocks(config.imds_endpoint) if config.target == "aws" else []
+    except egress_policy.VpcUnknown as exc:
+        raise TransientError(str(exc)) from exc
+    if not egress_policy.write_policy(settings.paths.etc_dir, egress_policy.document_for(config, vpc)):
+        return ""
+    try:
+        context.platform.systemd.start(egress_report.EGRESS_UNIT)
+    except RuntimeError as exc:
+        context.warn(f"egress policy written but not applied: {exc}")
+    return "; egress policy written"
 
 
 def baked_custom_services(context: Context, stacks_dir, running) -> dict:
@@ -435,9 +466,32 @@ def start_services(context: Context) -> str:
             timeout=settings.services_timeout,
             poll_interval=settings.poll_interval,
             warn=context.warn,
+            on_change=_stack_progress(context),
         )
     except services.ServicesError as exc:
         raise StepFailed(str(exc)) from None
+
+
+def _stack_progress(context: Context):
+    """Each stack as it becomes healthy: on the edge's index (its state file), in the status file's
+    running step and, on AWS, on the status tags `builder launch --wait` follows. None of it can fail
+    the boot: the step's result still tells the outcome."""
+    settings: Settings = context.values["settings"]
+
+    def heard(states: dict[str, str], off: set[str], line: str) -> None:
+        try:
+            edge_state.write(settings.paths.etc_dir, edge_state.from_units(states, off))
+        except OSError as exc:
+            framework_log.warning("the edge's state file not written: %s", exc)
+        context.progress(line)
+        config, instance_id = context.values.get("config"), context.instance_id
+        if config is not None and config.target == "aws" and instance_id:
+            try:
+                publish_running_detail(context.platform.ec2, instance_id, f"services: {line}")
+            except Exception as exc:  # progress is a courtesy, as the steps' own tags are
+                framework_log.warning("progress of the stacks not reported: %s", context.redact(str(exc)))
+
+    return heard
 
 
 def report(context: Context) -> str:
@@ -446,6 +500,23 @@ def report(context: Context) -> str:
     if config is None or me is None or config.target != "aws":
         return "status file only"
     return publish_status_tags(context.platform.ec2, me.instance_id, context.status)
+
+
+def _minted_auth_key(context: Context, wanted: instance_config.Tailscale) -> str:
+    """This instance's own single-use key, minted from the OAuth client in SSM (tailscale_oauth.py);
+    a refusal raises TailscaleError (the step fails), an outage TailscaleUnavailable (it is retried)."""
+    settings: Settings = context.values["settings"]
+    stored = _ssm_secret(context, wanted.oauth_client_parameter)
+    if stored is None:
+        raise StepFailed(
+            f"SSM parameter {wanted.oauth_client_parameter} (the Tailscale OAuth client) not found; "
+            "store it with `builder secrets set-tailscale-oauth`"
+        )
+    client = tailscale_oauth.OAuthClient.parse(stored, wanted.oauth_client_parameter)
+    context.redact.register(client.client_secret)
+    key = tailscale_oauth.mint_auth_key(client, wanted.tags, api_url=settings.tailscale_api)
+    context.redact.register(key)
+    return key
 
 
 def _ssm_secret(context: Context, parameter: str) -> str | None:

@@ -1,5 +1,6 @@
 """`firstboot run [--only STEP] [--skip STEP]`, `firstboot status [--json]`, `firstboot health` (the
-timer's) and `firstboot grow-data`.
+timer's), `firstboot grow-data`, `firstboot egress` (each time dockerd starts) and `firstboot readahead`
+(ai-platform-readahead.service's).
 
 Exit codes, as cloud-init's: 0 done, 1 failed, 2 done with recoverable warnings; and 75 failed for a
 passing reason (an outage that outlasted the retries), which the unit answers by starting the agent again.
@@ -14,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from firstboot import agent
+from firstboot import agent, egress
 from firstboot.framework import Context, Retry, UnknownStep, run_steps, select
 from firstboot.status import exit_code, read_status
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
     commands.add_parser(
         "certificate", help="renew the edge's certificate when due; reload the edge on a change (timer)"
     )
+    commands.add_parser("egress", help="apply the containers' egress policy (/etc/ai-platform/egress.json) to iptables")
+    commands.add_parser("readahead", help="read the baked models once, so their first load is not slow (AWS)")
     arguments = parser.parse_args(argv)
     settings = settings or agent.Settings()
 
@@ -43,6 +46,10 @@ def main(argv: list[str] | None = None, settings: agent.Settings | None = None) 
         return _grow_data(settings)
     if arguments.command == "certificate":
         return _certificate(settings)
+    if arguments.command == "egress":
+        return _egress(settings)
+    if arguments.command == "readahead":
+        return _read_ahead(settings)
     logging.basicConfig(level=logging.INFO, format="firstboot: %(message)s", stream=sys.stderr)
     try:
         steps = select(agent.STEPS, arguments.only, arguments.skip)
@@ -102,7 +109,12 @@ def _health(settings: agent.Settings) -> int:
         previous = health.previous_record(record_path).get(health.SIGNAL_CHANNEL)
         if signal_channel.follow(previous, found[health.SIGNAL_CHANNEL], platform.systemd.restart):
             print(f"firstboot: {account} was linked: {signal_channel.CLAWDBOT_UNIT} restarted", flush=True)
+    from firstboot import gpu
+
+    if gpu.is_gpu_image(settings.paths.image_variant):
+        found[health.GPU] = gpu.report()
     _follow_data_growth(settings)
+    _show_on_the_index(settings, found)
     line = health.summary(found)
     previous_backup = health.previous_backup_line(record_path)
     backup = backup_record.report(settings.paths.data_mount)
@@ -110,7 +122,9 @@ def _health(settings: agent.Settings) -> int:
     disk = _watch_disk(settings, previous_disk.get("dropped"))
     status = read_status(settings.paths.status) or {}
     instance_id = status.get("instance_id") if config.target == "aws" else None
-    if health.record(found, record_path, backup=backup.to_json(), disk=disk.to_json()):
+    previous_egress = health.previous_egress_line(record_path)
+    egress_state = _follow_egress(settings, platform.systemd)
+    if health.record(found, record_path, backup=backup.to_json(), disk=disk.to_json(), egress=egress_state):
         print(line, flush=True)  # the unit sends stdout to the console: `builder status` reads it there
         _publish(instance_id, "health", lambda: health.publish_health_tag(platform.ec2, instance_id, line))
     if backup.line() != previous_backup:
@@ -120,10 +134,73 @@ def _health(settings: agent.Settings) -> int:
         )
     for action in disk.actions:
         print(f"firstboot: data volume: {action}", flush=True)  # the disk line below stays the last one
+    if egress_state and egress_state["line"] != previous_egress:
+        print(egress_state["line"], flush=True)
+    _report_read_ahead(settings, instance_id, platform)
     if disk.line() != previous_disk.get("line"):
         print(disk.line(), flush=True)
         _publish(instance_id, "disk", lambda: disk_space.publish_disk_tag(platform.ec2, instance_id, disk.line()))
     return 0
+
+
+def _follow_egress(settings: agent.Settings, systemd) -> dict | None:
+    """The egress policy's last outcome for the health file; while it failed, its unit is started
+    again (every minute: the health timer's period). None before dockerd's first start has tried."""
+    from firstboot import egress_report
+
+    report = egress_report.read(settings.paths.state_dir)
+    if report is not None and not report.enforced:
+        try:
+            systemd.restart(egress_report.EGRESS_UNIT)
+        except Exception as exc:  # the health check goes on; the next minute tries again
+            print(f"firstboot: {egress_report.EGRESS_UNIT} not started again: {exc}", file=sys.stderr)
+    return report.to_json() if report else None
+
+
+def _show_on_the_index(settings: agent.Settings, found: dict[str, str]) -> None:
+    """Each stack's health on the edge's index page (firstboot/edge_state.py)."""
+    from firstboot import edge_state, health
+
+    stacks = {stack: state for stack, state in found.items() if stack != health.SIGNAL_CHANNEL}
+    try:
+        edge_state.write(settings.paths.etc_dir, stacks)
+    except OSError as exc:  # the health check goes on either way
+        print(f"firstboot: the edge's state file not written: {exc}", file=sys.stderr)
+
+
+def _read_ahead(settings: agent.Settings) -> int:
+    """`firstboot readahead`: the baked models read once (firstboot/readahead.py), when the instance
+    config asks for it (AWS, its root volume not initialized by AWS); its line on the console."""
+    from firstboot import instance_config, readahead
+
+    paths = settings.paths
+    config = instance_config.load_instance_config(paths.instance_config)
+    if config.target != "aws" or not config.models_read_ahead:
+        print(f"{readahead.PREFIX} not needed here (not AWS, or AWS initializes the root volume)", flush=True)
+        return 0
+    if not paths.models_dir.is_dir():
+        print(f"{readahead.PREFIX} no models at {paths.models_dir}", flush=True)
+        return 0
+    state = readahead.read_ahead(paths.models_dir, paths.state_dir / "readahead.json")
+    print(readahead.line(state), flush=True)
+    return 0
+
+
+def _report_read_ahead(settings: agent.Settings, instance_id: str | None, platform) -> None:
+    """The read-ahead's line, each time it moved (its state file; none where it does not run): in the
+    health report, on the console and, on AWS, its own tag (`builder status`)."""
+    from firstboot import readahead
+
+    state_path = settings.paths.state_dir / "readahead.json"
+    if not state_path.exists():
+        return
+    line = readahead.line(readahead.load(state_path))
+    said = settings.paths.state_dir / "readahead-said.txt"
+    if said.exists() and said.read_text(encoding="utf-8") == line:
+        return
+    print(line, flush=True)
+    _publish(instance_id, "readahead", lambda: readahead.publish_tag(platform.ec2, instance_id, line))
+    said.write_text(line, encoding="utf-8")
 
 
 def _watch_disk(settings: agent.Settings, dropped: str | None):
@@ -241,6 +318,29 @@ def _publish(instance_id: str | None, what: str, tag) -> None:
         tag()
     except Exception as exc:
         print(f"firstboot: {what} tag not published: {type(exc).__name__}", file=sys.stderr)
+
+
+def _egress(settings: agent.Settings) -> int:
+    """Run each time dockerd starts (docker.service.d/30-ai-platform-egress.conf, whose failure does not
+    stop dockerd) and by ai-platform-egress.service. Fails open and says so (firstboot/egress.py's
+    docstring says why): the outcome goes to the report the health check carries and retries."""
+    from firstboot import egress_report
+
+    apply = settings.egress_apply or egress.apply
+    policy_path = settings.paths.etc_dir / "egress.json"
+    try:
+        policy = egress.load_policy(policy_path)
+        fallback = ""
+    except egress.EgressError as exc:
+        policy, fallback = egress.default_policy(), f"defaults only ({exc})"
+    try:
+        apply(policy)
+        report = egress_report.EgressReport(True, fallback or egress.describe(policy))
+    except (egress.EgressError, OSError) as exc:  # OSError: no iptables at all
+        report = egress_report.EgressReport(False, str(exc))
+    egress_report.write(report, settings.paths.state_dir)
+    print(report.line(), file=sys.stdout if report.enforced and not fallback else sys.stderr, flush=True)
+    return 0 if report.enforced else 1
 
 
 def _show_status(path: Path, as_json: bool) -> int:

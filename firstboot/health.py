@@ -5,7 +5,8 @@ is read from the containers: a stack is healthy when each of its containers runs
 its healthcheck as unhealthy or still starting. The result goes to /var/lib/ai-platform/health.json
 (every run), to a console line and, on AWS, to the instance's health tag (only when it changed):
 what `builder status` shows. The same file carries the on-volume backups' state (firstboot/backup_record.py)
-and the data volume's room (firstboot/disk_space.py), whose lines are reported the same way, each on its own tag.
+and the data volume's room (firstboot/disk_space.py), whose lines are reported the same way, each on its own tag;
+and whether the egress policy is in force (firstboot/egress_report.py: its line on the console).
 """
 
 from __future__ import annotations
@@ -93,20 +94,23 @@ def check(
 
 
 SIGNAL_CHANNEL = "signal channel"  # not a stack: Clawdbot's channel (firstboot/signal_channel.py)
+GPU = "gpu"  # not a stack: the GPU image's GPU (firstboot/gpu.py)
 
 
 def summary(health: dict[str, str]) -> str:
     """N/M healthy over the stacks that run; one that is off (gdrive without its rclone config) is
     named apart, neither healthy nor a problem, as is the Signal channel (linked, or waiting)."""
     channel = health.get(SIGNAL_CHANNEL)
-    stacks = {s: h for s, h in health.items() if s != SIGNAL_CHANNEL}
+    gpu = health.get(GPU)  # the GPU image's GPU (firstboot/gpu.py): named apart, as the channel
+    stacks = {s: h for s, h in health.items() if s not in (SIGNAL_CHANNEL, GPU)}
     running = {s: h for s, h in stacks.items() if h != "off"}
     healthy = [s for s, h in running.items() if h == "healthy"]
     others = [f"{s} {h}" for s, h in running.items() if h != "healthy"]
     off = [s for s, h in stacks.items() if h == "off"]
     line = f"{CONSOLE_PREFIX} {len(healthy)}/{len(running)} healthy"
     line += "".join(f"; {other}" for other in others) + (f"; off: {', '.join(off)}" if off else "")
-    return line + (f"; {SIGNAL_CHANNEL} {channel}" if channel else "")
+    line += f"; {SIGNAL_CHANNEL} {channel}" if channel else ""
+    return line + (f"; gpu {gpu}" if gpu else "")
 
 
 def previous_record(path: Path = HEALTH_PATH) -> dict[str, str]:
@@ -129,8 +133,19 @@ def previous_disk(path: Path = HEALTH_PATH) -> dict:
     return {}
 
 
+def previous_egress_line(path: Path = HEALTH_PATH) -> str | None:
+    """The egress line of the last record (firstboot/egress_report.py; None before any)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return (json.loads(path.read_text()).get("egress") or {}).get("line")
+    return None
+
+
 def record(
-    health: dict[str, str], path: Path = HEALTH_PATH, backup: dict | None = None, disk: dict | None = None
+    health: dict[str, str],
+    path: Path = HEALTH_PATH,
+    backup: dict | None = None,
+    disk: dict | None = None,
+    egress: dict | None = None,
 ) -> bool:
     """Write the health file (with the backups' state and the disk's when given); True when the
     stacks' health differs from the last record."""
@@ -143,6 +158,8 @@ def record(
         document["backup"] = backup
     if disk is not None:
         document["disk"] = disk
+    if egress is not None:
+        document["egress"] = egress
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(document, indent=2) + "\n", mode=0o644)
     return previous != health

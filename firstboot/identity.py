@@ -53,14 +53,14 @@ def imds_identity(
     last_error = ""
     while True:
         try:
-            token = _request(
+            token = metadata_request(
                 "PUT",
                 f"{endpoint}/latest/api/token",
                 {"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_SECONDS)},
                 request_timeout,
             )
             document = json.loads(
-                _request(
+                metadata_request(
                     "GET",
                     f"{endpoint}/latest/dynamic/instance-identity/document",
                     {"X-aws-ec2-metadata-token": token},
@@ -88,7 +88,8 @@ def cloud_init_identity(path: Path = CLOUD_INIT_INSTANCE_DATA) -> Identity:
         raise IdentityError(f"{path}: no cloud-init instance data ({type(exc).__name__}: {exc})") from None
 
 
-def _request(method: str, url: str, headers: dict[str, str], timeout: float) -> str:
+def metadata_request(method: str, url: str, headers: dict[str, str], timeout: float) -> str:
+    """One request to the metadata service, never through a proxy (also firstboot/egress_policy.py)."""
     request = urllib.request.Request(url, method=method, headers=headers)
     with _NO_PROXY_OPENER.open(request, timeout=timeout) as response:
         return response.read().decode("utf-8")

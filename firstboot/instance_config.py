@@ -14,6 +14,7 @@ Version 1, as JSON (the standard library reads it):
       "region": "us-east-1",
       "data_volume": {"id": "vol-…"},       # id: required on "local" (the disk's serial); on "aws" found by tags
       "tailscale": {"auth_key_parameter": "/…", "hostname": "…", "tags": ["tag:…"]},   # or null: no tailnet
+                                          # (+ "oauth_client_parameter": "/…": mint the key from it)
       "providers": {"anthropic": "/…", "openai": null},                              # SSM parameter names
       "services": ["ollama", "litellm", …],
       "ollama": {"models": ["llama3.2:3b"], "embedding_model": "nomic-embed-text:v1.5",   # optional
@@ -24,7 +25,8 @@ Version 1, as JSON (the standard library reads it):
                "app_ports": {"anythingllm": 8444, "dify": 8445, "n8n": 8446}},
       "endpoints": {"imds": "http://169.254.169.254", "aws": null},  # stand-ins for the local target and tests
       "gdrive": {"parameter": "/…" or "fw_cfg": "opt/…", "remote": "gdrive", "read_only": true},  # optional
-      "signal": {"account": "+15551234567"}                                                       # optional
+      "signal": {"account": "+15551234567"},                                                      # optional
+      "egress": {"allow": ["10.0.5.0/24"], "offline": ["n8n"]}   # optional: security.egress.allow, services.*.internet
     }
 """
 
@@ -35,6 +37,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from firstboot.egress import SERVICE_ADDRESSES, EgressError, parse_cidr
 
 INSTANCE_CONFIG_PATH = Path("/etc/ai-platform/instance.json")
 SUPPORTED_VERSION = 1
@@ -68,6 +72,8 @@ class Tailscale:
     auth_key_parameter: str
     hostname: str
     tags: tuple[str, ...]
+    # Set: the instance mints its own key from this OAuth client and never reads auth_key_parameter.
+    oauth_client_parameter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,9 @@ class InstanceConfig:
     owner_parameter: str | None = None
     owner_fw_cfg: str | None = None
     gdrive: Gdrive | None = None  # where the owner's rclone config is delivered, and how to mount it
+    egress_allow: tuple[str, ...] = ()  # security.egress.allow: IPv4 ranges containers may reach
+    egress_offline: tuple[str, ...] = ()  # the services with `internet: false`
+    models_read_ahead: bool = True  # on AWS firstboot/readahead.py runs, unless AWS initializes the root volume
 
 
 @dataclass(frozen=True)
@@ -172,8 +181,13 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         "owner_credentials",
         "gdrive",
         "signal",
+        "egress",
+        "models_read_ahead",
     }
     reader.no_unknown(document, known, "")
+    models_read_ahead = document.get("models_read_ahead", True)
+    if not isinstance(models_read_ahead, bool):
+        raise reader.fail("models_read_ahead", "must be true or false")
     target = reader.choice(document, "target", TARGETS)
     volume = reader.mapping(document, "data_volume", required=False) or {}
     reader.no_unknown(volume, {"id"}, "data_volume.")
@@ -183,13 +197,23 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
     tailscale = None
     tailscale_doc = reader.mapping(document, "tailscale", required=False)
     if tailscale_doc is not None:
-        reader.no_unknown(tailscale_doc, {"auth_key_parameter", "hostname", "tags"}, "tailscale.")
+        reader.no_unknown(
+            tailscale_doc, {"auth_key_parameter", "hostname", "tags", "oauth_client_parameter"}, "tailscale."
+        )
         tailscale = Tailscale(
             auth_key_parameter=reader.text(
                 tailscale_doc, "auth_key_parameter", _PARAMETER, "an SSM parameter name", prefix="tailscale."
             ),
             hostname=reader.text(tailscale_doc, "hostname", _NAME, "a DNS label", prefix="tailscale."),
             tags=tuple(reader.list_of(tailscale_doc, "tags", _TAG, "tag:NAME", prefix="tailscale.")),
+            oauth_client_parameter=reader.text(
+                tailscale_doc,
+                "oauth_client_parameter",
+                _PARAMETER,
+                "an SSM parameter name or null",
+                required=False,
+                prefix="tailscale.",
+            ),
         )
     providers_doc = reader.mapping(document, "providers", required=False) or {}
     reader.no_unknown(providers_doc, {"anthropic", "openai"}, "providers.")
@@ -242,7 +266,25 @@ def parse_instance_config(document: Any, source: str) -> InstanceConfig:
         ),
         owner_fw_cfg=reader.text(owner, "fw_cfg", _FW_CFG, "opt/NAME", required=False, prefix="owner_credentials."),
         gdrive=gdrive,
+        **_egress(reader, document),
+        models_read_ahead=models_read_ahead,
     )
+
+
+def _egress(reader: _Reader, document: dict) -> dict:
+    """security.egress.allow and the services cut off the internet (firstboot/egress_policy.py)."""
+    section = reader.mapping(document, "egress", required=False) or {}
+    reader.no_unknown(section, {"allow", "offline"}, "egress.")
+    allow, offline = section.get("allow", []), section.get("offline", [])
+    if not isinstance(allow, list):
+        raise reader.fail("egress.allow", "must be a list of IPv4 ranges (CIDR)")
+    try:
+        ranges = tuple(parse_cidr(value, "egress.allow") for value in allow)
+    except EgressError as exc:
+        raise InstanceConfigError(f"{reader.source}: {exc}") from None
+    if not isinstance(offline, list) or not all(name in SERVICE_ADDRESSES for name in offline):
+        raise reader.fail("egress.offline", f"may name only {', '.join(SERVICE_ADDRESSES)}")
+    return {"egress_allow": ranges, "egress_offline": tuple(offline)}
 
 
 def _stack_settings(reader: _Reader, document: dict) -> StackSettings:

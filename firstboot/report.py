@@ -34,3 +34,11 @@ def publish_step_tags(ec2: Any, instance_id: str, status: Status, record: StepRe
         Resources=[instance_id],
         Tags=[{"Key": STATUS_TAG, "Value": "running"}, {"Key": STATUS_DETAIL_TAG, "Value": detail[:TAG_VALUE_LIMIT]}],
     )
+
+
+def publish_running_detail(ec2: Any, instance_id: str, detail: str) -> None:
+    """While a step runs: its progress so far, e.g. the stacks healthy yet and those still starting."""
+    ec2.create_tags(
+        Resources=[instance_id],
+        Tags=[{"Key": STATUS_TAG, "Value": "running"}, {"Key": STATUS_DETAIL_TAG, "Value": detail[:TAG_VALUE_LIMIT]}],
+    )

@@ -15,7 +15,8 @@ from typing import Any
 
 PLATFORM_TARGET = "ai-platform.target"
 STACK_UNIT = "ai-platform-stack@{}.service"
-# Always run, around the instance's services: the shared data services first, the edge last.
+# Always run, around the instance's services. The order here is only the report's: the units'
+# drop-ins order each stack after the ones its start needs (the edge after none).
 FIRST_STACKS = ("data",)
 LAST_STACKS = ("edge",)
 # Services that are host units rather than compose stacks.
@@ -31,7 +32,7 @@ log = logging.getLogger("firstboot")
 
 
 def platform_units(services: Sequence[str]) -> list[str]:
-    """Every unit the instance runs, in start order: data services, the enabled services, the edge."""
+    """Every unit the instance runs, as the report lists them: data services, the enabled services, the edge."""
     names = [*FIRST_STACKS, *(s for s in services if s not in FIRST_STACKS + LAST_STACKS), *LAST_STACKS]
     return [HOST_UNITS.get(name) or STACK_UNIT.format(name) for name in names]
 
@@ -63,7 +64,10 @@ def start_stacks(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     warn: Callable[[str], None] = log.warning,
+    on_change: Callable[[dict[str, str], set[str], str], None] | None = None,
 ) -> str:
+    """`on_change` hears of each change while it waits: every unit's state, the units that are off,
+    and a line of the progress (which are healthy, after how long, and which are still starting)."""
     units = platform_units(stacks)
     if write_target_drop_in(systemd_dir, units):
         systemd.daemon_reload()
@@ -72,14 +76,15 @@ def start_stacks(
     systemd.start(PLATFORM_TARGET, wait=False)
     started = clock()
     deadline = started + timeout
-    announced: set[str] = set()
+    announced: dict[str, float] = {}  # unit -> seconds it took to become healthy
     asked_again = started
+    heard: tuple | None = None
     while True:
         states = {unit: systemd.active_state(unit) for unit in units}
         for unit in units:  # each stack's line as it becomes healthy: the boot's progress, timed
             if states[unit] == "active" and unit not in announced:
-                announced.add(unit)
-                log.info("healthy: %s after %.0f s", unit, clock() - started)
+                announced[unit] = clock() - started
+                log.info("healthy: %s after %.0f s", unit, announced[unit])
         failed = [unit for unit, state in states.items() if state == "failed" and unit not in OPTIONAL_UNITS]
         if failed:
             raise ServicesError(f"{', '.join(failed)} failed; see `journalctl -u {failed[0]}`")
@@ -90,6 +95,9 @@ def start_stacks(
             for unit, state in states.items()
             if state != "active" and unit not in off and unit not in OPTIONAL_UNITS
         ]
+        if on_change is not None and heard != (states, off):
+            heard = (states, off)
+            on_change(dict(states), set(off), progress_line(states, announced, off))
         if not waiting:
             healthy = [unit for unit in units if states[unit] == "active"]
             down = [unit for unit in units if unit in OPTIONAL_UNITS and unit not in off and states[unit] != "active"]
@@ -111,3 +119,13 @@ def start_stacks(
                 f"not healthy within {timeout:g} s: " + ", ".join(f"{unit} ({states[unit]})" for unit in waiting)
             )
         sleep(poll_interval)
+
+
+def progress_line(states: dict[str, str], healthy_after: dict[str, float], off: Sequence[str] = ()) -> str:
+    """ "healthy: data (41 s), edge (12 s); starting: litellm, n8n" while the stacks start."""
+    prefix, suffix = STACK_UNIT.split("{}")
+    name = lambda unit: unit.removeprefix(prefix).removesuffix(suffix)  # noqa: E731
+    healthy = [f"{name(unit)} ({healthy_after[unit]:.0f} s)" for unit in healthy_after if states.get(unit) == "active"]
+    starting = [name(unit) for unit, state in states.items() if state != "active" and unit not in off]
+    parts = {"healthy": healthy, "starting": starting}
+    return "; ".join(f"{what}: {', '.join(names)}" for what, names in parts.items() if names)

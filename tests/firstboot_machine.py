@@ -52,6 +52,9 @@ class SystemdStandIn:
     def stop(self, unit: str) -> None:
         self.calls.append(("stop", unit))
 
+    def restart(self, unit: str) -> None:
+        self.calls.append(("restart", unit))
+
     def condition_failed(self, unit: str) -> bool:
         return unit in self.condition_unmet
 

@@ -3,7 +3,9 @@
 The real IMDS exists only inside EC2. This one speaks the part of IMDSv2 the agent uses: a
 session token from PUT /latest/api/token, required by GET /latest/dynamic/instance-identity/document
 and by the instance role's credentials under /latest/meta-data/iam/security-credentials/ (what boto3
-reads on an instance; moto accepts any key). It can fail the first N requests, to exercise retries.
+reads on an instance; moto accepts any key), and the VPC's ranges the egress policy closes
+(meta-data/mac, then network/interfaces/macs/MAC/vpc-ipv4-cidr-blocks, one block a line; default
+moto's default VPC). It can fail the first N requests, to exercise retries.
 """
 
 from __future__ import annotations
@@ -26,8 +28,17 @@ ROLE_CREDENTIALS = {
 
 
 class ImdsStandIn:
-    def __init__(self, instance_id: str, availability_zone: str, region: str, fail_first: int = 0):
+    def __init__(
+        self,
+        instance_id: str,
+        availability_zone: str,
+        region: str,
+        fail_first: int = 0,
+        vpc_cidr_blocks: tuple[str, ...] = ("172.31.0.0/16",),
+    ):
         self.document = {"instanceId": instance_id, "availabilityZone": availability_zone, "region": region}
+        self.mac = "0e:00:00:00:00:01"
+        self.vpc_cidr_blocks = vpc_cidr_blocks
         self.fail_first = fail_first
         self.requests: list[tuple[str, str, dict]] = []
         self.tokens: set[str] = set()
@@ -71,6 +82,10 @@ class ImdsStandIn:
                     return self._answer(200, ROLE)
                 if self.path == credentials + ROLE:
                     return self._answer(200, json.dumps(ROLE_CREDENTIALS))
+                if self.path == "/latest/meta-data/mac":
+                    return self._answer(200, stand_in.mac)
+                if self.path == f"/latest/meta-data/network/interfaces/macs/{stand_in.mac}/vpc-ipv4-cidr-blocks":
+                    return self._answer(200, "\n".join(stand_in.vpc_cidr_blocks))
                 if self.path != "/latest/dynamic/instance-identity/document":
                     return self._answer(404)
                 self._answer(200, json.dumps(stand_in.document))

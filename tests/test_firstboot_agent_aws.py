@@ -6,6 +6,7 @@ reached from here. The disk is a real image, as in the local-target tests.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -113,8 +114,13 @@ def test_each_step_reaches_the_status_tags_as_it_finishes(tmp_path, aws):
     main(["run"], machine.settings(make_platform=platform))
     tagged = [{t["Key"]: t["Value"] for t in call["Tags"]} for call in sent]
     details = [d for d in tagged if report.STATUS_TAG in d]  # (the certificate's tag is one of its own)
-    running = [d[report.STATUS_DETAIL_TAG].split(":")[0] for d in details if d[report.STATUS_TAG] == "running"]
-    assert running == ["identity", "storage", "tailscale", "secrets", "gdrive", "stacks", "services"]  # from the id on
+    running = [d[report.STATUS_DETAIL_TAG] for d in details if d[report.STATUS_TAG] == "running"]
+    steps = [name for name, _ in itertools.groupby(detail.split(":")[0] for detail in running)]
+    assert steps == ["identity", "storage", "tailscale", "secrets", "gdrive", "stacks", "services"]  # from the id on
+    # While the services step waits: each stack as it becomes healthy, before the step's own line.
+    waiting = [detail for detail in running if detail.startswith("services: ")][:-1]
+    assert waiting[0] == "services: starting: data, ollama, litellm, edge"
+    assert waiting[-1].startswith("services: healthy: data (") and "starting" not in waiting[-1]
     assert details[-1][report.STATUS_TAG] == "degraded"  # then the report's outcome
     certificate = tags_of(aws["ec2"], aws["instance_id"])[CERTIFICATE_TAG]
     assert certificate.startswith("ai-platform certificate: self-signed ai-platform-alpha until ")

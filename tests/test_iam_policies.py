@@ -60,6 +60,7 @@ def test_each_statement_allows_only_what_the_agent_needs():
         names.BACKUP_TAG,
         names.DISK_TAG,
         names.CERTIFICATE_TAG,
+        names.READAHEAD_TAG,
     }
     assert all(s["Effect"] == "Allow" and "*" not in s["Action"] for s in POLICY["Statement"])
 

@@ -98,26 +98,69 @@ def dependencies(root: Path, unit: str) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(
-    "unit, after",
-    [
-        ("ai-platform-stack@ollama.service", ["ai-platform-stack@data.service"]),
-        ("ai-platform-stack@litellm.service", ["ai-platform-stack@data.service", "ai-platform-stack@ollama.service"]),
-        ("ai-platform-stack@n8n.service", ["ai-platform-stack@litellm.service"]),
-        ("ai-platform-stack@clawdbot.service", ["ai-platform-stack@signal_api.service"]),
-        (
-            "ai-platform-stack@edge.service",
-            [f"ai-platform-stack@{name}.service" for name in STACK_INSTANCES if name != "edge"],
-        ),
-    ],
-)
-def test_stacks_start_in_the_seeds_order_on_the_data_volume(boot_root, unit, after):
+# Each stack's start order: (the stacks it is ordered after, those it Requires=, why). A stack waits
+# only for what its start needs; the rest starts at once after the data stack, and the edge at once.
+START_ORDER = {
+    "data": ((), (), "first: every database the apps migrate at start"),
+    "ollama": (("data",), (), "needs nothing; after data only to leave the CPU to Postgres's start"),
+    "litellm": (("data",), ("data",), "migrates its Postgres database at start; Ollama is asked per question"),
+    "anythingllm": (("data",), ("data",), "its vectors are in the data stack's Weaviate"),
+    "dify": (("data",), ("data",), "migrates its Postgres database at start, needs Redis and Weaviate"),
+    "n8n": (("data",), ("data",), "migrates its Postgres database at start"),
+    "signal_api": (("data",), (), "needs nothing; after data only to leave the CPU to Postgres's start"),
+    "clawdbot": (("data", "signal_api"), (), "starts its Signal channel at start; skips one it cannot reach"),
+    "edge": ((), (), "resolves each upstream per request and says 'starting' until it answers"),
+}
+
+
+def stack_dependencies(found: str, kind: str) -> set[str]:
+    """The stacks a unit is ordered after (kind "After") or requires ("Requires"), from systemd's dump."""
+    prefix, suffix = f"{kind}: ai-platform-stack@", ".service"
+    return {
+        line.strip().split(" (")[0].removeprefix(prefix).removesuffix(suffix)
+        for line in found.splitlines()
+        if line.strip().startswith(prefix)
+    }
+
+
+def test_the_start_order_table_covers_every_stack():
+    assert set(START_ORDER) == set(STACK_INSTANCES)
+    drop_ins = {
+        path.parent.name.removeprefix("ai-platform-stack@").removesuffix(".service.d")
+        for path in UNITS.glob("*/10-order.conf")
+    }
+    assert drop_ins == set(STACK_INSTANCES) - {"data"}
+
+
+@pytest.mark.parametrize("stack", STACK_INSTANCES)
+def test_each_stack_starts_after_exactly_what_its_start_needs(boot_root, stack):
+    after, requires, _why = START_ORDER[stack]
+    unit = f"ai-platform-stack@{stack}.service"
     install(boot_root, {unit.name: unit.read_text() for unit in unit_files()}, enabled_names())
     found = dependencies(boot_root, unit)
-    for other in after:
-        assert f"After: {other}" in found, f"{unit} is not ordered after {other}"
+    assert stack_dependencies(found, "After") == set(after), found
+    assert stack_dependencies(found, "Requires") == set(requires)
     assert "RequiresMountsFor: /mnt/data" in found
     assert "After: docker.service" in found
+
+
+def test_each_order_in_a_drop_in_says_why():
+    """One comment per dependency: every After= line in a stack's drop-in follows a comment naming it."""
+    for drop_in in UNITS.glob("ai-platform-stack@*.service.d/10-order.conf"):
+        lines = drop_in.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if not line.startswith("After="):
+                continue
+            comment = []
+            for previous in reversed(lines[:number]):
+                if not previous.startswith("#"):
+                    if previous.startswith("Requires="):
+                        continue
+                    break
+                comment.append(previous)
+            for stack in line.removeprefix("After=").split():
+                name = stack.removeprefix("ai-platform-stack@").removesuffix(".service")
+                assert any(name in c for c in comment), f"{drop_in}: no comment says why after {name}"
 
 
 def test_the_cycle_check_catches_the_known_trap(boot_root):

@@ -440,3 +440,15 @@ def test_a_closed_stdin_at_the_confirmation_is_exit_1_and_deletes_nothing(aws, b
     result = builder("destroy", "alpha", "--delete-data")
     assert result.code == 1 and "standard input is closed" in result.err, result.err
     assert our_resources(aws) == before
+
+
+def test_with_an_oauth_client_the_role_reads_it_and_not_the_reusable_key(aws, baked):
+    """One compromised instance must not hold the platform's reusable key: with tailscale.oauth_client_parameter
+    the role may read the OAuth client (each instance mints its own key) and the auth key parameter no more."""
+    run(config(tailscale={"oauth_client_parameter": "/ai-platform/tailscale/oauth-client"}))
+    policy = aws.client("iam").get_role_policy(
+        RoleName="ai-platform-alpha-firstboot", PolicyName="ai-platform-firstboot"
+    )
+    [read] = [s for s in policy["PolicyDocument"]["Statement"] if s["Sid"] == "ReadOnlyItsParameters"]
+    tailnet = [arn for arn in read["Resource"] if "/tailscale/" in arn]
+    assert tailnet == ["arn:aws:ssm:us-east-1:123456789012:parameter/ai-platform/tailscale/oauth-client"]

@@ -43,6 +43,7 @@ HONOURS = {
     "launch": {"set", "json", "dry_run"},
     "preflight": {"set", "json"},
     "secrets set": {"set", "dry_run"},
+    "secrets set-tailscale-oauth": {"set", "dry_run"},
     "secrets list": {"set", "json"},
     "service list": {"set", "json"},
     "service add": {"set", "dry_run"},
@@ -63,6 +64,7 @@ ARGUMENTS = {
     "upgrade": ["x"],
     "userdata": ["x"],
     "secrets set": ["openai-api-key"],
+    "secrets set-tailscale-oauth": ["--client-id", "k123"],
     "service add": ["searxng"],
     "signal link": ["x"],
 }

@@ -57,6 +57,7 @@ def test_a_ready_account_passes_every_check_with_one_line_each(account, builder,
     assert [line.split(":")[0] for line in lines[:-1]] == [
         "ok   credentials",
         "ok   subnet",
+        "ok   VPC range",
         "ok   build SSH",
         "ok   instance type",
         "warn vCPU quota",  # moto has no EC2 quotas: a warning, never a stop
@@ -64,9 +65,9 @@ def test_a_ready_account_passes_every_check_with_one_line_each(account, builder,
         "ok   KMS keys",
         "ok   base AMI",
     ]
-    assert lines[-1] == "preflight: ok (8 checks passed, 1 warning)"
+    assert lines[-1] == "preflight: ok (9 checks passed, 1 warning)"
     document = json.loads(builder("--json", "preflight").out)
-    assert document["ok"] is True and len(document["checks"]) == 8
+    assert document["ok"] is True and len(document["checks"]) == 9
 
 
 def test_a_failing_account_exits_1_with_the_summary_and_names_the_check_in_json(account, builder, tmp_path):
@@ -136,6 +137,18 @@ def test_without_credentials_the_summary_says_one_failed_and_the_rest_did_not_ru
 def test_the_summary_counts_the_failed_checks_in_words(statuses, planned, line):
     checks = [preflight.Check(f"check {i}", status, "detail") for i, status in enumerate(statuses)]
     assert preflight.summary(checks, planned) == line
+
+
+def test_a_vpc_overlapping_the_platforms_docker_network_is_warned_about(account):
+    ec2 = account.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="172.20.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="172.20.1.0/24", AvailabilityZone=ZONE)["Subnet"]["SubnetId"]
+    cfg = PlatformConfig.model_validate({"version": 1, "aws": {"subnet_id": subnet}})
+    found = preflight.vpc_range(AwsClients(cfg), cfg)
+    assert found.status == "warn", found
+    assert "172.20.0.0/16 overlaps the platform's Docker network" in found.detail
+    assert "172.20.0.2 is the edge's fixed address" in found.detail and "leave out 172.20.0.0/16" in found.fix
+    assert check("VPC range").status == "ok"  # the default VPC, 172.31.0.0/16
 
 
 def test_a_subnet_without_a_way_out_fails_with_the_fix(account):

@@ -199,8 +199,9 @@ def edge_conf_dir(tree, tmp_path):
     conf = tmp_path / "nginx"
     conf.mkdir()
     shutil.copy("/etc/nginx/mime.types", conf / "mime.types")
-    for name in ("nginx.conf", "routes.conf"):
+    for name in ("nginx.conf", "routes.conf", "headers.conf"):
         shutil.copy(tree.root / "stacks/edge" / name, conf / name)
+    shutil.copytree(tree.root / "stacks/edge/pages", conf / "pages")
     shutil.copytree(tree.etc / "edge", conf / "ai-platform")
     shutil.copytree(tree.root / "stacks/edge/custom", conf / "custom")
     shutil.copytree(tree.etc / "tls", conf / "tls")  # the certificate make_tree installed

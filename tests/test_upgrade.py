@@ -452,3 +452,14 @@ def test_on_aws_the_dry_run_names_the_next_template_version(aws, baked, builder,
     assert document["launch_template"] == "launch template ai-platform-alpha: version 2 (the new default)"
     versions = ec2.describe_launch_template_versions(LaunchTemplateName="ai-platform-alpha")["LaunchTemplateVersions"]
     assert len(versions) == 1  # nothing changed
+
+
+def test_on_aws_upgrade_moves_only_onto_an_image_that_fits_the_instance_type(aws, baked, builder, tmp_path):
+    """A GPU image baked for another platform config must not become a CPU instance's next image."""
+    (tmp_path / "platform.yaml").write_text("version: 1\ndata_volume: {availability_zone: us-east-1a}\n")
+    assert builder("launch", "alpha").code == 0
+    ec2 = aws.client("ec2")
+    ec2.create_tags(Resources=[baked], Tags=[{"Key": "ai-platform:variant", "Value": "gpu"}])
+    result = builder("upgrade", "alpha", "--dry-run")
+    assert result.code == 1, result.out + result.err
+    assert "aws.instance_type" in result.err and "gpu images" in result.err

@@ -77,6 +77,7 @@ def instance_policy(
                         names.BACKUP_TAG,
                         names.DISK_TAG,
                         names.CERTIFICATE_TAG,
+                        names.READAHEAD_TAG,
                     ]
                 },
             },

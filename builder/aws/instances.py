@@ -33,6 +33,7 @@ class InstanceView:
     backup: str = "-"  # the agent's line on the on-volume backups (firstboot/backup_record.py), "-" before any
     disk: str = "-"  # the agent's line on the data volume's room (firstboot/disk_space.py), "-" before any
     certificate: str = "-"  # the agent's line on the edge's certificate (firstboot/certificate_report.py)
+    readahead: str = "-"  # AWS: the agent's line on the models' read-ahead (firstboot/readahead.py)
 
     def to_json(self) -> dict:
         from builder import disk_status
@@ -72,6 +73,7 @@ def list_instances(ec2: Any, platform: str, name: str | None = None) -> list[Ins
                         backup=tags.get(names.BACKUP_TAG, "-"),
                         disk=tags.get(names.DISK_TAG, "-"),
                         certificate=tags.get(names.CERTIFICATE_TAG, "-"),
+                        readahead=tags.get(names.READAHEAD_TAG, "-"),
                     )
                 )
     return sorted(views, key=lambda view: (view.name, view.launched))

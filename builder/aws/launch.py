@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from builder import owner_credentials
-from builder.aws import group, iam, names, network, snapshot_policy, snapshot_role
+from builder.aws import gpu, group, iam, names, network, snapshot_policy, snapshot_role
 from builder.aws import schedule as group_schedule
 from builder.aws.clients import AwsClients
 from builder.aws.instances import data_volume
 from builder.aws.schedule import SchedulePlan
+from builder.aws.secrets import tailnet_credential_parameter
 from builder.aws.snapshot_policy import PolicyPlan
 from builder.config.schema import PlatformConfig
 from builder.errors import BuilderError
@@ -101,7 +102,7 @@ def plan_launch(clients: AwsClients, config: PlatformConfig, instance: str, ami_
     """Everything the launch needs to know, by reading only."""
     ec2 = clients.ec2
     _require_nitro(ec2, config.aws.instance_type)
-    image = find_image(ec2, config.name, ami_id)
+    image = find_image(ec2, config.name, ami_id, gpu.instance_variant(ec2, config.aws.instance_type))
     existing_group = group.find(clients.autoscaling, names.group_name(config.name, instance))
     running = group.live_instance(existing_group)
     if running:
@@ -171,7 +172,7 @@ def launch(clients: AwsClients, config: PlatformConfig, plan: LaunchPlan, log: C
         if made and plan.volume_id is None:  # new logins for a new volume: nothing else opens with them
             ssm = clients.client("ssm")
             undo.append((f"owner credentials {owner}", lambda: ssm.delete_parameter(Name=owner)))
-        parameters = [config.tailscale.auth_key_parameter, owner]
+        parameters = [tailnet_credential_parameter(config), owner]
         parameters += [
             p for p in (config.providers.anthropic_api_key_parameter, config.providers.openai_api_key_parameter) if p
         ]
@@ -379,7 +380,10 @@ def _require_nitro(ec2: Any, instance_type: str) -> None:
         raise LaunchError(f"{refusal}. Nothing was changed.")
 
 
-def find_image(ec2: Any, platform: str, ami_id: str | None) -> dict:
+def find_image(ec2: Any, platform: str, ami_id: str | None, variant: str | None = None) -> dict:
+    """--ami's image, or the newest baked one; with `variant`, the newest of that variant (the
+    instance type's: builder/aws/gpu.py), and an error naming aws.instance_type when only the other
+    variant was baked."""
     if ami_id:
         images = ec2.describe_images(Filters=[{"Name": "image-id", "Values": [ami_id]}])["Images"]
         if not images or images[0].get("State") != "available":
@@ -396,7 +400,26 @@ def find_image(ec2: Any, platform: str, ami_id: str | None) -> dict:
         raise LaunchError(
             f"no baked image of platform {platform} in this region: run `builder bake --target aws`, or pass --ami"
         )
+    if variant is not None:
+        fitting = [image for image in images if _variant(image) == variant]
+        if not fitting:
+            other = _variant(images[0])
+            raise LaunchError(
+                f"aws.instance_type: the baked images of platform {platform} are {other} images, and this "
+                f"instance type needs the {variant} image"
+                + (" (it has an NVIDIA GPU, by EC2's GpuInfo)" if variant == gpu.GPU else " (it has no NVIDIA GPU)")
+                + ": bake one with this instance type (`builder bake --target aws`), or choose a type that fits "
+                f"the {other} image. Nothing was changed."
+            )
+        images = fitting
     return max(images, key=lambda image: image.get("CreationDate", ""))
+
+
+def _variant(image: dict) -> str:
+    from builder.bake.aws_images import TAG_VARIANT
+
+    tags = {tag["Key"]: tag["Value"] for tag in image.get("Tags", [])}
+    return tags.get(TAG_VARIANT, gpu.CPU)  # images baked before the GPU image are cpu images
 
 
 def find_template(ec2: Any, name: str) -> dict | None:

@@ -8,6 +8,7 @@ from firstboot.backup_record import BACKUP_TAG
 from firstboot.certificate_report import CERTIFICATE_TAG
 from firstboot.disk_space import DISK_TAG
 from firstboot.health import HEALTH_TAG
+from firstboot.readahead import TAG as READAHEAD_TAG
 from firstboot.report import STATUS_DETAIL_TAG, STATUS_TAG
 from firstboot.volume import DATA_ROLE, INSTANCE_TAG, PLATFORM_TAG, ROLE_TAG
 
@@ -19,6 +20,7 @@ __all__ = [
     "HEALTH_TAG",
     "INSTANCE_TAG",
     "PLATFORM_TAG",
+    "READAHEAD_TAG",
     "ROLE_TAG",
     "STATUS_DETAIL_TAG",
     "STATUS_TAG",

@@ -8,6 +8,7 @@ stop on a failure.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -16,7 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from builder.aws import network
+from builder.aws import gpu, network
 from builder.aws.clients import AwsClients
 from builder.aws.errors import explain
 from builder.aws.launch import xen_refusal
@@ -128,6 +129,41 @@ def build_ssh(clients: AwsClients, config: PlatformConfig) -> Check:
     )
 
 
+# The platform's Docker network (image/rootfs/opt/ai-platform/stacks/*/compose.yaml: fixed addresses,
+# the edge at .2); fixed, not configurable: every compose file and the egress policy name its addresses.
+DOCKER_NETWORK = "172.20.0.0/16"
+
+
+def vpc_range(clients: AwsClients, config: PlatformConfig) -> Check:
+    """A warning when the launch subnet's VPC overlaps the platform's Docker network: on the instance the
+    bridge's route wins, so the VPC's addresses there are out of reach, the VPC resolver (its base + 2,
+    172.20.0.2 in a 172.20.0.0/16 VPC) among them, which is the edge's fixed address."""
+    try:
+        found = network.subnet_for(clients.ec2, config.aws.subnet_id, config.data_volume.availability_zone)
+        [vpc] = clients.ec2.describe_vpcs(VpcIds=[found["VpcId"]])["Vpcs"]
+    except network.NetworkError:
+        return Check("VPC range", "warn", "no subnet to check (see the subnet check)")
+    blocks = [a["CidrBlock"] for a in vpc.get("CidrBlockAssociationSet", []) if a.get("CidrBlock")]
+    blocks = blocks or [vpc["CidrBlock"]]
+    docker = ipaddress.ip_network(DOCKER_NETWORK)
+    overlapping = [block for block in blocks if ipaddress.ip_network(block).overlaps(docker)]
+    if not overlapping:
+        return Check("VPC range", "ok", f"{found['VpcId']} ({', '.join(blocks)}) is clear of {DOCKER_NETWORK}")
+    resolver = ipaddress.ip_network(overlapping[0])[2]
+    clash = (
+        f"; its resolver {resolver} is the edge's fixed address: the instance resolves no name"
+        if resolver in docker
+        else ""
+    )
+    return Check(
+        "VPC range",
+        "warn",
+        f"{found['VpcId']}'s {', '.join(overlapping)} overlaps the platform's Docker network {DOCKER_NETWORK} "
+        f"(fixed): the instance cannot reach those VPC addresses{clash}",
+        "launch into a VPC (aws.subnet_id) whose ranges leave out 172.20.0.0/16",
+    )
+
+
 def _subnet_and_default_route(ec2: Any, config: PlatformConfig) -> tuple[dict, dict | None]:
     """The subnet (see network.subnet_for, whose NetworkError this raises) and its usable 0.0.0.0/0 route."""
     found = network.subnet_for(ec2, config.aws.subnet_id, config.data_volume.availability_zone)
@@ -191,7 +227,11 @@ def instance_type(clients: AwsClients, config: PlatformConfig) -> Check:
         return Check("instance type", "fail", refusal)
     vcpus = described["VCpuInfo"]["DefaultVCpus"]
     memory = described["MemoryInfo"]["SizeInMiB"] // 1024
-    return Check("instance type", "ok", f"{wanted} in {zone}: Nitro, {vcpus} vCPUs, {memory} GiB")
+    detail = f"{wanted} in {zone}: Nitro, {vcpus} vCPUs, {memory} GiB"
+    gpus = gpu.gpus_of(described)  # EC2's GpuInfo: the image variant follows it (builder/aws/gpu.py)
+    if gpus is not None:
+        detail += f", {gpus.text()}: the {gpu.variant_of(described)} image"
+    return Check("instance type", "ok", detail)
 
 
 def _family_letters(instance_type: str) -> str:
@@ -268,7 +308,12 @@ def ssm_parameters(clients: AwsClients, config: PlatformConfig) -> Check:
             "SSM parameters",
             "fail",
             f"{', '.join(missing)} not found in {config.aws.region}",
-            "store each with `builder secrets set` (SecureString)",
+            "store each with `builder secrets set` (SecureString)"
+            + (
+                "; the OAuth client with `builder secrets set-tailscale-oauth`"
+                if config.tailscale.oauth_client_parameter in missing
+                else ""
+            ),
         )
     keys = sorted({p.get("KeyId", "alias/aws/ssm") for p in found.values() if p.get("Type") == "SecureString"})
     return Check("SSM parameters", "ok", f"{', '.join(named)} present (keys: {', '.join(keys) or 'none'})")
@@ -363,16 +408,24 @@ def base_ami(clients: AwsClients, config: PlatformConfig) -> Check:
     from builder.bake.bake import base_ami_owner, newest_base_ami
     from builder.errors import BuilderError
 
+    variant = gpu.instance_variant(clients.ec2, config.aws.instance_type)
+    settings = (
+        "image.gpu_base_ami_owner / image.gpu_base_ami_name_filter"
+        if variant == gpu.GPU
+        else ("image.base_ami_owner / image.base_ami_name_filter")
+    )
     try:
-        found = newest_base_ami(clients.ec2, config)
+        found = newest_base_ami(clients.ec2, config, variant)
     except BuilderError as exc:
-        return Check("base AMI", "fail", str(exc), "set image.base_ami_owner / image.base_ami_name_filter")
-    return Check("base AMI", "ok", f"{found} (owner {base_ami_owner(config)})")
+        return Check("base AMI", "fail", str(exc), f"set {settings}")
+    owner = config.image.gpu_base_ami_owner if variant == gpu.GPU else base_ami_owner(config)
+    return Check("base AMI", "ok", f"{found} (owner {owner}) for the {variant} image")
 
 
 ALL: dict[str, Callable[[AwsClients, PlatformConfig], Check]] = {
     "credentials": credentials,
     "subnet": subnet,
+    "VPC range": vpc_range,
     "build SSH": build_ssh,
     "instance type": instance_type,
     "vCPU quota": vcpu_quota,
@@ -380,10 +433,10 @@ ALL: dict[str, Callable[[AwsClients, PlatformConfig], Check]] = {
     "KMS keys": kms_keys,
     "base AMI": base_ami,
 }
-FOR_LAUNCH = ("credentials", "subnet", "instance type", "vCPU quota", "SSM parameters", "KMS keys")
+FOR_LAUNCH = ("credentials", "subnet", "VPC range", "instance type", "vCPU quota", "SSM parameters", "KMS keys")
 FOR_BAKE = ("credentials", "subnet", "build SSH", "instance type", "KMS keys", "base AMI")
 # No vCPU quota: an upgrade ends the instance before it starts the next, of the same type.
-FOR_UPGRADE = ("credentials", "subnet", "instance type", "SSM parameters", "KMS keys")
+FOR_UPGRADE = ("credentials", "subnet", "VPC range", "instance type", "SSM parameters", "KMS keys")
 
 
 def run(clients: AwsClients, config: PlatformConfig, names: tuple[str, ...] = tuple(ALL)) -> list[Check]:

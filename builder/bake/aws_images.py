@@ -17,6 +17,8 @@ from builder.aws.names import ROLE_TAG as TAG_ROLE
 
 TAG_BUILD_ID = "ai-platform:build-id"
 TAG_INPUT_HASH = "ai-platform:input-hash"
+# "cpu" or "gpu" (builder/aws/gpu.py); an image without it was baked before the GPU image: cpu.
+TAG_VARIANT = "ai-platform:variant"
 BUILD_ROLE = "image-build"
 PACKER_PREFIX = "packer_"  # Packer's temporary key pairs and security groups
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from builder import capacity, images
+from builder.aws import gpu
 from builder.bake import aws_images, inputs, packer_run, template
 from builder.bake.bake_plan import BakePlan
 from builder.bake.varfile import render_var_file
@@ -64,8 +65,10 @@ def plan(
     force: bool = False,
     lock: Path | None = None,
 ) -> BakePlan:
-    base = newest_base_ami(ec2, config) if target == "aws" else local_base_identity(config)
-    digest = inputs.input_hash(config, target, base, lock=lock)
+    described = gpu.describe(ec2, config.aws.instance_type) if target == "aws" else {}
+    variant = gpu.variant_of(described)  # the local target: no GPU passthrough to qemu, always cpu
+    base = newest_base_ami(ec2, config, variant) if target == "aws" else local_base_identity(config)
+    digest = inputs.input_hash(config, target, base, lock=lock, variant=variant)
     cached = None
     if not force:
         if target == "aws":
@@ -84,6 +87,7 @@ def plan(
             notes.append(template.LEGACY_LIMITATIONS.format(version=tool.version_text))
         variables = [pin.variable for pin in pins]
         notes += [finding.message() for finding in capacity.check_disk(config, target, variables, recorded)]
+        notes += instance_fit_notes(config, described, recorded)
     disabled = [name for name, service in config.services.seed().items() if not service.enabled]
     if disabled:  # counted in the disk above, and said so: the image is not made per config
         notes.append(
@@ -91,7 +95,36 @@ def plan(
             "config, and an instance turns a service on or off without a new bake"
         )
     contents = image_contents(config, target, pins, recorded)
-    return BakePlan(target, config.name, digest, base, new_build_id(), cached, tool, notes, contents)
+    if variant == gpu.GPU:
+        contents["gpu"] = gpu_steps(gpu.gpus_of(described))
+    return BakePlan(target, config.name, digest, base, new_build_id(), cached, tool, notes, contents, variant)
+
+
+def instance_fit_notes(config: PlatformConfig, described: dict, recorded: dict[str, int]) -> list[str]:
+    """Before a bake or launch on AWS: the services' memory against the type's, the models against its GPU."""
+    if not described:
+        return []
+    notes = [f.message() for f in capacity.check_memory(config, "aws", described["MemoryInfo"]["SizeInMiB"])]
+    gpus = gpu.gpus_of(described)
+    if gpus is not None and gpus.nvidia:
+        notes += capacity.check_gpu(config, gpus.name, gpus.count, gpus.memory_mib, recorded)
+    return notes
+
+
+def gpu_steps(gpus) -> dict:
+    """What the GPU variant adds to the bake, for its plan."""
+    return {
+        "gpus": gpus.text() if gpus else None,
+        "provisioning": [
+            "image/provision/25-nvidia.sh: the base's NVIDIA driver and Container Toolkit checked, Docker given "
+            "the nvidia runtime and the cgroupfs cgroup driver (NVIDIA's workaround for daemon-reload)",
+            "image/rootfs/opt/ai-platform/stacks/ollama/compose.gpu.yaml: Ollama's device reservation",
+        ],
+        "image_suite": [
+            "test_nvidia_smi_sees_the_gpu: nvidia-smi on the build instance",
+            "test_a_container_sees_the_gpu: docker run --gpus all (the Ollama image) nvidia-smi",
+        ],
+    }
 
 
 def image_contents(config: PlatformConfig, target: str, pins: list, recorded: dict[str, int]) -> dict:
@@ -137,22 +170,30 @@ def base_ami_owner(config: PlatformConfig) -> str:
     return CANONICAL_OWNER_IDS[partition]
 
 
-def newest_base_ami(ec2, config: PlatformConfig) -> str:
-    owner = base_ami_owner(config)
+def newest_base_ami(ec2, config: PlatformConfig, variant: str = "cpu") -> str:
+    if variant == gpu.GPU:
+        owner, name_filter, setting = (
+            config.image.gpu_base_ami_owner,
+            config.image.gpu_base_ami_name_filter,
+            "image.gpu_base_ami_name_filter",
+        )
+    else:
+        owner, name_filter, setting = (
+            base_ami_owner(config),
+            config.image.base_ami_name_filter,
+            "image.base_ami_name_filter",
+        )
     images = ec2.describe_images(
         Owners=[owner],
         Filters=[
-            {"Name": "name", "Values": [config.image.base_ami_name_filter]},
+            {"Name": "name", "Values": [name_filter]},
             {"Name": "architecture", "Values": ["x86_64"]},
             {"Name": "root-device-type", "Values": ["ebs"]},
             {"Name": "virtualization-type", "Values": ["hvm"]},
         ],
     )["Images"]
     if not images:
-        raise BuilderError(
-            f"no AMI of owner {owner} matches image.base_ami_name_filter "
-            f"{config.image.base_ami_name_filter!r} in {config.aws.region}"
-        )
+        raise BuilderError(f"no AMI of owner {owner} matches {setting} {name_filter!r} in {config.aws.region}")
     return max(images, key=lambda image: image.get("CreationDate", ""))["ImageId"]
 
 
@@ -260,6 +301,7 @@ def _build(config, bake, work, template_path, var_file, source, log, on_step, on
             aws_images.TAG_BUILD_ID: bake.build_id,
             "ai-platform:source-ami": bake.base,
             "ai-platform:bom-digest": bom_digest,
+            aws_images.TAG_VARIANT: bake.variant,
         }
         aws_images.tag_image(ec2, amis[config.aws.region], tags)
         return {"image": amis[config.aws.region], "copies": amis, "bom": str(bom), "seconds": round(outcome.seconds)}

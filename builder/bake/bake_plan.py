@@ -21,6 +21,7 @@ class BakePlan:
     packer: PackerTool | None
     notes: list[str] = field(default_factory=list)
     contents: dict = field(default_factory=dict)  # the images and models it holds, and the disk they need
+    variant: str = "cpu"  # "gpu": the NVIDIA image for a GPU instance type (builder/aws/gpu.py)
 
     def to_json(self) -> dict:
         return {
@@ -32,5 +33,6 @@ class BakePlan:
             "cached": self.cached,
             "packer": self.packer.version_text if self.packer else None,
             "notes": self.notes,
+            "variant": self.variant,
             **self.contents,
         }

@@ -31,7 +31,14 @@ def source_files(root: Path = REPO_ROOT) -> list[Path]:
     return sorted(files)
 
 
-def input_hash(config: PlatformConfig, target: str, base: str, root: Path = REPO_ROOT, lock: Path | None = None) -> str:
+def input_hash(
+    config: PlatformConfig,
+    target: str,
+    base: str,
+    root: Path = REPO_ROOT,
+    lock: Path | None = None,
+    variant: str = "cpu",
+) -> str:
     """sha256 over the sources (path and content) and the settings that shape the image."""
     digest = hashlib.sha256()
     for path in source_files(root):
@@ -39,6 +46,8 @@ def input_hash(config: PlatformConfig, target: str, base: str, root: Path = REPO
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     settings = {
         "target": target,
+        # The GPU image (NVIDIA driver and toolkit) and the CPU one live side by side.
+        "variant": variant,
         "base": base,
         "models": config.ollama.baked,
         # The owner's own services are laid into the image (builder/custom_services.py).

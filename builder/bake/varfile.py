@@ -32,6 +32,8 @@ def render_var_file(config: PlatformConfig, bake: BakePlan, work: Path, target_v
             "rclone": image.mirrors.rclone,
         },
         "source_image": bake.base,
+        # The GPU image's provisioning (image/provision/25-nvidia.sh) runs only when this is true.
+        "gpu_image": bake.variant == "gpu",
         "aws_region": config.aws.region,
         "aws_instance_type": config.aws.instance_type,
         "aws_ami_name": image.ami_name.replace("{platform}", config.name).replace("{build_id}", bake.build_id),

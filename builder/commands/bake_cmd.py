@@ -153,12 +153,26 @@ def _show_plan(options: GlobalOptions, plan, missing) -> None:
         click.echo(f"  disk       about {needed:g} GiB with headroom; {setting} is {disk['configured_gib']} GiB")
         if disk["unrecorded"]:
             click.echo(f"  sizes      {disk['unrecorded']}")
+    _show_gpu(plan)
     for note in plan.notes:
         click.echo(f"  note       {note}")
     if missing:
         from builder.images import lock_command
 
         click.echo(f"  unresolved {len(missing)} image digest(s): {lock_command()} resolves them")
+
+
+def _show_gpu(plan) -> None:
+    """The GPU image's own steps (builder/aws/gpu.py): its provisioning and its image suite checks."""
+    click.echo(f"  variant    {plan.variant}")
+    steps = plan.contents.get("gpu")
+    if not steps:
+        return
+    click.echo(f"  gpu        {steps['gpus']}")
+    for step in steps["provisioning"]:
+        click.echo(f"  provision  {step}")
+    for check in steps["image_suite"]:
+        click.echo(f"  check      {check}")
 
 
 def _echo(options: GlobalOptions, result: dict, line: str) -> None:

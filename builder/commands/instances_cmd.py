@@ -80,6 +80,8 @@ def status(options: GlobalOptions, name: str | None, target: str | None) -> None
         certificate = describe_certificate(view.certificate)
         if certificate:
             click.echo(f"{'':<16} certificate: {certificate_summary(certificate)}")
+        if view.readahead != "-":  # AWS: how far the models' read-ahead got
+            click.echo(f"{'':<16} models: {view.readahead.removeprefix('ai-platform readahead: ')}")
         if view.group != "-":
             click.echo(f"{'':<16} group: {view.group}")
         if schedule:

@@ -39,10 +39,8 @@ def launch(
     # What the account lacks stops the launch here, before anything is made.
     preflight.require(clients, config, preflight.FOR_LAUNCH, "launch", note=lambda line: click.echo(line, err=True))
     plan = plan_launch(clients, config, name, ami)
-    from builder import capacity
-
-    for finding in capacity.check_memory(config, "aws", instance_memory_mib(clients.ec2, config.aws.instance_type)):
-        click.echo(f"note: {finding.message()}", err=True)
+    for note in _instance_fit_notes(clients.ec2, config):
+        click.echo(f"note: {note}", err=True)
     if options.dry_run:
         cost = _cost_estimate(clients, config)
         if options.json:
@@ -184,10 +182,16 @@ def _launch_local(options: GlobalOptions, config, name: str, wait: bool, wait_ti
             click.echo(f"  ssh            {summary['ssh']}")
 
 
-def instance_memory_mib(ec2, instance_type: str) -> int | None:
-    """The instance type's memory, as EC2 describes it (None where it does not say)."""
+def _instance_fit_notes(ec2, config) -> list[str]:
+    """The enabled services' memory against the instance type's, and the baked models against its GPU
+    (EC2's GpuInfo), with the models' sizes as the lock recorded them: notes, never a refusal."""
+    from builder import images
+    from builder.aws import gpu
+    from builder.bake.bake import instance_fit_notes
+
     try:
-        found = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
+        described = gpu.describe(ec2, config.aws.instance_type)
     except Exception:  # a note only: never a reason to stop the launch
-        return None
-    return found[0]["MemoryInfo"]["SizeInMiB"] if found else None
+        return []
+    recorded = {name: pin.bytes for name, pin in images.load_models(images.LOCK_PATH).items()}
+    return instance_fit_notes(config, described, recorded)

@@ -89,6 +89,63 @@ def set_secret(options: GlobalOptions, name: str, file: Path | None, target: str
         return
     version = put_secret(ssm, parameter, value, multiline=multiline)
     click.echo(f"{name}: stored in {parameter} (version {version})")
+    if name == "tailscale-auth-key":
+        click.echo(ROTATION_NOTE)
+
+
+# A stored tailnet credential is read only to join: a running node (its state kept on its data volume)
+# never needs it again, so replacing it disturbs nothing.
+ROTATION_NOTE = (
+    "running instances stay on the tailnet: the credential is read only to join (a new data volume, or a "
+    "node the tailnet removed); revoke the previous one in Tailscale's admin console"
+)
+
+
+@secrets.command("set-tailscale-oauth")
+@click.option("--client-id", required=True, help="The OAuth client's id (not secret; the secret is read from stdin).")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the client secret (tskey-client-…) from this file.",
+)
+@command_options("set", "dry_run")
+@click.pass_obj
+def set_tailscale_oauth(options: GlobalOptions, client_id: str, file: Path | None) -> None:
+    """Store the Tailscale OAuth client from which each instance mints its own single-use key (recommended).
+
+    The secret comes from --file, standard input or a hidden prompt (never the command line); it goes,
+    with --client-id, into tailscale.oauth_client_parameter (SecureString). Running it again rotates
+    the client. --dry-run checks it and says where it would go."""
+    from builder.aws.secrets import oauth_client_value, parameter_for, put_secret, secret_request, stored_parameter
+    from builder.commands.config_cmd import load
+
+    config = load(options).config
+    name = "tailscale-oauth-client"
+    parameter = parameter_for(config, name)
+    if file is not None:
+        secret = file.read_text(encoding="utf-8")
+    elif sys.stdin.isatty():
+        secret = click.prompt("OAuth client secret (input hidden)", hide_input=True)
+    else:
+        secret = sys.stdin.read()
+    value = oauth_client_value(client_id, secret)
+    from builder.aws.clients import AwsClients
+
+    ssm = AwsClients(config).client("ssm")
+    if options.dry_run:
+        request = secret_request(parameter, value)  # the same checks, nothing sent
+        current = stored_parameter(ssm, parameter)
+        now = f"overwriting version {current['Version']}" if current else "a new parameter"
+        click.echo(f"{name}: would store client {client_id} in SSM {parameter} ({request['Type']}; {now})")
+        click.echo("dry run: nothing stored")
+        return
+    version = put_secret(ssm, parameter, value)
+    click.echo(f"{name}: client {client_id} stored in {parameter} (version {version})")
+    click.echo(
+        f"instances mint single-use keys tagged {','.join(config.tailscale.tags)} from it; the OAuth client "
+        "needs the auth_keys scope and those tags. " + ROTATION_NOTE
+    )
 
 
 def _check_rclone_config(text: str, remote: str, source) -> None:

@@ -91,7 +91,7 @@ def _local(config, name: str, image: Path | None):
 
 
 def _aws(config, name: str, ami: str | None):
-    from builder.aws import preflight
+    from builder.aws import gpu, preflight
     from builder.aws.clients import AwsClients
     from builder.aws.launch import find_image
     from builder.errors import BuilderError
@@ -104,5 +104,7 @@ def _aws(config, name: str, ami: str | None):
     current = moving.image()
     if current is None:
         raise BuilderError(f"no running instance {name} to upgrade: `builder launch {name}` makes one")
-    new = find_image(clients.ec2, config.name, ami)["ImageId"]  # it exists, before anything stops
+    # it exists, and fits the instance type (a GPU type needs the gpu image), before anything stops
+    variant = gpu.instance_variant(clients.ec2, config.aws.instance_type)
+    new = find_image(clients.ec2, config.name, ami, variant)["ImageId"]
     return moving, UpgradePlan(name, current, new, template=moving.next_template_version())

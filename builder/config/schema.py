@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from firstboot.egress import SERVICE_ADDRESSES
+
 CONFIG_VERSION = 1
 
 # Canonical's AWS account: the owner of the official Ubuntu AMIs.
@@ -224,6 +226,13 @@ class DataVolume(Section):
 
 class Service(Section):
     enabled: bool = Field(True, description="Run this service.")
+    internet: bool = Field(
+        True,
+        description="false: this service's container is cut off the internet (it still reaches the platform's "
+        "containers and security.egress.allow); possible for the services with a fixed address: "
+        + ", ".join(SERVICE_ADDRESSES)
+        + ".",
+    )
 
 
 class EdgeService(Service):
@@ -462,6 +471,12 @@ class Tailscale(Section):
         "/ai-platform/tailscale/auth-key",
         description="SSM SecureString parameter holding the Tailscale auth key (read by the instance role).",
     )
+    oauth_client_parameter: SsmParameter | None = Field(
+        None,
+        description="SSM SecureString parameter holding a Tailscale OAuth client (auth_keys scope, the tags "
+        "below): each instance mints its own single-use key from it and auth_key_parameter is not used. "
+        "Recommended; store it with `builder secrets set-tailscale-oauth`.",
+    )
     hostname_pattern: str = Field(
         "{platform}-{instance}",
         description="Tailscale hostname; {platform} and {instance} are replaced.",
@@ -591,6 +606,17 @@ class Image(Section):
     base_ami_name_filter: str = Field(
         "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*",
         description="Name filter for the base AMI; the newest match is used and recorded.",
+    )
+    # The GPU image's base (an NVIDIA aws.instance_type, by EC2's GpuInfo): AWS's Deep Learning Base
+    # AMI with the driver and the NVIDIA Container Toolkit (why: builder/aws/gpu.py).
+    gpu_base_ami_owner: str = Field(
+        "amazon",
+        description="Owner of the GPU image's base AMI (an account id, or the alias 'amazon').",
+        pattern=r"^(amazon|\d{12})$",
+    )
+    gpu_base_ami_name_filter: str = Field(
+        "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *",
+        description="Name filter for the GPU image's base AMI (an NVIDIA GPU instance type); the newest match is used.",
     )
     ami_name: str = Field(
         "{platform}-{build_id}",
@@ -778,6 +804,25 @@ class Ssh(Section):
     )
 
 
+def _ipv4_cidr(value: str) -> str:
+    network = ipaddress.ip_network(_cidr(value), strict=True)
+    if network.version != 4:
+        raise ValueError("must be an IPv4 CIDR block (the platform's Docker networks are IPv4 only)")
+    return value
+
+
+class Egress(Section):
+    allow: list[Annotated[str, AfterValidator(_ipv4_cidr)]] = Field(
+        default_factory=list,
+        description="IPv4 CIDR blocks the containers may reach although the egress policy closes them "
+        "(the VPC, the tailnet, link-local): a database in the VPC, for example 10.0.5.0/24.",
+    )
+
+
+class Security(Section):
+    egress: Egress = Field(default_factory=Egress, description="What the platform's containers may reach.")
+
+
 class PlatformConfig(Section):
     version: Literal[1] = Field(description="Config format version. This builder reads version 1.")
     name: PlatformName = Field(
@@ -802,6 +847,7 @@ class PlatformConfig(Section):
     local: Local = Field(default_factory=Local, description="The local qemu target.")
     ssh: Ssh = Field(default_factory=Ssh, description="SSH access (off by default; the tailnet is the way in).")
     backups: Backups = Field(default_factory=Backups, description="Copies of the data off its volume.")
+    security: Security = Field(default_factory=Security, description="The containers' egress policy.")
 
     @model_validator(mode="after")
     def _cross_section(self) -> PlatformConfig:
@@ -811,6 +857,12 @@ class PlatformConfig(Section):
             if isinstance(service, EdgeService) and service.enabled:
                 _claim_edge_port(f"services.{service_name}.edge_port", service.edge_port, owners)
         self._check_custom_services(owners)
+        for name, service in self.services.seed().items():
+            if not service.internet and name not in SERVICE_ADDRESSES:
+                raise ValueError(
+                    f"services.{name}.internet: false is possible only for {', '.join(SERVICE_ADDRESSES)} "
+                    "(the services with a fixed address on the platform's network, by which the rules know them)"
+                )
         for tier in RoutingTiers.model_fields:
             route = getattr(self.routing.tiers, tier)
             if route not in ("local", "smart") and route not in self.ollama.models:

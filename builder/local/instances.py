@@ -41,8 +41,9 @@ from builder.userdata import hostname_for, instance_document, render_user_data
 
 # The login cloud-init gives the keys of ssh.authorized_keys: the base distribution's default user.
 DEFAULT_USERS = {"debian-12": "debian", "ubuntu-22.04": "ubuntu"}
-# A clean shutdown stops the stacks in reverse start order: edge, apps, LiteLLM, Ollama, data (up to
-# six in a row), each within its unit's TimeoutStopSec (90 s). The wait covers that chain.
+# A clean shutdown stops the stacks in reverse start order: the rest side by side, then data (the
+# longest chain is three: Clawdbot, the Signal API, data), each within its unit's TimeoutStopSec (90 s).
+# The wait covers a longer chain (the owner's services with needs).
 SHUTDOWN_WAIT_SECONDS = 600
 SUMMARY = re.compile(r"ai-platform firstboot: (done|degraded|failed)\b[^\r\n]*")
 HEALTH = re.compile(r"ai-platform health: [^\r\n]*")

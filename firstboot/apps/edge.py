@@ -16,6 +16,7 @@ INDEX = None
 COMPOSE_OVERRIDE = "compose/edge.yaml"
 INSTANCE_CONF = "edge/instance.conf"
 INDEX_CONF = "edge/index.conf"
+STATE_URL = "/.ai-platform-edge/state.json"  # edge/nginx.conf serves the agent's edge/state.json there
 # Inside the edge container: main server and the per-app servers (edge/nginx.conf listens on these).
 EDGE_CONTAINER_PORTS = {"main": 8443, "anythingllm": 8444, "dify": 8445, "n8n": 8446}
 EDGE_OWNER_USER = "owner"
@@ -73,6 +74,21 @@ def edge_instance_conf(settings: StackSettings, owner_password: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Each app's state on the index, from the state file the agent keeps (firstboot/edge_state.py), asked
+# again every 5 s. In an nginx string: single quotes only, and no dollar sign (a variable to nginx).
+INDEX_SCRIPT = (
+    "function show(stacks) { document.querySelectorAll('li[data-stack]').forEach(function (li) {"
+    " var state = stacks[li.dataset.stack] || 'unknown'; li.querySelector('.state').textContent = state;"
+    " li.className = state.split(':')[0]; }); }"
+    " function look() { fetch('"
+    + STATE_URL
+    + "', {cache: 'no-store'}).then(function (r) { return r.ok ? r.json() : {}; })"
+    ".then(function (d) { show(d.stacks || {}); }, function () { show({}); }); }"
+    " look(); setInterval(look, 5000);"
+)
+INDEX_STYLE = ".state { font-weight: bold; } .healthy .state { color: green; } .starting .state { color: darkorange; }"
+
+
 def edge_index_conf(
     settings: StackSettings, index: Sequence[tuple[str, str, str | None]], own_ports: Mapping[str, int] | None = None
 ) -> str:
@@ -85,10 +101,14 @@ def edge_index_conf(
             url = f"https://$host:{settings.client_port(port)}/"
         else:
             url = f"https://$host:{settings.client_port(settings.edge_port)}{path}"
-        items.append(f'<li><a href=\\"{url}\\">{title}</a> <code>{url}</code></li>')
+        items.append(
+            f'<li data-stack=\\"{service}\\"><a href=\\"{url}\\">{title}</a> <code>{url}</code> '
+            '<span class=\\"state\\">…</span></li>'
+        )
     body = (
-        '<!doctype html><html><head><meta charset=\\"utf-8\\"><title>AI platform</title></head><body>'
-        "<h1>AI platform</h1><ul>" + "".join(items) + "</ul></body></html>"
+        '<!doctype html><html><head><meta charset=\\"utf-8\\"><title>AI platform</title>'
+        f"<style>{INDEX_STYLE}</style></head><body>"
+        "<h1>AI platform</h1><ul>" + "".join(items) + f"</ul><script>{INDEX_SCRIPT}</script></body></html>"
     )
     return (
         "# Written by the firstboot agent at every boot: the index of this instance's services.\n"

@@ -40,5 +40,10 @@ printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 chmod 0755 /usr/sbin/policy-rc.d
 trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 packages=$(grep -v '^#' "$PAYLOAD/provision/apt-packages.txt")
+# The GPU image's base (AWS's Deep Learning Base AMI) brings Docker's own docker-ce, which the NVIDIA
+# Container Toolkit was set up with there; the distribution's docker.io would conflict with it.
+if [ "${GPU_IMAGE:-false}" = true ] && command -v dockerd >/dev/null; then
+    packages=$(printf '%s\n' "$packages" | grep -vx docker.io)
+fi
 # shellcheck disable=SC2086 # one word per package
 apt install -y --no-install-recommends $packages

@@ -7,4 +7,4 @@ install -m 0644 "$PAYLOAD/images.lock.json" /opt/ai-platform/images.lock.json
 grep -qx user_allow_other /etc/fuse.conf 2>/dev/null || echo user_allow_other >>/etc/fuse.conf
 systemctl daemon-reload
 systemctl enable ai-platform-firstboot.service ai-platform-backup.timer ai-platform-health.timer \
-    ai-platform-certificate.timer
+    ai-platform-certificate.timer ai-platform-readahead.service
