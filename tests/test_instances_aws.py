@@ -80,7 +80,8 @@ def test_status_names_a_group_left_at_zero(aws, launched, builder):
 
     group.scale(aws.client("autoscaling"), aws.client("ec2"), "ai-platform-alpha", 0, log=lambda _line: None)
     text = builder("status").out
-    assert "alpha" in text and "keeps 0, has 0" in text and "`builder launch NAME` brings it back" in text
+    assert "alpha" in text and "keeps 0, has 0" in text and "`builder start NAME` starts it" in text
+    assert "after an upgrade cut short, `builder launch NAME`" in text
 
 
 def test_wait_follows_the_tags_until_a_final_state(aws, launched):
