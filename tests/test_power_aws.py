@@ -117,3 +117,39 @@ def test_start_and_stop_on_the_local_target_name_what_does_it_there(builder, tmp
     start = builder("start", "alpha", "--target", "local")
     assert start.code == 1 and "`builder launch alpha --target local` boots it again" in start.err
     assert not (tmp_path / "state").exists()
+
+
+def test_a_stop_that_does_not_finish_in_time_says_what_is_left_and_how_to_bring_it_back(aws, baked):
+    """The data volume held by another instance (not the group's) never becomes available: the
+    wait ends at its deadline, naming the volume's state; the group keeps no instance."""
+    from builder.aws import power
+    from builder.errors import BuilderError
+
+    cfg = config(None)
+    launched(cfg)
+    ec2 = aws.client("ec2")
+    volume = data_volume(ec2, "ai-platform", "alpha")["VolumeId"]
+    other = ec2.run_instances(ImageId=baked, MinCount=1, MaxCount=1, Placement={"AvailabilityZone": ZONE})
+    holder = other["Instances"][0]["InstanceId"]
+    ec2.attach_volume(VolumeId=volume, InstanceId=holder, Device="/dev/sdf")
+    plan = power.plan_power(AwsClients(cfg), cfg, "alpha", "stop")
+    ticks = iter(range(0, 10_000, 100))
+    lines: list[str] = []
+    try:
+        power.stop(
+            aws.client("autoscaling"),
+            ec2,
+            plan,
+            lines.append,
+            timeout=250,
+            clock=lambda: next(ticks),
+            sleep=lambda _s: None,
+        )
+    except BuilderError as error:
+        said = str(error)
+    else:
+        raise AssertionError("the stop did not time out")
+    assert f"data volume {volume} in-use, attached to {holder}" in said
+    assert "`builder start alpha` brings it back" in said
+    assert f"{plan.live[0]}: terminated" in lines
+    assert the_group(aws)["DesiredCapacity"] == 0
