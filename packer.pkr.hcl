@@ -308,6 +308,7 @@ build {
       "image/provision/60-images.sh",
       "image/provision/70-models.sh",
       "image/provision/80-bom.sh",
+      "image/provision/82-harden.sh",
       "image/provision/85-test-with-docker.sh", # the suite's tests that need Docker running
     ]
     environment_vars = [

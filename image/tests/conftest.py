@@ -19,12 +19,19 @@ import pytest
 def pytest_addoption(parser):
     parser.addoption("--booted", action="store_true", help="the host is a booted instance of the image")
     parser.addoption("--docker-running", action="store_true", help="the bake's Docker daemon is still up")
+    parser.addoption(
+        "--lynis",
+        choices=("off", "focused", "full"),
+        default="off",
+        help="Lynis tests: full audit (native speed: the AWS bake), the hardened groups only, or none",
+    )
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "image_only: holds in the finished image, before any boot")
     config.addinivalue_line("markers", "booted_only: holds on a booted instance of the image")
     config.addinivalue_line("markers", "docker_running: starts containers from the baked images")
+    config.addinivalue_line("markers", "lynis(mode): runs Lynis when --lynis is that mode (lynis_check.py)")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,5 +42,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="image only: first boot replaces it"))
         if not booted and item.get_closest_marker("booted_only"):
             item.add_marker(pytest.mark.skip(reason="needs a booted instance"))
+        lynis = item.get_closest_marker("lynis")
+        if lynis and config.getoption("--lynis") != lynis.args[0]:
+            item.add_marker(pytest.mark.skip(reason=f"Lynis {lynis.args[0]} audit: --lynis {lynis.args[0]}"))
         if not (booted or docker_running) and item.get_closest_marker("docker_running"):
             item.add_marker(pytest.mark.skip(reason="needs the Docker daemon up: run before sysprep"))

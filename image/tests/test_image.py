@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import lynis_check
 import pytest
 from images_env import image_of
 
@@ -214,3 +215,20 @@ def test_the_bake_user_and_its_key_are_gone(host):
     with host.sudo():
         found = host.run("grep -rl ai-platform-bake /root/.ssh /home/*/.ssh 2>/dev/null")
     assert found.stdout == "", f"the bake's key is still authorized: {found.stdout}"
+
+
+@pytest.mark.lynis("full")
+def test_lynis_scores_the_host_at_least_80_and_finds_nothing_the_hardening_fixes(host):
+    """The full audit (the AWS bake runs it at native speed, before sysprep, as an instance runs)."""
+    report = lynis_check.audit(host)
+    print(lynis_check.describe(report))
+    assert report["hardening_index"] is not None, "Lynis wrote no hardening_index"
+    assert report["hardening_index"] >= lynis_check.THRESHOLD, lynis_check.describe(report)
+    assert not lynis_check.unfixed(report), lynis_check.describe(report)
+
+
+@pytest.mark.lynis("focused")
+def test_lynis_finds_nothing_the_hardening_fixes_in_the_groups_it_touches(host):
+    """Only the groups the hardening changes: what fits CI's budget on a booted TCG instance."""
+    report = lynis_check.audit(host, lynis_check.HARDENED_GROUPS)
+    assert not lynis_check.unfixed(report), lynis_check.describe(report)
