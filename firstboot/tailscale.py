@@ -1,12 +1,12 @@
 """Joining the tailnet.
 
-Already joined (tailscaled keeps its state in /var/lib/tailscale, a bind mount of the data
-volume's copy: see tailscale_state.py) -> nothing to do. Otherwise `tailscale up` with the auth
-key read from SSM through the instance role (handed over in a file under /run, never on the command
-line), the configured hostname and tags, retried with backoff. A refusal of the key or the tags fails
-at once (TailscaleError: only a new key or config cures it); anything else, such as the control server out of reach, is a passing failure
-(TailscaleUnavailable) that the agent waits out. The edge's certificate (`tailscale cert`, or a
-self-signed one): firstboot/certificate.py.
+Already joined (tailscaled keeps its state in /var/lib/tailscale, a bind mount of the data volume's
+copy: see tailscale_state.py) -> nothing to do. Otherwise `tailscale up` with the auth key read from
+SSM through the instance role (handed over in a file under /run, never on the command line), the
+configured hostname and tags, retried with backoff. A refusal of the key or the tags fails at once
+(TailscaleError: only a new key or config cures it); anything else, such as the control server out
+of reach, is a passing failure (TailscaleUnavailable) that the agent waits out. The edge's
+certificate (`tailscale cert`, or a self-signed one): firstboot/certificate.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The control server cannot run here (it is Tailscale's service), so this script plays both: it keeps
 the node's state in $FAKE_TAILSCALE_STATE (JSON) and accepts only the auth key in
 $FAKE_TAILSCALE_VALID_KEY, given as `--auth-key=file:PATH` or inline. It fails the first
-$FAKE_TAILSCALE_FAIL_UP `up` calls, and its error message repeats the key it was given, as a careless real tool might, so redaction is tested.
+$FAKE_TAILSCALE_FAIL_UP `up` calls, and its error message repeats the key it was given, as a
+careless real tool might, so redaction is tested.
 """
 
 from __future__ import annotations
