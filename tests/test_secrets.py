@@ -10,9 +10,12 @@ healthcheck exactly as `docker compose config` renders them.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from stack_fixtures import CONTRACT_PATH, STACKS, make_tree
@@ -144,3 +147,105 @@ def test_redis_takes_its_password_from_the_file_and_no_process_shows_it(tree, tm
     finally:
         _docker("rm", "-f", name, check=False)
         _docker("network", "rm", network, check=False)
+
+
+def readable_by_others(path, top) -> bool:
+    """Whether a user other than the owner (and not in its group) can read `path`: the file's mode
+    lets them, and they can enter every folder from `top` (the machine's /) down to it."""
+    if not path.stat().st_mode & 0o004:
+        return False
+    return all(folder.stat().st_mode & 0o001 for folder in path.parents if folder.is_relative_to(top))
+
+
+def holders(top, secrets: dict[str, str], skip=()) -> dict[str, list[str]]:
+    """Every file under `top` holding one of the secrets' values: path -> the secrets' names."""
+    found = {}
+    for path in sorted(top.rglob("*")):
+        if not path.is_file() or path.is_symlink() or any(path.is_relative_to(s) for s in skip):
+            continue
+        data = path.read_bytes()
+        names = sorted(name for name, value in secrets.items() if value.encode() in data)
+        if names:
+            found[str(path.relative_to(top))] = names
+    return found
+
+
+def test_no_file_the_agent_writes_with_a_secret_is_readable_by_other_users(tmp_path):
+    """The agent's whole boot (tests/test_firstboot_agent.py's machine: a real disk image, stacks
+    started by a systemd stand-in), then every file under the machine's / that holds a secret."""
+    from firstboot_machine import Machine
+
+    from firstboot.cli import main
+
+    machine = Machine(tmp_path / "machine")
+    machine.disk("vol-0123456789abcdef0")
+    machine.instance_config()
+    machine.cloud_init("local-a")
+    assert main(["run"], machine.settings()) == 0
+    contract = env.load_contract(machine.paths.env_contract)
+    names = {variable.name for variable in contract if variable.source.partition(":")[0] in SECRET_SOURCES}
+    secrets = {name: value for name, value in env.read_env_file(machine.paths.env_file).items() if name in names}
+    assert "REDIS_PASSWORD" in secrets
+    secrets["a private key"] = "PRIVATE KEY-----"  # the edge's TLS key, Tailscale's node key
+    # The disk image plays the EBS device and sys/ the kernel's fw_cfg files (the test's own files);
+    # what is on the disk is mounted and scanned.
+    found = holders(machine.root, secrets, skip=[machine.disk_dir, machine.root / "sys"])
+    assert {"etc/ai-platform/stack.env", "etc/ai-platform/redis/redis.conf", "mnt/data/platform/secrets.env"} <= set(
+        found
+    )
+    assert any("a private key" in names for names in found.values())
+    exposed = [path for path in found if readable_by_others(machine.root / path, machine.root)]
+    assert not exposed, f"readable by every user of the instance: {exposed}"
+
+
+def test_a_local_launch_keeps_its_disks_0600_in_0700_folders_and_repairs_older_ones(tmp_path, monkeypatch):
+    """`launch --target local` up to qemu's start, then a snapshot and a restore, with the real
+    qemu-img. qemu-system-x86_64 is a stand-in that only sleeps: booting a VM (minutes under TCG) is
+    out of the suite's budget, and what is checked here is the files builder writes before the boot."""
+    from builder.config.schema import PlatformConfig
+    from builder.local import data_snapshots
+    from builder.local.instances import LocalImage, LocalInstance, register_image
+
+    qemu = tmp_path / "bin/qemu-system-x86_64"
+    qemu.parent.mkdir()
+    qemu.write_text("#!/bin/sh\nexec sleep 600\n")
+    qemu.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{qemu.parent}:{os.environ['PATH']}")
+    state = tmp_path / "state"
+    config = PlatformConfig.model_validate(
+        {"version": 1, "local": {"state_dir": str(state), "accelerator": "tcg", "data_disk_size_gib": 1}}
+    )
+    base = tmp_path / "image"
+    base.mkdir()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base / "disk.qcow2"), "64M"], check=True)
+    (base / "vmlinuz").write_text("kernel")
+    (base / "initrd.img").write_text("initrd")
+    register_image(config, LocalImage(base / "disk.qcow2", base / "vmlinuz", base / "initrd.img"))
+    instance = LocalInstance(config, "alpha")
+    # As an older builder left them: a data disk 0644 in 0755 folders.
+    instance.data_disk.parent.mkdir(parents=True)
+    instance.data_disk.write_bytes(b"")
+    os.truncate(instance.data_disk, 1024**3)
+    for path, mode in ((instance.data_disk, 0o644), (instance.data_disk.parent, 0o755), (state / "ai-platform", 0o755)):
+        path.chmod(mode)
+    launched = instance.launch(lambda line: None)
+    try:
+        root = instance.directory / "root.qcow2"
+        modes = {path: path.stat().st_mode & 0o777 for path in (instance.data_disk, root)}
+        assert modes == {instance.data_disk: 0o600, root: 0o600}
+        for folder in (state / "ai-platform", instance.directory, instance.data_disk.parent):
+            assert folder.stat().st_mode & 0o777 == 0o700, folder
+    finally:
+        os.kill(launched["pid"], signal.SIGTERM)
+        os.waitpid(launched["pid"], 0)
+    snapshot = data_snapshots.take(instance, "manual", lambda line: None)
+    assert Path(snapshot.path).stat().st_mode & 0o777 == 0o600
+    data_snapshots.restore(instance, snapshot, lambda line: None)
+    assert instance.data_disk.stat().st_mode & 0o777 == 0o600
+    # Nothing builder wrote under the state dir can be read by another user of the host, even where
+    # the state dir itself is open to all (a user's choice of local.state_dir).
+    state.chmod(0o755)
+    exposed = [
+        str(path.relative_to(state)) for path in state.rglob("*") if path.is_file() and readable_by_others(path, state)
+    ]
+    assert not exposed, exposed
