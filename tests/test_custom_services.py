@@ -247,7 +247,7 @@ def running(tmp_path_factory):
     finally:
         for name in reversed(started):
             tree.stack("down", name)
-        subprocess.run(["docker", "network", "rm", "ai-platform"], capture_output=True)
+        subprocess.run(["docker", "network", "rm", "ai-platform", "ai-platform-signal"], capture_output=True)
 
 
 def container(project: str) -> str:
