@@ -311,6 +311,12 @@ def test_the_edge_reload_checks_the_files_first_and_skips_a_stopped_edge():
         return run
 
     assert "not running" in certificate.reload_edge(docker(""))
+
+    def no_docker(arguments, **_):
+        raise FileNotFoundError(2, "No such file or directory", "docker")
+
+    # A boot's tailscale step on a machine without the docker CLI (the VM test's image) failed here.
+    assert "it reads the certificate when it starts" in certificate.reload_edge(no_docker)
     assert calls[-1][:2] == ["ps", "-q"] and "label=com.docker.compose.project=ai-platform-edge" in calls[-1]
     calls.clear()
     assert certificate.reload_edge(docker("c0ffee\n")) == "the edge reloaded"
