@@ -12,13 +12,16 @@
 # legacy-packer: omit-begin (Packer 1.6.6 has the builders built in and no plugin block)
 packer {
   required_plugins {
+    # Exact versions: `packer init` fetches these and no other (a range took whatever was newest).
+    # Tags of github.com/hashicorp/packer-plugin-{amazon,qemu}: v1.8.2 (2026-07-13; imds_support on
+    # amazon-ebs since 1.2.2) and v1.1.4 (2025-07-30). Moving one is an edit here: an input of the bake.
     amazon = {
       source  = "github.com/hashicorp/amazon"
-      version = ">= 1.2.2, < 2.0.0" # imds_support on amazon-ebs arrived in 1.2.2; a new major is tried first
+      version = "= 1.8.2"
     }
     qemu = {
       source  = "github.com/hashicorp/qemu"
-      version = ">= 1.0.0"
+      version = "= 1.1.4"
     }
   }
 }

@@ -70,9 +70,11 @@ def pins(config: PlatformConfig, locked: list[Pin]) -> list[Pin]:
         repository, tag, digest = split_image(service.image)
         variable = image_variable(name)
         known = by_variable.get(variable)
+        resolved = None
         if digest is None and known and (known.repository, known.tag) == (repository, tag):
-            digest = known.digest
-        result.append(Pin(variable, repository, tag, digest, f"services.custom.{name}.image in the platform config"))
+            digest, resolved = known.digest, known.resolved  # with the record of where the lock read it
+        source = f"services.custom.{name}.image in the platform config"
+        result.append(Pin(variable, repository, tag, digest, source, resolved))
     return result
 
 

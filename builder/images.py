@@ -5,6 +5,11 @@ this file. A digest that could not be verified from a public source stays null u
 images lock` asks a registry (Registry HTTP API v2, anonymous bearer tokens as Docker Hub and
 GHCR hand out); the bake refuses an unresolved pin unless told otherwise.
 
+A digest `builder images lock` wrote carries its record, `resolved`: the manifest URL it asked
+(the registry, or the mirror that stood in for it), when (UTC), and the media type the registry
+said the digest is of (an index for a multi-platform tag). A digest without that record was
+pinned by hand from a public source, which `source` names.
+
 Its `models` section records each baked Ollama model as the Ollama registry served it when `builder
 images lock` asked: the manifest's digest and the bytes of its config and layers, which is what the
 disk check counts (builder/capacity.py). A lock without that section is read as before.
@@ -53,12 +58,27 @@ def lock_command() -> str:
 
 
 @dataclass(frozen=True)
+class Resolution:
+    """Where and when `builder images lock` read a digest: the manifest URL, the UTC time, and the
+    media type the registry answered with (an OCI index or a Docker manifest list for a
+    multi-platform tag)."""
+
+    url: str
+    at: str
+    media_type: str
+
+    def to_json(self) -> dict:
+        return {"from": self.url, "at": self.at, "media_type": self.media_type}
+
+
+@dataclass(frozen=True)
 class Pin:
     variable: str
     repository: str
     tag: str
     digest: str | None
     source: str
+    resolved: Resolution | None = None
 
     @property
     def registry(self) -> str:
@@ -90,7 +110,7 @@ def pins_of(document, path: Path) -> list[Pin]:
         where = f"{path}: images[{index}]"
         if not isinstance(entry, dict):
             raise LockError(f"{where}: must be an object")
-        unknown = set(entry) - {"variable", "repository", "tag", "digest", "source"}
+        unknown = set(entry) - {"variable", "repository", "tag", "digest", "source", "resolved"}
         if unknown:
             raise LockError(f"{where}: unknown field {sorted(unknown)[0]!r}")
         checks = [
@@ -108,7 +128,8 @@ def pins_of(document, path: Path) -> list[Pin]:
             raise LockError(f"{where}: digest: must be sha256:<64 hex digits> or null (unresolved)")
         if not isinstance(entry.get("source"), str) or not entry["source"].strip():
             raise LockError(f"{where}: source: say where the tag (and digest) was verified")
-        pin = Pin(entry["variable"], entry["repository"], entry["tag"], digest, entry["source"])
+        resolved = _resolution_of(entry.get("resolved"), digest, where)
+        pin = Pin(entry["variable"], entry["repository"], entry["tag"], digest, entry["source"], resolved)
         if pin.variable in seen_variables:
             raise LockError(f"{where}: {pin.variable} is listed twice")
         if pin.reference(False) in seen_references:
@@ -119,6 +140,26 @@ def pins_of(document, path: Path) -> list[Pin]:
     if not pins:
         raise LockError(f"{path}: lists no images")
     return pins
+
+
+_UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
+def _resolution_of(record, digest: str | None, where: str) -> Resolution | None:
+    """An entry's `resolved` record, checked (absent: a digest pinned by hand, or none yet)."""
+    if record is None:
+        return None
+    if digest is None:
+        raise LockError(f"{where}: resolved: a record of where the digest came from, but digest is null")
+    if not isinstance(record, dict) or set(record) != {"from", "at", "media_type"}:
+        raise LockError(f"{where}: resolved: must be an object with from, at and media_type")
+    if not isinstance(record["from"], str) or not re.fullmatch(r"https?://\S+/manifests/\S+", record["from"]):
+        raise LockError(f"{where}: resolved.from: must be the manifest URL the digest was read from")
+    if not isinstance(record["at"], str) or not _UTC_TIME.fullmatch(record["at"]):
+        raise LockError(f"{where}: resolved.at: must be a UTC time, YYYY-MM-DDTHH:MM:SSZ")
+    if record["media_type"] not in MANIFEST_TYPES.split(", "):
+        raise LockError(f"{where}: resolved.media_type: must be one of {MANIFEST_TYPES}")
+    return Resolution(record["from"], record["at"], record["media_type"])
 
 
 def unresolved(pins: list[Pin]) -> list[Pin]:
@@ -144,8 +185,14 @@ def render_images_env(pins: list[Pin], *, allow_unresolved: bool = False, with_d
     return "\n".join(lines) + "\n"
 
 
-def resolve_digest(pin: Pin, registries: dict[str, str], session=None, timeout: float = 30) -> str:
-    """The digest the registry serves for pin's tag (the index digest for a multi-platform image)."""
+def resolve_digest(pin: Pin, registries: dict[str, str], session=None, timeout: float = 30) -> tuple[str, Resolution]:
+    """The digest the registry serves for pin's tag, and where and when it was read.
+
+    The Accept header names the index types first, so a multi-platform tag answers with its index's
+    digest (what `docker pull` resolves, whatever the platform), not one platform's manifest.
+    """
+    import datetime as dt
+
     import requests
 
     session = session or requests.Session()
@@ -169,7 +216,11 @@ def resolve_digest(pin: Pin, registries: dict[str, str], session=None, timeout: 
     digest = response.headers.get("Docker-Content-Digest", "")
     if not DIGEST.fullmatch(digest):
         raise LockError(f"{pin.reference(False)}: {base} sent no sha256 Docker-Content-Digest header")
-    return digest
+    media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    if media_type not in MANIFEST_TYPES.split(", "):
+        raise LockError(f"{pin.reference(False)}: {base} answered with {media_type or 'no'} media type, not a manifest")
+    at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return digest, Resolution(url, at, media_type)
 
 
 def _anonymous_token(session, challenge, timeout: float) -> str:
@@ -206,13 +257,14 @@ def with_custom_pins(document: dict, custom: list[Pin]) -> dict:
 
 
 def _entry(pin: Pin) -> dict:
-    return {
+    entry = {
         "variable": pin.variable,
         "repository": pin.repository,
         "tag": pin.tag,
         "digest": pin.digest,
         "source": pin.source,
     }
+    return {**entry, "resolved": pin.resolved.to_json()} if pin.resolved else entry
 
 
 def write_lock_document(path: Path, document: dict) -> None:
@@ -256,13 +308,17 @@ def lock_digests(
     for entry, pin in zip(document["images"], pins, strict=False):
         if pin.digest and not refresh:
             continue
-        digest = resolve_digest(pin, registries, session=session)
+        digest, resolution = resolve_digest(pin, registries, session=session)
         if pin.digest and pin.digest != digest:
             raise LockError(
                 f"{pin.reference(False)}: the registry serves {digest}, the lock says {pin.digest}; "
                 "the tag was moved or the registry is not the one the lock was made from"
             )
         entry["digest"] = digest
+        # A refresh that confirms a recorded digest keeps its record (the lock, an input of the
+        # bake, changes only when what it pins does).
+        if not pin.resolved:
+            entry["resolved"] = resolution.to_json()
         resolved.append((pin, digest))
     models_resolved = []
     base = registries.get(MODELS_REGISTRY) or models_mirror or MODELS_REGISTRY_URL
@@ -379,11 +435,18 @@ def resolve_model(model: str, base: str, session=None, timeout: float = 30) -> M
     return ModelPin(model, digest, sum(sizes), f"{url} (config and {len(blobs) - 1} layer(s), as served)")
 
 
-def parse_registry_overrides(values: tuple[str, ...]) -> dict[str, str]:
+def parse_registry_overrides(values: tuple[str, ...], allow_insecure_http: bool = False) -> dict[str, str]:
+    """--registry REGISTRY=URL, each; a plain http:// URL only when allowed (whoever is on the path
+    could answer with any digest, and the lock would record it)."""
     overrides = {}
     for value in values:
         name, sep, url = value.partition("=")
         if not sep or not name or not re.fullmatch(r"https?://\S+", url):
-            raise BuilderError(f"--registry {value!r}: must be REGISTRY=URL, e.g. docker.io=http://127.0.0.1:5000")
+            raise BuilderError(f"--registry {value!r}: must be REGISTRY=URL, e.g. docker.io=https://mirror.internal")
+        if url.startswith("http://") and not allow_insecure_http:
+            raise BuilderError(
+                f"--registry {value!r}: plain http: use https://, or pass --allow-insecure-http (or set "
+                "image.mirrors.allow_insecure_http: true) to take its digests unauthenticated. Nothing was done."
+            )
         overrides[name] = url
     return overrides

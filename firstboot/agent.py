@@ -40,6 +40,7 @@ from firstboot import (
     gdrive,
     identity,
     instance_config,
+    redis_config,
     services,
     stack_config,
     storage,
@@ -316,6 +317,7 @@ def write_secrets(context: Context) -> str:
     }
     stack_env = env.build_env(contract, generated, provider_keys, instance_values, owner)
     changed = env.write_env(paths.env_file, stack_env)
+    redis_config.write(paths.etc_dir, stack_env["REDIS_PASSWORD"])
     context.values["stack_env"] = stack_env
     context.values["providers_with_keys"] = sorted(provider_keys)
     return (

@@ -1,17 +1,18 @@
 """Joining the tailnet.
 
-Already joined (tailscaled keeps its state in /var/lib/tailscale, a bind mount of the data
-volume's copy: see tailscale_state.py) -> nothing to do. Otherwise `tailscale up` with the auth
-key read from SSM through the instance role, the configured hostname and tags, retried with
-backoff. A refusal of the key or the tags fails at once (TailscaleError: only a new key or config
-cures it); anything else, such as the control server out of reach, is a passing failure
-(TailscaleUnavailable) that the agent waits out. The edge's certificate (`tailscale cert`, or a
-self-signed one): firstboot/certificate.py.
+Already joined (tailscaled keeps its state in /var/lib/tailscale, a bind mount of the data volume's
+copy: see tailscale_state.py) -> nothing to do. Otherwise `tailscale up` with the auth key read from
+SSM through the instance role (handed over in a file under /run, never on the command line), the
+configured hostname and tags, retried with backoff. A refusal of the key or the tags fails at once
+(TailscaleError: only a new key or config cures it); anything else, such as the control server out
+of reach, is a passing failure (TailscaleUnavailable) that the agent waits out. The edge's
+certificate (`tailscale cert`, or a self-signed one): firstboot/certificate.py.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -40,6 +41,8 @@ class TailscaleCli:
 
     binary: str = "tailscale"
     timeout: float = 120
+    # Where the auth key waits, 0600 in a 0700 folder on tmpfs, while `tailscale up` reads it.
+    key_dir: Path = Path("/run/ai-platform/tailscale")
 
     def status(self) -> dict | None:
         result = self._run("status", "--json")
@@ -50,10 +53,11 @@ class TailscaleCli:
         except ValueError:
             return None
 
-    def up(self, auth_key: str, hostname: str, tags: tuple[str, ...]) -> subprocess.CompletedProcess:
-        # The key goes on the command line: tailscale reads it from nowhere else that its
-        # documentation promises. At first boot only root runs on the instance.
-        arguments = ["up", f"--auth-key={auth_key}", f"--hostname={hostname}"]
+    def up(self, auth_key_file: Path, hostname: str, tags: tuple[str, ...]) -> subprocess.CompletedProcess:
+        # `--auth-key=file:PATH`: tailscale reads the key from the file (cmd/tailscale/cli/up.go,
+        # resolveValueFromFile, at v1.102.3; since v1.16.0, then spelled --authkey), so the key is never
+        # in /proc/<pid>/cmdline, which every user of the host can read.
+        arguments = ["up", f"--auth-key=file:{auth_key_file}", f"--hostname={hostname}"]
         if tags:
             arguments.append(f"--advertise-tags={','.join(tags)}")
         return self._run(*arguments)
@@ -124,17 +128,33 @@ def join(
     if is_running(cli.status()):
         return False
     key = auth_key()
-    delay = 2.0
-    errors = []
-    for attempt in range(1, attempts + 1):
-        result = cli.up(key, hostname, tags)
-        if result.returncode == 0 and is_running(cli.status()):
-            return True
-        error = (result.stderr or result.stdout or f"exit {result.returncode}").strip().replace(key, "[redacted]")
-        if any(refusal in error for refusal in REFUSALS):
-            raise TailscaleError(f"tailscale up was refused: {error}")
-        errors.append(error)
-        if attempt < attempts:
-            sleep(delay)
-            delay *= 2
-    raise TailscaleUnavailable(f"tailscale up failed {attempts} times; last error: {errors[-1]}")
+    key_file = _key_file(cli.key_dir, key)
+    try:
+        delay = 2.0
+        errors = []
+        for attempt in range(1, attempts + 1):
+            result = cli.up(key_file, hostname, tags)
+            if result.returncode == 0 and is_running(cli.status()):
+                return True
+            error = (result.stderr or result.stdout or f"exit {result.returncode}").strip().replace(key, "[redacted]")
+            if any(refusal in error for refusal in REFUSALS):
+                raise TailscaleError(f"tailscale up was refused: {error}")
+            errors.append(error)
+            if attempt < attempts:
+                sleep(delay)
+                delay *= 2
+        raise TailscaleUnavailable(f"tailscale up failed {attempts} times; last error: {errors[-1]}")
+    finally:
+        key_file.unlink(missing_ok=True)  # read by then, or a new one is written at the next join
+
+
+def _key_file(directory: Path, key: str) -> Path:
+    """The key in a file only root reads: 0600 from its first byte, in a folder of mode 0700."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    path = directory / "auth-key"
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(key)
+    return path

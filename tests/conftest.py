@@ -81,7 +81,7 @@ def fake_tailscale(tmp_path, monkeypatch):
     script.chmod(0o755)
     monkeypatch.setenv("FAKE_TAILSCALE_STATE", str(tmp_path / "tailscale-state.json"))
     monkeypatch.setenv("FAKE_TAILSCALE_VALID_KEY", TAILSCALE_KEY)
-    return TailscaleCli(binary=str(script), timeout=30)
+    return TailscaleCli(binary=str(script), timeout=30, key_dir=tmp_path / "run" / "tailscale")
 
 
 AWS_ZONE = "us-east-1a"

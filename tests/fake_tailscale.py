@@ -2,8 +2,9 @@
 
 The control server cannot run here (it is Tailscale's service), so this script plays both: it keeps
 the node's state in $FAKE_TAILSCALE_STATE (JSON) and accepts only the auth key in
-$FAKE_TAILSCALE_VALID_KEY. It fails the first $FAKE_TAILSCALE_FAIL_UP `up` calls, and its error
-message repeats the key it was given, as a careless real tool might, so redaction is tested.
+$FAKE_TAILSCALE_VALID_KEY, given as `--auth-key=file:PATH` or inline. It fails the first
+$FAKE_TAILSCALE_FAIL_UP `up` calls, and its error message repeats the key it was given, as a
+careless real tool might, so redaction is tested.
 """
 
 from __future__ import annotations
@@ -108,6 +109,12 @@ def main(argv: list[str]) -> int:
         print(json.dumps(shown))
         return 0
     if command == "up":
+        if options.get("auth-key", "").startswith("file:"):
+            # As tailscale does (cmd/tailscale/cli/up.go at v1.102.3: resolveValueFromFile): the key is
+            # the file's trimmed content. The file's and its folder's modes are kept for the tests.
+            key_file = Path(options["auth-key"].removeprefix("file:"))
+            state["key_file_modes"] = [key_file.stat().st_mode & 0o777, key_file.parent.stat().st_mode & 0o777]
+            options["auth-key"] = key_file.read_text().strip()
         if state["failed_ups"] < int(os.environ.get("FAKE_TAILSCALE_FAIL_UP", "0")):
             state["failed_ups"] += 1
             save(state)

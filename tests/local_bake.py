@@ -51,6 +51,8 @@ def platform_yaml(root: Path, registry_port: int, models_port: int) -> str:
         "image:\n  mirrors:\n"
         f"    registry: http://10.0.2.2:{registry_port}\n"
         f"    models: http://10.0.2.2:{models_port}\n"
+        # The test's own registries, plain http on the host's loopback (no certificate to make): said so.
+        "    allow_insecure_http: true\n"
         "    tailscale_apt: none\n"
         # downloads.rclone.org is out of reach here: Debian's rclone (1.60) stands in for the pinned one.
         "    rclone: distribution\n"

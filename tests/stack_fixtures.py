@@ -18,7 +18,7 @@ from pathlib import Path
 from conftest import REPO
 
 from builder import images
-from firstboot import certificate, custom_services, env, stack_config
+from firstboot import certificate, custom_services, env, redis_config, stack_config
 from firstboot.instance_config import StackSettings
 
 ROOTFS = REPO / "image" / "rootfs"
@@ -107,6 +107,7 @@ def make_tree(base: Path, services=APP_SERVICES, settings: StackSettings | None 
         },
     )
     env.write_env(tree.etc / "stack.env", values)
+    redis_config.write(tree.etc, values["REDIS_PASSWORD"])
     manifest = custom_services.load_manifest(tree.root / "stacks")
     instance = stack_config.Instance(
         settings,

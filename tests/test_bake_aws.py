@@ -156,6 +156,8 @@ def aws_bake(tmp_path_factory):
             f"image:\n  copy_to_regions: [{COPY_REGION}]\n  mirrors:\n"
             f"    registry: http://10.0.2.2:{registry.port}\n"
             f"    models: http://10.0.2.2:{models.port}\n"
+            # The test's own registries, plain http on the host's loopback: said so.
+            "    allow_insecure_http: true\n"
             f"    wheels: {wheels}\n"
             "    tailscale_apt: none\n"
             # downloads.rclone.org is out of reach of the namespace: the distribution's rclone.

@@ -8,6 +8,7 @@ what it must keep. AWS calls go to moto (the stand-in for the EC2 API).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -248,9 +249,11 @@ def test_image_encrypted_reaches_the_template(work):
     assert "encrypt_boot         = var.aws_encrypt_boot" in text
 
 
-def test_the_amazon_plugin_is_held_below_its_next_major():
+def test_the_amazon_plugin_is_one_version_with_imds_support_below_its_next_major():
+    """Pinned exactly (tests/test_pins.py): one that has imds_support (1.2.2 on) and is not a new major."""
     text = (template.REPO_ROOT / "packer.pkr.hcl").read_text()
-    assert 'version = ">= 1.2.2, < 2.0.0"' in text
+    [version] = re.findall(r'source\s*=\s*"github.com/hashicorp/amazon"\s*\n\s*version\s*=\s*"= ([\d.]+)"', text)
+    assert (1, 2, 2) <= tuple(map(int, version.split("."))) < (2,)
 
 
 def test_aws_subnet_id_reaches_the_bake(work):

@@ -141,7 +141,8 @@ def test_images_lock_adds_its_image_resolves_its_digest_and_drops_it_once_remove
     lock.write_text(json.dumps({"version": 1, "images": seed}))
 
     result = builder(
-        "--config", str(config), "images", "lock", "--lock", str(lock), "--registry", f"docker.io={registry.url}",
+        "--config", str(config), "images", "lock", "--allow-insecure-http", "--lock", str(lock),
+        "--registry", f"docker.io={registry.url}",
         "--registry", f"registry.ollama.ai={models.url}",
     )  # fmt: skip
     assert result.code == 0, result.out + result.err
@@ -152,6 +153,8 @@ def test_images_lock_adds_its_image_resolves_its_digest_and_drops_it_once_remove
     payload_pins = custom_services.pins(
         PlatformConfig.model_validate(json.loads(config.read_text())), list(pins.values())
     )
+    # With the record of where `images lock` read it, kept for the image's copy of the lock.
+    assert payload_pins[0].resolved and payload_pins[0].resolved == pins["CUSTOM_BOARD_IMAGE"].resolved
     assert (
         images.render_images_env(payload_pins).splitlines()[1]
         == f"CUSTOM_BOARD_IMAGE=docker.io/example/site:1.0@{digest}"
@@ -168,7 +171,8 @@ def test_images_lock_adds_its_image_resolves_its_digest_and_drops_it_once_remove
     # Removed from the config, it leaves the lock.
     config.write_text(json.dumps({"version": 1}))
     result = builder(
-        "--config", str(config), "images", "lock", "--lock", str(lock), "--registry", f"docker.io={registry.url}",
+        "--config", str(config), "images", "lock", "--allow-insecure-http", "--lock", str(lock),
+        "--registry", f"docker.io={registry.url}",
         "--registry", f"registry.ollama.ai={models.url}",
     )  # fmt: skip
     assert result.code == 0, result.out + result.err
@@ -243,7 +247,7 @@ def running(tmp_path_factory):
     finally:
         for name in reversed(started):
             tree.stack("down", name)
-        subprocess.run(["docker", "network", "rm", "ai-platform"], capture_output=True)
+        subprocess.run(["docker", "network", "rm", "ai-platform", "ai-platform-signal"], capture_output=True)
 
 
 def container(project: str) -> str:

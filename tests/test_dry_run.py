@@ -188,7 +188,12 @@ def test_images_lock_dry_run_asks_the_registries_and_writes_nothing(builder, tmp
     before = lock.read_bytes()
     digest = "sha256:" + "ab" * 32
     asked = []
-    monkeypatch.setattr(images, "resolve_digest", lambda pin, *args, **kwargs: asked.append(pin) or digest)
+    where = images.Resolution(
+        "https://registry-1.docker.io/v2/library/tiny/manifests/1.0",
+        "2026-01-02T03:04:05Z",
+        "application/vnd.oci.image.index.v1+json",
+    )
+    monkeypatch.setattr(images, "resolve_digest", lambda pin, *args, **kwargs: asked.append(pin) or (digest, where))
     # The models the config bakes are recorded too (test_images_lock serves them for real).
     pin = lambda name: images.ModelPin(name, "sha256:" + "cd" * 32, 1234, "a test")  # noqa: E731
     monkeypatch.setattr(images, "resolve_model", lambda name, *args, **kwargs: pin(name))
@@ -210,6 +215,7 @@ def test_images_lock_dry_run_asks_the_registries_and_writes_nothing(builder, tmp
     assert len(asked) == 2 and lock.read_bytes() == before
     assert builder("images", "lock", "--lock", str(lock)).code == 0  # the real run writes it
     assert images.load_lock(lock)[0].digest == digest
+    assert images.load_lock(lock)[0].resolved == where  # with where and when it was read
 
 
 # launch, upgrade, destroy, bake, prune, janitor on AWS

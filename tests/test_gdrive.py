@@ -234,7 +234,7 @@ def platform(tmp_path_factory):
         yield tree, remote, mount
     finally:
         tree.stack("down", "anythingllm")
-        subprocess.run(["docker", "network", "rm", "ai-platform"], capture_output=True)
+        subprocess.run(["docker", "network", "rm", "ai-platform", "ai-platform-signal"], capture_output=True)
         mount.stop()
         remote.stop()
         tree.unshare_data()

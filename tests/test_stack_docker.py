@@ -68,7 +68,9 @@ def platform(tmp_path_factory):
     finally:
         for name in reversed(started):
             tree.stack("down", name)
-        subprocess.run(["docker", "network", "rm", "ai-platform"], capture_output=True)
+        subprocess.run(["docker", "network", "rm", "ai-platform", "ai-platform-signal"], capture_output=True)
+        # Ollama's overlay of the test's folders: the next run's folders are others.
+        subprocess.run(["docker", "volume", "rm", "ai-platform-ollama_models"], capture_output=True)
         tree.unshare_data()
         # Bind-mounted data belongs to container users; the test's tmp dir is removed as root.
 

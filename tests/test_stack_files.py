@@ -26,7 +26,7 @@ SEED_ADDRESSES = {  # ../shared/seed/architecture.md, "Service IP Assignments"
     ("clawdbot", "clawdbot"): "172.20.0.21",
     ("dify", "dify-nginx"): "172.20.0.30",
     ("n8n", "n8n"): "172.20.0.40",
-    ("signal_api", "signal-api"): "172.20.0.50",
+    # The seed's signal-api (172.20.0.50) is on a network of its own: test_only_openclaw_and_the_edge_reach_signals_api.
 }
 WRAPPER_VARIABLES = {"AI_PLATFORM_DATA", "AI_PLATFORM_ETC", "AI_PLATFORM_MODELS"}
 
@@ -172,9 +172,69 @@ def test_front_doors_have_the_seed_addresses_and_every_stack_joins_ai_platform(t
         networks = rendered(tree, name)["services"][service]["networks"]
         assert networks["ai-platform"]["ipv4_address"] == address
     for name in STACKS:
+        if name == "signal_api":
+            continue
         config = rendered(tree, name)
         network = config["networks"]["ai-platform"]
         assert network["name"] == "ai-platform" and network["external"] is True
+
+
+def networks_of_every_service(tree) -> dict[tuple[str, str], set[str]]:
+    """(stack, service) -> the Docker networks (by their real names) it joins, as compose renders them."""
+    joined = {}
+    for name in STACKS:
+        config = rendered(tree, name)
+        real = {key: spec.get("name", f"ai-platform-{name}_{key}") for key, spec in config["networks"].items()}
+        for service, spec in config["services"].items():
+            joined[(name, service)] = {real[key] for key in spec.get("networks", {})}
+    return joined
+
+
+def test_only_openclaw_and_the_edge_reach_signals_api(tree):
+    """signal-cli-rest-api has no authentication: on ai-platform, any app could send and read the
+    owner's messages, past the edge's owner-only /signal/ route."""
+    joined = networks_of_every_service(tree)
+    assert joined[("signal_api", "signal-api")] == {"ai-platform-signal"}
+    on_signal = {key for key, networks in joined.items() if "ai-platform-signal" in networks}
+    assert on_signal == {("signal_api", "signal-api"), ("clawdbot", "clawdbot"), ("edge", "edge")}
+    assert rendered(tree, "signal_api")["networks"]["signal"]["external"] is True  # the wrapper makes it
+    # Both still find it by the name they are configured with.
+    openclaw = json.loads((STACKS_DIR / "clawdbot/openclaw.json").read_text())
+    assert openclaw["channels"]["signal"]["transport"]["url"] == "http://signal-api:8080"
+    assert "http://signal-api:8080;" in (STACKS_DIR / "edge/nginx.conf").read_text()
+
+
+def test_ollamas_baked_models_are_the_read_only_layer_of_an_overlay_on_the_data_volume(tree):
+    config = rendered(tree, "ollama")
+    mounts = config["services"]["ollama"]["volumes"]
+    assert [(m["type"], m["source"], m["target"]) for m in mounts] == [("volume", "models", "/models")]
+    volume = config["volumes"]["models"]
+    assert volume["driver"] == "local" and volume["driver_opts"]["type"] == "overlay"
+    options = dict(option.split("=", 1) for option in volume["driver_opts"]["o"].split(","))
+    assert options == {
+        "lowerdir": str(tree.models),
+        "upperdir": str(tree.data / "ollama/pulled"),
+        "workdir": str(tree.data / "ollama/overlay-work"),
+    }
+    # Nothing mounts the image's models folder any other way.
+    for name in STACKS:
+        assert str(tree.models) not in json.dumps(rendered(tree, name)["services"]), name
+    listing = (STACKS_DIR / "ollama/directories").read_text().split("\n")
+    assert {line.split()[0] for line in listing if line and not line.startswith("#")} >= {
+        "ollama/pulled",
+        "ollama/overlay-work",
+    }
+
+
+def test_anythingllms_chromium_keeps_its_sandbox(tree):
+    anythingllm = rendered(tree, "anythingllm")["services"]["anythingllm"]
+    assert "ANYTHINGLLM_CHROMIUM_ARGS" not in anythingllm["environment"]
+    assert "no-sandbox" not in json.dumps(anythingllm)
+    assert anythingllm["cap_add"] == ["SYS_ADMIN"] and anythingllm["user"] == "1000:1000"
+    assert "no-new-privileges:true" in anythingllm["security_opt"]
+    # No other service gets a capability.
+    others = [(n, s) for n in STACKS for s, spec in rendered(tree, n)["services"].items() if spec.get("cap_add")]
+    assert others == [("anythingllm", "anythingllm")]
 
 
 def test_dify_keeps_its_internals_off_the_shared_network(tree):

@@ -75,6 +75,19 @@ def build_host_inputs() -> dict:
     return {"wheels": wheel_pins(), "compose_plugin": file_sha256(plugin) if plugin else None}
 
 
+def baked_lock_document(config: PlatformConfig, lock: Path) -> dict:
+    """The lock the image gets: the lock's images, and the owner's own services' images joining them
+    (their digests as `builder images lock` left them)."""
+    return images.with_custom_pins(
+        json.loads(lock.read_text(encoding="utf-8")), custom_services.pins(config, images.load_lock(lock))
+    )
+
+
+def baked_pins(config: PlatformConfig, lock: Path) -> list[images.Pin]:
+    """Every image the bake would pull, the owner's services' included: what its digest check covers."""
+    return images.pins_of(baked_lock_document(config, lock), lock)
+
+
 def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, lock: Path | None = None) -> Path:
     payload = work / "payload"
     payload.mkdir()
@@ -82,10 +95,7 @@ def prepare_payload(config: PlatformConfig, work: Path, allow_unresolved: bool, 
     custom_services.write_into(payload / "rootfs", config)
     openclaw_plugins.write_into(payload / "rootfs")  # the Signal channel: fetched here, never on an instance
     lock = lock or images.LOCK_PATH
-    # The owner's own services' images join the lock's (their digests as `builder images lock` left them).
-    document = images.with_custom_pins(
-        json.loads(lock.read_text(encoding="utf-8")), custom_services.pins(config, images.load_lock(lock))
-    )
+    document = baked_lock_document(config, lock)
     pins = images.pins_of(document, lock)
     (payload / "images.env").write_text(images.render_images_env(pins, allow_unresolved=allow_unresolved))
     images.write_lock_document(payload / "images.lock.json", document)

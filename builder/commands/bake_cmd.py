@@ -51,11 +51,12 @@ def bake(
     Unchanged inputs are never rebuilt: an image whose input hash matches is returned as it is.
     """
     from builder.bake import bake as baking
+    from builder.bake.payload import baked_pins
     from builder.bake.varfile import aws_endpoint_variables, connection_overrides
     from builder.commands.config_cmd import load
     from builder.commands.target import resolve
     from builder.errors import BuilderError
-    from builder.images import LOCK_PATH, load_lock, lock_command, unresolved
+    from builder.images import LOCK_PATH, lock_command, unresolved
 
     started = time.monotonic()
     config = load(options).config
@@ -67,7 +68,8 @@ def bake(
         _preflight(config, connection)
     ec2 = _ec2(config) if target == "aws" else None
     plan = baking.plan(config, target, ec2=ec2, packer_binary=packer_binary, force=force, lock=lock_path)
-    missing = unresolved(load_lock(lock_path or LOCK_PATH))
+    # Every image the bake would pull, the owner's own services' too, must be pinned by digest.
+    missing = unresolved(baked_pins(config, lock_path or LOCK_PATH))
     if options.dry_run:
         _show_plan(options, plan, missing)
         return

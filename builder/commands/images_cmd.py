@@ -59,15 +59,28 @@ def env(options: GlobalOptions, lock_path: Path | None, allow_unresolved: bool) 
 @_lock_option
 @click.option("--registry", "registries", multiple=True, metavar="REGISTRY=URL", help="Ask a mirror for a registry.")
 @click.option("--refresh", is_flag=True, help="Ask again for digests already in the lock (they must not change).")
+@click.option(
+    "--allow-insecure-http",
+    is_flag=True,
+    help="Let a --registry mirror be plain http:// (as image.mirrors.allow_insecure_http does).",
+)
 @command_options("set", "json", "dry_run")
 @click.pass_obj
-def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, ...], refresh: bool) -> None:
+def lock(
+    options: GlobalOptions,
+    lock_path: Path | None,
+    registries: tuple[str, ...],
+    refresh: bool,
+    allow_insecure_http: bool,
+) -> None:
     """Resolve the lock's missing digests from the registries (or mirrors) and write them in.
 
     The platform config's own services (services.custom) join the lock first, by the tag it names.
     Each model the config bakes is recorded from the Ollama registry (image.mirrors.models, or
     --registry registry.ollama.ai=URL): its manifest's digest and size, which the disk check counts.
-    Everything is fetched before the file is written: a failure leaves the lock as it was.
+    Everything is fetched before the file is written: a failure leaves the lock as it was. Each
+    digest is written with where it was read (the manifest URL) and when.
+    A plain http:// mirror needs --allow-insecure-http (or image.mirrors.allow_insecure_http).
     --dry-run asks the registries all the same and shows what it would write, writing nothing.
     """
     from builder import custom_services
@@ -83,10 +96,12 @@ def lock(options: GlobalOptions, lock_path: Path | None, registries: tuple[str, 
         )
     path = lock_path or LOCK_PATH
     config = load(options).config
+    insecure = allow_insecure_http or config.image.mirrors.allow_insecure_http
+    overrides = parse_registry_overrides(registries, allow_insecure_http=insecure)
     custom = custom_services.pins(config, load_lock(path))
     locked = lock_digests(
         path,
-        parse_registry_overrides(registries),
+        overrides,
         refresh=refresh,
         custom=custom,
         models=config.ollama.baked,

@@ -594,6 +594,32 @@ class Mirrors(Section):
         description="Tailscale's apt repository (or a mirror of it); 'none' leaves Tailscale out of the image.",
         pattern=r"^(none|https?://\S+)$",
     )
+    allow_insecure_http: bool = Field(
+        False,
+        description="Let the registry, models, wheels and tailscale_apt mirrors be http:// URLs. Off: anyone "
+        "on the path could answer in their place (a digest for `builder images lock`, wheels, models, "
+        "Tailscale's key), so such a mirror is refused naming its field. apt and rclone may be http:// "
+        "either way: apt checks every archive against the base's keyring, rclone against its pinned sha256.",
+    )
+
+    @model_validator(mode="after")
+    def _plain_http_is_opted_into(self) -> Mirrors:
+        if self.allow_insecure_http:
+            return self
+        for name in INSECURE_CHECKED_MIRRORS:
+            url = getattr(self, name)
+            if isinstance(url, str) and url.startswith("http://"):
+                raise ValueError(
+                    f"{name}: {url} is plain http: use https://, or set image.mirrors.allow_insecure_http: true "
+                    "to take its answers unauthenticated"
+                )
+        return self
+
+
+# The mirrors whose http:// needs image.mirrors.allow_insecure_http: nothing checks what they answer
+# but the transport. Not apt (every archive is checked against the base image's keyring) nor rclone
+# (the zip against the sha256 in image/provision/rclone.env), over any transport.
+INSECURE_CHECKED_MIRRORS = ("registry", "models", "wheels", "tailscale_apt")
 
 
 class Image(Section):

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from builder.errors import BuilderError
 from builder.local.instances import LocalImage, LocalInstance, current_image
-from builder.local.paths import platform_dir
+from builder.local.paths import platform_dir, private_dir, private_file
 from builder.local.qemu import DATA_DRIVE
 from builder.local.qmp import Qmp, QmpError
 from builder.words import bytes_in_words
@@ -132,9 +132,8 @@ def take(
     disk = instance.data_disk
     if not disk.is_file():
         raise BuilderError(f"{instance.name} has no data disk to snapshot ({disk})")
-    directory = snapshots_dir(instance)
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)  # copies of the owner's secrets and databases: no other user of the host reads them
+    # Copies of the owner's secrets and databases: no other user of the host reads them.
+    directory = private_dir(snapshots_dir(instance))
     snapshot_id = _unique(directory, "snap-" + _stamp())
     partial = directory / f"{snapshot_id}.partial.qcow2"
     final = directory / f"{snapshot_id}.qcow2"
@@ -147,7 +146,7 @@ def take(
         else:
             log(f"taking {snapshot_id} of {disk.name} while {instance.name} is stopped")
             _convert(disk, "raw", partial, "qcow2")
-        partial.rename(final)
+        private_file(partial).rename(final)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -175,11 +174,12 @@ def restore(instance: LocalInstance, snapshot: Snapshot, log: Callable[[str], No
     if instance.running():
         raise BuilderError(f"{instance.name} is running: its data disk is swapped only while it is stopped")
     disk = instance.data_disk
-    disk.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(disk.parent)
     incoming = disk.with_name(f".{disk.name}.restoring")
     log(f"making a new data disk from {snapshot.id} (taken {snapshot.taken_at}, {snapshot.reason})")
     try:
         _convert(Path(snapshot.path), "qcow2", incoming, "raw")
+        private_file(incoming)
     except BaseException:
         incoming.unlink(missing_ok=True)
         raise

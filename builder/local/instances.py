@@ -35,7 +35,7 @@ from builder.config.schema import EdgeService, PlatformConfig
 from builder.errors import BuilderError
 from builder.local import secrets as local_secrets
 from builder.local.accelerator import resolve as resolve_accelerator
-from builder.local.paths import platform_dir
+from builder.local.paths import platform_dir, private_dir, private_file
 from builder.local.qemu import GUEST_ADDRESS, make_overlay, make_seed, qemu_command
 from builder.userdata import hostname_for, instance_document, render_user_data
 
@@ -172,19 +172,24 @@ class LocalInstance:
 
         image = image or current_image(self.config)
         settings = self.config.local
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # The disks hold the owner's secrets, databases and keys: 0600 in 0700 folders, from the
+        # platform's folder down (made so here too for those an older builder left 0755/0644).
+        private_dir(platform_dir(self.config))
+        private_dir(self.directory)
+        private_dir(self.data_disk.parent)
         if not self.data_disk.exists():
-            self.data_disk.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.data_disk, "wb") as handle:
+            descriptor = os.open(self.data_disk, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
                 handle.truncate(settings.data_disk_size_gib * 1024**3)
             log(f"created data disk {self.data_disk} ({settings.data_disk_size_gib} GiB)")
         else:
+            private_file(self.data_disk)
             log(f"reusing data disk {self.data_disk}")
         volume_id = volume_id_for(self.config, self.name)
         instance_id = f"local-{self.name}-{int(time.time())}"  # a new instance at every launch, as on EC2
         root = self.directory / "root.qcow2"
         root.unlink(missing_ok=True)
-        make_overlay(image.disk, root, image.disk_format)
+        private_file(make_overlay(image.disk, root, image.disk_format))
         ports = {_free_port(settings.forward_address): guest for guest in edge_ports(self.config)}
         # No tailnet can be reached from a local VM: its edge listens on the guest's NIC, where qemu
         # delivers the forwarded loopback ports, and its links and redirects name those ports.
