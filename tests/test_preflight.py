@@ -79,7 +79,7 @@ def test_a_failing_account_exits_1_with_the_summary_and_names_the_check_in_json(
     result = builder("preflight")
     assert result.code == 1, result.out + result.err
     lines = result.out.splitlines()
-    assert lines[-1] == "preflight: FAILED: 1 of 8 checks failed, 2 warnings"
+    assert lines[-1] == "preflight: FAILED: 1 of 9 checks failed, 2 warnings"
     failed = [line for line in lines if line.startswith("FAIL")]
     assert len(failed) == 1 and failed[0].startswith("FAIL subnet:") and "has no default route" in failed[0]
 
@@ -112,7 +112,7 @@ def test_without_credentials_the_summary_says_one_failed_and_the_rest_did_not_ru
     result = builder("preflight")
     assert result.code == 1
     assert result.out.splitlines()[-1] == (
-        "preflight: FAILED: 1 of 1 check failed; 7 other checks not run (without credentials they only repeat that)"
+        "preflight: FAILED: 1 of 1 check failed; 8 other checks not run (without credentials they only repeat that)"
     )
 
 
