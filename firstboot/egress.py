@@ -62,8 +62,9 @@ SERVICE_ADDRESSES = {
     "anythingllm": "172.20.0.20",
     "clawdbot": "172.20.0.21",
     "n8n": "172.20.0.40",
-    "signal_api": "172.20.0.50",
 }
+# Not signal_api: it is on ai-platform-signal alone, without a fixed address (only OpenClaw and the
+# edge reach it), and Signal's servers are all it goes out for: off the internet it would be useless.
 
 
 class EgressError(Exception):

@@ -302,6 +302,12 @@ BAD_FILES = [
         "services.dify.internet",
         ["possible only for", "n8n"],
     ),
+    (
+        "internet-off-for-signal-on-its-own-network",
+        "version: 1\nservices:\n  signal_api: {internet: false}\n",
+        "services.signal_api.internet",
+        ["possible only for", "n8n"],
+    ),
     ("key-named-like-a-marker", "version: 1\n'[key]': 1\n", "[key]", ["unknown key '[key]'"]),
     ("not-a-mapping", "- version: 1\n", "", ["mapping of keys"]),
     ("empty-file", "", "", ["is empty"]),
