@@ -120,6 +120,7 @@ def _with_entry(text: str, name: str, entry: dict, path: Path) -> str:
     yaml = YAML()  # round trip
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096  # the owner's long lines stay one line (ruamel folds past 80 by default)
     # Unchanged values are written back as they were: null stays null (ruamel's default writes nothing).
     yaml.representer.add_representer(
         type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null")
