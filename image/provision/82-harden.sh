@@ -32,15 +32,17 @@ chmod 0644 /etc/ssh/sshd_config.d/10-ai-platform-hardening.conf
 sshd -t
 
 # Network protocols nobody here uses (Lynis NETW-3200), and removable storage a cloud machine has not.
+# `/bin/true`, not `/bin/false`: Debian 12's and Ubuntu 22.04's Lynis (3.0.x) count a protocol as
+# disabled only for the line `install NAME /bin/true` (include/tests_networking, NETW-3200).
 cat >/etc/modprobe.d/ai-platform-hardening.conf <<'EOF'
 # ai-platform: protocols and buses the platform does not use (image/provision/82-harden.sh)
-install dccp /bin/false
-install sctp /bin/false
-install rds /bin/false
-install tipc /bin/false
-install usb-storage /bin/false
-install firewire-core /bin/false
-install firewire-ohci /bin/false
+install dccp /bin/true
+install sctp /bin/true
+install rds /bin/true
+install tipc /bin/true
+install usb-storage /bin/true
+install firewire-core /bin/true
+install firewire-ohci /bin/true
 blacklist dccp
 blacklist sctp
 blacklist rds
@@ -106,6 +108,16 @@ net.ipv6.conf.all.accept_redirects = 0
 net.ipv6.conf.default.accept_redirects = 0
 net.ipv6.conf.all.accept_source_route = 0
 net.ipv6.conf.default.accept_source_route = 0
+EOF
+# systemd's own 99-protect-links.conf sorts after the file above (sysctl.d files apply in name order,
+# whatever their folder) and sets fs.protected_fifos back to 1: the file of the same name in /etc
+# replaces it.
+cat >/etc/sysctl.d/99-protect-links.conf <<'EOF'
+# ai-platform (image/provision/82-harden.sh): replaces systemd's /usr/lib/sysctl.d/99-protect-links.conf
+fs.protected_fifos = 2
+fs.protected_hardlinks = 1
+fs.protected_regular = 2
+fs.protected_symlinks = 1
 EOF
 # Applied now too, so that the image suite's Lynis run on this machine sees them (-e: a key this
 # kernel lacks is skipped, as systemd-sysctl does at boot).
