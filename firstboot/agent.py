@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -110,6 +111,8 @@ class Settings:
     disk: disk_space.Thresholds = field(default_factory=disk_space.Thresholds)  # the data volume's room
     edge_reload: Callable[[], str] | None = None  # a changed certificate (default: certificate.reload_edge)
     egress_apply: Callable[[Any], None] | None = None  # `firstboot egress`: the rules (default: egress.apply)
+    # Whether this machine runs Docker at all: without it there is no container to police.
+    docker_installed: Callable[[], bool] = lambda: shutil.which("dockerd") is not None
 
 
 def read_config(context: Context) -> str:
@@ -430,6 +433,8 @@ def write_egress_policy(context: Context) -> str:
         raise TransientError(str(exc)) from exc
     if not egress_policy.write_policy(settings.paths.etc_dir, egress_policy.document_for(config, vpc)):
         return ""
+    if not settings.docker_installed():
+        return "; egress policy written (no Docker on this machine: no rules to apply)"
     try:
         context.platform.systemd.start(egress_report.EGRESS_UNIT)
     except RuntimeError as exc:

@@ -137,3 +137,17 @@ def test_the_config_reaches_the_instance_document_and_the_agent_reads_it():
     parsed = instance_config.parse_instance_config(document, "instance.json")
     assert parsed.egress_allow == ("10.0.5.0/24",) and parsed.egress_offline == ("n8n",)
     assert "egress" not in instance_document(PlatformConfig.model_validate({"version": 1}), "alpha", "aws")
+
+
+def test_a_machine_without_docker_writes_the_policy_and_applies_nothing(tmp_path):
+    """No Docker, no container to police: the boot stays done, not degraded (CI's firstboot VM,
+    whose image has no Docker, was degraded by the missing iptables)."""
+    machine = _machine(tmp_path)
+    settings = machine.settings(containers=lambda project: [("postgres", UP)], docker_installed=lambda: False)
+    assert main(["run"], settings) == 0
+    assert (machine.paths.etc_dir / "egress.json").exists()
+    assert ("start", egress_report.EGRESS_UNIT) not in machine.systemd.calls
+    status = json.loads((machine.paths.state_dir / "status.json").read_text())
+    assert status["state"] == "done", status
+    [stacks] = [step for step in status["steps"] if step["name"] == "stacks"]
+    assert "no Docker on this machine" in stacks["detail"] and not stacks["warnings"]
