@@ -47,6 +47,11 @@ class Systemd:
         checked = self._property(unit, "ConditionTimestampMonotonic") not in ("", "0")
         return checked and self._property(unit, "ConditionResult") == "no"
 
+    def job_queued(self, unit: str) -> bool:
+        """True while the unit has a job queued or running: a start that waits on a unit it is ordered
+        after (systemctl show prints `Job=` with no id when there is none)."""
+        return self._property(unit, "Job") != ""
+
     def show(self, unit: str, name: str) -> str:
         """One property of the unit as `systemctl show` gives it ("" when it has none)."""
         return self._property(unit, name)

@@ -25,7 +25,8 @@ HOST_UNITS = {"gdrive": "ai-platform-gdrive.service"}
 # is reported, and the apps come up without it.
 OPTIONAL_UNITS = frozenset({"ai-platform-gdrive.service"})
 # A stack whose start job failed on a dependency (data failed once, then its Restart= brought it
-# up) stays inactive: systemd does not try it again. Asked again this often while the boot waits.
+# up) stays inactive with no job: systemd does not try it again. Asked again this often while the
+# boot waits.
 RESTART_STRANDED_EVERY = 60.0
 
 log = logging.getLogger("firstboot")
@@ -108,7 +109,9 @@ def start_stacks(
                 + (f"; off: {', '.join(off)}" if off else "")
                 + (f"; not running: {', '.join(down)}" if down else "")
             )
-        stranded = [unit for unit in waiting if states[unit] == "inactive"]
+        # Inactive with no job: its start job failed on a dependency. Inactive with a job queued is
+        # only waiting on a stack it is ordered after (the apps on data): asked again, it would merge.
+        stranded = [unit for unit in waiting if states[unit] == "inactive" and not systemd.job_queued(unit)]
         if stranded and clock() - asked_again >= RESTART_STRANDED_EVERY:
             asked_again = clock()
             for unit in stranded:  # a start already queued merges with this one: no harm done

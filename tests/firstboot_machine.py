@@ -58,6 +58,9 @@ class SystemdStandIn:
     def condition_failed(self, unit: str) -> bool:
         return unit in self.condition_unmet
 
+    def job_queued(self, unit: str) -> bool:
+        return False  # a stranded unit has none; the others are never inactive once the target started
+
     def show(self, unit: str, name: str) -> str:
         return ""  # no unit has a recorded activation: firstboot/platform_resume.py leaves them be
 

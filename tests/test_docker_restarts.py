@@ -225,3 +225,20 @@ def test_docker_stopped_while_the_stacks_run_is_started_again(manager, tmp_path)
     manager.settle()
     assert active(manager, [DOCKER])
     assert {unit: manager.show(unit, "ActiveEnterTimestampMonotonic") for unit in STACK_UNITS} == started
+
+
+def test_a_stack_waiting_on_the_data_stack_is_not_asked_to_start_again(manager, tmp_path, monkeypatch, caplog):
+    """Seen on the chain's console: while the apps' start jobs waited on the data stack, the agent
+    called them stranded ("inactive (a dependency failed before it came up?)") and started them again
+    each minute. Inactive with a job queued is waiting, not stranded: only one with no job is asked."""
+    log = install_platform(manager)
+    recorder = manager.root / "ai-platform-stack"
+    recorder.write_text(f'#!/bin/sh\necho "$1 $2" >>{log}\n[ "$1 $2" = "up data" ] && sleep 4\nexit 0\n')
+    monkeypatch.setattr(services, "RESTART_STRANDED_EVERY", 0.5)
+    caplog.set_level("INFO", logger="firstboot")
+    systemd = UserSystemd(manager, tmp_path / "device")
+    summary = services.start_stacks(systemd, manager.units, INSTANCE_STACKS, timeout=60, poll_interval=0.3)
+    assert summary.startswith(f"{len(STACK_UNITS)} healthy"), summary
+    assert "again" not in caplog.text, caplog.text
+    assert all(up_calls(log, stack) == 1 for stack in stack_names()), calls(log)
+
