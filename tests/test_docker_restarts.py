@@ -241,4 +241,3 @@ def test_a_stack_waiting_on_the_data_stack_is_not_asked_to_start_again(manager, 
     assert summary.startswith(f"{len(STACK_UNITS)} healthy"), summary
     assert "again" not in caplog.text, caplog.text
     assert all(up_calls(log, stack) == 1 for stack in stack_names()), calls(log)
-
