@@ -1,7 +1,7 @@
 """Boot to ready: a launch of the baked local image, power-on to agent done, step by step, beside a bare
 cloud-init boot of the same base (no agent, no stacks).
 
-    .venv/bin/python bench/boot_to_ready.py --config PLATFORM.yaml [--name bench]
+    .venv/bin/python bench/boot_to_ready.py --config PLATFORM.yaml [--name bench] [--keep] [--skip-bare]
 
 PLATFORM.yaml must name a local state dir that holds a baked image (`builder bake --target local`,
 or the one tests/local_bake.py bakes). The launch is the user's (`builder launch --wait --json`);
@@ -30,7 +30,7 @@ from builder.local.debian_base import build_debian_base  # noqa: E402
 from builder.local.qemu import make_overlay, make_seed, qemu_command  # noqa: E402
 
 
-def launch(config: Path, name: str) -> dict:
+def launch(config: Path, name: str, keep: bool = False) -> dict:
     builder = str(REPO / ".venv/bin/builder")
     began = time.monotonic()
     result = subprocess.run(
@@ -51,7 +51,8 @@ def launch(config: Path, name: str) -> dict:
         text=True,
     )
     seconds = time.monotonic() - began
-    subprocess.run([builder, "--config", str(config), "destroy", name, "--target", "local"], capture_output=True)
+    if not keep:
+        subprocess.run([builder, "--config", str(config), "destroy", name, "--target", "local"], capture_output=True)
     if result.returncode != 0:
         raise SystemExit(f"launch failed:\n{result.stderr[-3000:]}")
     return {**json.loads(result.stdout), "seconds": seconds}
@@ -96,12 +97,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--name", default="bench")
+    parser.add_argument("--keep", action="store_true", help="leave the launched instance running (destroy it yourself)")
+    parser.add_argument("--skip-bare", action="store_true", help="only the launch (a bare boot measured before)")
     arguments = parser.parse_args()
-    with tempfile.TemporaryDirectory() as work:
-        bare = bare_boot(Path(work))
-    print(f"bare cloud-init boot of the base: {bare:.0f} s to cloud-init finished")
-    launched = launch(arguments.config.resolve(), arguments.name)
+    if not arguments.skip_bare:
+        with tempfile.TemporaryDirectory() as work:
+            bare = bare_boot(Path(work))
+        print(f"bare cloud-init boot of the base: {bare:.0f} s to cloud-init finished", flush=True)
+    launched = launch(arguments.config.resolve(), arguments.name, arguments.keep)
     print(f"baked image, builder launch --wait: {launched['seconds']:.0f} s to agent {launched['agent_state']}")
+    if not arguments.skip_bare:
+        print(f"ratio: {launched['seconds'] / bare:.1f}")
     for step in launched.get("agent_steps", []):
         print(f"  [{step['at_seconds']:6.1f} s] {step['line'].removeprefix('firstboot: ')}")
 
