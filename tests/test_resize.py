@@ -12,6 +12,7 @@ tests/test_firstboot_data_growth.py's).
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 
@@ -226,10 +227,22 @@ def qemu_holding(instance: LocalInstance) -> subprocess.Popen:
         "-qmp", f"unix:{instance.qmp},server=on,wait=off",
     ]  # fmt: skip
     qemu = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    while not instance.qmp.exists():
+    # The QMP socket is made while qemu parses its options, before it opens (and locks) the drive:
+    # CI's loaded machine once ran the resize in between. Its greeting comes from the main loop,
+    # once every device is up: waited for, the disk is held.
+    deadline = time.monotonic() + 60
+    while True:
         assert qemu.poll() is None, qemu.stderr.read()
+        assert time.monotonic() < deadline, "qemu's QMP never greeted"
+        try:
+            with socket.socket(socket.AF_UNIX) as connection:
+                connection.settimeout(10)
+                connection.connect(str(instance.qmp))
+                if b"QMP" in connection.recv(4096):
+                    return qemu
+        except OSError:
+            pass
         time.sleep(0.05)
-    return qemu
 
 
 @pytest.fixture
