@@ -97,7 +97,6 @@ try:
     say(f"hydrated {seconds:.2f} {read}")
 
     root = mount("during")
-    began = time.monotonic()
     ahead = read_ahead(root)
     time.sleep(GAP)
     seconds, read = first_load(root / MODEL_DIR)
